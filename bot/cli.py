@@ -1,0 +1,213 @@
+"""The ``dml`` command line: everything a person does outside Slack.
+
+User-fixable failures are ``DMLError``s and become ``click.ClickException``s here; heavy
+imports happen inside commands so ``dml --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from knowledge.errors import DMLError
+from knowledge.settings import Settings
+
+log = logging.getLogger("dml")
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+def _kb(ctx: click.Context):
+    if "kb" not in ctx.obj:
+        from knowledge.kb import KnowledgeBase
+
+        ctx.obj["kb"] = KnowledgeBase(settings=_settings(ctx))
+        ctx.call_on_close(ctx.obj["kb"].close)
+    return ctx.obj["kb"]
+
+
+class DMLGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except DMLError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=DMLGroup)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Where the SQLite database and index live (default: $DML_DATA_DIR or ./.dml).")
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens.")
+@click.pass_context
+def main(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
+    """DML, the team's designated machine learner: answers with cited sources."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("bm25s", "httpx", "sentence_transformers", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = Settings.from_env(**({"data_dir": data_dir} if data_dir else {}))
+    except DMLError as exc:
+        raise click.ClickException(str(exc)) from exc
+    ctx.ensure_object(dict)
+    ctx.obj["settings"] = settings
+
+
+@main.command()
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--prune", is_flag=True,
+              help="Remove documents of these folders/JSONL files whose source is gone.")
+@click.option("--kind", default=None, help='Kind of knowledge, e.g. "doc" or "article".')
+@click.option("--added-by", default=None, help="Who added it (shown in the digest).")
+@click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal).")
+@click.pass_context
+def ingest(ctx, targets, prune, kind, added_by, progress):
+    """Add files, folders, URLs, RSS/Atom feeds or JSONL files to the knowledge base.
+
+    Unchanged documents are skipped; changed ones replace their passages.
+    """
+    from ingest import Ingestor
+
+    ingestor = Ingestor(kb=_kb(ctx), progress=progress)
+    report = ingestor.run(targets, prune=prune, kind=kind, added_by=added_by)
+    for problem in report.errors:
+        click.echo(f"skipped: {problem}", err=True)
+    click.echo(report.summary())
+    if report.errors and not (report.added or report.updated or report.unchanged):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+@click.pass_context
+def ask(ctx, question, as_json):
+    """Answer QUESTION from the knowledge base, with numbered citations."""
+    from bot.render_text import render_answer_text
+
+    if not question.strip():
+        raise click.BadParameter("the question is empty", param_hint="QUESTION")
+    answer = _kb(ctx).ask(question)
+    if as_json:
+        click.echo(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(render_answer_text(answer), nl=False)
+
+
+@main.command(name="eval")
+@click.argument("questions", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object of metrics.")
+@click.option("--keyword-weight", type=click.FloatRange(0, 1), default=None,
+              help="Override the keyword weight (0 = dense only, 1 = keyword only).")
+@click.option("--progress/--no-progress", default=None)
+@click.pass_context
+def eval_(ctx, questions, as_json, keyword_weight, progress):
+    """Measure retrieval on labelled questions (JSONL: {"question", "relevant": [ids]})."""
+    from knowledge.evaluation import METRIC_KEYS, evaluate, load_questions
+
+    items, problems = load_questions(questions)
+    for problem in problems:
+        click.echo(f"skipped: {problem}", err=True)
+    if not items:
+        raise click.ClickException(f"{questions}: no usable questions")
+    kb = _kb(ctx)
+    kb.warm_up()
+
+    def rank(question: str) -> list[str]:
+        return [h.doc_id for h in kb.search(question, k=100, keyword_weight=keyword_weight).hits]
+
+    report = evaluate(items, rank, progress=progress)
+    if as_json:
+        click.echo(json.dumps({k: report[k] for k in METRIC_KEYS}))
+        return
+    for key in METRIC_KEYS:
+        click.echo(f"{key:>15}  {report[key]}")
+
+
+@main.command()
+@click.pass_context
+def stats(ctx):
+    """Size of the knowledge base."""
+    store_stats = _kb(ctx).store.stats()
+    click.echo(f"{store_stats.documents} documents, {store_stats.chunks} passages")
+
+
+@main.group()
+def db():
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx):
+    """Apply migrations up to the newest schema."""
+    from knowledge.db import Database
+
+    database = Database.from_settings(_settings(ctx.find_root()))
+    database.upgrade()
+    click.echo(f"schema at revision {database.current_revision()} ({database.safe_url})")
+
+
+@main.group()
+def index():
+    """The search index (a cache of the database)."""
+
+
+@index.command("rebuild")
+@click.pass_context
+def index_rebuild(ctx):
+    """Rebuild the index from stored embeddings (nothing is re-embedded)."""
+    kb = _kb(ctx.find_root())
+    kb.refresh_index()
+    click.echo(f"index rebuilt: {kb.index.snapshot().size} passages")
+
+
+@main.command()
+@click.pass_context
+def console(ctx):
+    """Ask questions on standard input; answers print as the bot would give them."""
+    from bot.console import run_console
+
+    run_console(_kb(ctx), sys.stdin, sys.stdout)
+
+
+@main.command()
+@click.option("--sample/--no-sample", default=True,
+              help="Load the sample team handbook when the knowledge base is empty.")
+@click.pass_context
+def run(ctx, sample):
+    """What `make run` does: connect to Slack when tokens are set, else a local console."""
+    from bot.console import run_console
+
+    kb = _kb(ctx)
+    if os.environ.get("SLACK_BOT_TOKEN"):
+        raise click.ClickException(
+            "SLACK_BOT_TOKEN is set, but the Slack bot is not part of this build yet; "
+            "unset it to use the local console")
+    if sample:
+        _load_sample(kb)
+    run_console(kb, sys.stdin, sys.stdout)
+
+
+def _load_sample(kb) -> None:
+    from ingest import Ingestor, sample_knowledge_dir
+
+    folder = sample_knowledge_dir()
+    source = str(folder.resolve())
+    stats = kb.store.stats()
+    if stats.documents and not kb.store.doc_ids_for_source(source):
+        return  # the team has its own knowledge: leave it alone
+    report = Ingestor(kb=kb, progress=False).run([str(folder)], prune=True)
+    if report.added or report.updated:
+        click.echo(f"Loaded the sample team handbook: {report.summary()}", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Ingest: load sources (files, folders, URLs, feeds, JSONL), chunk, embed, store.
+
+This is the package's public entry point; the bot imports nothing else from ``ingest``.
+"""
+
+from .chunking import Section
+from .documents import SourceDocument
+from .pipeline import Ingestor, IngestReport
+from .web import Fetcher, check_url
+
+__all__ = ["Ingestor", "IngestReport", "Fetcher", "SourceDocument", "Section", "check_url",
+           "sample_knowledge_dir"]
+
+
+def sample_knowledge_dir():
+    """The sample team handbook that ships with DML (written by the DML team)."""
+    from pathlib import Path
+
+    import knowledge
+
+    return Path(knowledge.__file__).resolve().parent / "sample"

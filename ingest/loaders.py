@@ -1,0 +1,307 @@
+"""Turn files and bytes into ``SourceDocument``s: Markdown (front matter), text, HTML, PDF, JSONL.
+
+Every failure is a ``SourceError`` naming the file (and line, for JSONL).
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from knowledge.errors import SourceError
+from knowledge.text import normalise_whitespace
+
+from .chunking import Section
+from .documents import SourceDocument
+
+__all__ = [
+    "SUPPORTED_SUFFIXES", "load_file", "decode_text", "parse_markdown", "parse_html",
+    "parse_pdf", "parse_text", "iter_jsonl",
+]
+
+MARKDOWN = {".md", ".markdown", ".mdx"}
+TEXT = {".txt", ".text", ".rst"}
+HTML = {".html", ".htm", ".xhtml"}
+PDF = {".pdf"}
+JSONL = {".jsonl", ".ndjson"}
+SUPPORTED_SUFFIXES = MARKDOWN | TEXT | HTML | PDF | JSONL
+MAX_FILE_BYTES = 50_000_000
+
+
+def decode_text(data: bytes, where: str) -> str:
+    """Bytes to text: UTF-8 first, then a detected encoding; binary data is refused."""
+    if not data.strip():
+        raise SourceError(where, "is empty")
+    if b"\x00" in data[:8192]:
+        raise SourceError(where, "looks like a binary file, not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        raise SourceError(where, "is not readable text in any encoding we recognise")
+    return str(best)
+
+
+# -- Markdown -------------------------------------------------------------------------
+_LIQUID = re.compile(r"{%-?.*?-?%}|{{.*?}}", re.S)
+_DISPLAY_MATH = re.compile(r"\$\$.*?\$\$", re.S)
+_TAG = re.compile(r"<[^>]+>")
+_FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.S)
+
+
+def _strip_html(fragment: str) -> str:
+    return html_lib.unescape(_TAG.sub(" ", fragment))
+
+
+def _inline_text(token) -> str:
+    parts: list[str] = []
+    for child in token.children or []:
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+        elif child.type == "html_inline":
+            parts.append(" ")
+        elif child.type == "image":
+            parts.append("")
+    return normalise_whitespace(_strip_html("".join(parts)) if "<" in "".join(parts) else "".join(parts))
+
+
+def _markdown_sections(body: str) -> tuple[str | None, list[Section]]:
+    from markdown_it import MarkdownIt
+
+    body = _DISPLAY_MATH.sub(" ", _LIQUID.sub(" ", body))
+    tokens = MarkdownIt("commonmark").enable("table").parse(body)
+    sections: list[Section] = []
+    heading: str | None = None
+    first_h1: str | None = None
+    blocks: list[str] = []
+    row: list[str] = []
+
+    def close_section() -> None:
+        text = "\n\n".join(b for b in blocks if b.strip())
+        if text.strip():
+            sections.append(Section(heading, text))
+        blocks.clear()
+
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.type == "heading_open":
+            text = _inline_text(tokens[i + 1]) if i + 1 < len(tokens) else ""
+            close_section()
+            if token.tag == "h1" and first_h1 is None:
+                first_h1 = text
+            heading = text or heading
+            i += 3
+            continue
+        if token.type == "inline":
+            text = _inline_text(token)
+            if text:
+                if row is not None and tokens[i - 1].type in ("th_open", "td_open"):
+                    row.append(text)
+                else:
+                    prefix = "- " if i >= 2 and tokens[i - 2].type == "list_item_open" else ""
+                    blocks.append(prefix + text)
+        elif token.type in ("fence", "code_block"):
+            code = token.content.strip()
+            if code:
+                blocks.append(code)
+        elif token.type == "html_block":
+            text = normalise_whitespace(_strip_html(token.content))
+            if text:
+                blocks.append(text)
+        elif token.type == "tr_open":
+            row = []
+        elif token.type == "tr_close":
+            if row:
+                blocks.append(" | ".join(row) + ".")
+            row = []
+        i += 1
+    close_section()
+    return first_h1, sections
+
+
+def parse_markdown(text: str, where: str, *, fallback_title: str) -> SourceDocument:
+    import frontmatter
+
+    try:
+        post = frontmatter.loads(text)
+        meta: dict[str, Any] = dict(post.metadata)
+        body = post.content
+    except Exception as exc:  # malformed YAML front matter: keep the body, say so
+        meta = {"front_matter_error": str(exc)[:200]}
+        body = _FRONT_MATTER.sub("", text, count=1)
+    h1, sections = _markdown_sections(body)
+    if not sections:
+        raise SourceError(where, "has no text")
+    title = str(meta.get("title") or h1 or fallback_title).strip()
+    doc_id = str(meta["id"]) if meta.get("id") else None
+    url = str(meta["url"]) if meta.get("url") else None
+    kept = {k: _jsonable(v) for k, v in meta.items() if k not in ("title", "id", "url")}
+    return SourceDocument(doc_id=doc_id or "", title=title, sections=sections, url=url,
+                          metadata=kept)
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        return str(value)
+
+
+# -- Plain text, HTML, PDF ------------------------------------------------------------
+def parse_text(text: str, where: str, *, fallback_title: str) -> SourceDocument:
+    stripped = text.strip()
+    if not stripped:
+        raise SourceError(where, "is empty")
+    first_line = stripped.splitlines()[0].strip()
+    title = first_line if 0 < len(first_line) <= 120 else fallback_title
+    return SourceDocument(doc_id="", title=title, sections=[Section(None, stripped)])
+
+
+def parse_html(markup: str, where: str, *, url: str | None = None,
+               fallback_title: str) -> SourceDocument:
+    """Main text and title of a web page (boilerplate, menus and ads removed)."""
+    import trafilatura
+
+    extracted = None
+    try:
+        extracted = trafilatura.bare_extraction(markup, url=url, with_metadata=True,
+                                                include_comments=False, include_tables=True,
+                                                favor_recall=True)
+    except Exception:  # trafilatura gives up on some broken markup; fall back below
+        extracted = None
+    title = text = None
+    if extracted is not None:
+        data = extracted if isinstance(extracted, dict) else extracted.as_dict()
+        title, text = data.get("title"), data.get("text")
+    if not text or not text.strip():
+        text, title = _html_fallback(markup, title)
+    if not text or not text.strip():
+        raise SourceError(where, "has no readable text (empty or malformed HTML)")
+    paragraphs = [p.strip() for p in text.split("\n") if p.strip()]
+    return SourceDocument(doc_id="", title=(title or fallback_title).strip(),
+                          sections=[Section(None, "\n\n".join(paragraphs))])
+
+
+def _html_fallback(markup: str, title: str | None) -> tuple[str, str | None]:
+    try:
+        import lxml.html
+
+        tree = lxml.html.fromstring(markup)
+        for bad in tree.xpath("//script|//style|//noscript"):
+            bad.drop_tree()
+        found = tree.findtext(".//title")
+        return normalise_whitespace(tree.text_content()), title or (found.strip() if found else None)
+    except Exception:
+        return "", title
+
+
+def parse_pdf(data: bytes, where: str, *, fallback_title: str) -> SourceDocument:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        pages = [(page.extract_text() or "") for page in reader.pages]
+        info_title = (reader.metadata.title if reader.metadata else None) or None
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise SourceError(where, f"is not a readable PDF ({exc})") from None
+    except Exception as exc:  # pypdf raises many kinds on hostile files
+        raise SourceError(where, f"is not a readable PDF ({type(exc).__name__}: {exc})") from None
+    sections = []
+    for number, page in enumerate(pages, start=1):
+        # PDF text breaks lines mid-sentence; keep blank lines as paragraph breaks.
+        text = re.sub(r"(?<!\n)\n(?!\n)", " ", page).strip()
+        if text:
+            sections.append(Section(f"Page {number}", text))
+    if not sections:
+        raise SourceError(where, "has no extractable text (scanned images or empty PDF)")
+    title = str(info_title).strip() if info_title else fallback_title
+    return SourceDocument(doc_id="", title=title, sections=sections)
+
+
+# -- Files ----------------------------------------------------------------------------
+def load_file(path: Path) -> SourceDocument:
+    where = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise SourceError(where, f"is {size} bytes; the limit is {MAX_FILE_BYTES}")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SourceError(where, f"cannot be read ({exc.strerror or exc})") from None
+    suffix = path.suffix.lower()
+    fallback = path.stem.replace("-", " ").replace("_", " ").strip() or path.name
+    if suffix in PDF:
+        if not data.strip():
+            raise SourceError(where, "is empty")
+        document = parse_pdf(data, where, fallback_title=fallback)
+    else:
+        text = decode_text(data, where)
+        if suffix in MARKDOWN:
+            document = parse_markdown(text, where, fallback_title=fallback)
+        elif suffix in HTML:
+            document = parse_html(text, where, fallback_title=fallback)
+        else:
+            document = parse_text(text, where, fallback_title=fallback)
+    document.path = str(path)
+    document.doc_id = document.doc_id or str(path)
+    return document
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, SourceDocument | SourceError]]:
+    """Yield (line number, document or the error for that line). Blank lines are skipped."""
+    where = str(path)
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise SourceError(where, f"cannot be read ({exc.strerror or exc})") from None
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            at = f"{where}:{number}"
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8")
+                record = json.loads(line)
+            except UnicodeDecodeError:
+                yield number, SourceError(at, "is not UTF-8")
+                continue
+            except json.JSONDecodeError as exc:
+                yield number, SourceError(at, f"is not JSON ({exc.msg})")
+                continue
+            yield number, _jsonl_document(record, at, path)
+
+
+def _jsonl_document(record: Any, at: str, path: Path) -> SourceDocument | SourceError:
+    if not isinstance(record, dict):
+        return SourceError(at, "is not a JSON object")
+    doc_id, text = record.get("id"), record.get("text")
+    if doc_id is None or (isinstance(doc_id, str) and not doc_id.strip()):
+        return SourceError(at, 'has no "id"')
+    if not isinstance(doc_id, str | int):
+        return SourceError(at, '"id" must be a string or a number')
+    if not isinstance(text, str) or not text.strip():
+        return SourceError(at, 'has no "text"')
+    title = record.get("title")
+    url = record.get("url")
+    metadata = record.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        return SourceError(at, '"metadata" must be an object')
+    if url is not None and not isinstance(url, str):
+        return SourceError(at, '"url" must be a string')
+    title = str(title).strip() if title else normalise_whitespace(text)[:80]
+    return SourceDocument(doc_id=str(doc_id), title=title, sections=[Section(None, text)],
+                          url=url or None, metadata=metadata, kind=str(record.get("kind") or "doc"))

@@ -1,0 +1,321 @@
+"""The ingest pipeline: sources → documents → chunks → embeddings → store → index.
+
+Incremental by construction: a document whose content hash is unchanged is skipped; a
+chunk whose exact text was embedded before reuses that embedding. Each document is
+written in its own transaction, so an ingest killed midway leaves a consistent store and
+running it again finishes the job. Bad sources are reported and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from knowledge.errors import SourceError
+from knowledge.kb import KnowledgeBase
+from knowledge.store import ChunkRecord, DocumentRecord
+from knowledge.text import sha256
+
+from .chunking import CHUNKER_VERSION, Section, chunk_sections
+from .documents import SourceDocument
+from .loaders import JSONL, SUPPORTED_SUFFIXES, iter_jsonl, load_file, parse_html
+from .web import Fetcher, document_from_fetched, is_feed, parse_feed
+
+__all__ = ["Ingestor", "IngestReport"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    errors: list[str] = field(default_factory=list)
+    documents: list[tuple[str, str, int]] = field(default_factory=list)  # doc_id, title, chunks
+    seconds: float = 0.0
+
+    @property
+    def chunks_written(self) -> int:
+        return self.chunks_embedded + self.chunks_reused
+
+    def summary(self) -> str:
+        return (f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
+                f"{self.removed} removed; {self.chunks_embedded} passages embedded, "
+                f"{self.chunks_reused} reused; {len(self.errors)} problem(s) in {self.seconds:.1f}s")
+
+
+@dataclass
+class _Pending:
+    record: DocumentRecord
+    texts: list[str]  # what gets embedded for each chunk
+    existed: bool
+
+
+class Ingestor:
+    def __init__(self, *, kb: KnowledgeBase, fetcher: Fetcher | None = None,
+                 progress: bool | None = None, batch_chunks: int = 64):
+        self.kb = kb
+        settings = kb.settings
+        self.fetcher = fetcher or Fetcher(timeout=settings.fetch_timeout,
+                                          max_bytes=settings.max_fetch_bytes,
+                                          allow_private=settings.allow_private_urls)
+        # None: a progress bar only when attached to a terminal.
+        self.progress = progress
+        self.batch_chunks = batch_chunks
+
+    # -- entry points -----------------------------------------------------------------
+    def run(self, targets: Iterable[str], *, prune: bool = False, kind: str | None = None,
+            added_by: str | None = None, refresh_index: bool = True) -> IngestReport:
+        report = IngestReport()
+        started = time.perf_counter()
+        for target in targets:
+            try:
+                self._run_target(str(target), report, prune=prune, kind=kind, added_by=added_by)
+            except SourceError as exc:
+                self._problem(report, str(exc))
+        if refresh_index and (report.added or report.updated or report.removed
+                              or self.kb.index_is_stale()):
+            self.kb.refresh_index()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def ingest_documents(self, documents: Iterable[SourceDocument], *, source: str,
+                         added_by: str | None = None, refresh_index: bool = True) -> IngestReport:
+        """Ingest documents built elsewhere (team answers, drafts): same hashing and chunking."""
+        report = IngestReport()
+        started = time.perf_counter()
+        self._ingest_stream(((None, d) for d in documents), report, source=source,
+                            added_by=added_by, total=None, label=source)
+        if refresh_index and (report.added or report.updated):
+            self.kb.refresh_index()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    # -- targets ----------------------------------------------------------------------
+    def _run_target(self, target: str, report: IngestReport, *, prune: bool,
+                    kind: str | None, added_by: str | None) -> None:
+        if target.startswith(("http://", "https://")) or "://" in target[:12]:
+            self._run_url(target, report, kind=kind, added_by=added_by)
+            return
+        path = Path(target).expanduser()
+        if not path.exists():
+            raise SourceError(target, "does not exist")
+        resolved = path.resolve()
+        if path.is_dir():
+            files = sorted(p for p in resolved.rglob("*")
+                           if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+                           and not any(part.startswith(".") for part in p.relative_to(resolved).parts))
+            source = str(resolved)
+            for file in [f for f in files if f.suffix.lower() in JSONL]:
+                self._run_jsonl(file, report, source=f"{source}#{file.relative_to(resolved)}",
+                                prune=prune, kind=kind, added_by=added_by)
+            plain = [f for f in files if f.suffix.lower() not in JSONL]
+            self._ingest_stream(self._load_files(plain, kind), report, source=source,
+                                added_by=added_by, total=len(plain), label=str(path))
+            if prune:
+                present = {str(f) for f in plain}
+                self._prune(report, source, keep=lambda doc: doc.path in present)
+        elif path.suffix.lower() in JSONL:
+            self._run_jsonl(resolved, report, source=str(resolved), prune=prune, kind=kind,
+                            added_by=added_by)
+        else:
+            self._ingest_stream(self._load_files([resolved], kind), report,
+                                source=str(resolved), added_by=added_by, total=1,
+                                label=str(path))
+
+    def _load_files(self, files: list[Path], kind: str | None) -> Iterator[tuple[str | None, SourceDocument | SourceError]]:
+        for file in files:
+            try:
+                document = load_file(file)
+            except SourceError as exc:
+                yield str(file), exc
+                continue
+            if kind:
+                document.kind = kind
+            yield str(file), document
+
+    def _run_jsonl(self, path: Path, report: IngestReport, *, source: str, prune: bool,
+                   kind: str | None, added_by: str | None) -> None:
+        seen: set[str] = set()
+        bad_lines = 0
+
+        def stream():
+            nonlocal bad_lines
+            for number, item in iter_jsonl(path):
+                if isinstance(item, SourceError):
+                    bad_lines += 1
+                    yield f"{path}:{number}", item
+                    continue
+                if item.doc_id in seen:
+                    yield f"{path}:{number}", SourceError(f"{path}:{number}", f"repeats id {item.doc_id!r}; the first one was kept")
+                    continue
+                seen.add(item.doc_id)
+                if kind:
+                    item.kind = kind
+                yield f"{path}:{number}", item
+
+        with path.open("rb") as handle:
+            total = sum(1 for line in handle if line.strip())
+        self._ingest_stream(stream(), report, source=source, added_by=added_by, total=total,
+                            label=str(path))
+        if prune:
+            if bad_lines:
+                self._problem(report, f"{path}: not pruned, because {bad_lines} line(s) could not be read")
+            else:
+                self._prune(report, source, keep=lambda doc: doc.doc_id in seen)
+
+    def _run_url(self, url: str, report: IngestReport, *, kind: str | None,
+                 added_by: str | None) -> None:
+        fetched = self.fetcher.fetch(url)
+        if is_feed(fetched):
+            feed_title, entries = parse_feed(fetched)
+            self._ingest_stream(self._feed_documents(url, entries, kind), report, source=url,
+                                added_by=added_by, total=len(entries), label=feed_title)
+            return
+        document = document_from_fetched(fetched, source_url=url)
+        if kind:
+            document.kind = kind
+        self._ingest_stream(iter([(url, document)]), report, source=url, added_by=added_by,
+                            total=1, label=url)
+
+    def _feed_documents(self, feed_url: str, entries, kind: str | None):
+        for entry in entries:
+            if not entry.link:
+                yield feed_url, SourceError(feed_url, f"entry {entry.title!r} has no link; skipped")
+                continue
+            try:
+                document = document_from_fetched(self.fetcher.fetch(entry.link), source_url=entry.link)
+            except SourceError as exc:
+                if not entry.content:
+                    yield entry.link, exc
+                    continue
+                # The article is unreachable but the feed carries its text: use that.
+                log.warning("%s; using the feed's copy of the entry", exc)
+                try:
+                    document = parse_html(entry.content, entry.link, fallback_title=entry.title or entry.link)
+                except SourceError as inner:
+                    yield entry.link, inner
+                    continue
+                document.doc_id = document.url = entry.link
+            if entry.title:
+                document.title = entry.title
+            document.kind = kind or "article"
+            document.metadata = {**document.metadata, "feed": feed_url,
+                                 **({"published": entry.published} if entry.published else {})}
+            yield entry.link, document
+
+    # -- the core loop ----------------------------------------------------------------
+    def _ingest_stream(self, items: Iterable[tuple[str | None, SourceDocument | SourceError]],
+                       report: IngestReport, *, source: str, added_by: str | None,
+                       total: int | None, label: str) -> None:
+        from tqdm import tqdm
+
+        embedder = self.kb.embedder
+        bar = tqdm(total=total, desc=f"ingest {Path(label).name or label}"[:60], unit="doc",
+                   disable=None if self.progress is None else not self.progress, leave=False)
+        pending: list[_Pending] = []
+        pending_chunks = 0
+        try:
+            for _where, item in items:
+                bar.update(1)
+                if isinstance(item, SourceError):
+                    self._problem(report, str(item))
+                    continue
+                prepared = self._prepare(item, source=source, added_by=added_by, report=report)
+                if prepared is None:
+                    continue
+                pending.append(prepared)
+                pending_chunks += len(prepared.texts)
+                if pending_chunks >= self.batch_chunks:
+                    self._flush(pending, report)
+                    pending, pending_chunks = [], 0
+            self._flush(pending, report)
+        finally:
+            bar.close()
+        del embedder
+
+    def _prepare(self, document: SourceDocument, *, source: str, added_by: str | None,
+                 report: IngestReport) -> _Pending | None:
+        embedder = self.kb.embedder
+        model = embedder.name
+        metadata_json = json.dumps(document.metadata, sort_keys=True, default=str)
+        content_hash = sha256(CHUNKER_VERSION, model, document.title, document.url or "",
+                              document.kind, metadata_json, document.text)
+        existing = self.kb.store.content_hashes([document.doc_id]).get(document.doc_id)
+        if existing == content_hash:
+            report.unchanged += 1
+            return None
+        title_tokens = embedder.count_tokens([document.title])[0]
+        # Title and heading ride along with every chunk; keep the whole within the window.
+        budget = max(96, min(200, embedder.max_tokens - 16 - min(title_tokens, 40) - 16))
+        passages = chunk_sections(document.sections or [Section(None, document.text)],
+                                  embedder.count_tokens, budget=budget)
+        if not passages:
+            self._problem(report, f"{document.path or document.doc_id}: has no text to index")
+            return None
+        texts = [self._embed_text(document.title, p.heading, p.text) for p in passages]
+        record = DocumentRecord(
+            doc_id=document.doc_id, source=source, kind=document.kind, title=document.title,
+            text=document.text, content_hash=content_hash, url=document.url,
+            path=document.path, metadata=document.metadata, added_by=added_by,
+            chunks=[ChunkRecord(position=p.position, heading=p.heading, text=p.text,
+                                embed_hash=sha256(model, t), model=model, embedding=None)
+                    for p, t in zip(passages, texts, strict=True)],
+        )
+        return _Pending(record=record, texts=texts, existed=existing is not None)
+
+    @staticmethod
+    def _embed_text(title: str, heading: str | None, text: str) -> str:
+        if heading and heading.strip().lower() != title.strip().lower():
+            return f"{title} — {heading}\n{text}"
+        return f"{title}\n{text}"
+
+    def _flush(self, pending: list[_Pending], report: IngestReport) -> None:
+        if not pending:
+            return
+        embedder = self.kb.embedder
+        hashes = [c.embed_hash for p in pending for c in p.record.chunks]
+        known = self.kb.store.embeddings_by_hash(hashes, embedder.name)
+        to_embed: dict[str, str] = {}
+        for item in pending:
+            for chunk, text in zip(item.record.chunks, item.texts, strict=True):
+                if chunk.embed_hash not in known:
+                    to_embed.setdefault(chunk.embed_hash, text)
+        if to_embed:
+            vectors = embedder.embed(list(to_embed.values()))
+            known.update(zip(to_embed.keys(), vectors, strict=True))
+        report.chunks_embedded += len(to_embed)
+        for item in pending:
+            record = item.record
+            record.chunks = [ChunkRecord(position=c.position, heading=c.heading, text=c.text,
+                                         embed_hash=c.embed_hash, model=c.model,
+                                         embedding=known[c.embed_hash])
+                             for c in record.chunks]
+            report.chunks_reused += sum(1 for c in record.chunks if c.embed_hash not in to_embed)
+            self.kb.store.upsert(record)
+            if item.existed:
+                report.updated += 1
+            else:
+                report.added += 1
+            report.documents.append((record.doc_id, record.title, len(record.chunks)))
+
+    def _prune(self, report: IngestReport, source: str, keep) -> None:
+        gone = []
+        for doc_id in self.kb.store.doc_ids_for_source(source):
+            document = self.kb.store.get_document(doc_id)
+            if document is not None and not keep(document):
+                gone.append(doc_id)
+        report.removed += self.kb.store.delete(gone)
+
+    @staticmethod
+    def _problem(report: IngestReport, message: str) -> None:
+        log.warning("skipped: %s", message)
+        report.errors.append(message)

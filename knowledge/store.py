@@ -1,0 +1,220 @@
+"""Reads and writes of documents and chunks. Each document change is one transaction.
+
+Every write also sets a new store *generation*; the FAISS/keyword index records the
+generation it was built from, so a stale or half-written index is noticed and rebuilt.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from .db import Database
+from .models import Chunk, Document, Meta, utcnow
+
+__all__ = ["Store", "DocumentRecord", "ChunkRecord", "PassageRow", "StoreStats"]
+
+GENERATION = "generation"
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    position: int
+    heading: str | None
+    text: str
+    embed_hash: str
+    model: str
+    embedding: np.ndarray  # float32, normalised
+
+
+@dataclass
+class DocumentRecord:
+    doc_id: str
+    source: str
+    kind: str
+    title: str
+    text: str
+    content_hash: str
+    url: str | None = None
+    path: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    added_by: str | None = None
+    chunks: list[ChunkRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PassageRow:
+    """A chunk with what a citation needs of its document."""
+
+    chunk_id: int
+    position: int
+    heading: str | None
+    text: str
+    doc_id: str
+    title: str
+    url: str | None
+    path: str | None
+    kind: str
+    updated_at: Any
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    documents: int
+    chunks: int
+
+
+class Store:
+    def __init__(self, database: Database):
+        self.database = database
+
+    # -- generation -------------------------------------------------------------------
+    def generation(self) -> str:
+        with self.database.session() as session:
+            value = session.get(Meta, GENERATION)
+            return value.value if value else ""
+
+    @staticmethod
+    def _bump(session: Session) -> None:
+        session.merge(Meta(key=GENERATION, value=uuid.uuid4().hex))
+
+    # -- reads ------------------------------------------------------------------------
+    def content_hashes(self, doc_ids: Sequence[str] | None = None) -> dict[str, str]:
+        with self.database.session() as session:
+            query = select(Document.doc_id, Document.content_hash)
+            if doc_ids is not None:
+                if not doc_ids:
+                    return {}
+                found: dict[str, str] = {}
+                for start in range(0, len(doc_ids), 500):
+                    part = list(doc_ids[start:start + 500])
+                    found.update(session.execute(query.where(Document.doc_id.in_(part))).tuples().all())
+                return found
+            return dict(session.execute(query).tuples().all())
+
+    def doc_ids_for_source(self, source: str) -> list[str]:
+        with self.database.session() as session:
+            return list(session.scalars(select(Document.doc_id).where(Document.source == source)))
+
+    def embeddings_by_hash(self, hashes: Iterable[str], model: str) -> dict[str, np.ndarray]:
+        """Embeddings already computed for exactly this text with this model (no re-embedding)."""
+        wanted = list(dict.fromkeys(hashes))
+        found: dict[str, np.ndarray] = {}
+        with self.database.session() as session:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start:start + 500]
+                rows = session.execute(
+                    select(Chunk.embed_hash, Chunk.embedding)
+                    .where(Chunk.embed_hash.in_(part), Chunk.model == model)
+                ).tuples()
+                for embed_hash, blob in rows:
+                    found.setdefault(embed_hash, np.frombuffer(blob, dtype="<f4"))
+        return found
+
+    def get_document(self, doc_id: str) -> Document | None:
+        with self.database.session() as session:
+            return session.scalars(select(Document).where(Document.doc_id == doc_id)).first()
+
+    def stats(self) -> StoreStats:
+        with self.database.session() as session:
+            documents = session.scalar(select(func.count(Document.id))) or 0
+            chunks = session.scalar(select(func.count(Chunk.id))) or 0
+        return StoreStats(documents=documents, chunks=chunks)
+
+    def models_in_use(self) -> list[str]:
+        with self.database.session() as session:
+            return list(session.scalars(select(Chunk.model).distinct()))
+
+    def iter_index_rows(self, batch: int = 5000) -> Iterator[tuple[int, int, bytes, str]]:
+        """(chunk id, document key, embedding bytes, text for the keyword signal), by chunk id."""
+        last = 0
+        with self.database.session() as session:
+            while True:
+                rows = session.execute(
+                    select(Chunk.id, Chunk.document_id, Chunk.embedding, Document.title,
+                           Chunk.heading, Chunk.text)
+                    .join(Document, Document.id == Chunk.document_id)
+                    .where(Chunk.id > last)
+                    .order_by(Chunk.id)
+                    .limit(batch)
+                ).tuples().all()
+                if not rows:
+                    return
+                for chunk_id, document_key, blob, title, heading, text in rows:
+                    yield chunk_id, document_key, blob, f"{title}\n{heading or ''}\n{text}"
+                last = rows[-1][0]
+
+    def passages(self, chunk_ids: Sequence[int]) -> dict[int, PassageRow]:
+        if not chunk_ids:
+            return {}
+        with self.database.session() as session:
+            rows = session.execute(
+                select(Chunk.id, Chunk.position, Chunk.heading, Chunk.text, Document.doc_id,
+                       Document.title, Document.url, Document.path, Document.kind,
+                       Document.updated_at)
+                .join(Document, Document.id == Chunk.document_id)
+                .where(Chunk.id.in_([int(i) for i in chunk_ids]))
+            ).tuples()
+            return {row[0]: PassageRow(*row) for row in rows}
+
+    # -- writes -----------------------------------------------------------------------
+    def upsert(self, record: DocumentRecord) -> None:
+        """Insert or replace a document and all its chunks, atomically."""
+        with self.database.session() as session, session.begin():
+            document = session.scalars(
+                select(Document).where(Document.doc_id == record.doc_id)
+            ).first()
+            now = utcnow()
+            if document is None:
+                document = Document(doc_id=record.doc_id, created_at=now)
+                session.add(document)
+            else:
+                session.execute(delete(Chunk).where(Chunk.document_id == document.id))
+            document.source = record.source
+            document.kind = record.kind
+            document.title = record.title
+            document.url = record.url
+            document.path = record.path
+            document.text = record.text
+            document.content_hash = record.content_hash
+            document.meta = record.metadata or {}
+            document.added_by = record.added_by or document.added_by
+            document.updated_at = now
+            session.flush()
+            session.add_all(
+                Chunk(
+                    document_id=document.id,
+                    position=chunk.position,
+                    heading=chunk.heading,
+                    text=chunk.text,
+                    embed_hash=chunk.embed_hash,
+                    model=chunk.model,
+                    embedding=np.asarray(chunk.embedding, dtype="<f4").tobytes(),
+                )
+                for chunk in record.chunks
+            )
+            self._bump(session)
+
+    def delete(self, doc_ids: Iterable[str]) -> int:
+        doc_ids = list(doc_ids)
+        if not doc_ids:
+            return 0
+        removed = 0
+        with self.database.session() as session, session.begin():
+            for start in range(0, len(doc_ids), 500):
+                part = doc_ids[start:start + 500]
+                ids = list(session.scalars(select(Document.id).where(Document.doc_id.in_(part))))
+                if ids:
+                    # Explicit chunk delete: SQLite cascades only with foreign_keys on.
+                    session.execute(delete(Chunk).where(Chunk.document_id.in_(ids)))
+                    session.execute(delete(Document).where(Document.id.in_(ids)))
+                    removed += len(ids)
+            if removed:
+                self._bump(session)
+        return removed

@@ -1,0 +1,109 @@
+"""Text handling shared by ingest and answers: sentences, keyword terms, hashing."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import lru_cache
+
+__all__ = ["split_sentences", "keyword_terms", "normalise_whitespace", "sha256"]
+
+_ABBREVIATIONS = {
+    "e.g", "i.e", "etc", "vs", "cf", "al", "fig", "eq", "dr", "mr", "mrs", "ms", "prof",
+    "no", "approx", "incl", "resp", "sec", "ch", "vol", "jr", "sr", "st", "u.s", "inc", "ltd",
+}
+# A sentence ends at . ! ? (possibly closed by quotes/brackets) followed by space and
+# something that can start a sentence.
+_BOUNDARY = re.compile(r"""(?<=[.!?])["'”’)\]]*\s+(?=["'“‘(\[]?[A-Z0-9])""")
+_WS = re.compile(r"[ \t\r\f\v]+")
+_BLOCKS = re.compile(r"\n\s*\n+|\n(?=\s*(?:[-*+•]|\d+[.)])\s)")
+
+
+def normalise_whitespace(text: str) -> str:
+    return _WS.sub(" ", text).strip()
+
+
+def sha256(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8", "surrogatepass"))
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def _ends_with_abbreviation(fragment: str) -> bool:
+    word = fragment.rstrip(".!?\"')]").rsplit(None, 1)[-1] if fragment.strip() else ""
+    word = word.lower().lstrip("(\"'")
+    return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split text into sentences; blank lines and list items always end a sentence."""
+    sentences: list[str] = []
+    for block in _BLOCKS.split(text):
+        block = normalise_whitespace(block.replace("\n", " "))
+        if not block:
+            continue
+        start = 0
+        pending = ""
+        for match in _BOUNDARY.finditer(block):
+            piece = block[start:match.start()]
+            start = match.end()
+            if _ends_with_abbreviation(piece):
+                pending += piece + " "
+                continue
+            sentences.append((pending + piece).strip())
+            pending = ""
+        tail = (pending + block[start:]).strip()
+        if tail:
+            sentences.append(tail)
+    return [s for s in sentences if s]
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9]+(?:[._\-/+#][A-Za-z0-9]+)*[+#]*")
+_PART = re.compile(r"[._\-/]")
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+_QUESTION_WORDS = frozenset(
+    "what whats which who whom whose why how when where does do did doing done can could "
+    "should would shall may might must i me my we our us you your he she him her its "
+    "am been being have has had having from about than so some any was were "
+    "between".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    # Lucene's list plus the words every question is made of, which carry no topic.
+    return frozenset(STOPWORDS_EN) | _QUESTION_WORDS
+
+
+def keyword_terms(text: str) -> list[str]:
+    """Terms for the keyword signal: lower-cased, stemmed, stop words dropped.
+
+    Compound tokens that carry exact meaning (``CUDA_ERROR_OUT_OF_MEMORY``, ``gpt-4``,
+    ``sklearn.metrics``, ``C++``) are kept whole, unstemmed, alongside their parts,
+    so an exact error string or product name matches strongly.
+    """
+    stop = _stopwords()
+    plain: list[str] = []
+    exact: list[str] = []
+    for match in _TOKEN.finditer(text):
+        token = match.group().lower()
+        parts = [p for p in _PART.split(token) if p]
+        if len(parts) > 1 or token.endswith(("+", "#")):
+            exact.append(token)
+        for part in parts:
+            part = part.rstrip("+#")
+            if part and part not in stop and (len(part) > 1 or part.isdigit()):
+                plain.append(part)
+    return _stemmer().stemWords(plain) + exact
