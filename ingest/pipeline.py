@@ -229,7 +229,13 @@ class Ingestor:
                 if isinstance(item, SourceError):
                     self._problem(report, str(item))
                     continue
-                prepared = self._prepare(item, source=source, added_by=added_by, report=report)
+                try:
+                    prepared = self._prepare(item, source=source, added_by=added_by, report=report)
+                except Exception as exc:  # one odd document must not stop the ingest
+                    log.exception("could not prepare %s", item.doc_id)
+                    self._problem(report, f"{item.path or item.doc_id}: could not be processed "
+                                          f"({type(exc).__name__}: {exc})")
+                    continue
                 if prepared is None:
                     continue
                 pending.append(prepared)
@@ -274,6 +280,8 @@ class Ingestor:
 
     @staticmethod
     def _embed_text(title: str, heading: str | None, text: str) -> str:
+        if text.startswith(title.rstrip(". ")):
+            return text  # untitled documents get their opening words as title: no repeat
         if heading and heading.strip().lower() != title.strip().lower():
             return f"{title} — {heading}\n{text}"
         return f"{title}\n{text}"

@@ -122,7 +122,7 @@ class ExtractiveWriter:
 
     name = "extractive"
 
-    def __init__(self, *, min_confidence: float = 0.42, max_sentences: int = 3,
+    def __init__(self, *, min_confidence: float = 0.53, max_sentences: int = 3,
                  max_words: int = 110, max_docs: int = 3):
         self.min_confidence = min_confidence
         self.max_sentences = max_sentences

@@ -79,6 +79,16 @@ class IndexSnapshot:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self.keyword.get_scores(known), dtype=np.float32)
 
+    def document_frequency(self, term: str) -> int:
+        """In how many chunks the term occurs (0 when unknown)."""
+        if self.keyword is None:
+            return 0
+        tid = self.keyword.vocab_dict.get(term)
+        if tid is None:
+            return 0
+        indptr = self.keyword.scores["indptr"]
+        return int(indptr[tid + 1] - indptr[tid])
+
     def idf(self, terms: list[str]) -> dict[str, float]:
         """Inverse document frequency of terms over chunks (0 for unknown terms)."""
         if self.keyword is None:

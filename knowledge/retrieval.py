@@ -15,9 +15,18 @@ import numpy as np
 from .embedding import Embedder
 from .index import IndexManager, IndexSnapshot
 from .store import Store
-from .text import keyword_terms
+from .text import exact_terms, keyword_terms
 
 __all__ = ["Retriever", "Passage", "DocumentHit", "SearchResult", "fuse"]
+
+# Weight of keyword coverage in the answer confidence (tuned on the sample handbook's
+# on- and off-topic questions, tests/data).
+COVERAGE_WEIGHT = 0.25
+# A rare exact term (error code, identifier, acronym, project name) that occurs in at most
+# this share of passages puts the passages containing it first: a person who types an
+# error string wants the page with that string, however similar other pages sound.
+RARE_TERM_SHARE = 0.002
+EXACT_BONUS = 1.0
 
 
 @dataclass(frozen=True)
@@ -87,10 +96,45 @@ class Retriever:
             return SearchResult(question, terms, [], 0.0)
         positions, dense, keyword = self._candidates(snapshot, question, terms, k, weight)
         fused = fuse(dense, keyword, weight)
+        rare = self.rare_exact_terms(snapshot, question) if weight > 0 else []
+        if rare:
+            fused = fused + EXACT_BONUS * self._exact_share(snapshot, positions, rare)
         hits = self._group(snapshot, positions, fused, dense, k, passages_per_doc)
         idf = snapshot.idf(terms)
-        confidence = max((p.dense for p in hits[0].passages), default=0.0) if hits else 0.0
+        confidence = self.confidence(hits[0], terms, idf) if hits else 0.0
         return SearchResult(question, terms, hits, confidence, idf)
+
+    @staticmethod
+    def rare_exact_terms(snapshot: IndexSnapshot, question: str) -> list[str]:
+        limit = max(3, int(RARE_TERM_SHARE * snapshot.size))
+        return [t for t in exact_terms(question) if 0 < snapshot.document_frequency(t) <= limit]
+
+    @staticmethod
+    def _exact_share(snapshot: IndexSnapshot, positions: np.ndarray, rare: list[str]) -> np.ndarray:
+        """For each candidate, the share of the rare exact terms it contains."""
+        share = np.zeros(len(positions), dtype=np.float32)
+        for term in rare:
+            share += (snapshot.keyword_scores([term])[positions] > 0).astype(np.float32)
+        return share / len(rare)
+
+    @staticmethod
+    def coverage(hit: DocumentHit, terms: list[str], idf: dict[str, float]) -> float:
+        """Share of the question's keyword weight (by IDF) found in the hit's title and passages."""
+        wanted = set(terms)
+        mass = sum(idf.get(t, 0.0) for t in wanted)
+        if mass <= 0:
+            return 0.0
+        present = set(keyword_terms(hit.title + "\n" + "\n".join(p.text for p in hit.passages)))
+        return sum(idf.get(t, 0.0) for t in wanted & present) / mass
+
+    def confidence(self, hit: DocumentHit, terms: list[str], idf: dict[str, float]) -> float:
+        """How sure we are the best hit is about the question.
+
+        Cosine similarity alone misses questions about our own names ("What is Pantry?"):
+        the model has never seen them, but the rare word matching is strong evidence.
+        """
+        dense = max(p.dense for p in hit.passages)
+        return dense + COVERAGE_WEIGHT * self.coverage(hit, terms, idf)
 
     def _candidates(self, snapshot: IndexSnapshot, question: str, terms: list[str], k: int,
                     weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

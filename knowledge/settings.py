@@ -49,8 +49,8 @@ class Settings:
     embedding_model: str | None = None
     # Retrieval: weight of the keyword signal in the convex fusion (0 = dense only).
     keyword_weight: float = 0.1
-    # Below this cosine similarity of the best passage, the answer abstains.
-    min_confidence: float = 0.42
+    # Below this confidence (best cosine + 0.25 x keyword coverage) the answer abstains.
+    min_confidence: float = 0.53
     # Optional LLM writer (any OpenAI-compatible chat endpoint).
     llm_url: str | None = None
     llm_model: str | None = None

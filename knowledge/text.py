@@ -6,7 +6,7 @@ import hashlib
 import re
 from functools import lru_cache
 
-__all__ = ["split_sentences", "keyword_terms", "normalise_whitespace", "sha256"]
+__all__ = ["split_sentences", "keyword_terms", "exact_terms", "normalise_whitespace", "sha256"]
 
 _ABBREVIATIONS = {
     "e.g", "i.e", "etc", "vs", "cf", "al", "fig", "eq", "dr", "mr", "mrs", "ms", "prof",
@@ -32,8 +32,8 @@ def sha256(*parts: str) -> str:
 
 
 def _ends_with_abbreviation(fragment: str) -> bool:
-    word = fragment.rstrip(".!?\"')]").rsplit(None, 1)[-1] if fragment.strip() else ""
-    word = word.lower().lstrip("(\"'")
+    words = fragment.rstrip(".!?\"')]").rsplit(None, 1)
+    word = words[-1].lower().lstrip("(\"'") if words else ""
     return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
 
 
@@ -107,3 +107,25 @@ def keyword_terms(text: str) -> list[str]:
             if part and part not in stop and (len(part) > 1 or part.isdigit()):
                 plain.append(part)
     return _stemmer().stemWords(plain) + exact
+
+
+def exact_terms(question: str) -> list[str]:
+    """Terms a person typed to be matched exactly: codes, identifiers, acronyms, names.
+
+    ``E1407``, ``CUDA_ERROR_ILLEGAL_ADDRESS``, ``gpt-4``, ``PSI``, ``Ledgerline`` (a
+    capitalised word past the first): returned in the keyword index's form.
+    """
+    out: list[str] = []
+    stop = _stopwords()
+    for i, match in enumerate(_TOKEN.finditer(question)):
+        token = match.group()
+        lower = token.lower()
+        if len(_PART.split(lower)) > 1 or token.endswith(("+", "#")):
+            out.append(lower)
+        elif lower in stop or len(token) < 2:
+            continue
+        elif any(c.isdigit() for c in token) and any(c.isalpha() for c in token):
+            out.append(_stemmer().stemWord(lower))
+        elif token.isupper() or (i > 0 and token[0].isupper()) or any(c.isupper() for c in token[1:]):
+            out.append(_stemmer().stemWord(lower))
+    return list(dict.fromkeys(out))

@@ -1,0 +1,195 @@
+"""Shared fixtures: the real bundled model (loaded once), SQLite and PostgreSQL stores,
+and a real HTTP server on 127.0.0.1 for URL and feed ingest."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from knowledge.embedding import Embedder
+from knowledge.kb import KnowledgeBase
+from knowledge.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+DATA = Path(__file__).resolve().parent / "data"
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> Embedder:
+    model = Embedder()
+    model.embed_query("load the model once per test session")
+    return model
+
+
+def _postgres_url() -> str | None:
+    url = os.environ.get("DATABASE_URL_TEST") or DEFAULT_PG
+    try:
+        import psycopg
+
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"),
+                             connect_timeout=3):
+            return url
+    except Exception:
+        return None
+
+
+@pytest.fixture(scope="session")
+def postgres_base_url() -> str:
+    url = _postgres_url()
+    if url is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must reach PostgreSQL at 127.0.0.1:5432 (or DATABASE_URL_TEST)")
+        pytest.skip("no PostgreSQL server reachable (set DATABASE_URL_TEST)")
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_base_url) -> str:
+    """A fresh schema per test, dropped afterwards."""
+    import psycopg
+
+    plain = postgres_base_url.replace("postgresql+psycopg://", "postgresql://")
+    schema = f"dml_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in plain else "?"
+    yield f"{plain}{separator}options=-csearch_path%3D{schema}"
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request) -> str | None:
+    """Run a test on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def settings(tmp_path, database_url) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=database_url)
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def kb(settings, embedder):
+    knowledge = KnowledgeBase(settings=settings, embedder=embedder)
+    yield knowledge
+    knowledge.close()
+
+
+@pytest.fixture
+def sqlite_kb(sqlite_settings, embedder):
+    knowledge = KnowledgeBase(settings=sqlite_settings, embedder=embedder)
+    yield knowledge
+    knowledge.close()
+
+
+@pytest.fixture(scope="session")
+def sample_kb_dir() -> Path:
+    return REPO / "knowledge" / "sample"
+
+
+# -- a real HTTP server on 127.0.0.1 --------------------------------------------------
+Route = tuple[int, dict[str, str], bytes] | Callable[[], tuple[int, dict[str, str], bytes]]
+
+
+class LocalServer:
+    def __init__(self):
+        self.routes: dict[str, Route] = {}
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                outer.requests.append(self.path)
+                route = outer.routes.get(self.path)
+                if route is None:
+                    status, headers, body = 404, {"Content-Type": "text/plain"}, b"not found"
+                else:
+                    status, headers, body = route() if callable(route) else route
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def add(self, path: str, body: bytes | str, *, status: int = 200,
+            content_type: str = "text/html; charset=utf-8", headers: dict | None = None):
+        data = body.encode() if isinstance(body, str) else body
+        self.routes[path] = (status, {"Content-Type": content_type, **(headers or {})}, data)
+
+
+@pytest.fixture
+def http_server():
+    server = LocalServer()
+    server.thread.start()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+@pytest.fixture
+def local_kb(tmp_path, embedder):
+    """A SQLite knowledge base allowed to fetch from 127.0.0.1 (tests' HTTP server)."""
+    settings = Settings(data_dir=tmp_path / "data", allow_private_urls=True, fetch_timeout=3.0)
+    knowledge = KnowledgeBase(settings=settings, embedder=embedder)
+    yield knowledge
+    knowledge.close()
+
+
+# -- the sample handbook, embedded once per session -----------------------------------
+@pytest.fixture(scope="session")
+def handbook_data_dir(tmp_path_factory, embedder) -> Path:
+    """A SQLite data dir with the sample handbook ingested (once per session).
+
+    Read-only by convention: tests that write use ``handbook_copy``.
+    """
+    from ingest import Ingestor
+
+    data = tmp_path_factory.mktemp("handbook") / "data"
+    knowledge = KnowledgeBase(settings=Settings(data_dir=data), embedder=embedder)
+    try:
+        report = Ingestor(kb=knowledge, progress=False).run([str(REPO / "knowledge" / "sample")])
+    finally:
+        knowledge.close()
+    assert report.errors == [] and report.added == 14, report.summary()
+    return data
+
+
+@pytest.fixture
+def handbook_copy(handbook_data_dir, tmp_path) -> Path:
+    """A private copy of the handbook's data dir (database and index): ingested, not re-embedded."""
+    import shutil
+
+    target = tmp_path / "handbook-data"
+    shutil.copytree(handbook_data_dir, target)
+    return target

@@ -1,0 +1,477 @@
+"""URLs and feeds: pages and RSS/Atom feeds fetched from a real HTTP server on 127.0.0.1,
+failures reported without stopping the ingest, and the address check on every hop."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from ingest import Fetcher, Ingestor, check_url
+from knowledge.errors import SourceError, UnsafeURLError
+from knowledge.kb import KnowledgeBase
+from knowledge.settings import Settings
+
+ARTICLE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Calibrating Churn Models | Team Blog</title>
+<script>var trackingPixelSecret = "do-not-index-this-script";</script>
+<style>.nav {{ color: red }}</style></head>
+<body>
+<nav class="menu"><a href="/">Home</a> <a href="/about">About us</a> <a href="/jobs">Careers</a></nav>
+<article>
+<h1>{title}</h1>
+<p>{lead}</p>
+<p>Reliability diagrams bin the predicted probabilities and compare each bin's mean
+prediction with the observed frequency of the positive class in that bin.</p>
+<p>Isotonic regression and Platt scaling are the two usual ways to recalibrate a model
+after training; both are fitted on a held-out calibration split, never on the training data.</p>
+<p>A well calibrated churn model lets the retention team rank customers by expected loss
+instead of by a raw score that only orders them.</p>
+</article>
+<footer>Copyright 2024 Example Corp. All rights reserved.</footer>
+</body></html>
+"""
+
+
+def article(title: str, lead: str) -> str:
+    return ARTICLE.format(title=title, lead=lead)
+
+
+CALIBRATION = article(
+    "Calibrating churn models",
+    "Probability calibration makes a classifier's scores mean what they say: of the customers "
+    "given a churn probability of 0.3, about thirty percent should actually churn.")
+DRIFT = article(
+    "Watching for feature drift",
+    "Feature drift is when the distribution of a model's inputs in production moves away "
+    "from the distribution it was trained on, and the population stability index measures it.")
+LABELS = article(
+    "Cleaning noisy labels",
+    "Noisy labels come from annotators who disagree; confident learning finds the examples "
+    "whose given label the model consistently doubts, so they can be relabelled.")
+
+
+def stored(kb: KnowledgeBase, doc_id: str):
+    return kb.store.get_document(doc_id)
+
+
+def slow(seconds: float, body: bytes = b"<html><body><p>late</p></body></html>"):
+    def route():
+        time.sleep(seconds)
+        return 200, {"Content-Type": "text/html"}, body
+    return route
+
+
+# -- one article ------------------------------------------------------------------------
+def test_html_article_is_stored_under_its_url_with_title_and_main_text(local_kb, http_server):
+    http_server.add("/blog/calibration", CALIBRATION)
+    url = http_server.url("/blog/calibration")
+
+    report = Ingestor(kb=local_kb, progress=False).run([url])
+
+    assert report.errors == []
+    assert report.added == 1
+    document = stored(local_kb, url)
+    assert document is not None
+    assert document.doc_id == url and document.url == url
+    assert document.kind == "article"
+    assert document.title == "Calibrating churn models" or "Calibrating Churn Models" in document.title
+    assert "Probability calibration makes a classifier's scores mean what they say" in document.text
+    assert "Isotonic regression and Platt scaling" in document.text
+    assert "trackingPixelSecret" not in document.text  # scripts are not text
+    hit = local_kb.search("How do I recalibrate predicted probabilities with Platt scaling?", k=3).hits[0]
+    assert hit.doc_id == url and hit.url == url
+
+
+def test_the_same_article_again_is_unchanged_and_not_refetched_twice(local_kb, http_server):
+    http_server.add("/blog/calibration", CALIBRATION)
+    url = http_server.url("/blog/calibration")
+    ingestor = Ingestor(kb=local_kb, progress=False)
+    assert ingestor.run([url]).added == 1
+
+    again = ingestor.run([url])
+
+    assert (again.added, again.updated, again.unchanged, again.errors) == (0, 0, 1, [])
+
+
+def test_redirected_article_keeps_the_url_it_was_asked_for(local_kb, http_server):
+    http_server.add("/old", "", status=301, headers={"Location": "/blog/drift"})
+    http_server.add("/blog/drift", DRIFT)
+    url = http_server.url("/old")
+
+    report = Ingestor(kb=local_kb, progress=False).run([url])
+
+    assert report.errors == [] and report.added == 1
+    assert stored(local_kb, url) is not None
+    assert "population stability index" in stored(local_kb, url).text
+    assert http_server.requests == ["/old", "/blog/drift"]
+
+
+# -- feeds ------------------------------------------------------------------------------
+def rss(base: str, items: list[str]) -> str:
+    return (f"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/">
+<channel><title>ML reading list</title><link>{base}/</link><description>What we read</description>
+""" + "\n".join(items) + "\n</channel></rss>")
+
+
+def rss_item(title: str, link: str, *, content: str | None = None) -> str:
+    extra = f"<content:encoded><![CDATA[{content}]]></content:encoded>" if content else ""
+    return (f"<item><title>{title}</title><link>{link}</link>"
+            f"<pubDate>Mon, 06 May 2024 10:00:00 GMT</pubDate>{extra}</item>")
+
+
+FEED_COPY = ("<p>Shadow deployments run a candidate model next to the live one on real "
+             "traffic, logging its predictions without acting on them, so the two can be "
+             "compared before any user sees the new model.</p>")
+
+
+@pytest.fixture
+def articles(http_server):
+    http_server.add("/posts/calibration", CALIBRATION)
+    http_server.add("/posts/drift", DRIFT)
+    http_server.add("/posts/labels", LABELS)
+    return http_server
+
+
+def test_rss_feed_ingests_every_linked_article(local_kb, articles):
+    base = articles.base
+    articles.add("/feed.xml", rss(base, [
+        rss_item("Calibration", f"{base}/posts/calibration"),
+        rss_item("Drift", f"{base}/posts/drift"),
+        rss_item("Labels", "/posts/labels"),  # relative links resolve against the feed
+    ]), content_type="application/rss+xml")
+
+    report = Ingestor(kb=local_kb, progress=False).run([articles.url("/feed.xml")])
+
+    assert report.errors == []
+    assert report.added == 3
+    for path, phrase in [("/posts/calibration", "Isotonic regression"),
+                         ("/posts/drift", "population stability index"),
+                         ("/posts/labels", "confident learning")]:
+        document = stored(local_kb, articles.url(path))
+        assert document is not None, path
+        assert document.kind == "article"
+        assert document.url == articles.url(path)
+        assert phrase in document.text
+        assert document.meta["feed"] == articles.url("/feed.xml")
+    assert stored(local_kb, articles.url("/posts/drift")).title == "Drift"  # the entry's title
+    assert stored(local_kb, articles.url("/feed.xml")) is None  # the feed is not a document
+
+
+def test_feed_entry_whose_link_is_gone_uses_the_feeds_copy_or_is_reported(local_kb, articles):
+    base = articles.base
+    articles.add("/feed.xml", rss(base, [
+        rss_item("Shadow deployments", f"{base}/posts/shadow", content=FEED_COPY),  # 404, has copy
+        rss_item("Lost post", f"{base}/posts/lost"),  # 404, nothing to fall back on
+        rss_item("Drift", f"{base}/posts/drift"),
+    ]), content_type="text/xml")  # sniffed as a feed from its body
+
+    report = Ingestor(kb=local_kb, progress=False).run([articles.url("/feed.xml")])
+
+    assert report.added == 2
+    assert len(report.errors) == 1
+    assert articles.url("/posts/lost") in report.errors[0]
+    assert "404" in report.errors[0]
+    shadow = stored(local_kb, articles.url("/posts/shadow"))
+    assert shadow is not None
+    assert shadow.title == "Shadow deployments"
+    assert "Shadow deployments run a candidate model next to the live one" in shadow.text
+    assert stored(local_kb, articles.url("/posts/lost")) is None
+    assert stored(local_kb, articles.url("/posts/drift")) is not None
+    hit = local_kb.search("How can we compare a new model on live traffic before launch?", k=3).hits[0]
+    assert hit.doc_id == articles.url("/posts/shadow")
+
+
+def atom(base: str, entries: list[str]) -> str:
+    return (f"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+<title>Atom reading list</title><id>urn:uuid:60a76c80-d399-11d9-b91C-0003939e0af6</id>
+<updated>2024-05-06T10:00:00Z</updated><link href="{base}/"/>
+""" + "\n".join(entries) + "\n</feed>")
+
+
+def atom_entry(title: str, link: str, *, content: str | None = None) -> str:
+    body = f'<content type="html"><![CDATA[{content}]]></content>' if content else ""
+    return (f"<entry><title>{title}</title><link href=\"{link}\"/><id>{link}</id>"
+            f"<updated>2024-05-06T10:00:00Z</updated>{body}</entry>")
+
+
+def test_atom_feed_ingests_articles_and_falls_back_to_entry_content(local_kb, articles):
+    base = articles.base
+    articles.add("/atom", atom(base, [
+        atom_entry("Calibration", f"{base}/posts/calibration"),
+        atom_entry("Shadow deployments", f"{base}/posts/shadow", content=FEED_COPY),
+        atom_entry("Lost post", f"{base}/posts/lost"),
+        atom_entry("Labels", f"{base}/posts/labels"),
+    ]), content_type="application/atom+xml")
+
+    report = Ingestor(kb=local_kb, progress=False).run([articles.url("/atom")])
+
+    assert report.added == 3
+    assert len(report.errors) == 1 and articles.url("/posts/lost") in report.errors[0]
+    assert "Isotonic regression" in stored(local_kb, articles.url("/posts/calibration")).text
+    assert "confident learning" in stored(local_kb, articles.url("/posts/labels")).text
+    shadow = stored(local_kb, articles.url("/posts/shadow"))
+    assert "logging its predictions without acting on them" in shadow.text
+    assert shadow.meta.get("published")
+
+
+# -- failures are reported and the rest continue -------------------------------------------
+def test_404_and_500_are_reported_with_their_urls_and_the_rest_is_ingested(local_kb, http_server):
+    http_server.add("/posts/calibration", CALIBRATION)
+    http_server.add("/posts/drift", DRIFT)
+    http_server.add("/broken", "internal error", status=500, content_type="text/plain")
+    missing, broken = http_server.url("/missing"), http_server.url("/broken")
+
+    report = Ingestor(kb=local_kb, progress=False).run([
+        http_server.url("/posts/calibration"), missing, broken, http_server.url("/posts/drift")])
+
+    assert report.added == 2
+    assert len(report.errors) == 2
+    assert missing in report.errors[0] and "404" in report.errors[0]
+    assert broken in report.errors[1] and "500" in report.errors[1]
+    assert stored(local_kb, missing) is None and stored(local_kb, broken) is None
+
+
+def test_a_page_that_starts_failing_keeps_what_was_stored(local_kb, http_server):
+    http_server.add("/posts/calibration", CALIBRATION)
+    url = http_server.url("/posts/calibration")
+    ingestor = Ingestor(kb=local_kb, progress=False)
+    assert ingestor.run([url]).added == 1
+
+    http_server.add("/posts/calibration", "oops", status=500, content_type="text/plain")
+    report = ingestor.run([url])
+
+    assert report.added == report.updated == report.removed == 0
+    assert len(report.errors) == 1 and url in report.errors[0]
+    assert "Isotonic regression" in stored(local_kb, url).text
+    assert local_kb.search("Platt scaling calibration split", k=1).hits[0].doc_id == url
+
+
+@pytest.fixture
+def strict_kb(tmp_path, embedder):
+    """Allowed to reach 127.0.0.1, but with a short time-out and a small size limit."""
+    settings = Settings(data_dir=tmp_path / "strict", allow_private_urls=True,
+                        fetch_timeout=0.5, max_fetch_bytes=50_000)
+    knowledge = KnowledgeBase(settings=settings, embedder=embedder)
+    yield knowledge
+    knowledge.close()
+
+
+def test_a_url_that_times_out_is_reported_and_the_rest_continue(strict_kb, http_server):
+    http_server.routes["/slow"] = slow(2.0)
+    http_server.add("/posts/drift", DRIFT)
+    url = http_server.url("/slow")
+
+    started = time.perf_counter()
+    report = Ingestor(kb=strict_kb, progress=False).run([url, http_server.url("/posts/drift")])
+    elapsed = time.perf_counter() - started
+
+    assert report.added == 1
+    assert len(report.errors) == 1
+    assert url in report.errors[0] and "timed out" in report.errors[0]
+    assert stored(strict_kb, url) is None
+    assert elapsed < 10
+
+
+class DripServer:
+    """Answers 200 at once, then sends its body one small piece at a time, forever-ish."""
+
+    def __init__(self, *, pieces: int, every: float):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                try:
+                    for _ in range(pieces):
+                        self.wfile.write(b"drip drip drip. ")
+                        self.wfile.flush()
+                        time.sleep(every)
+                except OSError:
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}{path}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_server_that_trickles_its_body_cannot_outlast_the_timeout():
+    # Each piece arrives well within the read time-out, but the whole would take 6 s.
+    server = DripServer(pieces=30, every=0.2)
+    fetcher = Fetcher(timeout=0.5, allow_private=True)
+    try:
+        started = time.perf_counter()
+        with pytest.raises(SourceError, match="timed out|took longer"):
+            fetcher.fetch(server.url("/drip"))
+        assert time.perf_counter() - started < 3.0
+    finally:
+        fetcher.close()
+        server.close()
+
+
+def test_a_body_larger_than_the_limit_is_refused_and_the_rest_continue(strict_kb, http_server):
+    big = "<html><body>" + "<p>" + "too much text here. " * 5_000 + "</p></body></html>"
+    http_server.add("/huge", big)
+    http_server.add("/posts/labels", LABELS)
+    url = http_server.url("/huge")
+
+    report = Ingestor(kb=strict_kb, progress=False).run([url, http_server.url("/posts/labels")])
+
+    assert report.added == 1
+    assert len(report.errors) == 1
+    assert url in report.errors[0] and "larger than 50000 bytes" in report.errors[0]
+    assert stored(strict_kb, url) is None
+
+
+def test_fetcher_limits_size_even_without_a_content_length():
+    server = DripServer(pieces=200, every=0.0)  # 3,200 bytes, no Content-Length
+    fetcher = Fetcher(timeout=2.0, max_bytes=1_000, allow_private=True)
+    try:
+        with pytest.raises(SourceError, match="larger than 1000 bytes"):
+            fetcher.fetch(server.url("/stream"))
+    finally:
+        fetcher.close()
+        server.close()
+
+
+# -- URL safety with the default settings ------------------------------------------------
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:8080/admin",
+    "http://127.1/",
+    "http://2130706433/",  # 127.0.0.1 written as one number
+    "http://0.0.0.0/",
+    "http://localhost/",
+    "http://LOCALHOST:5432/",
+    "http://10.0.0.1/",
+    "http://192.168.1.1/router",
+    "http://172.16.0.5/",
+    "http://169.254.169.254/latest/meta-data",
+    "http://[::1]/",
+    "http://[::ffff:127.0.0.1]/",
+    "http://[fe80::1]/",
+    "https://100.64.0.1/",  # carrier-grade NAT: not global
+])
+def test_internal_addresses_are_refused_by_default(url):
+    with pytest.raises(UnsafeURLError, match="internal address"):
+        check_url(url)
+
+
+@pytest.mark.parametrize("url", [
+    "file:///etc/passwd",
+    "ftp://ftp.example.com/file.txt",
+    "gopher://example.com/1",
+    "javascript:alert(document.cookie)",
+    "data:text/html,<script>alert(1)</script>",
+    "//example.com/no-scheme",
+    "http:///no-host",
+])
+def test_only_http_and_https_urls_with_a_host_are_fetched(url):
+    with pytest.raises(UnsafeURLError):
+        check_url(url)
+
+
+def test_public_addresses_pass_the_check():
+    check_url("https://93.184.216.34/article")  # a literal public address: no DNS needed
+    check_url("http://[2606:4700:4700::1111]/")
+
+
+def test_default_ingest_refuses_the_local_server_without_contacting_it(tmp_path, embedder,
+                                                                      http_server):
+    http_server.add("/posts/calibration", CALIBRATION)
+    knowledge = KnowledgeBase(settings=Settings(data_dir=tmp_path / "default"), embedder=embedder)
+    try:
+        url = http_server.url("/posts/calibration")
+        report = Ingestor(kb=knowledge, progress=False).run(
+            [url, "file:///etc/passwd", "gopher://example.com/1",
+             "http://169.254.169.254/latest/meta-data"])
+        assert report.added == 0
+        assert len(report.errors) == 4
+        assert url in report.errors[0] and "internal address" in report.errors[0]
+        assert "file:///etc/passwd" in report.errors[1] and "scheme" in report.errors[1]
+        assert "gopher" in report.errors[2]
+        assert "169.254.169.254" in report.errors[3]
+        assert knowledge.store.stats().documents == 0
+    finally:
+        knowledge.close()
+    assert http_server.requests == []
+
+
+# -- redirects: every hop is checked ------------------------------------------------------
+def test_every_redirect_hop_is_checked(http_server, monkeypatch):
+    import ingest.web
+
+    http_server.add("/a", "", status=302, headers={"Location": "/b"})
+    http_server.add("/b", "", status=307, headers={"Location": http_server.url("/c")})
+    http_server.add("/c", "<html><body><p>Arrived at the end of the chain.</p></body></html>")
+    checked: list[str] = []
+    real_check = ingest.web.check_url
+
+    def spy(url, *, allow_private=False):
+        checked.append(url)
+        return real_check(url, allow_private=allow_private)
+
+    monkeypatch.setattr(ingest.web, "check_url", spy)
+    fetcher = Fetcher(timeout=3.0, allow_private=True)
+    try:
+        fetched = fetcher.fetch(http_server.url("/a"))
+    finally:
+        fetcher.close()
+    assert fetched.url == http_server.url("/c")
+    assert checked == [http_server.url("/a"), http_server.url("/b"), http_server.url("/c")]
+
+
+@pytest.mark.parametrize("target", [
+    "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+    "http://127.0.0.1:{port}/secret",
+    "http://localhost:{port}/secret",
+    "file:///etc/passwd",
+])
+def test_a_public_page_redirecting_inward_is_refused_at_that_hop(http_server, target):
+    # The public internet cannot be had here: an httpx transport stands in for the one
+    # public server (a literal public address, so the real check passes without DNS).
+    # It redirects to an internal target, which the real check must refuse.
+    http_server.add("/secret", "the crown jewels", content_type="text/plain")
+    location = target.format(port=http_server.server.server_address[1])
+    seen: list[str] = []
+
+    def public_internet(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        if request.url.host == "93.184.216.34":
+            return httpx.Response(302, headers={"Location": location})
+        return httpx.Response(200, text="reached an internal host")
+
+    client = httpx.Client(transport=httpx.MockTransport(public_internet), follow_redirects=False)
+    fetcher = Fetcher(timeout=3.0, allow_private=False, client=client)
+    with pytest.raises(UnsafeURLError) as refused:
+        fetcher.fetch("http://93.184.216.34/innocent-article")
+    fetcher.close()
+    assert location in str(refused.value)
+    assert seen == ["http://93.184.216.34/innocent-article"]
+    assert http_server.requests == []
+
+
+def test_redirect_loops_stop(http_server):
+    http_server.add("/loop", "", status=302, headers={"Location": "/loop"})
+    fetcher = Fetcher(timeout=3.0, allow_private=True)
+    try:
+        with pytest.raises(SourceError, match="redirected more than"):
+            fetcher.fetch(http_server.url("/loop"))
+    finally:
+        fetcher.close()
+    assert 2 <= len(http_server.requests) <= 10
