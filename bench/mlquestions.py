@@ -9,8 +9,15 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import (CACHE, markdown_table, mlquestions_dev, mlquestions_documents,
-                    need_shared, save_result, write_jsonl)
+from common import (
+    CACHE,
+    markdown_table,
+    mlquestions_dev,
+    mlquestions_documents,
+    need_shared,
+    save_result,
+    write_jsonl,
+)
 
 from ingest import Ingestor
 from knowledge.evaluation import EvalQuestion, evaluate

@@ -106,7 +106,8 @@ def ask(ctx, question, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object of metrics.")
 @click.option("--keyword-weight", type=click.FloatRange(0, 1), default=None,
               help="Override the keyword weight (0 = dense only, 1 = keyword only).")
-@click.option("--progress/--no-progress", default=None)
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar (default: on a terminal).")
 @click.pass_context
 def eval_(ctx, questions, as_json, keyword_weight, progress):
     """Measure retrieval on labelled questions (JSONL: {"question", "relevant": [ids]})."""

@@ -15,7 +15,7 @@ from knowledge.text import split_sentences
 __all__ = ["Section", "Passage", "chunk_sections", "CHUNKER_VERSION"]
 
 # Bump when chunking changes: content hashes include it, so documents get re-chunked.
-CHUNKER_VERSION = "2"
+CHUNKER_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -31,11 +31,40 @@ class Passage:
     text: str
 
 
-def _split_long(sentence: str, tokens: int, budget: int) -> list[str]:
+def _split_long(sentence: str, tokens: int, budget: int,
+                count_tokens: Callable[[Sequence[str]], list[int]]) -> list[tuple[str, int]]:
+    """Cut a sentence longer than the budget into (piece, tokens) that each fit.
+
+    Words differ in wordpieces (a hash or an identifier is many), so pieces are packed
+    word by word on counted tokens, not cut at equal word counts.
+    """
     words = sentence.split()
-    pieces = max(2, -(-tokens // budget))
-    size = max(1, -(-len(words) // pieces))
-    return [" ".join(words[i:i + size]) for i in range(0, len(words), size)]
+    if len(words) <= 1:
+        if len(sentence) <= 1:
+            return [(sentence, tokens)]
+        # One huge "word" (minified code, a run of symbols): cut it by characters.
+        size = max(1, -(-len(sentence) // max(2, -(-tokens // budget))))
+        parts = [sentence[i:i + size] for i in range(0, len(sentence), size)]
+        out: list[tuple[str, int]] = []
+        for part, part_tokens in zip(parts, count_tokens(parts), strict=True):
+            out.extend(_split_long(part, part_tokens, budget, count_tokens)
+                       if part_tokens > budget else [(part, part_tokens)])
+        return out
+    pieces: list[tuple[str, int]] = []
+    current: list[str] = []
+    current_tokens = 0
+    for word, word_tokens in zip(words, count_tokens(words), strict=True):
+        if current and current_tokens + word_tokens > budget:
+            pieces.append((" ".join(current), current_tokens))
+            current, current_tokens = [], 0
+        if word_tokens > budget:
+            pieces.extend(_split_long(word, word_tokens, budget, count_tokens))
+            continue
+        current.append(word)
+        current_tokens += word_tokens
+    if current:
+        pieces.append((" ".join(current), current_tokens))
+    return pieces
 
 
 def chunk_sections(
@@ -46,20 +75,24 @@ def chunk_sections(
 ) -> list[Passage]:
     """Pack sentences into passages of at most ``budget`` wordpieces (title excluded)."""
     units: list[tuple[str | None, bool, str, int]] = []  # heading, starts section, sentence, tokens
+    headings = sorted({s.heading for s in sections if s.heading})
+    heading_tokens = dict(zip(headings, count_tokens(headings), strict=True))
     for section in sections:
         sentences = split_sentences(section.text)
         if not sentences:
             continue
         counts = count_tokens(sentences)
+        # A section's heading is written into the passage too: it counts against the budget.
+        extra = heading_tokens.get(section.heading, 0)
         first = True
         for sentence, tokens in zip(sentences, counts, strict=True):
-            if tokens > budget:
-                parts = _split_long(sentence, tokens, budget)
-                for part, part_tokens in zip(parts, count_tokens(parts), strict=True):
-                    units.append((section.heading, first, part, part_tokens))
-                    first = False
+            limit = budget - extra if first else budget
+            if tokens > limit:
+                parts = _split_long(sentence, tokens, max(1, limit), count_tokens)
             else:
-                units.append((section.heading, first, sentence, tokens))
+                parts = [(sentence, tokens)]
+            for part, part_tokens in parts:
+                units.append((section.heading, first, part, part_tokens + (extra if first else 0)))
                 first = False
 
     passages: list[Passage] = []

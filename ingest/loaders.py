@@ -8,10 +8,12 @@ from __future__ import annotations
 import html as html_lib
 import io
 import json
+import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from knowledge.errors import SourceError
 from knowledge.text import normalise_whitespace
@@ -20,8 +22,8 @@ from .chunking import Section
 from .documents import SourceDocument
 
 __all__ = [
-    "SUPPORTED_SUFFIXES", "load_file", "decode_text", "parse_markdown", "parse_html",
-    "parse_pdf", "parse_text", "iter_jsonl",
+    "SUPPORTED_SUFFIXES", "load_file", "open_source", "decode_text", "parse_markdown",
+    "parse_html", "parse_pdf", "parse_text", "iter_jsonl",
 ]
 
 MARKDOWN = {".md", ".markdown", ".mdx"}
@@ -37,12 +39,28 @@ def decode_text(data: bytes, where: str) -> str:
     """Bytes to text: UTF-8 first, then a detected encoding; binary data is refused."""
     if not data.strip():
         raise SourceError(where, "is empty")
+    # UTF-16 (Windows "Unicode" text) is full of NUL bytes: recognise it by its BOM first.
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            pass
     if b"\x00" in data[:8192]:
         raise SourceError(where, "looks like a binary file, not text")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
+    # Detectors guess badly on short Western text (Latin-1 "très" came back as cp1250
+    # "trčs", "Café" as UTF-16): mostly-ASCII text that is valid Windows-1252 is that.
+    try:
+        western = data.decode("cp1252")
+    except UnicodeDecodeError:
+        western = None
+    if western is not None:
+        letters = [c for c in western if c.isalpha()]
+        if sum(c.isascii() for c in letters) >= 0.7 * len(letters):
+            return western
     from charset_normalizer import from_bytes
 
     best = from_bytes(data).best()
@@ -233,15 +251,28 @@ def parse_pdf(data: bytes, where: str, *, fallback_title: str) -> SourceDocument
 
 
 # -- Files ----------------------------------------------------------------------------
-def load_file(path: Path) -> SourceDocument:
+def open_source(path: Path) -> BinaryIO:
+    """Open a source file for reading. Only regular files: reading a FIFO or a device
+    would block the ingest forever."""
     where = str(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise SourceError(where, f"is {size} bytes; the limit is {MAX_FILE_BYTES}")
-        data = path.read_bytes()
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise SourceError(where, "is not a regular file")
+        return path.open("rb")
     except OSError as exc:
         raise SourceError(where, f"cannot be read ({exc.strerror or exc})") from None
+
+
+def load_file(path: Path) -> SourceDocument:
+    where = str(path)
+    with open_source(path) as handle:
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise SourceError(where, f"is {size} bytes; the limit is {MAX_FILE_BYTES}")
+            data = handle.read()
+        except OSError as exc:
+            raise SourceError(where, f"cannot be read ({exc.strerror or exc})") from None
     suffix = path.suffix.lower()
     fallback = path.stem.replace("-", " ").replace("_", " ").strip() or path.name
     if suffix in PDF:
@@ -264,11 +295,7 @@ def load_file(path: Path) -> SourceDocument:
 def iter_jsonl(path: Path) -> Iterator[tuple[int, SourceDocument | SourceError]]:
     """Yield (line number, document or the error for that line). Blank lines are skipped."""
     where = str(path)
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise SourceError(where, f"cannot be read ({exc.strerror or exc})") from None
-    with handle:
+    with open_source(path) as handle:
         for number, raw in enumerate(handle, start=1):
             at = f"{where}:{number}"
             if not raw.strip():
@@ -297,7 +324,8 @@ def _jsonl_document(record: Any, at: str, path: Path) -> SourceDocument | Source
         return SourceError(at, 'has no "text"')
     title = record.get("title")
     url = record.get("url")
-    metadata = record.get("metadata") or {}
+    metadata = record.get("metadata")
+    metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict):
         return SourceError(at, '"metadata" must be an object')
     if url is not None and not isinstance(url, str):

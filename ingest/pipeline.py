@@ -22,7 +22,7 @@ from knowledge.text import sha256
 
 from .chunking import CHUNKER_VERSION, Section, chunk_sections
 from .documents import SourceDocument
-from .loaders import JSONL, SUPPORTED_SUFFIXES, iter_jsonl, load_file, parse_html
+from .loaders import JSONL, SUPPORTED_SUFFIXES, iter_jsonl, load_file, open_source, parse_html
 from .web import Fetcher, document_from_fetched, is_feed, parse_feed
 
 __all__ = ["Ingestor", "IngestReport"]
@@ -110,19 +110,46 @@ class Ingestor:
             raise SourceError(target, "does not exist")
         resolved = path.resolve()
         if path.is_dir():
+            # Anything but a folder: a dangling link or a FIFO named like a document is
+            # reported (and what it stored is kept), not silently passed over.
             files = sorted(p for p in resolved.rglob("*")
-                           if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+                           if p.suffix.lower() in SUPPORTED_SUFFIXES and not p.is_dir()
                            and not any(part.startswith(".") for part in p.relative_to(resolved).parts))
             source = str(resolved)
+            jsonl_sources: set[str] = set()
             for file in [f for f in files if f.suffix.lower() in JSONL]:
-                self._run_jsonl(file, report, source=f"{source}#{file.relative_to(resolved)}",
-                                prune=prune, kind=kind, added_by=added_by)
+                jsonl_source = f"{source}#{file.relative_to(resolved)}"
+                jsonl_sources.add(jsonl_source)
+                try:
+                    self._run_jsonl(file, report, source=jsonl_source, prune=prune, kind=kind,
+                                    added_by=added_by)
+                except SourceError as exc:  # one unreadable file does not stop the folder
+                    self._problem(report, str(exc))
             plain = [f for f in files if f.suffix.lower() not in JSONL]
-            self._ingest_stream(self._load_files(plain, kind), report, source=source,
-                                added_by=added_by, total=len(plain), label=str(path))
+            loaded: dict[str, str] = {}  # doc id -> the file it came from in this run
+            failed: set[str] = set()
+
+            def tracked():
+                for where, item in self._load_files(plain, kind):
+                    if isinstance(item, SourceError):
+                        failed.add(str(where))
+                    elif item.doc_id in loaded:
+                        item = SourceError(str(where), f"repeats id {item.doc_id!r} of "
+                                           f"{loaded[item.doc_id]}; the first one was kept")
+                    else:
+                        loaded[item.doc_id] = str(where)
+                    yield where, item
+
+            self._ingest_stream(tracked(), report, source=source, added_by=added_by,
+                                total=len(plain), label=str(path))
             if prune:
-                present = {str(f) for f in plain}
-                self._prune(report, source, keep=lambda doc: doc.path in present)
+                # Gone: documents of deleted files, and old ids of files whose front-matter
+                # id changed. Kept: files that failed to load this time (nothing is lost).
+                self._prune(report, source,
+                            keep=lambda doc: doc.doc_id in loaded or doc.path in failed)
+                for gone in self.kb.store.sources(prefix=f"{source}#"):
+                    if gone not in jsonl_sources:  # a JSONL file deleted from the folder
+                        self._prune(report, gone, keep=lambda doc: False)
         elif path.suffix.lower() in JSONL:
             self._run_jsonl(resolved, report, source=str(resolved), prune=prune, kind=kind,
                             added_by=added_by)
@@ -162,7 +189,7 @@ class Ingestor:
                     item.kind = kind
                 yield f"{path}:{number}", item
 
-        with path.open("rb") as handle:
+        with open_source(path) as handle:
             total = sum(1 for line in handle if line.strip())
         self._ingest_stream(stream(), report, source=source, added_by=added_by, total=total,
                             label=str(path))

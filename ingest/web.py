@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -64,7 +65,11 @@ class Fetched:
 
 
 class Fetcher:
-    """HTTP GET with a time-out, a size limit and the address check on every hop."""
+    """HTTP GET with a time-out, a size limit and the address check on every hop.
+
+    ``timeout`` bounds each network wait *and* the whole fetch (redirects included), so
+    a server that trickles its body a few bytes at a time cannot hold an ingest forever.
+    """
 
     def __init__(self, *, timeout: float = 15.0, max_bytes: int = 20_000_000,
                  allow_private: bool = False, client: httpx.Client | None = None):
@@ -78,6 +83,7 @@ class Fetcher:
 
     def fetch(self, url: str) -> Fetched:
         current = url
+        deadline = time.monotonic() + self.timeout
         for _ in range(MAX_REDIRECTS + 1):
             check_url(current, allow_private=self.allow_private)
             try:
@@ -95,6 +101,8 @@ class Fetcher:
                         body.extend(block)
                         if len(body) > self.max_bytes:
                             raise SourceError(url, f"is larger than {self.max_bytes} bytes")
+                        if time.monotonic() > deadline:
+                            raise SourceError(url, f"timed out after {self.timeout:g}s")
                     content_type = response.headers.get("content-type", "").lower()
                     return Fetched(url=current, content_type=content_type, body=bytes(body))
             except httpx.TimeoutException:

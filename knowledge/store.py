@@ -98,6 +98,14 @@ class Store:
                 return found
             return dict(session.execute(query).tuples().all())
 
+    def sources(self, *, prefix: str = "") -> list[str]:
+        """The distinct sources documents came from (those starting with ``prefix``)."""
+        with self.database.session() as session:
+            query = select(Document.source).distinct()
+            if prefix:
+                query = query.where(Document.source.startswith(prefix, autoescape=True))
+            return sorted(session.scalars(query))
+
     def doc_ids_for_source(self, source: str) -> list[str]:
         with self.database.session() as session:
             return list(session.scalars(select(Document.doc_id).where(Document.source == source)))

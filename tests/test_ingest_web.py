@@ -78,15 +78,16 @@ def test_html_article_is_stored_under_its_url_with_title_and_main_text(local_kb,
     assert document is not None
     assert document.doc_id == url and document.url == url
     assert document.kind == "article"
-    assert document.title == "Calibrating churn models" or "Calibrating Churn Models" in document.title
+    assert document.title == "Calibrating churn models"
     assert "Probability calibration makes a classifier's scores mean what they say" in document.text
     assert "Isotonic regression and Platt scaling" in document.text
     assert "trackingPixelSecret" not in document.text  # scripts are not text
+    assert "Careers" not in document.text and "All rights reserved" not in document.text  # chrome
     hit = local_kb.search("How do I recalibrate predicted probabilities with Platt scaling?", k=3).hits[0]
     assert hit.doc_id == url and hit.url == url
 
 
-def test_the_same_article_again_is_unchanged_and_not_refetched_twice(local_kb, http_server):
+def test_the_same_article_again_is_unchanged(local_kb, http_server):
     http_server.add("/blog/calibration", CALIBRATION)
     url = http_server.url("/blog/calibration")
     ingestor = Ingestor(kb=local_kb, progress=False)

@@ -39,13 +39,33 @@ def _rank(kb, question, weight):
     return [h.doc_id for h in kb.search(question, k=5, keyword_weight=weight).hits]
 
 
-def test_exact_error_string_wins_with_the_keyword_signal(gpu_kb):
+def test_error_string_found_among_similar_pages(gpu_kb):
     question = "what does CUDA_ERROR_ILLEGAL_ADDRESS mean"
     dense = _rank(gpu_kb, question, 0.0)
     fused = _rank(gpu_kb, question, gpu_kb.settings.keyword_weight)
     assert fused[0] == "illegal-address"
-    # Dense alone ranks the semantically similar GPU pages at least as high.
-    assert dense.index("illegal-address") >= fused.index("illegal-address")
+    assert "illegal-address" in dense
+
+
+def test_rare_exact_term_wins_where_dense_alone_fails(kb, tmp_path):
+    """An error code buried in an unrelated page beats pages that merely sound right."""
+    docs = [{"id": f"codes-{i}", "title": f"Cluster error codes, part {i}",
+             "text": f"Error codes from the training cluster: error E{2000 + 2 * i} means the job "
+                     f"ran out of memory; error E{2001 + 2 * i} means the data loader timed out. "
+                     "Check the logs, then resubmit the job with a smaller batch."}
+            for i in range(12)]
+    docs.append({"id": "onboarding", "title": "Week 3 onboarding notes",
+                 "text": "New joiners get a laptop, a badge and access to the shared drive on day "
+                         "one. If the VPN client shows E1407 on first login, your certificate has "
+                         "not been issued yet; ask the help desk to re-issue it."})
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(json.dumps(d) for d in docs))
+    Ingestor(kb=kb, progress=False).run([str(path)])
+    question = "what does error E1407 mean"
+    dense = [h.doc_id for h in kb.search(question, k=20, keyword_weight=0.0).hits]
+    fused = [h.doc_id for h in kb.search(question, k=20).hits]
+    assert dense.index("onboarding") > 3  # the model alone prefers the look-alike pages
+    assert fused[0] == "onboarding"
 
 
 def test_internal_project_name_is_found(gpu_kb):
@@ -69,13 +89,13 @@ def test_one_long_document_does_not_crowd_out_the_rest(kb, tmp_path):
     assert all(len(h.passages) <= 3 for h in result.hits)
 
 
-def test_fuse_is_a_convex_combination_of_normalised_scores():
+def test_fuse_is_a_convex_combination_of_cosine_and_normalised_bm25():
     dense = np.array([0.8, 0.6, 0.4], dtype=np.float32)
     keyword = np.array([0.0, 10.0, 5.0], dtype=np.float32)
-    assert np.allclose(fuse(dense, keyword, 0.0), [1.0, 0.5, 0.0])
+    assert np.allclose(fuse(dense, keyword, 0.0), dense)
     assert np.allclose(fuse(dense, keyword, 1.0), [0.0, 1.0, 0.5])
-    assert np.allclose(fuse(dense, keyword, 0.5), [0.5, 0.75, 0.25])
-    assert np.allclose(fuse(dense, np.zeros(3, dtype=np.float32), 0.3), [0.7, 0.35, 0.0])
+    assert np.allclose(fuse(dense, keyword, 0.5), [0.4, 0.8, 0.45])
+    assert np.allclose(fuse(dense, np.zeros(3, dtype=np.float32), 0.3), 0.7 * dense)
 
 
 def test_empty_knowledge_base_and_empty_question(kb):

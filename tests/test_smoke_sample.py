@@ -38,6 +38,6 @@ def test_off_topic_questions_abstain_with_closest_sources(handbook_kb):
 
 
 def test_sample_questions_retrieve_the_right_page(handbook_kb):
-    lines = [json.loads(l) for l in (DATA / "sample_questions.jsonl").read_text().splitlines() if l.strip()]
+    lines = [json.loads(line) for line in (DATA / "sample_questions.jsonl").read_text().splitlines() if line.strip()]
     top1 = sum(handbook_kb.search(q["question"], k=5).hits[0].doc_id in q["relevant"] for q in lines)
     assert top1 / len(lines) >= 0.8

@@ -1,0 +1,80 @@
+"""Grid search of fusion settings on MLQuestions dev, from cached candidates.
+
+Each question's candidates (dense cosine, BM25, rare-exact-term share) are computed once;
+fusion variants are then scored in numpy, so dozens of settings take seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from common import CACHE, markdown_table, mlquestions_dev, need_shared, save_result
+
+from knowledge.kb import KnowledgeBase
+from knowledge.retrieval import Retriever
+from knowledge.settings import Settings
+from knowledge.text import keyword_terms
+
+
+def main() -> None:
+    need_shared()
+    kb = KnowledgeBase(settings=Settings(data_dir=CACHE / "mlquestions"))
+    kb.warm_up()
+    snapshot = kb.index.snapshot()
+    retriever = kb.retriever
+    chunk_to_doc = {}
+    with kb.database.session() as session:
+        from sqlalchemy import select
+
+        from knowledge.models import Chunk, Document
+        for chunk_id, doc_id in session.execute(select(Chunk.id, Document.doc_id).join(Document)):
+            chunk_to_doc[chunk_id] = doc_id
+    cached = []
+    for q in mlquestions_dev():
+        terms = keyword_terms(q["question"])
+        positions, dense, keyword = retriever._candidates(snapshot, q["question"], terms, 100, 0.5)
+        rare = Retriever.rare_exact_terms(snapshot, q["question"])
+        share = Retriever._exact_share(snapshot, positions, rare) if rare else np.zeros(len(positions))
+        docs = [chunk_to_doc[int(snapshot.chunk_ids[p])] for p in positions]
+        cached.append((dense, keyword, share, docs, set(q["relevant"])))
+
+    def score(weight: float, bonus: float, norm: str) -> dict:
+        hits = {1: 0, 5: 0, 20: 0, 100: 0}
+        for dense, keyword, share, docs, relevant in cached:
+            if norm == "minmax":
+                lo, hi = dense.min(), dense.max()
+                d = (dense - lo) / (hi - lo) if hi > lo else np.ones_like(dense)
+            else:  # raw cosine
+                d = dense
+            top = keyword.max()
+            kw = keyword / top if top > 0 else np.zeros_like(keyword)
+            fused = (1 - weight) * d + weight * kw + bonus * share
+            order = np.argsort(-fused, kind="stable")
+            seen, ranked = set(), []
+            for i in order:
+                if docs[i] not in seen:
+                    seen.add(docs[i])
+                    ranked.append(docs[i])
+            first = next((r for r, doc in enumerate(ranked) if doc in relevant), None)
+            for k in hits:
+                hits[k] += first is not None and first < k
+        n = len(cached)
+        return {f"R@{k}": round(100 * v / n, 2) for k, v in hits.items()}
+
+    rows = []
+    for norm in ("minmax", "raw"):
+        for weight in (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3):
+            for bonus in (0.0, 1.0):
+                if weight == 0 and bonus:
+                    continue
+                metrics = score(weight, bonus, norm)
+                rows.append([norm, weight, bonus, metrics["R@1"], metrics["R@5"], metrics["R@20"],
+                             metrics["R@100"]])
+                print(rows[-1], flush=True)
+    table = markdown_table(["dense normalisation", "keyword weight", "exact-term bonus",
+                            "R@1", "R@5", "R@20", "R@100"], rows)
+    print(table)
+    save_result("tune_fusion", {"rows": rows, "table": table})
+
+
+if __name__ == "__main__":
+    main()
