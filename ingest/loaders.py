@@ -58,8 +58,9 @@ def decode_text(data: bytes, where: str) -> str:
     except UnicodeDecodeError:
         western = None
     if western is not None:
-        letters = [c for c in western if c.isalpha()]
-        if sum(c.isascii() for c in letters) >= 0.7 * len(letters):
+        sample = western[:1_000_000]
+        letters = sum(c.isalpha() for c in sample)
+        if sum(c.isalpha() and c.isascii() for c in sample) >= 0.7 * letters:
             return western
     from charset_normalizer import from_bytes
 

@@ -37,16 +37,18 @@ def check_url(url: str, *, allow_private: bool = False) -> None:
     host = parts.hostname
     if not host:
         raise UnsafeURLError(url, "has no host")
-    if allow_private:
-        return
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise UnsafeURLError(url, "has an invalid port") from None
+    if allow_private:
+        return
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise SourceError(url, f"host {host!r} cannot be resolved ({exc.strerror})") from None
+    except ValueError:  # UnicodeError from IDNA: an empty or over-long label
+        raise UnsafeURLError(url, "has an invalid host name") from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
@@ -85,14 +87,25 @@ class Fetcher:
         current = url
         deadline = time.monotonic() + self.timeout
         for _ in range(MAX_REDIRECTS + 1):
-            check_url(current, allow_private=self.allow_private)
+            try:
+                check_url(current, allow_private=self.allow_private)
+            except SourceError as exc:
+                if current == url:
+                    raise
+                # Name the URL the person gave, and the hop that was refused.
+                if isinstance(exc, UnsafeURLError):
+                    raise UnsafeURLError(url, f"redirects to {current}, which {exc.problem}") from None
+                raise SourceError(url, f"redirects to {current}, whose {exc.problem}") from None
             try:
                 with self.client.stream("GET", current) as response:
-                    if response.is_redirect:
+                    if 300 <= response.status_code < 400:
                         location = response.headers.get("location")
                         if not location:
                             raise SourceError(url, f"redirect without a location ({response.status_code})")
-                        current = urljoin(current, location)
+                        try:
+                            current = urljoin(current, location)
+                        except ValueError:
+                            raise SourceError(url, f"redirects to an invalid URL ({location!r})") from None
                         continue
                     if response.status_code >= 400:
                         raise SourceError(url, f"answered HTTP {response.status_code}")
@@ -109,6 +122,9 @@ class Fetcher:
                 raise SourceError(url, f"timed out after {self.timeout:g}s") from None
             except httpx.HTTPError as exc:
                 raise SourceError(url, f"could not be fetched ({type(exc).__name__}: {exc})") from None
+            except (httpx.InvalidURL, ValueError) as exc:  # e.g. an over-long host name label
+                hop = "" if current == url else f" (redirected to {current})"
+                raise SourceError(url, f"is not a valid URL{hop}: {exc}") from None
         raise SourceError(url, f"redirected more than {MAX_REDIRECTS} times")
 
     def close(self) -> None:

@@ -269,7 +269,8 @@ class IndexManager:
                              dimension=self.dimension)
 
     def _prune_old(self, keep_name: str) -> None:
-        snapshots = sorted(p for p in self.directory.glob("snap-*") if p.is_dir())
+        snapshots = sorted((p for p in self.directory.glob("snap-*") if p.is_dir()),
+                           key=lambda p: p.stat().st_mtime)
         stale = [p for p in snapshots if p.name != keep_name][: max(0, len(snapshots) - self.keep)]
         for path in stale:
             shutil.rmtree(path, ignore_errors=True)

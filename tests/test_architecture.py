@@ -58,7 +58,7 @@ def forbidden_imports(path: Path, forbidden: set[str]) -> list[str]:
 
 def deep_ingest_imports(path: Path) -> list[str]:
     problems = []
-    for line, module, names in imported_modules(path):
+    for line, module, _names in imported_modules(path):
         if top(module) == "ingest" and module != "ingest":
             problems.append(f"{rel(path)}:{line} imports {module}")
     return problems

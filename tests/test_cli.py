@@ -141,7 +141,7 @@ def test_eval_json_prints_exactly_the_metrics(runner, handbook_copy):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert set(report) == METRICS
-    lines = [l for l in (DATA / "sample_questions.jsonl").read_text().splitlines() if l.strip()]
+    lines = [line for line in (DATA / "sample_questions.jsonl").read_text().splitlines() if line.strip()]
     assert report["questions"] == len(lines)
     recalls = [report[f"recall@{k}"] for k in (1, 5, 20, 100)]
     assert all(0 <= r <= 100 for r in recalls)
@@ -169,7 +169,7 @@ def test_eval_reports_bad_lines_and_evaluates_the_good_ones(runner, handbook_cop
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["questions"] == 2
-    skipped = [l for l in result.stderr.splitlines() if l.startswith("skipped:")]
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped:")]
     assert len(skipped) == 4
     for number in (2, 3, 4, 5):
         assert any(f"{questions}:{number}:" in line for line in skipped), number
@@ -195,7 +195,7 @@ def test_console_answers_each_line_and_exits_at_end_of_input(runner, handbook_co
 
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert [l for l in out.splitlines() if l.startswith("> ")] == [
+    assert [line for line in out.splitlines() if line.startswith("> ")] == [
         "> What is overfitting?", "> How do I bake bread?"]
     first, second = out.split("> How do I bake bread?")
     assert "Sources:" in first and "[1]" in first

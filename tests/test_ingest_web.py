@@ -462,6 +462,7 @@ def test_a_public_page_redirecting_inward_is_refused_at_that_hop(http_server, ta
     with pytest.raises(UnsafeURLError) as refused:
         fetcher.fetch("http://93.184.216.34/innocent-article")
     fetcher.close()
+    assert str(refused.value).startswith("http://93.184.216.34/innocent-article: redirects to ")
     assert location in str(refused.value)
     assert seen == ["http://93.184.216.34/innocent-article"]
     assert http_server.requests == []
@@ -476,3 +477,45 @@ def test_redirect_loops_stop(http_server):
     finally:
         fetcher.close()
     assert 2 <= len(http_server.requests) <= 10
+
+
+# -- malformed URLs are reported, never a crash of the whole ingest --------------------------
+MALFORMED = [
+    "http://" + "a" * 300 + ".example/",  # a label longer than DNS allows
+    "http://a..b/",  # an empty label
+    "http://127.0.0.1:abc/",
+    "http://[::1",
+    "http://127.0.0.1\x00:80/",
+]
+
+
+@pytest.mark.parametrize("url", MALFORMED, ids=["long-label", "empty-label", "bad-port",
+                                                "open-bracket", "nul"])
+def test_malformed_urls_fail_the_check_with_a_source_error(url):
+    with pytest.raises(SourceError):
+        check_url(url)
+
+
+@pytest.mark.parametrize("url", MALFORMED, ids=["long-label", "empty-label", "bad-port",
+                                                "open-bracket", "nul"])
+def test_malformed_urls_are_reported_and_the_rest_continue(local_kb, http_server, url):
+    http_server.add("/posts/labels", LABELS)
+
+    report = Ingestor(kb=local_kb, progress=False).run([url, http_server.url("/posts/labels")])
+
+    assert report.added == 1
+    assert len(report.errors) == 1
+
+
+@pytest.mark.parametrize("location", ["http://[broken", "http://127.0.0.1:abc/",
+                                      "http://" + "a" * 300 + ".example/"],
+                         ids=["open-bracket", "bad-port", "long-label"])
+def test_a_redirect_to_a_malformed_location_is_reported(local_kb, http_server, location):
+    http_server.add("/moved", "", status=302, headers={"Location": location})
+    http_server.add("/posts/labels", LABELS)
+    moved = http_server.url("/moved")
+
+    report = Ingestor(kb=local_kb, progress=False).run([moved, http_server.url("/posts/labels")])
+
+    assert report.added == 1
+    assert len(report.errors) == 1 and moved in report.errors[0]

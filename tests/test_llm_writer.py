@@ -164,9 +164,8 @@ def test_citations_are_renumbered_in_order_of_use_and_unknown_ones_dropped(kb, c
     "Overfitting is memorising the training set [9].",
     "Overfitting is memorising the training set [0].",
     "Overfitting is memorising the training set.",
-    "NOT IN SOURCES",
     "",
-], ids=["out-of-range", "zero", "no-citation", "not-in-sources", "empty"])
+], ids=["out-of-range", "zero", "no-citation", "empty"])
 def test_reply_without_a_valid_citation_falls_back_to_the_extractive_answer(kb, chat, reply):
     chat.reply = reply
     answer = kb.ask(QUESTION)
@@ -188,7 +187,7 @@ def test_endpoint_trouble_falls_back_to_the_extractive_answer(kb, chat, failure)
     elif failure == "http-429":
         chat.status = 429
     elif failure == "timeout":
-        chat.delay = 2.0
+        chat.delay = 4.0
     elif failure == "invalid-json":
         chat.raw = b'{"choices": [{"message": {"content": "unterminated'
     else:
@@ -203,7 +202,7 @@ def test_endpoint_trouble_falls_back_to_the_extractive_answer(kb, chat, failure)
     assert not answer.abstained
     assert answer.citations and answer.citations[0].doc_id == "handbook/overfitting-and-regularization"
     assert "must not be used" not in answer.text
-    assert elapsed < 1.9  # the time-out is the configured 0.75 s, not the server's delay
+    assert elapsed < 3.5  # the configured 0.75 s time-out, not the server's 4 s delay
 
 
 def test_off_topic_question_abstains_without_calling_the_endpoint(kb, chat):
