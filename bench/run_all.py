@@ -1,0 +1,38 @@
+"""`make bench`: every benchmark in turn; tables print at the end (and land in bench/results)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+STEPS = [
+    ("Retrieval quality, MLQuestions dev", ["mlquestions.py"]),
+    ("Fusion settings, MLQuestions dev", ["tune_fusion.py"]),
+    ("Ingest throughput, lil-log", ["ingest_throughput.py"]),
+    ("Ask latency at 100,000 passages", ["latency.py"]),
+]
+RESULTS = {"mlquestions.py": "mlquestions", "tune_fusion.py": "tune_fusion",
+           "ingest_throughput.py": "ingest_throughput", "latency.py": "latency"}
+
+
+def main() -> int:
+    failed = []
+    for title, args in STEPS:
+        print(f"\n== {title}", flush=True)
+        if subprocess.call([sys.executable, *args], cwd=HERE) != 0:
+            failed.append(title)
+    print("\n# Results\n")
+    for title, args in STEPS:
+        path = HERE / "results" / f"{RESULTS[args[0]]}.json"
+        if path.exists():
+            print(f"### {title}\n\n{json.loads(path.read_text())['table']}\n")
+    if failed:
+        print("failed: " + ", ".join(failed), file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
