@@ -37,17 +37,26 @@ def main() -> None:
         docs = [chunk_to_doc[int(snapshot.chunk_ids[p])] for p in positions]
         cached.append((dense, keyword, share, docs, set(q["relevant"])))
 
+    def ranks(values: np.ndarray) -> np.ndarray:
+        out = np.empty(len(values))
+        out[np.argsort(-values, kind="stable")] = np.arange(len(values))
+        return out
+
+    def fused_scores(dense, keyword, share, weight: float, bonus: float, norm: str):
+        if norm == "rrf":  # reciprocal-rank fusion over the same candidates, k = 60
+            keyword_part = np.where(keyword > 0, 1 / (60 + ranks(keyword)), 0.0)
+            return 1 / (60 + ranks(dense)) + keyword_part + bonus * share
+        if norm == "minmax":
+            lo, hi = dense.min(), dense.max()
+            dense = (dense - lo) / (hi - lo) if hi > lo else np.ones_like(dense)
+        top = keyword.max()
+        keyword = keyword / top if top > 0 else np.zeros_like(keyword)
+        return (1 - weight) * dense + weight * keyword + bonus * share
+
     def score(weight: float, bonus: float, norm: str) -> dict:
         hits = {1: 0, 5: 0, 20: 0, 100: 0}
         for dense, keyword, share, docs, relevant in cached:
-            if norm == "minmax":
-                lo, hi = dense.min(), dense.max()
-                d = (dense - lo) / (hi - lo) if hi > lo else np.ones_like(dense)
-            else:  # raw cosine
-                d = dense
-            top = keyword.max()
-            kw = keyword / top if top > 0 else np.zeros_like(keyword)
-            fused = (1 - weight) * d + weight * kw + bonus * share
+            fused = fused_scores(dense, keyword, share, weight, bonus, norm)
             order = np.argsort(-fused, kind="stable")
             seen, ranked = set(), []
             for i in order:
@@ -61,6 +70,10 @@ def main() -> None:
         return {f"R@{k}": round(100 * v / n, 2) for k, v in hits.items()}
 
     rows = []
+    metrics = score(0.5, 0.0, "rrf")
+    rows.append(["reciprocal-rank fusion", "-", 0.0, metrics["R@1"], metrics["R@5"],
+                 metrics["R@20"], metrics["R@100"]])
+    print(rows[-1], flush=True)
     for norm in ("minmax", "raw"):
         for weight in (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3):
             for bonus in (0.0, 1.0):

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from knowledge.text import split_sentences
+from knowledge.text import split_blocks
 
 __all__ = ["Section", "Passage", "chunk_sections", "CHUNKER_VERSION"]
 
 # Bump when chunking changes: content hashes include it, so documents get re-chunked.
-CHUNKER_VERSION = "3"
+CHUNKER_VERSION = "4"
 
 
 @dataclass(frozen=True)
@@ -74,50 +74,68 @@ def chunk_sections(
     budget: int = 200,
 ) -> list[Passage]:
     """Pack sentences into passages of at most ``budget`` wordpieces (title excluded)."""
-    units: list[tuple[str | None, bool, str, int]] = []  # heading, starts section, sentence, tokens
+    # (heading, starts section, starts paragraph, sentence, tokens)
+    units: list[tuple[str | None, bool, bool, str, int]] = []
     headings = sorted({s.heading for s in sections if s.heading})
     heading_tokens = dict(zip(headings, count_tokens(headings), strict=True))
     for section in sections:
-        sentences = split_sentences(section.text)
+        blocks = split_blocks(section.text)
+        sentences = [sentence for block in blocks for sentence in block]
         if not sentences:
             continue
+        # Indexes of the sentences that open a paragraph or list item.
+        opens = {sum(len(b) for b in blocks[:i]) for i in range(len(blocks))}
         counts = count_tokens(sentences)
         # A section's heading is written into the passage too: it counts against the budget.
         extra = heading_tokens.get(section.heading, 0)
         first = True
-        for sentence, tokens in zip(sentences, counts, strict=True):
+        for index, (sentence, tokens) in enumerate(zip(sentences, counts, strict=True)):
             limit = budget - extra if first else budget
             if tokens > limit:
                 parts = _split_long(sentence, tokens, max(1, limit), count_tokens)
             else:
                 parts = [(sentence, tokens)]
-            for part, part_tokens in parts:
-                units.append((section.heading, first, part, part_tokens + (extra if first else 0)))
+            for n, (part, part_tokens) in enumerate(parts):
+                units.append((section.heading, first, index in opens and n == 0, part,
+                              part_tokens + (extra if first else 0)))
                 first = False
 
     passages: list[Passage] = []
     current: list[str] = []
     current_tokens = 0
     current_heading: str | None = None
+    previous: tuple[str | None, str, int] | None = None  # heading, sentence, tokens
 
     def flush() -> None:
         nonlocal current, current_tokens
         if current:
-            text = " ".join(current).replace(" \n\n", "\n\n").strip()
+            text = "".join(current).strip()
             passages.append(Passage(len(passages), current_heading, text))
         current, current_tokens = [], 0
 
-    for heading, starts_section, sentence, tokens in units:
+    for heading, starts_section, starts_paragraph, sentence, tokens in units:
         # A new section starts a new passage once the current one is reasonably full.
-        if current and (current_tokens + tokens > budget
-                        or (starts_section and current_tokens >= budget // 2)):
+        if current and starts_section and current_tokens >= budget // 2:
             flush()
+        elif current and current_tokens + tokens > budget:
+            flush()
+            # Overlap by one short sentence of the same section, so a fact stated just
+            # before a cut ("Our feature store is called Pantry.") travels with what follows.
+            if (previous is not None and not starts_section and previous[0] == heading
+                    and previous[2] + tokens <= budget and previous[2] <= budget // 4):
+                current_heading = heading
+                current.append(previous[1])
+                current_tokens = previous[2]
         if not current:
             current_heading = heading
         elif starts_section and heading:
             # The heading stays its own paragraph: context for search, never glued to a sentence.
             sentence = f"\n\n{heading}\n\n{sentence}"
+        else:
+            # Paragraphs and list items stay apart, so answers never glue a list into a sentence.
+            sentence = ("\n\n" if starts_paragraph else " ") + sentence
         current.append(sentence)
         current_tokens += tokens
+        previous = (heading, sentence.strip().split("\n\n")[-1], tokens)
     flush()
     return passages

@@ -70,8 +70,8 @@ def _readable(sentence: str) -> bool:
     words = sentence.split()
     if len(words) < 5 or len(words) > 80:
         return False
-    if not sentence.rstrip().endswith((".", "!", "?", ":", ")", '"', "”")):
-        return False  # headings, table rows, fragments
+    if not sentence.rstrip().endswith((".", "!", "?", ")", '"', "”")):
+        return False  # headings, table rows, fragments, lead-ins to a list ("…the following:")
     return len(_CODEISH.findall(sentence)) <= max(3, len(sentence) // 25)
 
 
@@ -89,14 +89,24 @@ class _Candidate:
     chunk_id: int
 
 
+_DEFINITION_QUESTION = re.compile(r"^\s*(what\s+(is|are|was|does)|what's|whats|define|who\s+is)\b", re.I)
+_DEFINES = re.compile(r"\b(is|are|means|refers to|stands for|is called|are called|called)\b", re.I)
+
+
+def _defines(sentence: str, terms: frozenset[str], query_terms: set[str]) -> bool:
+    """Does the sentence look like a definition of what the question asks about?"""
+    return bool(query_terms) and query_terms <= terms and bool(_DEFINES.search(sentence))
+
+
 def _candidates(result: SearchResult, max_docs: int, min_passage_ratio: float) -> list[_Candidate]:
     query_terms = set(result.terms)
+    definition = bool(_DEFINITION_QUESTION.match(result.question))
     idf = result.idf
     mass = sum(idf.get(t, 0.0) for t in query_terms) or 1.0
     best = result.hits[0].score if result.hits else 1.0
     out: list[_Candidate] = []
     for doc_rank, hit in enumerate(result.hits[:max_docs]):
-        for passage_rank, passage in enumerate(hit.passages[:2]):
+        for passage_rank, passage in enumerate(hit.passages):
             relative = passage.score / best if best > 0 else 0.0
             if relative < min_passage_ratio:
                 continue
@@ -108,8 +118,10 @@ def _candidates(result: SearchResult, max_docs: int, min_passage_ratio: float) -
                 overlap = sum(idf.get(t, 0.0) for t in query_terms & terms) / mass
                 score = (0.55 * overlap + 0.35 * relative + 0.1 * passage.dense
                          + (0.05 if order == 0 else 0.0) - 0.04 * doc_rank)
-                out.append(_Candidate(doc_rank, passage_rank, passage.position, order, sentence, score, terms,
-                                      hit, passage.text, passage.chunk_id))
+                if definition and _defines(sentence, terms, query_terms):
+                    score += 0.15  # "What is X?" wants "X is …" first
+                out.append(_Candidate(doc_rank, passage_rank, passage.position, order, sentence,
+                                      score, terms, hit, passage.text, passage.chunk_id))
     return out
 
 

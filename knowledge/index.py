@@ -33,6 +33,14 @@ FORMAT_VERSION = 1
 CURRENT = "CURRENT"
 
 
+def _bm25s():
+    import bm25s
+
+    # bm25s sets its own logger to DEBUG on import, which would print on every rebuild.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -171,8 +179,9 @@ class IndexManager:
         return self._build_and_publish(generation)
 
     def _load(self, name: str) -> IndexSnapshot:
-        import bm25s
         import faiss
+
+        bm25s = _bm25s()
 
         folder = self.directory / name
         meta = json.loads((folder / "meta.json").read_text())
@@ -195,8 +204,9 @@ class IndexManager:
                              doc_keys=doc_keys, dense=dense, keyword=keyword, dimension=self.dimension)
 
     def _build(self) -> tuple[np.ndarray, np.ndarray, object, object | None]:
-        import bm25s
         import faiss
+
+        bm25s = _bm25s()
 
         ids: list[int] = []
         keys: list[int] = []

@@ -6,7 +6,7 @@ import hashlib
 import re
 from functools import lru_cache
 
-__all__ = ["split_sentences", "keyword_terms", "exact_terms", "normalise_whitespace", "sha256"]
+__all__ = ["split_sentences", "split_blocks", "keyword_terms", "exact_terms", "normalise_whitespace", "sha256"]
 
 _ABBREVIATIONS = {
     "e.g", "i.e", "etc", "vs", "cf", "al", "fig", "eq", "dr", "mr", "mrs", "ms", "prof",
@@ -37,13 +37,14 @@ def _ends_with_abbreviation(fragment: str) -> bool:
     return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
 
 
-def split_sentences(text: str) -> list[str]:
-    """Split text into sentences; blank lines and list items always end a sentence."""
-    sentences: list[str] = []
+def split_blocks(text: str) -> list[list[str]]:
+    """Paragraphs and list items (blank lines, bullets), each split into sentences."""
+    blocks: list[list[str]] = []
     for block in _BLOCKS.split(text):
         block = normalise_whitespace(block.replace("\n", " "))
         if not block:
             continue
+        sentences: list[str] = []
         start = 0
         pending = ""
         for match in _BOUNDARY.finditer(block):
@@ -57,7 +58,15 @@ def split_sentences(text: str) -> list[str]:
         tail = (pending + block[start:]).strip()
         if tail:
             sentences.append(tail)
-    return [s for s in sentences if s]
+        sentences = [s for s in sentences if s]
+        if sentences:
+            blocks.append(sentences)
+    return blocks
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split text into sentences; blank lines and list items always end a sentence."""
+    return [sentence for block in split_blocks(text) for sentence in block]
 
 
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:[._\-/+#][A-Za-z0-9]+)*[+#]*")
