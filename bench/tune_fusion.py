@@ -31,7 +31,8 @@ def main() -> None:
     cached = []
     for q in mlquestions_dev():
         terms = keyword_terms(q["question"])
-        positions, dense, keyword = retriever._candidates(snapshot, q["question"], terms, 100, 0.5)
+        positions, dense, keyword = retriever._candidates(
+            snapshot, kb.embedder.embed_query(q["question"]), terms, 100, 0.5)
         rare = Retriever.rare_exact_terms(snapshot, q["question"])
         share = Retriever._exact_share(snapshot, positions, rare) if rare else np.zeros(len(positions))
         docs = [chunk_to_doc[int(snapshot.chunk_ids[p])] for p in positions]

@@ -173,10 +173,44 @@ def index_rebuild(ctx):
 @main.command()
 @click.pass_context
 def console(ctx):
-    """Ask questions on standard input; answers print as the bot would give them."""
+    """Ask questions on standard input; answers print as the bot would give them.
+
+    Lines go through the Slack bot's own handlers: plain lines are direct messages,
+    and /ml-ask or /ml-add lines are those commands.
+    """
     from bot.console import run_console
 
     run_console(_kb(ctx), sys.stdin, sys.stdout)
+
+
+@main.command()
+@click.option("--http", "http_mode", is_flag=True,
+              help="Serve Slack's HTTP requests at POST /slack/events (default without SLACK_APP_TOKEN).")
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on in HTTP mode.")
+@click.option("--port", default=3000, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on in HTTP mode.")
+@click.pass_context
+def serve(ctx, http_mode, host, port):
+    """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP mode."""
+    _serve(ctx, http_mode=http_mode, host=host, port=port)
+
+
+def _serve(ctx, *, http_mode: bool, host: str, port: int) -> None:
+    from bot.app import build_app
+    from bot.server import serve_http, serve_socket_mode
+    from bot.settings import SlackSettings
+
+    slack = SlackSettings.from_env()
+    socket_mode = bool(slack.app_token) and not http_mode
+    slack.validate_for_serving(socket_mode=socket_mode)
+    kb = _kb(ctx)
+    kb.warm_up()
+    app = build_app(slack, kb)
+    if socket_mode:
+        click.echo("DML is connecting to Slack (Socket Mode)…", err=True)
+        serve_socket_mode(app, slack.app_token)
+    else:
+        serve_http(app, kb, host=host, port=port)
 
 
 @main.command()
@@ -189,9 +223,8 @@ def run(ctx, sample):
 
     kb = _kb(ctx)
     if os.environ.get("SLACK_BOT_TOKEN"):
-        raise click.ClickException(
-            "SLACK_BOT_TOKEN is set, but the Slack bot is not part of this build yet; "
-            "unset it to use the local console")
+        _serve(ctx, http_mode=False, host="0.0.0.0", port=int(os.environ.get("PORT") or 3000))
+        return
     if sample:
         _load_sample(kb)
     run_console(kb, sys.stdin, sys.stdout)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from .retrieval import DocumentHit, SearchResult
 from .text import keyword_terms, split_sentences
@@ -48,13 +48,13 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     writer: str = "extractive"
     confidence: float = 0.0
+    # The retrieval behind the answer (not serialised): its hits, the question's vector.
+    result: SearchResult | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict:
         return {"answer": self.text, "abstained": self.abstained,
                 "citations": [c.to_json() for c in self.citations]}
 
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 # -- sentence selection ---------------------------------------------------------------

@@ -8,7 +8,9 @@ from .answer import Answer, ExtractiveWriter, LLMWriter
 from .db import Database
 from .embedding import Embedder
 from .errors import StoreError
+from .feedback import FeedbackStore
 from .index import IndexManager
+from .questions import QuestionLog
 from .retrieval import Retriever, SearchResult
 from .settings import Settings
 from .store import Store
@@ -28,6 +30,8 @@ class KnowledgeBase:
         if migrate:
             self.database.upgrade()
         self.store = Store(self.database)
+        self.questions = QuestionLog(self.database)
+        self.feedback = FeedbackStore(self.database)
         self.embedder = embedder or Embedder(model_path=settings.embedding_model)
         self._index: IndexManager | None = None
         self._retriever: Retriever | None = None
@@ -51,7 +55,8 @@ class KnowledgeBase:
     def retriever(self) -> Retriever:
         if self._retriever is None:
             self._retriever = Retriever(store=self.store, index=self.index, embedder=self.embedder,
-                                        keyword_weight=self.settings.keyword_weight)
+                                        keyword_weight=self.settings.keyword_weight,
+                                        adjuster=self.feedback.adjustments)
         return self._retriever
 
     def _check_model(self) -> None:
@@ -62,13 +67,21 @@ class KnowledgeBase:
                 f"the knowledge base was embedded with {', '.join(other)} but the configured "
                 f"model is {self.embedder.name}; re-ingest or set DML_EMBEDDING_MODEL back")
 
-    def search(self, question: str, *, k: int = 10, keyword_weight: float | None = None) -> SearchResult:
-        return self.retriever.search(question, k=k, keyword_weight=keyword_weight)
+    def search(self, question: str, *, k: int = 10, keyword_weight: float | None = None,
+               channel: str | None = None, learned: bool = True) -> SearchResult:
+        return self.retriever.search(question, k=k, keyword_weight=keyword_weight,
+                                     channel=channel, learned=learned)
 
-    def ask(self, question: str) -> Answer:
+    def ask(self, question: str, *, channel: str | None = None,
+            context: str | None = None) -> Answer:
+        """Answer a question; ``context`` is the earlier conversation of a thread."""
         question = question.strip()
-        result = self.search(question, k=5)
-        return self.writer.write(result)
+        query = f"{context.strip()}\n{question}" if context and context.strip() else question
+        result = self.search(query, k=5, channel=channel)
+        result.question = question
+        answer = self.writer.write(result)
+        answer.result = result
+        return answer
 
     def refresh_index(self) -> None:
         self.index.rebuild()

@@ -79,3 +79,52 @@ class Meta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class Question(Base):
+    """A question someone asked, the answer given, and what became of it."""
+
+    __tablename__ = "questions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    asked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    asker: Mapped[str | None] = mapped_column(String(64), index=True)
+    channel: Mapped[str | None] = mapped_column(String(64))
+    # The thread the answer lives in (the question's ts when it started a thread).
+    thread_ts: Mapped[str | None] = mapped_column(String(32))
+    answer_ts: Mapped[str | None] = mapped_column(String(32))
+    private: Mapped[bool] = mapped_column(default=False)
+    text: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str] = mapped_column(Text)
+    abstained: Mapped[bool] = mapped_column(default=False)
+    # [{"n", "doc_id", "chunk_id"}] of the answer's citations.
+    citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # open | answered | handed_off | resolved
+    status: Mapped[str] = mapped_column(String(16), default="answered")
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    resolved_doc_id: Mapped[str | None] = mapped_column(String(1024))
+
+    __table_args__ = (Index("ix_questions_thread", "channel", "thread_ts"),)
+
+
+class Feedback(Base):
+    """👍 / 👎 on an answer, with what was wrong."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    question_id: Mapped[int] = mapped_column(ForeignKey("questions.id", ondelete="CASCADE"), index=True)
+    user: Mapped[str | None] = mapped_column(String(64))
+    helpful: Mapped[bool] = mapped_column()
+    reason: Mapped[str | None] = mapped_column(String(32))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ProcessedEvent(Base):
+    """Slack events already handled: the primary key makes "exactly once" hold across replicas."""
+
+    __tablename__ = "processed_events"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -8,6 +8,7 @@ Passages are grouped by document so one long document cannot crowd out the rest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -50,6 +51,7 @@ class DocumentHit:
     updated_at: datetime | None
     score: float
     passages: list[Passage] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
 
     @property
     def best(self) -> Passage:
@@ -64,6 +66,7 @@ class SearchResult:
     # How sure retrieval is that the best hit is about the question (0..1-ish).
     confidence: float
     idf: dict[str, float] = field(default_factory=dict)
+    vector: np.ndarray | None = None  # the question's embedding
 
 
 def fuse(dense: np.ndarray, keyword: np.ndarray, weight: float) -> np.ndarray:
@@ -82,30 +85,45 @@ def fuse(dense: np.ndarray, keyword: np.ndarray, weight: float) -> np.ndarray:
 class Retriever:
     def __init__(self, *, store: Store, index: IndexManager, embedder: Embedder,
                  keyword_weight: float = 0.15, dense_candidates: int = 200,
-                 keyword_candidates: int = 100):
+                 keyword_candidates: int = 100,
+                 adjuster: Callable[[np.ndarray], dict[int, float]] | None = None):
         self.store = store
         self.index = index
         self.embedder = embedder
         self.keyword_weight = keyword_weight
         self.dense_candidates = dense_candidates
         self.keyword_candidates = keyword_candidates
+        # Learned per-passage score changes (feedback on similar past questions).
+        self.adjuster = adjuster
 
     def search(self, question: str, *, k: int = 10, passages_per_doc: int = 3,
-               keyword_weight: float | None = None) -> SearchResult:
+               keyword_weight: float | None = None, channel: str | None = None,
+               learned: bool = True) -> SearchResult:
+        """Documents for a question, best first.
+
+        ``channel``: where the question is asked; knowledge captured in a private channel
+        is only returned there. ``learned``: apply feedback from similar past questions.
+        """
         weight = self.keyword_weight if keyword_weight is None else keyword_weight
         terms = keyword_terms(question)
         snapshot = self.index.snapshot()
         if snapshot.size == 0 or not question.strip():
             return SearchResult(question, terms, [], 0.0)
-        positions, dense, keyword = self._candidates(snapshot, question, terms, k, weight)
+        query = self.embedder.embed_query(question)
+        positions, dense, keyword = self._candidates(snapshot, query, terms, k, weight)
         fused = fuse(dense, keyword, weight)
         rare = self.rare_exact_terms(snapshot, question) if weight > 0 else []
         if rare:
             fused = fused + EXACT_BONUS * self._exact_share(snapshot, positions, rare)
-        hits = self._group(snapshot, positions, fused, dense, k, passages_per_doc)
+        if learned and self.adjuster is not None:
+            changes = self.adjuster(query)
+            if changes:
+                ids = snapshot.chunk_ids[positions]
+                fused = fused + np.array([changes.get(int(c), 0.0) for c in ids], dtype=np.float32)
+        hits = self._group(snapshot, positions, fused, dense, k, passages_per_doc, channel)
         idf = snapshot.idf(terms)
         confidence = self.confidence(hits[0], terms, idf) if hits else 0.0
-        return SearchResult(question, terms, hits, confidence, idf)
+        return SearchResult(question, terms, hits, confidence, idf, query)
 
     @staticmethod
     def rare_exact_terms(snapshot: IndexSnapshot, question: str) -> list[str]:
@@ -139,9 +157,8 @@ class Retriever:
         dense = max(p.dense for p in hit.passages)
         return dense + COVERAGE_WEIGHT * self.coverage(hit, terms, idf)
 
-    def _candidates(self, snapshot: IndexSnapshot, question: str, terms: list[str], k: int,
+    def _candidates(self, snapshot: IndexSnapshot, query: np.ndarray, terms: list[str], k: int,
                     weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        query = self.embedder.embed_query(question)
         keyword_all = snapshot.keyword_scores(terms) if weight > 0 else None
         wanted = min(snapshot.size, max(self.dense_candidates, k * 3))
         if weight < 1.0:
@@ -167,7 +184,8 @@ class Retriever:
         return positions.astype(np.int64), dense, keyword.astype(np.float32)
 
     def _group(self, snapshot: IndexSnapshot, positions: np.ndarray, fused: np.ndarray,
-               dense: np.ndarray, k: int, passages_per_doc: int) -> list[DocumentHit]:
+               dense: np.ndarray, k: int, passages_per_doc: int,
+               channel: str | None = None) -> list[DocumentHit]:
         order = np.argsort(-fused, kind="stable")
         by_doc: dict[int, list[int]] = {}
         for i in order:
@@ -175,7 +193,8 @@ class Retriever:
             members = by_doc.setdefault(key, [])
             if len(members) < passages_per_doc:
                 members.append(int(i))
-        ranked = sorted(by_doc.items(), key=lambda kv: -fused[kv[1][0]])[:k]
+        # A few spare documents, in case some are private to another channel.
+        ranked = sorted(by_doc.items(), key=lambda kv: -fused[kv[1][0]])[: k + 10]
         chunk_ids = [int(snapshot.chunk_ids[positions[i]]) for _, members in ranked for i in members]
         rows = self.store.passages(chunk_ids)
         hits: list[DocumentHit] = []
@@ -190,8 +209,13 @@ class Retriever:
             if not passages:
                 continue
             first = rows[passages[0].chunk_id]
+            private_to = (first.meta or {}).get("private_channel")
+            if private_to and private_to != channel:
+                continue  # captured in a private channel: never cited anywhere else
             hits.append(DocumentHit(doc_id=first.doc_id, title=first.title, url=first.url,
                                     path=first.path, kind=first.kind,
                                     updated_at=first.updated_at, score=passages[0].score,
-                                    passages=passages))
+                                    passages=passages, meta=first.meta or {}))
+            if len(hits) == k:
+                break
         return hits

@@ -62,6 +62,7 @@ class PassageRow:
     path: str | None
     kind: str
     updated_at: Any
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -165,11 +166,11 @@ class Store:
             rows = session.execute(
                 select(Chunk.id, Chunk.position, Chunk.heading, Chunk.text, Document.doc_id,
                        Document.title, Document.url, Document.path, Document.kind,
-                       Document.updated_at)
+                       Document.updated_at, Document.meta)
                 .join(Document, Document.id == Chunk.document_id)
                 .where(Chunk.id.in_([int(i) for i in chunk_ids]))
             ).tuples()
-            return {row[0]: PassageRow(*row) for row in rows}
+            return {row[0]: PassageRow(*row[:-1], meta=row[-1] or {}) for row in rows}
 
     # -- writes -----------------------------------------------------------------------
     def upsert(self, record: DocumentRecord) -> None:

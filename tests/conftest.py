@@ -193,3 +193,48 @@ def handbook_copy(handbook_data_dir, tmp_path) -> Path:
     target = tmp_path / "handbook-data"
     shutil.copytree(handbook_data_dir, target)
     return target
+
+
+# -- the Slack bot over real HTTP, its Web API pointed at a stand-in ---------------------
+SIGNING_SECRET = "test-signing-secret"
+EXPERT = "UEXPERT"
+CURATOR = "UCURATOR"
+
+
+@pytest.fixture
+def slack_api():
+    from .slack_stub import SlackAPIStub
+
+    with SlackAPIStub() as stub:
+        yield stub
+
+
+class BotHarness:
+    """The bot served on 127.0.0.1: ``post(payload)`` delivers a Slack-signed request."""
+
+    def __init__(self, kb, app, server, api):
+        self.kb, self.app, self.server, self.api = kb, app, server, api
+        self.url = server.url + "/slack/events"
+
+    def post(self, payload, **kwargs):
+        from .slack_stub import signed_post
+
+        return signed_post(self.url, payload, secret=SIGNING_SECRET, **kwargs)
+
+
+@pytest.fixture
+def bot(handbook_copy, embedder, slack_api):
+    """The bot on the sample handbook (SQLite), experts UEXPERT, curators UCURATOR + experts."""
+    from bot.app import build_app, build_client
+    from bot.server import HTTPServer
+    from bot.settings import SlackSettings
+
+    settings = Settings(data_dir=handbook_copy, allow_private_urls=True, fetch_timeout=5.0)
+    knowledge = KnowledgeBase(settings=settings, embedder=embedder)
+    slack = SlackSettings(bot_token="xoxb-test", signing_secret=SIGNING_SECRET,
+                          api_url=slack_api.url, experts=(EXPERT,), curators=(CURATOR, EXPERT))
+    app = build_app(slack, knowledge, client=build_client(slack))
+    server = HTTPServer(app, knowledge, port=0).start()
+    yield BotHarness(knowledge, app, server, slack_api)
+    server.stop()
+    knowledge.close()

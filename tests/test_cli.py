@@ -236,11 +236,11 @@ def test_run_leaves_a_teams_own_knowledge_alone(runner, tmp_path):
     assert dml(runner, data, "stats").stdout.startswith("1 documents")
 
 
-def test_run_refuses_slack_tokens_it_cannot_use_yet(runner, tmp_path):
+def test_run_with_a_bot_token_but_no_way_to_reach_slack_says_what_is_missing(runner, tmp_path):
     result = dml(runner, tmp_path / "data", "run", "--no-sample", input="",
                  env={"SLACK_BOT_TOKEN": "xoxb-test"})
     assert result.exit_code == 1
-    assert "SLACK_BOT_TOKEN" in result.stderr
+    assert "SLACK_SIGNING_SECRET" in result.stderr
     assert "Traceback" not in result.output
 
 

@@ -1,0 +1,168 @@
+"""Block Kit rendering: pure functions from answers and records to Slack messages/views.
+
+Slack's limits are enforced here: at most 50 blocks per message, 3,000 characters per
+section text (long text is split across sections, then trimmed with a note).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from knowledge.answer import Answer, Citation
+from knowledge.feedback import REASONS
+
+__all__ = [
+    "MAX_BLOCKS", "MAX_SECTION", "escape", "age", "answer_message", "handoff_message",
+    "feedback_modal", "home_view", "mention", "split_text",
+]
+
+MAX_BLOCKS = 50
+MAX_SECTION = 3000
+KIND_LABELS = {"doc": "team doc", "article": "article", "team answer": "team answer"}
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn control characters; keeps user text from forming links or mentions."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mention(ident: str) -> str:
+    return f"<!subteam^{ident}>" if ident.startswith("S") else f"<@{ident}>"
+
+
+def age(when: datetime | None, now: datetime | None = None) -> str:
+    if when is None:
+        return ""
+    now = now or datetime.now(UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    days = max(0, (now - when).days)
+    if days == 0:
+        return "today"
+    if days < 60:
+        return f"{days} day{'s' if days != 1 else ''} ago"
+    if days < 730:
+        return f"{days // 30} months ago"
+    return f"{days // 365} years ago"
+
+
+def split_text(text: str, limit: int = MAX_SECTION) -> list[str]:
+    """Split at paragraph, then sentence, then word boundaries so each part fits."""
+    parts: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        cut = max(rest.rfind("\n\n", 0, limit), rest.rfind(". ", 0, limit) + 1, rest.rfind(" ", 0, limit))
+        if cut <= limit // 4:
+            cut = limit
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest:
+        parts.append(rest)
+    return parts or [""]
+
+
+def _section(text: str) -> dict:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:MAX_SECTION]}}
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict:
+    button = {"type": "button", "text": {"type": "plain_text", "text": text, "emoji": True},
+              "action_id": action_id, "value": value[:2000]}
+    if style:
+        button["style"] = style
+    return button
+
+
+def _source_line(citation: Citation, updated: datetime | None, now: datetime | None) -> str:
+    title = escape(citation.title)[:200] or citation.doc_id
+    link = citation.url if citation.url and citation.url.startswith(("http://", "https://")) else None
+    name = f"<{link}|{title}>" if link else f"*{title}*" + (f" ({escape(citation.path)})" if citation.path else "")
+    kind = KIND_LABELS.get(citation.kind, citation.kind)
+    bits = [b for b in (kind, age(updated, now)) if b]
+    return f"[{citation.n}] {name}" + (f" · {' · '.join(bits)}" if bits else "")
+
+
+def _limit(blocks: list[dict], tail: list[dict]) -> list[dict]:
+    room = MAX_BLOCKS - len(tail)
+    if len(blocks) > room:
+        blocks = blocks[: room - 1] + [_section("_(answer shortened to fit in Slack)_")]
+    return blocks + tail
+
+
+def answer_message(answer: Answer, question_id: int, *, ephemeral: bool = False,
+                   updated: dict[str, datetime | None] | None = None,
+                   now: datetime | None = None) -> tuple[str, list[dict]]:
+    """(fallback text, blocks) for an answer with its Sources and feedback buttons."""
+    updated = updated or {}
+    blocks = [_section(part) for part in split_text(escape(answer.text))]
+    if answer.citations:
+        heading = "*Closest sources*" if answer.abstained else "*Sources*"
+        lines = [_source_line(c, updated.get(c.doc_id), now) for c in answer.citations]
+        for part in split_text(heading + "\n" + "\n".join(lines)):
+            blocks.append(_section(part))
+    value = str(question_id)
+    buttons = [] if answer.abstained else [
+        _button("👍 Helpful", "feedback_up", value), _button("👎 Not helpful", "feedback_down", value),
+        _button("Ask a human", "ask_human", value)]
+    if ephemeral:
+        buttons.append(_button("Share in channel", "share_answer", value, "primary"))
+    tail = [{"type": "actions", "block_id": f"answer:{question_id}", "elements": buttons}] if buttons else []
+    return answer.text[:3000], _limit(blocks, tail)
+
+
+def handoff_message(question_id: int, experts: Sequence[str]) -> tuple[str, list[dict]]:
+    who = " ".join(mention(e) for e in experts) or "Designated machine learners"
+    text = (f"{who}: can you help with this one? Reply in this thread, then press *Save this "
+            "answer* (or react with :white_check_mark: to your reply) and it joins our knowledge base.")
+    blocks = [_section(text), {"type": "actions", "block_id": f"handoff:{question_id}", "elements": [
+        _button("Save this answer", "save_answer", str(question_id), "primary")]}]
+    return text, blocks
+
+
+def feedback_modal(question_id: int, feedback_id: int) -> dict:
+    options = [{"text": {"type": "plain_text", "text": label}, "value": key}
+               for key, label in REASONS.items()]
+    return {
+        "type": "modal", "callback_id": "feedback_modal",
+        "private_metadata": f"{question_id}:{feedback_id}",
+        "title": {"type": "plain_text", "text": "What was wrong?"},
+        "submit": {"type": "plain_text", "text": "Send"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {"type": "input", "block_id": "reason", "label": {"type": "plain_text", "text": "The answer was…"},
+             "element": {"type": "radio_buttons", "action_id": "reason", "options": options}},
+            {"type": "input", "block_id": "comment", "optional": True,
+             "label": {"type": "plain_text", "text": "Anything to add?"},
+             "element": {"type": "plain_text_input", "action_id": "comment", "multiline": True,
+                         "max_length": 3000}},
+        ],
+    }
+
+
+COMMANDS = [
+    ("`@dml <question>`", "ask in a channel; I answer in the thread"),
+    ("`/ml-ask <question>`", "ask privately; share the answer if it helps"),
+    ("`/ml-add <url> [note]`", "add an article to the knowledge base (curators)"),
+]
+
+
+def home_view(*, documents: int, passages: int, recent: Sequence[tuple[str, str | None, datetime | None]],
+              unanswered: Sequence[str], now: datetime | None = None) -> dict:
+    """The App Home tab: size, recently added, the viewer's open questions, commands."""
+    blocks: list[dict] = [
+        {"type": "header", "text": {"type": "plain_text", "text": "DML, your designated machine learner"}},
+        _section(f"The knowledge base holds *{documents}* documents in *{passages}* passages."),
+        {"type": "divider"},
+    ]
+    lines = []
+    for title, url, when in recent[:10]:
+        name = f"<{url}|{escape(title)}>" if url and url.startswith("http") else escape(title)
+        lines.append(f"• {name}" + (f" · {age(when, now)}" if when else ""))
+    blocks.append(_section("*Recently added*\n" + ("\n".join(lines) if lines else "_Nothing yet._")))
+    open_lines = [f"• {escape(q)[:200]}" for q in unanswered[:10]]
+    blocks.append(_section("*Your questions still waiting for an answer*\n"
+                           + ("\n".join(open_lines) if open_lines else "_None: everything you asked was answered._")))
+    blocks.append({"type": "divider"})
+    blocks.append(_section("*Commands*\n" + "\n".join(f"{c} — {d}" for c, d in COMMANDS)))
+    return {"type": "home", "blocks": blocks[:MAX_BLOCKS]}

@@ -1,0 +1,285 @@
+"""What the bot does for each Slack interaction, Slack payloads in, Web API calls out.
+
+Domain work (answering, feedback, the question log) is ``knowledge``'s; this module only
+translates. Every listener acknowledges first (Bolt acks events itself), then works.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from knowledge.errors import DMLError
+from knowledge.kb import KnowledgeBase
+
+from . import blocks as ui
+from .settings import SlackSettings
+
+__all__ = ["DMLBot", "APOLOGY", "WORKING_REACTION"]
+
+log = logging.getLogger(__name__)
+APOLOGY = "Sorry, something went wrong on my side while answering that. It has been logged."
+WORKING_REACTION = "hourglass_flowing_sand"
+SAVE_REACTIONS = {"white_check_mark", "heavy_check_mark", "ballot_box_with_check"}
+_MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
+_LINK = re.compile(r"<(https?://[^|>\s]+)(?:\|[^>]*)?>|(https?://[^\s<>]+)")
+MAX_QUESTION = 2000
+
+
+def clean_question(text: str) -> str:
+    return re.sub(r"\s+", " ", _MENTION.sub(" ", text or "")).strip()[:MAX_QUESTION]
+
+
+def first_link(text: str) -> str | None:
+    match = _LINK.search(text or "")
+    return (match.group(1) or match.group(2)) if match else None
+
+
+class _TTLCache:
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._data: dict[Any, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key, compute):
+        now = time.monotonic()
+        with self._lock:
+            hit = self._data.get(key)
+            if hit and now - hit[0] < self.seconds:
+                return hit[1]
+        value = compute()
+        with self._lock:
+            self._data[key] = (now, value)
+        return value
+
+
+class DMLBot:
+    def __init__(self, *, kb: KnowledgeBase, settings: SlackSettings):
+        self.kb = kb
+        self.settings = settings
+        self._private = _TTLCache(600)
+        self._experts = _TTLCache(300)
+
+    # -- who and where ----------------------------------------------------------------
+    def expert_users(self, client: WebClient) -> set[str]:
+        def compute() -> set[str]:
+            users = {e for e in self.settings.experts if not e.startswith("S")}
+            for group in (e for e in self.settings.experts if e.startswith("S")):
+                try:
+                    users |= set(client.usergroups_users_list(usergroup=group).get("users") or [])
+                except SlackApiError as exc:
+                    log.warning("cannot list user group %s: %s", group, exc.response.get("error"))
+            return users
+        return self._experts.get("experts", compute)
+
+    def is_private(self, client: WebClient, channel: str | None) -> bool:
+        if not channel:
+            return False
+        if channel.startswith("D"):
+            return True
+
+        def compute() -> bool:
+            try:
+                info = client.conversations_info(channel=channel).get("channel") or {}
+            except SlackApiError:
+                return channel.startswith("G")  # be safe: unknown means private for G…
+            return bool(info.get("is_private") or info.get("is_im") or info.get("is_mpim"))
+        return self._private.get(channel, compute)
+
+    # -- asking -----------------------------------------------------------------------
+    def answer_in_thread(self, client: WebClient, *, question: str, user: str, channel: str,
+                         ts: str, thread_ts: str | None, context: str | None = None) -> None:
+        """Answer a channel mention, DM or follow-up: working indicator, answer, hand-off."""
+        if not question:
+            client.chat_postMessage(channel=channel, thread_ts=thread_ts or ts,
+                                    text="Ask me an ML question, e.g. `@dml what is data leakage?`")
+            return
+        reply_in = thread_ts or (None if channel.startswith("D") else ts)
+        self._react(client, "reactions_add", channel, ts)
+        try:
+            answer = self.kb.ask(question, channel=channel, context=context)
+            private = self.is_private(client, channel)
+            question_id = self.kb.questions.record(
+                answer, asker=user, channel=channel, thread_ts=reply_in or ts, private=private,
+                vector=answer.result.vector if answer.result else None)
+            text, blocks = ui.answer_message(answer, question_id, updated=self._updated(answer))
+            posted = client.chat_postMessage(channel=channel, thread_ts=reply_in, text=text,
+                                             blocks=blocks, unfurl_links=False, unfurl_media=False)
+            self.kb.questions.set_answer_ts(question_id, posted.get("ts"))
+            if answer.abstained:
+                self.hand_off(client, question_id=question_id, channel=channel,
+                              thread_ts=reply_in or posted.get("ts"))
+        finally:
+            self._react(client, "reactions_remove", channel, ts)
+
+    def answer_privately(self, client: WebClient, respond, *, question: str, user: str,
+                         channel: str | None) -> None:
+        """/ml-ask: an answer only the asker sees, with a Share button."""
+        answer = self.kb.ask(question, channel=channel)
+        question_id = self.kb.questions.record(
+            answer, asker=user, channel=channel, thread_ts=None,
+            private=self.is_private(client, channel),
+            vector=answer.result.vector if answer.result else None)
+        text, blocks = ui.answer_message(answer, question_id, ephemeral=True,
+                                         updated=self._updated(answer))
+        respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
+
+    def share(self, client: WebClient, respond, *, question_id: int, user: str) -> None:
+        asked = self.kb.questions.get(question_id)
+        if asked is None or not asked.channel:
+            respond(text="That answer is no longer available to share.", response_type="ephemeral",
+                    replace_original=False)
+            return
+        answer = self.kb.ask(asked.text, channel=asked.channel)
+        text, blocks = ui.answer_message(answer, question_id, updated=self._updated(answer))
+        intro = {"type": "context", "elements": [{"type": "mrkdwn", "text":
+                 f"{ui.mention(user)} asked: {ui.escape(asked.text)[:2500]}"}]}
+        posted = client.chat_postMessage(channel=asked.channel, text=text, blocks=[intro, *blocks][:ui.MAX_BLOCKS],
+                                         unfurl_links=False, unfurl_media=False)
+        self.kb.questions.set_answer_ts(question_id, posted.get("ts"))
+        respond(delete_original=True)
+
+    def hand_off(self, client: WebClient, *, question_id: int, channel: str, thread_ts: str | None) -> None:
+        text, blocks = ui.handoff_message(question_id, self.settings.experts)
+        client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text, blocks=blocks,
+                                unfurl_links=False, unfurl_media=False)
+        self.kb.questions.set_status(question_id, "handed_off")
+
+    # -- capturing team answers -------------------------------------------------------
+    def save_answer(self, client: WebClient, *, question_id: int, user: str, channel: str,
+                    thread_ts: str, answer_ts: str | None = None) -> str:
+        """Make the designated machine learner's reply a knowledge-base document."""
+        if user not in self.expert_users(client):
+            return "Only the designated machine learners can save answers to the knowledge base."
+        asked = self.kb.questions.get(question_id)
+        if asked is None:
+            return "I can't find that question any more."
+        experts = self.expert_users(client)
+        replies = client.conversations_replies(channel=channel, ts=thread_ts, limit=200).get("messages") or []
+        if answer_ts:
+            chosen = next((m for m in replies if m.get("ts") == answer_ts), None)
+        else:
+            chosen = next((m for m in reversed(replies)
+                           if m.get("user") in experts and not m.get("bot_id") and m.get("ts") != thread_ts), None)
+        if not chosen or not (chosen.get("text") or "").strip():
+            return "I found no reply from a designated machine learner in this thread to save."
+        permalink = client.chat_getPermalink(channel=channel, message_ts=chosen["ts"]).get("permalink")
+        doc_id = self._capture(asked.text, chosen["text"], author=chosen.get("user"),
+                               channel=channel, ts=chosen["ts"], permalink=permalink,
+                               private=asked.private or self.is_private(client, channel))
+        self.kb.questions.set_status(question_id, "resolved", doc_id=doc_id)
+        client.chat_postMessage(channel=channel, thread_ts=thread_ts, unfurl_links=False,
+                                text="Saved to the knowledge base as a team answer; I'll cite it from now on.")
+        return ""
+
+    def _capture(self, question: str, answer: str, *, author: str | None, channel: str, ts: str,
+                 permalink: str | None, private: bool) -> str:
+        from ingest import Ingestor, Section, SourceDocument
+
+        doc_id = f"slack:{channel}:{ts}"
+        metadata = {"author": author, "channel": channel}
+        if private:
+            metadata["private_channel"] = channel
+        document = SourceDocument(
+            doc_id=doc_id, title=f"Team answer: {clean_question(question)[:150]}",
+            sections=[Section(None, f"Question: {question.strip()}\n\n{answer.strip()}")],
+            kind="team answer", url=permalink, metadata=metadata)
+        Ingestor(kb=self.kb, progress=False).ingest_documents([document], source="slack:team-answers",
+                                                              added_by=author)
+        return doc_id
+
+    def on_reaction(self, client: WebClient, event: dict) -> None:
+        if event.get("reaction") not in SAVE_REACTIONS:
+            return
+        item = event.get("item") or {}
+        channel, ts = item.get("channel"), item.get("ts")
+        if item.get("type") != "message" or not channel or not ts:
+            return
+        if event.get("user") not in self.expert_users(client):
+            return
+        replies = client.conversations_replies(channel=channel, ts=ts, limit=200).get("messages") or []
+        message = next((m for m in replies if m.get("ts") == ts), None)
+        thread_ts = (message or {}).get("thread_ts")
+        asked = self.kb.questions.in_thread(channel, thread_ts) if thread_ts else None
+        if asked is None or asked.status == "resolved" or (message or {}).get("bot_id"):
+            return
+        self.save_answer(client, question_id=asked.id, user=event["user"], channel=channel,
+                         thread_ts=thread_ts, answer_ts=ts)
+
+    # -- curating ---------------------------------------------------------------------
+    def may_curate(self, client: WebClient, user: str) -> bool:
+        allowed = set(self.settings.curators)
+        if allowed:
+            return user in allowed
+        return user in self.expert_users(client)
+
+    def add_url(self, url: str, *, user: str, note: str | None = None) -> str:
+        from ingest import Ingestor
+
+        try:
+            report = Ingestor(kb=self.kb, progress=False).run([url], kind="article", added_by=user)
+        except DMLError as exc:
+            return f"I couldn't add that: {exc}"
+        if report.errors and not report.documents:
+            return "I couldn't add that: " + "; ".join(report.errors[:3])
+        if not report.documents:
+            return f"Already in the knowledge base, unchanged: {url}"
+        lines = [f"• *{ui.escape(title)}*: {chunks} passage{'s' if chunks != 1 else ''}"
+                 for _, title, chunks in report.documents[:10]]
+        more = f"\n…and {len(report.documents) - 10} more" if len(report.documents) > 10 else ""
+        return "Added to the knowledge base:\n" + "\n".join(lines) + more
+
+    def add_message(self, client: WebClient, *, message: dict, channel: str, user: str) -> str:
+        link = first_link(message.get("text") or "")
+        if link:
+            return self.add_url(link, user=user)
+        text = (message.get("text") or "").strip()
+        if len(text.split()) < 5:
+            return "That message has no link and too little text to add."
+        permalink = client.chat_getPermalink(channel=channel, message_ts=message["ts"]).get("permalink")
+        from ingest import Ingestor, Section, SourceDocument
+
+        metadata = {"author": message.get("user"), "channel": channel}
+        if self.is_private(client, channel):
+            metadata["private_channel"] = channel
+        title = clean_question(text.splitlines()[0])[:120] or "Slack message"
+        document = SourceDocument(doc_id=f"slack:{channel}:{message['ts']}", title=title,
+                                  sections=[Section(None, text)], kind="doc", url=permalink,
+                                  metadata=metadata)
+        report = Ingestor(kb=self.kb, progress=False).ingest_documents(
+            [document], source="slack:messages", added_by=user)
+        chunks = sum(c for _, _, c in report.documents)
+        return f"Added to the knowledge base: *{ui.escape(title)}* ({chunks} passage{'s' if chunks != 1 else ''})."
+
+    # -- App Home ---------------------------------------------------------------------
+    def home(self, user: str) -> dict:
+        from sqlalchemy import select
+
+        from knowledge.models import Document
+
+        stats = self.kb.store.stats()
+        with self.kb.database.session() as session:
+            recent = session.execute(select(Document.title, Document.url, Document.created_at)
+                                     .order_by(Document.created_at.desc()).limit(10)).tuples().all()
+        waiting = [q.text for q in self.kb.questions.unanswered(asker=user, limit=10)]
+        return ui.home_view(documents=stats.documents, passages=stats.chunks, recent=recent,
+                            unanswered=waiting)
+
+    # -- helpers ----------------------------------------------------------------------
+    @staticmethod
+    def _updated(answer) -> dict:
+        hits = answer.result.hits if answer.result else []
+        return {h.doc_id: h.updated_at for h in hits}
+
+    @staticmethod
+    def _react(client: WebClient, method: str, channel: str, ts: str) -> None:
+        try:
+            getattr(client, method)(channel=channel, timestamp=ts, name=WORKING_REACTION)
+        except SlackApiError as exc:  # the indicator is a nicety; never fail the answer on it
+            log.info("%s failed: %s", method, exc.response.get("error"))

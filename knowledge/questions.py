@@ -1,0 +1,110 @@
+"""The question log: what was asked, what we answered, hand-offs, and Slack event dedup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .answer import Answer
+from .db import Database
+from .models import Feedback, ProcessedEvent, Question, utcnow
+
+__all__ = ["QuestionLog", "AskedQuestion"]
+
+
+@dataclass(frozen=True)
+class AskedQuestion:
+    id: int
+    text: str
+    answer: str
+    abstained: bool
+    status: str
+    asker: str | None
+    channel: str | None
+    thread_ts: str | None
+    private: bool
+    asked_at: datetime
+    citations: list[dict]
+
+    @classmethod
+    def of(cls, row: Question) -> AskedQuestion:
+        return cls(row.id, row.text, row.answer, row.abstained, row.status, row.asker,
+                   row.channel, row.thread_ts, row.private, row.asked_at, list(row.citations or []))
+
+
+class QuestionLog:
+    def __init__(self, database: Database):
+        self.database = database
+
+    def claim_event(self, key: str) -> bool:
+        """True the first time a key is seen, on any replica; False for every repeat."""
+        try:
+            with self.database.session() as session, session.begin():
+                session.add(ProcessedEvent(key=key[:255], received_at=utcnow()))
+            return True
+        except IntegrityError:
+            return False
+
+    def record(self, answer: Answer, *, asker: str | None, channel: str | None,
+               thread_ts: str | None, private: bool = False,
+               vector: np.ndarray | None = None) -> int:
+        with self.database.session() as session, session.begin():
+            row = Question(
+                asker=asker, channel=channel, thread_ts=thread_ts, private=private,
+                text=answer.question, answer=answer.text, abstained=answer.abstained,
+                citations=[{"n": c.n, "doc_id": c.doc_id, "chunk_id": c.chunk_id}
+                           for c in answer.citations],
+                status="open" if answer.abstained else "answered",
+                embedding=None if vector is None else np.asarray(vector, "<f4").tobytes(),
+                asked_at=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def get(self, question_id: int) -> AskedQuestion | None:
+        with self.database.session() as session:
+            row = session.get(Question, question_id)
+            return AskedQuestion.of(row) if row else None
+
+    def in_thread(self, channel: str, thread_ts: str) -> AskedQuestion | None:
+        """The latest question answered in this thread, if the bot answered there."""
+        with self.database.session() as session:
+            row = session.scalars(
+                select(Question).where(Question.channel == channel, Question.thread_ts == thread_ts)
+                .order_by(Question.id.desc()).limit(1)).first()
+            return AskedQuestion.of(row) if row else None
+
+    def set_answer_ts(self, question_id: int, ts: str) -> None:
+        with self.database.session() as session, session.begin():
+            session.execute(update(Question).where(Question.id == question_id).values(answer_ts=ts))
+
+    def set_status(self, question_id: int, status: str, *, doc_id: str | None = None) -> None:
+        values: dict = {"status": status}
+        if doc_id:
+            values["resolved_doc_id"] = doc_id
+        with self.database.session() as session, session.begin():
+            session.execute(update(Question).where(Question.id == question_id).values(**values))
+
+    def unanswered(self, *, asker: str | None = None, since: datetime | None = None,
+                   limit: int = 20) -> list[AskedQuestion]:
+        """Abstained or handed off and not resolved, or 👎 and never resolved."""
+        with self.database.session() as session:
+            down = select(Feedback.question_id).where(Feedback.helpful.is_(False))
+            query = select(Question).where(
+                Question.status != "resolved",
+                (Question.status.in_(["open", "handed_off"])) | Question.id.in_(down))
+            if asker:
+                query = query.where(Question.asker == asker)
+            if since:
+                query = query.where(Question.asked_at >= since)
+            rows = session.scalars(query.order_by(Question.id.desc()).limit(limit)).all()
+            return [AskedQuestion.of(r) for r in rows]
+
+    def count(self) -> int:
+        with self.database.session() as session:
+            return session.scalar(select(func.count(Question.id))) or 0
