@@ -13,9 +13,11 @@ STEPS = [
     ("Fusion settings, MLQuestions dev", ["tune_fusion.py"]),
     ("Ingest throughput, lil-log", ["ingest_throughput.py"]),
     ("Ask latency at 100,000 passages", ["latency.py"]),
+    ("Slack bot, 50 concurrent mentions", ["slack_load.py"]),
 ]
 RESULTS = {"mlquestions.py": "mlquestions", "tune_fusion.py": "tune_fusion",
-           "ingest_throughput.py": "ingest_throughput", "latency.py": "latency"}
+           "ingest_throughput.py": "ingest_throughput", "latency.py": "latency",
+           "slack_load.py": "slack_load"}
 
 
 def main() -> int:

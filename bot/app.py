@@ -61,13 +61,15 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
 
     def first_time(body: dict, event: dict) -> bool:
         """Claim this delivery; False when another delivery (retry, replica) already did."""
-        keys = []
-        if body.get("event_id"):
-            keys.append(f"event:{body['event_id']}")
+        # One key per delivery, claimed atomically: with two keys claimed one by one, two
+        # racing deliveries of the same event could each win one key and both give up.
         if event.get("channel") and event.get("ts"):
-            # The same message can arrive as app_mention and as message: answer it once.
-            keys.append(f"msg:{event['channel']}:{event['ts']}")
-        return all([kb.questions.claim_event(k) for k in keys]) if keys else True
+            # A message's channel+ts covers Slack's retries (same event_id) and the same
+            # message arriving as app_mention and as message (different event_ids).
+            return kb.questions.claim_event(f"msg:{event['channel']}:{event['ts']}")
+        if body.get("event_id"):
+            return kb.questions.claim_event(f"event:{body['event_id']}")
+        return True
 
     def from_a_bot(event: dict) -> bool:
         return bool(event.get("bot_id") or event.get("subtype") == "bot_message"
@@ -160,9 +162,10 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
 
     def _question_id(action: dict) -> int | None:
         try:
-            return int(action.get("value", ""))
-        except ValueError:
+            question_id = int(action.get("value", ""))
+        except (TypeError, ValueError):
             return None
+        return question_id if 0 < question_id < 2**63 else None  # SQL INTEGER range
 
     @app.action("feedback_up")
     def on_helpful(ack, body, action, client):
@@ -188,6 +191,8 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
         try:
             _, feedback_id = (int(x) for x in view.get("private_metadata", "").split(":"))
         except ValueError:
+            return
+        if not 0 < feedback_id < 2**63:  # SQL INTEGER range
             return
         values = view.get("state", {}).get("values", {})
         reason = ((values.get("reason", {}).get("reason", {}) or {}).get("selected_option") or {}).get("value")

@@ -47,14 +47,26 @@ def age(when: datetime | None, now: datetime | None = None) -> str:
     return f"{days // 365} years ago"
 
 
+def _cut(text: str, limit: int) -> int:
+    # Prefer a paragraph, then a line (a Sources line holds a whole <url|title> link), then
+    # a sentence, in the second half of the part; then any word; then a hard cut.
+    for sep, keep in (("\n\n", 0), ("\n", 0), (". ", 1)):
+        at = text.rfind(sep, 0, limit)
+        if at > limit // 2:
+            return at + keep
+    at = text.rfind(" ", 0, limit)
+    if at > limit // 4:
+        return at
+    amp = text.rfind("&", max(0, limit - 4), limit)  # never cut "&amp;" in two
+    return amp if amp > 0 and ";" not in text[amp:limit] else limit
+
+
 def split_text(text: str, limit: int = MAX_SECTION) -> list[str]:
-    """Split at paragraph, then sentence, then word boundaries so each part fits."""
+    """Split at paragraph, then line, then sentence, then word boundaries so each part fits."""
     parts: list[str] = []
     rest = text.strip()
     while len(rest) > limit:
-        cut = max(rest.rfind("\n\n", 0, limit), rest.rfind(". ", 0, limit) + 1, rest.rfind(" ", 0, limit))
-        if cut <= limit // 4:
-            cut = limit
+        cut = _cut(rest, limit)
         parts.append(rest[:cut].rstrip())
         rest = rest[cut:].lstrip()
     if rest:
@@ -77,6 +89,8 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
 def _source_line(citation: Citation, updated: datetime | None, now: datetime | None) -> str:
     title = escape(citation.title)[:200] or citation.doc_id
     link = citation.url if citation.url and citation.url.startswith(("http://", "https://")) else None
+    if link:  # a URL from a crawled page must not close the link or open a mention
+        link = escape(link).replace("|", "%7C")
     name = f"<{link}|{title}>" if link else f"*{title}*" + (f" ({escape(citation.path)})" if citation.path else "")
     kind = KIND_LABELS.get(citation.kind, citation.kind)
     bits = [b for b in (kind, age(updated, now)) if b]
@@ -95,7 +109,7 @@ def answer_message(answer: Answer, question_id: int, *, ephemeral: bool = False,
                    now: datetime | None = None) -> tuple[str, list[dict]]:
     """(fallback text, blocks) for an answer with its Sources and feedback buttons."""
     updated = updated or {}
-    blocks = [_section(part) for part in split_text(escape(answer.text))]
+    blocks = [_section(part) for part in split_text(escape(answer.text)) if part]  # Slack rejects ""
     if answer.citations:
         heading = "*Closest sources*" if answer.abstained else "*Sources*"
         lines = [_source_line(c, updated.get(c.doc_id), now) for c in answer.citations]
@@ -108,7 +122,7 @@ def answer_message(answer: Answer, question_id: int, *, ephemeral: bool = False,
     if ephemeral:
         buttons.append(_button("Share in channel", "share_answer", value, "primary"))
     tail = [{"type": "actions", "block_id": f"answer:{question_id}", "elements": buttons}] if buttons else []
-    return answer.text[:3000], _limit(blocks, tail)
+    return escape(answer.text[:3000]), _limit(blocks, tail)
 
 
 def handoff_message(question_id: int, experts: Sequence[str]) -> tuple[str, list[dict]]:

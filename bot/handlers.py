@@ -206,6 +206,8 @@ class DMLBot:
         replies = client.conversations_replies(channel=channel, ts=ts, limit=200).get("messages") or []
         message = next((m for m in replies if m.get("ts") == ts), None)
         thread_ts = (message or {}).get("thread_ts")
+        if thread_ts == ts:
+            return  # a ✅ on the question itself: there is no reply to save
         asked = self.kb.questions.in_thread(channel, thread_ts) if thread_ts else None
         if asked is None or asked.status == "resolved" or (message or {}).get("bot_id"):
             return

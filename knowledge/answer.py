@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from .retrieval import DocumentHit, SearchResult
 from .text import keyword_terms, split_sentences
 
-__all__ = ["Citation", "Answer", "ExtractiveWriter", "LLMWriter", "ABSTAIN_TEXT"]
+__all__ = ["Citation", "Answer", "ExtractiveWriter", "LLMWriter", "ABSTAIN_TEXT", "readable_sentences"]
 
 log = logging.getLogger(__name__)
 ABSTAIN_TEXT = "I don't know that from our knowledge base."
@@ -73,6 +73,11 @@ def _readable(sentence: str) -> bool:
     if not sentence.rstrip().endswith((".", "!", "?", ")", '"', "”")):
         return False  # headings, table rows, fragments, lead-ins to a list ("…the following:")
     return len(_CODEISH.findall(sentence)) <= max(3, len(sentence) // 25)
+
+
+def readable_sentences(text: str) -> list[str]:
+    """The sentences of a text that read well on their own (no headings, code, fragments)."""
+    return [s for s in (_clean(raw) for raw in split_sentences(text)) if _readable(s)]
 
 
 @dataclass

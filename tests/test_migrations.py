@@ -22,11 +22,12 @@ def test_upgrade_a_populated_first_schema_to_head(settings):
             "created_at, updated_at) VALUES ('keep-me', 's', 'doc', 'T', 'body', 'h', '{}', "
             "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
     database.upgrade()
-    assert database.current_revision() == "0002"
+    assert database.current_revision() == "0003"
     with database.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT doc_id FROM documents")).scalar_one() == "keep-me"
         tables = set(sa.inspect(conn).get_table_names())
-    assert {"questions", "feedback", "processed_events"} <= tables
+    assert {"questions", "feedback", "processed_events", "digest_runs", "digest_schedules",
+            "feeds"} <= tables
     database.dispose()
 
 
@@ -60,5 +61,5 @@ def test_downgrade_to_nothing_and_back(settings):
         command.downgrade(config, "base")
     assert database.current_revision() is None
     database.upgrade()
-    assert database.current_revision() == "0002"
+    assert database.current_revision() == "0003"
     database.dispose()

@@ -1,0 +1,180 @@
+"""The weekly digest: what was added, asked, left unanswered, and how helpful answers were.
+
+``build_digest`` reads the store for a period and returns a ``Digest``; rendering it for
+Slack is the bot's job (``bot.blocks.digest_message``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import func, select
+
+from .answer import readable_sentences
+from .db import Database
+from .models import Document, Feed, Feedback, Question
+
+__all__ = ["Digest", "NewDocument", "QuestionGroup", "DigestStats", "build_digest",
+           "summarise", "group_questions"]
+
+SAME_QUESTION = 0.85  # cosine above which two questions count as one
+KIND_TOPICS = {"team answer": "Team answers", "article": "Articles", "doc": "Team docs"}
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    doc_id: str
+    title: str
+    url: str | None
+    added_by: str | None
+    summary: str
+    topic: str
+    kind: str
+
+
+@dataclass
+class QuestionGroup:
+    text: str
+    count: int
+    question_ids: list[int]
+    channel: str | None
+    answer_ts: str | None
+    abstained: bool
+
+
+@dataclass(frozen=True)
+class DigestStats:
+    documents: int
+    passages: int
+    questions: int
+    helpful: int
+    not_helpful: int
+
+    @property
+    def helpfulness(self) -> float | None:
+        votes = self.helpful + self.not_helpful
+        return self.helpful / votes if votes else None
+
+    def to_json(self) -> dict:
+        return {"documents": self.documents, "passages": self.passages,
+                "questions": self.questions, "helpful": self.helpful,
+                "not_helpful": self.not_helpful}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> DigestStats | None:
+        if not data:
+            return None
+        return cls(**{k: int(data.get(k, 0)) for k in
+                      ("documents", "passages", "questions", "helpful", "not_helpful")})
+
+
+@dataclass
+class Digest:
+    since: datetime
+    until: datetime
+    new_documents: list[NewDocument] = field(default_factory=list)
+    top_questions: list[QuestionGroup] = field(default_factory=list)
+    unanswered: list[QuestionGroup] = field(default_factory=list)
+    drafts_waiting: list[str] = field(default_factory=list)
+    drafts_published: list[str] = field(default_factory=list)
+    failing_feeds: list[tuple[str, str]] = field(default_factory=list)  # url, error
+    stats: DigestStats | None = None
+    previous: DigestStats | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.new_documents or self.top_questions or self.unanswered
+                    or self.drafts_waiting or self.drafts_published or self.failing_feeds)
+
+    def by_topic(self) -> dict[str, list[NewDocument]]:
+        groups: dict[str, list[NewDocument]] = {}
+        for document in self.new_documents:
+            groups.setdefault(document.topic, []).append(document)
+        return dict(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+
+
+def summarise(text: str, sentences: int = 2, max_chars: int = 400) -> str:
+    """The document's first readable sentences: lead sentences summarise articles well."""
+    picked = readable_sentences(text)[:sentences]
+    summary = " ".join(picked) if picked else " ".join(text.split())[:max_chars]
+    return summary if len(summary) <= max_chars else summary[: max_chars - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _topic(kind: str, meta: dict) -> str:
+    tags = meta.get("tags")
+    if isinstance(tags, list) and tags:
+        return str(tags[0]).strip().capitalize() or KIND_TOPICS.get(kind, kind)
+    if isinstance(tags, str) and tags.strip():
+        return tags.split(",")[0].strip().capitalize()
+    return KIND_TOPICS.get(kind, kind.capitalize())
+
+
+def group_questions(rows: list[tuple[int, str, bytes | None, str | None, str | None, bool]],
+                    threshold: float = SAME_QUESTION) -> list[QuestionGroup]:
+    """Near-duplicate questions counted together (greedy, by embedding cosine)."""
+    groups: list[QuestionGroup] = []
+    centres: list[np.ndarray | None] = []
+    for qid, text, blob, channel, answer_ts, abstained in rows:
+        vector = np.frombuffer(blob, dtype="<f4") if blob else None
+        normalised = " ".join(text.lower().split())
+        match = None
+        for i, group in enumerate(groups):
+            same_text = " ".join(group.text.lower().split()) == normalised
+            close = (vector is not None and centres[i] is not None
+                     and float(centres[i] @ vector) >= threshold)
+            if same_text or close:
+                match = i
+                break
+        if match is None:
+            groups.append(QuestionGroup(text, 1, [qid], channel, answer_ts, abstained))
+            centres.append(vector)
+        else:
+            group = groups[match]
+            group.count += 1
+            group.question_ids.append(qid)
+            if group.answer_ts is None and answer_ts:
+                group.channel, group.answer_ts = channel, answer_ts
+    return sorted(groups, key=lambda g: -g.count)
+
+
+def build_digest(database: Database, *, since: datetime, until: datetime,
+                 previous: DigestStats | None = None) -> Digest:
+    digest = Digest(since=since, until=until, previous=previous)
+    with database.session() as session:
+        documents = session.execute(
+            select(Document.doc_id, Document.title, Document.url, Document.added_by,
+                   Document.text, Document.kind, Document.meta)
+            .where(Document.created_at >= since, Document.created_at < until)
+            .order_by(Document.created_at)).tuples().all()
+        digest.new_documents = [
+            NewDocument(doc_id, title, url, added_by, summarise(text), _topic(kind, meta or {}), kind)
+            for doc_id, title, url, added_by, text, kind, meta in documents]
+        asked = session.execute(
+            select(Question.id, Question.text, Question.embedding, Question.channel,
+                   Question.answer_ts, Question.abstained)
+            .where(Question.asked_at >= since, Question.asked_at < until)
+            .order_by(Question.id)).tuples().all()
+        digest.top_questions = [g for g in group_questions(list(asked)) if not g.abstained]
+        down = select(Feedback.question_id).where(Feedback.helpful.is_(False))
+        open_rows = session.execute(
+            select(Question.id, Question.text, Question.embedding, Question.channel,
+                   Question.answer_ts, Question.abstained)
+            .where(Question.asked_at >= since, Question.asked_at < until,
+                   Question.status != "resolved",
+                   Question.status.in_(["open", "handed_off"]) | Question.id.in_(down))
+            .order_by(Question.id)).tuples().all()
+        digest.unanswered = group_questions(list(open_rows))
+        digest.failing_feeds = list(session.execute(
+            select(Feed.url, Feed.last_error)
+            .where(Feed.last_error.is_not(None), Feed.error_reported.is_(False))).tuples())
+        votes = dict(session.execute(
+            select(Feedback.helpful, func.count(Feedback.id))
+            .where(Feedback.created_at >= since, Feedback.created_at < until)
+            .group_by(Feedback.helpful)).tuples().all())
+        digest.stats = DigestStats(
+            documents=session.scalar(select(func.count(Document.id))) or 0,
+            passages=session.scalar(select(func.count()).select_from(Document).join(Document.chunks)) or 0,
+            questions=len(asked), helpful=votes.get(True, 0), not_helpful=votes.get(False, 0))
+    return digest
