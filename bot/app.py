@@ -21,7 +21,9 @@ from slack_sdk.http_retry.builtin_handlers import (
 from knowledge.kb import KnowledgeBase
 
 from . import blocks as ui
+from .digest_commands import DigestCommands
 from .handlers import APOLOGY, DMLBot, clean_question
+from .scheduler import DMLScheduler
 from .settings import SlackSettings
 
 __all__ = ["build_app", "build_client", "LISTENED_EVENTS", "COMMANDS", "SHORTCUTS", "ACTIONS"]
@@ -31,9 +33,10 @@ log = logging.getLogger(__name__)
 # What the app listens to; deploy/slack-manifest.yml must declare exactly these.
 LISTENED_EVENTS = ("app_mention", "message.im", "message.channels", "message.groups",
                    "reaction_added", "app_home_opened")
-COMMANDS = ("/ml-ask", "/ml-add")
+COMMANDS = ("/ml-ask", "/ml-add", "/ml-digest")
 SHORTCUTS = ("add_to_dml",)
-ACTIONS = ("feedback_up", "feedback_down", "ask_human", "share_answer", "save_answer")
+ACTIONS = ("feedback_up", "feedback_down", "ask_human", "share_answer", "save_answer",
+           "post_digest")
 
 
 def build_client(settings: SlackSettings) -> WebClient:
@@ -46,7 +49,9 @@ def build_client(settings: SlackSettings) -> WebClient:
 
 
 def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient | None = None,
-              process_before_response: bool = False, verify_requests: bool = True) -> App:
+              process_before_response: bool = False, verify_requests: bool = True,
+              scheduler: DMLScheduler | None = None) -> App:
+    """The Bolt app. ``scheduler``: told when /ml-digest changes a channel's schedule."""
     client = client or build_client(settings)
     app = App(
         client=client,
@@ -147,6 +152,23 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
         ack(text=f"Adding {url} …")
         respond(text=bot.add_url(url, user=user, note=note or None), response_type="ephemeral",
                 replace_original=False)
+
+    digests = DigestCommands(bot=bot, scheduler=scheduler)
+
+    @app.command("/ml-digest")
+    def on_digest(ack, command, respond, client):
+        reply = digests.immediate_reply(command)
+        if reply is not None:
+            ack(text=reply)
+            return
+        ack()
+        digests.respond(client, respond, command)
+
+    @app.action("post_digest")
+    def on_post_digest(ack, body, action, client, respond):
+        ack()
+        digests.post(client, respond, channel=action.get("value") or "",
+                     user=(body.get("user") or {}).get("id"))
 
     @app.shortcut("add_to_dml")
     def on_add_shortcut(ack, shortcut, client, respond):

@@ -14,7 +14,7 @@ from knowledge.feedback import REASONS
 
 __all__ = [
     "MAX_BLOCKS", "MAX_SECTION", "escape", "age", "answer_message", "handoff_message",
-    "feedback_modal", "home_view", "mention", "split_text",
+    "feedback_modal", "home_view", "mention", "split_text", "link",
 ]
 
 MAX_BLOCKS = 50
@@ -86,12 +86,19 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
     return button
 
 
+def link(title: str, url: str | None, *, limit: int = 200) -> str:
+    """``<url|title>`` for http(s) URLs, else the bold title. Both are escaped: a URL from a
+    crawled page must not close the link or open a mention."""
+    text = escape(title)[:limit]
+    if url and url.startswith(("http://", "https://")):
+        return f"<{escape(url).replace('|', '%7C')}|{text}>"
+    return f"*{text}*"
+
+
 def _source_line(citation: Citation, updated: datetime | None, now: datetime | None) -> str:
-    title = escape(citation.title)[:200] or citation.doc_id
-    link = citation.url if citation.url and citation.url.startswith(("http://", "https://")) else None
-    if link:  # a URL from a crawled page must not close the link or open a mention
-        link = escape(link).replace("|", "%7C")
-    name = f"<{link}|{title}>" if link else f"*{title}*" + (f" ({escape(citation.path)})" if citation.path else "")
+    name = link(citation.title or citation.doc_id, citation.url)
+    if not (citation.url or "").startswith(("http://", "https://")) and citation.path:
+        name += f" ({escape(citation.path)})"
     kind = KIND_LABELS.get(citation.kind, citation.kind)
     bits = [b for b in (kind, age(updated, now)) if b]
     return f"[{citation.n}] {name}" + (f" · {' · '.join(bits)}" if bits else "")
@@ -171,8 +178,7 @@ def home_view(*, documents: int, passages: int, recent: Sequence[tuple[str, str 
     ]
     lines = []
     for title, url, when in recent[:10]:
-        name = f"<{url}|{escape(title)}>" if url and url.startswith("http") else escape(title)
-        lines.append(f"• {name}" + (f" · {age(when, now)}" if when else ""))
+        lines.append(f"• {link(title, url)}" + (f" · {age(when, now)}" if when else ""))
     blocks.append(_section("*Recently added*\n" + ("\n".join(lines) if lines else "_Nothing yet._")))
     open_lines = [f"• {escape(q)[:200]}" for q in unanswered[:10]]
     blocks.append(_section("*Your questions still waiting for an answer*\n"

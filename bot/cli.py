@@ -196,7 +196,8 @@ def serve(ctx, http_mode, host, port):
 
 
 def _serve(ctx, *, http_mode: bool, host: str, port: int) -> None:
-    from bot.app import build_app
+    from bot.app import build_app, build_client
+    from bot.scheduler import DMLScheduler
     from bot.server import serve_http, serve_socket_mode
     from bot.settings import SlackSettings
 
@@ -205,12 +206,55 @@ def _serve(ctx, *, http_mode: bool, host: str, port: int) -> None:
     slack.validate_for_serving(socket_mode=socket_mode)
     kb = _kb(ctx)
     kb.warm_up()
-    app = build_app(slack, kb)
-    if socket_mode:
-        click.echo("DML is connecting to Slack (Socket Mode)…", err=True)
-        serve_socket_mode(app, slack.app_token)
-    else:
-        serve_http(app, kb, host=host, port=port)
+    client = build_client(slack)
+    # Weekly digests and feed polling run inside the bot process; replicas sharing a
+    # database never double-post (digest run keys).
+    scheduler = DMLScheduler(kb=kb, client=client).start()
+    app = build_app(slack, kb, client=client, scheduler=scheduler)
+    try:
+        if socket_mode:
+            click.echo("DML is connecting to Slack (Socket Mode)…", err=True)
+            serve_socket_mode(app, slack.app_token)
+        else:
+            serve_http(app, kb, host=host, port=port)
+    finally:
+        scheduler.shutdown()
+
+
+@main.command()
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Start of the period (default: 7 days ago).")
+@click.option("--post", "channel", default=None, metavar="CHANNEL",
+              help="Post it to this Slack channel id (needs SLACK_BOT_TOKEN) instead of printing.")
+@click.pass_context
+def digest(ctx, since, channel):
+    """The weekly roundup: what was added, asked, left unanswered, and how helpful answers were."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.console import blocks_to_text
+    from bot.digests import DigestService
+
+    until = datetime.now(UTC)
+    start = since.replace(tzinfo=UTC) if since else until - timedelta(days=7)
+    if start >= until:
+        raise click.BadParameter("must be in the past", param_hint="--since")
+    service = DigestService(kb=_kb(ctx))
+    built = service.build(since=start, until=until, channel=channel)
+    if not channel:
+        text, blocks = service.message(None, built)
+        click.echo(blocks_to_text(text, blocks))
+        return
+    from bot.app import build_client
+    from bot.settings import SlackSettings
+
+    slack = SlackSettings.from_env()
+    if not slack.bot_token:
+        raise click.ClickException("--post needs SLACK_BOT_TOKEN")
+    client = build_client(slack)
+    text, blocks = service.message(client, built)
+    posted = client.chat_postMessage(channel=channel, text=text, blocks=blocks,
+                                     unfurl_links=False, unfurl_media=False)
+    click.echo(f"posted to {channel} (ts {posted.get('ts')})")
 
 
 @main.command()

@@ -48,6 +48,7 @@ def blocks_to_text(text: str | None, blocks: list | None) -> str:
     body = _LINK.sub(r"\2 — \1", body)
     body = re.sub(r"^(  \[\d+\]) \*([^*\n]+)\* \(([^)\n]+)\)", r"\1 \2 — \3", body, flags=re.M)
     body = re.sub(r"<@([A-Z0-9]+)>", r"@\1", body)
+    body = re.sub(r"<(https?://[^|>]+)>", r"\1", body)
     return html.unescape(body)
 
 

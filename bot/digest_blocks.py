@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from knowledge.digest import Digest, DigestStats, QuestionGroup
 
-from .blocks import MAX_BLOCKS, MAX_SECTION, escape
+from .blocks import MAX_BLOCKS, MAX_SECTION, escape, link
 
 __all__ = ["digest_message", "SECTION_ITEMS"]
 
@@ -33,15 +33,10 @@ def _fit(lines: list[str], total: int, limit: int = MAX_SECTION) -> str:
     return "\n".join(shown) + (f"\n…and {rest} more" if rest > 0 else "")
 
 
-def _link(title: str, url: str | None) -> str:
-    title = escape(title)[:150]
-    return f"<{url}|{title}>" if url and url.startswith(("http://", "https://")) else f"*{title}*"
-
-
-def _question_line(group: QuestionGroup, link: Callable[[QuestionGroup], str | None]) -> str:
+def _question_line(group: QuestionGroup, permalink: Callable[[QuestionGroup], str | None]) -> str:
     text = escape(" ".join(group.text.split()))[:200]
-    url = link(group)
-    label = f"<{url}|{text}>" if url else text
+    url = permalink(group)
+    label = f"<{escape(url).replace('|', '%7C')}|{text}>" if url else text
     return f"• {label}" + (f" ×{group.count}" if group.count > 1 else "")
 
 
@@ -68,7 +63,7 @@ def _stats_line(stats: DigestStats | None, previous: DigestStats | None) -> str:
     return line
 
 
-def digest_message(digest: Digest, *, link: Callable[[QuestionGroup], str | None] = lambda g: None,
+def digest_message(digest: Digest, *, permalink: Callable[[QuestionGroup], str | None] = lambda g: None,
                    title: str = "This week in our ML knowledge") -> tuple[str, list[dict]]:
     period = f"{digest.since:%b %d} – {digest.until:%b %d}"
     blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
@@ -84,7 +79,7 @@ def digest_message(digest: Digest, *, link: Callable[[QuestionGroup], str | None
     if docs:
         def doc_line(d) -> str:
             who = f" — added by <@{d.added_by}>" if d.added_by and d.added_by[:1] in "UW" else ""
-            return f"• {_link(d.title, d.url)}{who}\n   {escape(d.summary)}"
+            return f"• {link(d.title, d.url, limit=150)}{who}\n   {escape(d.summary)}"
 
         blocks.append(_section(f"*New this week ({len(docs)})*"))
         if len(docs) > TOPIC_THRESHOLD:
@@ -101,11 +96,11 @@ def digest_message(digest: Digest, *, link: Callable[[QuestionGroup], str | None
 
     if digest.top_questions:
         groups = digest.top_questions
-        lines = [_question_line(g, link) for g in groups[:SECTION_ITEMS]]
+        lines = [_question_line(g, permalink) for g in groups[:SECTION_ITEMS]]
         blocks.append(_section("*Most asked*\n" + _fit(lines, len(groups))))
     if digest.unanswered:
         groups = digest.unanswered
-        lines = [_question_line(g, link) for g in groups[:SECTION_ITEMS]]
+        lines = [_question_line(g, permalink) for g in groups[:SECTION_ITEMS]]
         blocks.append(_section("*Still waiting for an answer*\n" + _fit(lines, len(groups))))
     if digest.drafts_waiting:
         lines = [f"• {escape(t)}" for t in digest.drafts_waiting[:SECTION_ITEMS]]

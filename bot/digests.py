@@ -43,7 +43,7 @@ class DigestService:
                                                 message_ts=group.answer_ts).get("permalink")
             except SlackApiError:
                 return None
-        return digest_message(digest, link=link)
+        return digest_message(digest, permalink=link)
 
     def run_scheduled(self, client: WebClient, channel: str, *, now: datetime | None = None) -> bool:
         """Post this channel's digest for its latest scheduled time, once. True if posted."""

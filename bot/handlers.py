@@ -67,16 +67,20 @@ class DMLBot:
         self._experts = _TTLCache(300)
 
     # -- who and where ----------------------------------------------------------------
-    def expert_users(self, client: WebClient) -> set[str]:
+    def _members(self, client: WebClient, ids: tuple[str, ...], key: str) -> set[str]:
+        """User ids, with user groups (S…) expanded to their members (cached a few minutes)."""
         def compute() -> set[str]:
-            users = {e for e in self.settings.experts if not e.startswith("S")}
-            for group in (e for e in self.settings.experts if e.startswith("S")):
+            users = {e for e in ids if not e.startswith("S")}
+            for group in (e for e in ids if e.startswith("S")):
                 try:
                     users |= set(client.usergroups_users_list(usergroup=group).get("users") or [])
                 except SlackApiError as exc:
                     log.warning("cannot list user group %s: %s", group, exc.response.get("error"))
             return users
-        return self._experts.get("experts", compute)
+        return self._experts.get(key, compute)
+
+    def expert_users(self, client: WebClient) -> set[str]:
+        return self._members(client, self.settings.experts, "experts")
 
     def is_private(self, client: WebClient, channel: str | None) -> bool:
         if not channel:
@@ -88,7 +92,7 @@ class DMLBot:
             try:
                 info = client.conversations_info(channel=channel).get("channel") or {}
             except SlackApiError:
-                return channel.startswith("G")  # be safe: unknown means private for G…
+                return True  # a channel we cannot see is treated as private: never leak from it
             return bool(info.get("is_private") or info.get("is_im") or info.get("is_mpim"))
         return self._private.get(channel, compute)
 
@@ -113,8 +117,12 @@ class DMLBot:
                                              blocks=blocks, unfurl_links=False, unfurl_media=False)
             self.kb.questions.set_answer_ts(question_id, posted.get("ts"))
             if answer.abstained:
-                self.hand_off(client, question_id=question_id, channel=channel,
-                              thread_ts=reply_in or posted.get("ts"))
+                if channel.startswith("D"):
+                    self.hand_off_privately(client, question_id=question_id, user=user,
+                                            question=question, notify=channel)
+                else:
+                    self.hand_off(client, question_id=question_id, channel=channel,
+                                  thread_ts=reply_in or posted.get("ts"))
         finally:
             self._react(client, "reactions_remove", channel, ts)
 
@@ -129,6 +137,10 @@ class DMLBot:
         text, blocks = ui.answer_message(answer, question_id, ephemeral=True,
                                          updated=self._updated(answer))
         respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
+        if answer.abstained:
+            note = self.hand_off_privately(client, question_id=question_id, user=user,
+                                           question=question, notify=None)
+            respond(text=note, response_type="ephemeral", replace_original=False)
 
     def share(self, client: WebClient, respond, *, question_id: int, user: str) -> None:
         asked = self.kb.questions.get(question_id)
@@ -140,16 +152,47 @@ class DMLBot:
         text, blocks = ui.answer_message(answer, question_id, updated=self._updated(answer))
         intro = {"type": "context", "elements": [{"type": "mrkdwn", "text":
                  f"{ui.mention(user)} asked: {ui.escape(asked.text)[:2500]}"}]}
-        posted = client.chat_postMessage(channel=asked.channel, text=text, blocks=[intro, *blocks][:ui.MAX_BLOCKS],
-                                         unfurl_links=False, unfurl_media=False)
-        self.kb.questions.set_answer_ts(question_id, posted.get("ts"))
+        shared = [intro, *blocks][: ui.MAX_BLOCKS]
+        try:
+            posted = client.chat_postMessage(channel=asked.channel, text=text, blocks=shared,
+                                             unfurl_links=False, unfurl_media=False)
+            self.kb.questions.set_answer_ts(question_id, posted.get("ts"))
+        except SlackApiError as exc:
+            if exc.response.get("error") not in ("not_in_channel", "channel_not_found"):
+                raise
+            # The bot is not a member: the command's response URL may still post there.
+            respond(text=text, blocks=shared, response_type="in_channel", replace_original=False)
         respond(delete_original=True)
 
     def hand_off(self, client: WebClient, *, question_id: int, channel: str, thread_ts: str | None) -> None:
         text, blocks = ui.handoff_message(question_id, self.settings.experts)
+        # Handed off before posting: an expert's quick reply must not get a bot answer.
+        self.kb.questions.set_status(question_id, "handed_off")
         client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text, blocks=blocks,
                                 unfurl_links=False, unfurl_media=False)
-        self.kb.questions.set_status(question_id, "handed_off")
+
+    def hand_off_privately(self, client: WebClient, *, question_id: int, user: str,
+                           question: str, notify: str | None) -> str:
+        """A question asked in private (DM, /ml-ask) goes to the experts' channel, if set.
+
+        Returns what to tell the asker; with ``notify`` (a DM) it is also posted there.
+        """
+        where = self.settings.experts_channel
+        if not where:
+            note = ("The designated machine learners can't see this conversation: ask it with "
+                    "@dml in a channel and I'll bring them in.")
+        else:
+            intro = f"{ui.mention(user)} asked me privately: “{ui.escape(question)[:1500]}”"
+            text, blocks = ui.handoff_message(question_id, self.settings.experts)
+            self.kb.questions.set_status(question_id, "handed_off")
+            posted = client.chat_postMessage(channel=where, text=f"{intro}\n{text}",
+                                             blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": intro}}, *blocks],
+                                             unfurl_links=False, unfurl_media=False)
+            self.kb.questions.move(question_id, channel=where, thread_ts=posted.get("ts"))
+            note = f"I've asked the designated machine learners in <#{where}>; I'll tell you here when they answer."
+        if notify:
+            client.chat_postMessage(channel=notify, text=note, unfurl_links=False)
+        return note
 
     # -- capturing team answers -------------------------------------------------------
     def save_answer(self, client: WebClient, *, question_id: int, user: str, channel: str,
@@ -176,6 +219,12 @@ class DMLBot:
         self.kb.questions.set_status(question_id, "resolved", doc_id=doc_id)
         client.chat_postMessage(channel=channel, thread_ts=thread_ts, unfurl_links=False,
                                 text="Saved to the knowledge base as a team answer; I'll cite it from now on.")
+        if asked.origin_channel and asked.asker:
+            # Asked in private: bring the answer back to the asker.
+            client.chat_postMessage(
+                channel=asked.asker, unfurl_links=False,
+                text=f"The designated machine learners answered your question “{ui.escape(asked.text)[:300]}”:"
+                     f"\n>{ui.escape(chosen['text'])[:2500]}" + (f"\n<{permalink}|See the thread>" if permalink else ""))
         return ""
 
     def _capture(self, question: str, answer: str, *, author: str | None, channel: str, ts: str,
@@ -216,9 +265,8 @@ class DMLBot:
 
     # -- curating ---------------------------------------------------------------------
     def may_curate(self, client: WebClient, user: str) -> bool:
-        allowed = set(self.settings.curators)
-        if allowed:
-            return user in allowed
+        if self.settings.curators:
+            return user in self._members(client, self.settings.curators, "curators")
         return user in self.expert_users(client)
 
     def add_url(self, url: str, *, user: str, note: str | None = None) -> str:

@@ -24,6 +24,13 @@ def _ids(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return ids
 
 
+def _channel(env: Mapping[str, str], name: str) -> str | None:
+    raw = (env.get(name) or "").strip().lstrip("<#").split("|")[0].rstrip(">")
+    if raw and not re.match(r"^[CG][A-Z0-9]{2,}$", raw):
+        raise ConfigError(f"{name} must be a channel id like C0123ABCD, got {raw!r}")
+    return raw or None
+
+
 @dataclass(frozen=True, kw_only=True)
 class SlackSettings:
     bot_token: str | None = field(default=None, repr=False)
@@ -34,6 +41,8 @@ class SlackSettings:
     experts: tuple[str, ...] = ()
     # Who may add articles; the designated machine learners when unset.
     curators: tuple[str, ...] = ()
+    # Where questions asked privately (DMs, /ml-ask) go when the bot does not know.
+    experts_channel: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SlackSettings:
@@ -48,15 +57,12 @@ class SlackSettings:
             api_url=api_url if api_url.endswith("/") else api_url + "/",
             experts=_ids(env, "DML_EXPERTS"),
             curators=_ids(env, "DML_CURATORS"),
+            experts_channel=_channel(env, "DML_EXPERTS_CHANNEL"),
         )
 
     @property
     def connected(self) -> bool:
         return bool(self.bot_token)
-
-    def may_curate(self, user: str, expert_users: set[str]) -> bool:
-        allowed = set(self.curators) or set(self.experts)
-        return user in allowed or (not self.curators and user in expert_users)
 
     def validate_for_serving(self, *, socket_mode: bool) -> None:
         if not self.bot_token:

@@ -102,12 +102,19 @@ def summarise(text: str, sentences: int = 2, max_chars: int = 400) -> str:
     return summary if len(summary) <= max_chars else summary[: max_chars - 1].rsplit(" ", 1)[0] + "…"
 
 
+def _label(tag: str) -> str:
+    tag = tag.strip()
+    if any(c.isupper() for c in tag):
+        return tag  # written as the team wants it ("PyTorch")
+    return tag.upper() if len(tag) <= 3 else tag.capitalize()  # "llm" → "LLM"
+
+
 def _topic(kind: str, meta: dict) -> str:
     tags = meta.get("tags")
-    if isinstance(tags, list) and tags:
-        return str(tags[0]).strip().capitalize() or KIND_TOPICS.get(kind, kind)
-    if isinstance(tags, str) and tags.strip():
-        return tags.split(",")[0].strip().capitalize()
+    if isinstance(tags, str):
+        tags = tags.split(",")
+    if isinstance(tags, list) and tags and str(tags[0]).strip():
+        return _label(str(tags[0]))
     return KIND_TOPICS.get(kind, kind.capitalize())
 
 

@@ -90,6 +90,8 @@ class Question(Base):
     asked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     asker: Mapped[str | None] = mapped_column(String(64), index=True)
     channel: Mapped[str | None] = mapped_column(String(64))
+    # Where it was asked, when the discussion moved elsewhere (a DM handed to the experts' channel).
+    origin_channel: Mapped[str | None] = mapped_column(String(64))
     # The thread the answer lives in (the question's ts when it started a thread).
     thread_ts: Mapped[str | None] = mapped_column(String(32))
     answer_ts: Mapped[str | None] = mapped_column(String(32))

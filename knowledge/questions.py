@@ -29,11 +29,13 @@ class AskedQuestion:
     private: bool
     asked_at: datetime
     citations: list[dict]
+    origin_channel: str | None = None
 
     @classmethod
     def of(cls, row: Question) -> AskedQuestion:
         return cls(row.id, row.text, row.answer, row.abstained, row.status, row.asker,
-                   row.channel, row.thread_ts, row.private, row.asked_at, list(row.citations or []))
+                   row.channel, row.thread_ts, row.private, row.asked_at, list(row.citations or []),
+                   row.origin_channel)
 
 
 class QuestionLog:
@@ -78,6 +80,14 @@ class QuestionLog:
                 select(Question).where(Question.channel == channel, Question.thread_ts == thread_ts)
                 .order_by(Question.id.desc()).limit(1)).first()
             return AskedQuestion.of(row) if row else None
+
+    def move(self, question_id: int, *, channel: str, thread_ts: str) -> None:
+        """The discussion continues elsewhere (e.g. a DM question handed to the experts' channel)."""
+        with self.database.session() as session, session.begin():
+            row = session.get(Question, question_id)
+            if row is not None:
+                row.origin_channel = row.origin_channel or row.channel
+                row.channel, row.thread_ts = channel, thread_ts
 
     def set_answer_ts(self, question_id: int, ts: str) -> None:
         with self.database.session() as session, session.begin():

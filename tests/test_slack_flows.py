@@ -500,7 +500,8 @@ def test_message_shortcut_adds_a_linked_page_or_the_message_text(bot, http_serve
 # -- 7. App Home --------------------------------------------------------------------------
 def test_app_home_shows_size_recent_additions_open_questions_and_commands(bot):
     bot.post(event_callback(message_im(OFF_TOPIC, user="U7", channel="D7", ts="1700001300.000100")))
-    wait_post(bot, lambda c: c.params["channel"] == "D7" and "save_answer" in buttons(c.params))
+    # No experts' channel is configured: the asker is told how to reach the experts.
+    wait_post(bot, lambda c: c.params["channel"] == "D7" and "in a channel" in c.params.get("text", ""))
 
     assert bot.post(event_callback(app_home_opened("U7"))).status == 200
     [published] = bot.api.wait_for("views.publish")
@@ -512,7 +513,31 @@ def test_app_home_shows_size_recent_additions_open_questions_and_commands(bot):
     assert documents == 14 and "*14* documents" in text
     with bot.kb.database.session() as session:
         titles = session.scalars(select(Document.title)).all()
-    listed = [t for t in titles if f"• {t}" in text]
+    listed = [t for t in titles if f"• *{t}*" in text]
     assert len(listed) == 10, text
     assert f"• {OFF_TOPIC}" in text
     assert "/ml-ask" in text and "/ml-add" in text
+
+
+def test_a_dm_the_bot_cannot_answer_goes_to_the_experts_channel_and_the_answer_comes_back(bot):
+    import dataclasses
+
+    dml = bot.app._dml
+    dml.settings = dataclasses.replace(dml.settings, experts_channel="CEXPERTS")
+    bot.post(event_callback(message_im(OFF_TOPIC, user="U8", channel="D8", ts="1700001400.000100")))
+    [handoff] = wait_post(bot, lambda c: c.params["channel"] == "CEXPERTS")
+    assert f"<@{EXPERT}>" in shown(handoff.params) and OFF_TOPIC in shown(handoff.params)
+    assert "<@U8>" in shown(handoff.params)
+    question_id = int(buttons(handoff.params)["save_answer"]["value"])
+    wait_post(bot, lambda c: c.params["channel"] == "D8" and "<#CEXPERTS>" in c.params.get("text", ""))
+    thread = eventually(lambda: bot.kb.questions.get(question_id).thread_ts
+                        if bot.kb.questions.get(question_id).channel == "CEXPERTS" else None)
+
+    reply_ts = "1700001400.000900"
+    _expert_replied(bot, "CEXPERTS", thread, reply_ts)
+    bot.post(event_callback(reaction_added("white_check_mark", user=EXPERT, channel="CEXPERTS",
+                                           ts=reply_ts, item_user=EXPERT)))
+    [back] = wait_post(bot, lambda c: c.params["channel"] == "U8")
+    assert "Dutch oven" in back.params["text"]
+    asked = bot.kb.questions.get(question_id)
+    assert asked.status == "resolved" and asked.origin_channel == "D8"

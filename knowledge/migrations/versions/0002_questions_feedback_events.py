@@ -21,6 +21,7 @@ def upgrade() -> None:
         sa.Column("asked_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("asker", sa.String(64), nullable=True),
         sa.Column("channel", sa.String(64), nullable=True),
+        sa.Column("origin_channel", sa.String(64), nullable=True),
         sa.Column("thread_ts", sa.String(32), nullable=True),
         sa.Column("answer_ts", sa.String(32), nullable=True),
         sa.Column("private", sa.Boolean(), nullable=False),
