@@ -79,7 +79,8 @@ def digest_message(digest: Digest, *, permalink: Callable[[QuestionGroup], str |
     if docs:
         def doc_line(d) -> str:
             who = f" — added by <@{d.added_by}>" if d.added_by and d.added_by[:1] in "UW" else ""
-            return f"• {link(d.title, d.url, limit=150)}{who}\n   {escape(d.summary)}"
+            note = f"\n   _{escape(d.note)[:300]}_" if d.note else ""
+            return f"• {link(d.title, d.url, limit=150)}{who}{note}\n   {escape(d.summary)}"
 
         blocks.append(_section(f"*New this week ({len(docs)})*"))
         if len(docs) > TOPIC_THRESHOLD:

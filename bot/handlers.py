@@ -273,7 +273,9 @@ class DMLBot:
         from ingest import Ingestor
 
         try:
-            report = Ingestor(kb=self.kb, progress=False).run([url], kind="article", added_by=user)
+            report = Ingestor(kb=self.kb, progress=False).run(
+                [url], kind="article", added_by=user,
+                metadata={"note": note.strip()[:1000]} if note and note.strip() else None)
         except DMLError as exc:
             return f"I couldn't add that: {exc}"
         if report.errors and not report.documents:

@@ -70,12 +70,16 @@ class Ingestor:
         # None: a progress bar only when attached to a terminal.
         self.progress = progress
         self.batch_chunks = batch_chunks
+        self._extra_metadata: dict = {}
 
     # -- entry points -----------------------------------------------------------------
     def run(self, targets: Iterable[str], *, prune: bool = False, kind: str | None = None,
-            added_by: str | None = None, refresh_index: bool = True) -> IngestReport:
+            added_by: str | None = None, refresh_index: bool = True,
+            metadata: dict | None = None) -> IngestReport:
+        """Ingest targets; ``metadata`` (e.g. a curator's note) is added to every document."""
         report = IngestReport()
         started = time.perf_counter()
+        self._extra_metadata = dict(metadata or {})
         for target in targets:
             try:
                 self._run_target(str(target), report, prune=prune, kind=kind, added_by=added_by)
@@ -279,6 +283,8 @@ class Ingestor:
                  report: IngestReport) -> _Pending | None:
         embedder = self.kb.embedder
         model = embedder.name
+        if self._extra_metadata:
+            document.metadata = {**document.metadata, **self._extra_metadata}
         metadata_json = json.dumps(document.metadata, sort_keys=True, default=str)
         content_hash = sha256(CHUNKER_VERSION, model, document.title, document.url or "",
                               document.kind, metadata_json, document.text)

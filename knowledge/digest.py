@@ -32,6 +32,7 @@ class NewDocument:
     summary: str
     topic: str
     kind: str
+    note: str | None = None  # the curator's note from /ml-add
 
 
 @dataclass
@@ -156,7 +157,8 @@ def build_digest(database: Database, *, since: datetime, until: datetime,
             .where(Document.created_at >= since, Document.created_at < until)
             .order_by(Document.created_at)).tuples().all()
         digest.new_documents = [
-            NewDocument(doc_id, title, url, added_by, summarise(text), _topic(kind, meta or {}), kind)
+            NewDocument(doc_id, title, url, added_by, summarise(text), _topic(kind, meta or {}), kind,
+                        str((meta or {}).get("note") or "") or None)
             for doc_id, title, url, added_by, text, kind, meta in documents]
         asked = session.execute(
             select(Question.id, Question.text, Question.embedding, Question.channel,

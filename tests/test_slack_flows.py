@@ -441,6 +441,7 @@ def test_ml_add_by_a_curator_ingests_the_article(bot, http_server):
     assert "Added to the knowledge base" in text and "Conformal prediction in practice" in text
     document = bot.kb.store.get_document(url)
     assert document is not None and document.kind == "article" and document.added_by == CURATOR
+    assert document.meta.get("note") == "worth a read"  # the digest shows it with the article
     with bot.kb.database.session() as session:
         passages = len(session.get(Document, document.id).chunks)
     assert f"{passages} passage" in text
