@@ -55,7 +55,7 @@ class DigestCommands:
             if verb == "feeds":
                 return self._feeds(words[1:], command)
         except DMLError as exc:
-            return str(exc)
+            return escape(str(exc))  # it may quote the user's text: no mentions, no links
         return USAGE
 
     def _feeds(self, words: list[str], command: dict) -> str | None:
@@ -98,7 +98,11 @@ class DigestCommands:
             return f"I can't follow that: {exc}"
         if not self.service.feeds.add(url, user=user):
             return f"{escape(url)} is already followed."
-        added = self.service.poll_feeds()
+        added = self.service.poll_feeds(urls=[url])
+        problem = self.service.feeds.last_error(url)
+        if problem:
+            return (f"Following {escape(url)}, but reading it failed just now: {escape(problem[:300])}. "
+                    "I'll keep trying every hour.")
         return f"Following {escape(url)}: {added} new article(s) added now; new entries appear in the next digest."
 
     def post(self, client: WebClient, respond, *, channel: str, user: str | None) -> None:
@@ -108,6 +112,8 @@ class DigestCommands:
         text, blocks = self.service.message(client, digest)
         client.chat_postMessage(channel=channel, text=text, blocks=blocks, unfurl_links=False,
                                 unfurl_media=False)
+        # Posted for the team to see, like a scheduled digest: failing feeds are now reported.
+        self.service.feeds.mark_reported([url for url, _ in digest.failing_feeds])
         respond(delete_original=True)
 
     def _sync(self) -> None:

@@ -32,7 +32,8 @@ class DigestService:
               channel: str | None = None) -> Digest:
         since = since or until - PERIOD
         previous = self.runs.previous_stats(channel, until) if channel else None
-        return build_digest(self.kb.database, since=since, until=until, previous=previous)
+        return build_digest(self.kb.database, since=since, until=until, previous=previous,
+                            channel=channel)
 
     def message(self, client: WebClient | None, digest: Digest) -> tuple[str, list[dict]]:
         def link(group: QuestionGroup) -> str | None:
@@ -66,13 +67,14 @@ class DigestService:
         self.feeds.mark_reported([url for url, _ in digest.failing_feeds])
         return True
 
-    def poll_feeds(self, *, now: datetime | None = None) -> int:
-        """Ingest new entries of every followed feed; returns documents added or updated."""
+    def poll_feeds(self, *, now: datetime | None = None, urls: list[str] | None = None) -> int:
+        """Ingest new entries of every followed feed (or of ``urls``); returns documents added
+        or updated."""
         from ingest import Ingestor
 
         now = now or datetime.now(UTC)
         changed = 0
-        for url in self.feeds.urls():
+        for url in self.feeds.urls() if urls is None else urls:
             try:
                 report = Ingestor(kb=self.kb, progress=False).run([url], kind="article")
             except Exception as exc:  # one feed's trouble must not stop the others
@@ -80,6 +82,8 @@ class DigestService:
                 self.feeds.record_poll(url, error=f"{type(exc).__name__}: {exc}", now=now)
                 continue
             feed_failed = bool(report.errors) and not (report.added or report.updated or report.unchanged)
-            self.feeds.record_poll(url, error=report.errors[0] if feed_failed else None, now=now)
+            # The digest shows the URL beside the error: keep the problem, not "<url>: problem".
+            error = report.errors[0].removeprefix(f"{url}: ") if feed_failed else None
+            self.feeds.record_poll(url, error=error, now=now)
             changed += report.added + report.updated
         return changed

@@ -21,7 +21,7 @@ from knowledge.kb import KnowledgeBase
 
 from .digests import DigestService
 
-__all__ = ["DMLScheduler", "run_digest_job", "poll_feeds_job"]
+__all__ = ["DMLScheduler", "scheduler_config", "run_digest_job", "poll_feeds_job"]
 
 log = logging.getLogger(__name__)
 FEEDS_JOB = "feeds"
@@ -43,6 +43,15 @@ def poll_feeds_job() -> None:
         _running.digests.poll_feeds()
 
 
+def scheduler_config(kb: KnowledgeBase, grace: timedelta) -> dict:
+    """APScheduler's settings: jobs in the product database; a missed run fires once
+    (coalesced), late, only within ``grace``. For any scheduler flavour (tests drive one by hand)."""
+    return {"jobstores": {"default": SQLAlchemyJobStore(engine=kb.database.engine)},
+            "job_defaults": {"coalesce": True, "max_instances": 1,
+                             "misfire_grace_time": int(grace.total_seconds())},
+            "timezone": UTC}
+
+
 class DMLScheduler:
     def __init__(self, *, kb: KnowledgeBase, client: WebClient,
                  grace: timedelta = timedelta(hours=6), feed_interval: timedelta = timedelta(hours=1),
@@ -51,11 +60,7 @@ class DMLScheduler:
         self.client = client
         self.digests = DigestService(kb=kb, grace=grace)
         self.feed_interval = feed_interval
-        self.scheduler = scheduler or BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=kb.database.engine)},
-            job_defaults={"coalesce": True, "max_instances": 1,
-                          "misfire_grace_time": int(grace.total_seconds())},
-            timezone=UTC)
+        self.scheduler = scheduler or BackgroundScheduler(**scheduler_config(kb, grace))
 
     def start(self) -> DMLScheduler:
         global _running

@@ -148,8 +148,14 @@ def group_questions(rows: list[tuple[int, str, bytes | None, str | None, str | N
 
 
 def build_digest(database: Database, *, since: datetime, until: datetime,
-                 previous: DigestStats | None = None) -> Digest:
+                 previous: DigestStats | None = None, channel: str | None = None) -> Digest:
+    """The digest for a period, as seen from ``channel``: questions asked in private (DMs,
+    private channels) and knowledge captured in a private channel appear only in a digest
+    for that same channel, never in another one."""
     digest = Digest(since=since, until=until, previous=previous)
+    visible = Question.private.is_(False)
+    if channel:
+        visible = visible | (Question.channel == channel)
     with database.session() as session:
         documents = session.execute(
             select(Document.doc_id, Document.title, Document.url, Document.added_by,
@@ -159,18 +165,19 @@ def build_digest(database: Database, *, since: datetime, until: datetime,
         digest.new_documents = [
             NewDocument(doc_id, title, url, added_by, summarise(text), _topic(kind, meta or {}), kind,
                         str((meta or {}).get("note") or "") or None)
-            for doc_id, title, url, added_by, text, kind, meta in documents]
+            for doc_id, title, url, added_by, text, kind, meta in documents
+            if (meta or {}).get("private_channel") in (None, channel)]
         asked = session.execute(
             select(Question.id, Question.text, Question.embedding, Question.channel,
                    Question.answer_ts, Question.abstained)
-            .where(Question.asked_at >= since, Question.asked_at < until)
+            .where(Question.asked_at >= since, Question.asked_at < until, visible)
             .order_by(Question.id)).tuples().all()
         digest.top_questions = [g for g in group_questions(list(asked)) if not g.abstained]
         down = select(Feedback.question_id).where(Feedback.helpful.is_(False))
         open_rows = session.execute(
             select(Question.id, Question.text, Question.embedding, Question.channel,
                    Question.answer_ts, Question.abstained)
-            .where(Question.asked_at >= since, Question.asked_at < until,
+            .where(Question.asked_at >= since, Question.asked_at < until, visible,
                    Question.status != "resolved",
                    Question.status.in_(["open", "handed_off"]) | Question.id.in_(down))
             .order_by(Question.id)).tuples().all()

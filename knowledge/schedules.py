@@ -54,6 +54,11 @@ class Schedule:
         return candidate.astimezone(UTC)
 
 
+def _quoted(value: str, limit: int = 40) -> str:
+    """The user's input in an error message, cut short: it may be a megabyte long."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
 def parse_schedule(channel: str, text: str, default_tz: str = "UTC") -> Schedule:
     """``<weekday> <HH:MM> [timezone]``, e.g. ``monday 09:30 Europe/Berlin``."""
     parts = text.split()
@@ -63,15 +68,15 @@ def parse_schedule(channel: str, text: str, default_tz: str = "UTC") -> Schedule
     day = parts[0].lower()
     matches = [i for i, name in enumerate(WEEKDAYS) if name.startswith(day) and len(day) >= 2]
     if len(matches) != 1:
-        raise DMLError(f"{parts[0]!r} is not a weekday (monday … sunday)")
+        raise DMLError(f"{_quoted(parts[0])} is not a weekday (monday … sunday)")
     time_match = re.fullmatch(r"([01]?\d|2[0-3])[:.h]([0-5]\d)", parts[1])
     if not time_match:
-        raise DMLError(f"{parts[1]!r} is not a time of day like 09:30")
+        raise DMLError(f"{_quoted(parts[1])} is not a time of day like 09:30")
     zone = parts[2] if len(parts) == 3 else default_tz
     try:
         ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise DMLError(f"{zone!r} is not a time zone name like Europe/Berlin or UTC") from None
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
+        raise DMLError(f"{_quoted(zone)} is not a time zone name like Europe/Berlin or UTC") from None
     return Schedule(channel, matches[0], int(time_match.group(1)), int(time_match.group(2)), zone)
 
 
@@ -183,6 +188,10 @@ class Feeds:
             elif feed.last_error is None:
                 # A new failure: report it in the next digest. A continuing one stays reported.
                 feed.last_error, feed.error_reported = error[:1000], False
+
+    def last_error(self, url: str) -> str | None:
+        with self.database.session() as session:
+            return session.scalar(select(Feed.last_error).where(Feed.url == url))
 
     def mark_reported(self, urls: list[str]) -> None:
         if not urls:

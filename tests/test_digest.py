@@ -71,3 +71,26 @@ def test_digest_counts_near_duplicate_questions_together_and_lists_the_unanswere
     body = "\n".join(_texts(blocks))
     assert "Overfitting" in body and "×" in body and "How do I bake bread?" in body
     assert "since the last digest" in body
+
+
+def test_private_questions_and_private_knowledge_stay_out_of_other_channels_digests(kb, tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join(json.dumps(d) for d in [
+        {"id": "public", "title": "Public note", "text": "Feature stores serve features to models."},
+        {"id": "secret", "title": "Secret team answer", "text": "Project Nightjar ships in March.",
+         "metadata": {"private_channel": "G1"}}]))
+    Ingestor(kb=kb, progress=False).run([str(path)])
+    for question, channel, private in [("What is a feature store?", "C1", False),
+                                       ("When does Nightjar ship?", "G1", True),
+                                       ("Am I allowed to ask this privately?", "D1", True)]:
+        answer = kb.ask(question)
+        kb.questions.record(answer, asker="U2", channel=channel, thread_ts="1.0", private=private,
+                            vector=answer.result.vector)
+    now = datetime.now(UTC) + timedelta(minutes=1)
+    public = build_digest(kb.database, since=now - timedelta(days=7), until=now, channel="C1")
+    shown = json.dumps(digest_message(public)[1])
+    assert "Public note" in shown and "feature store" in shown
+    assert "Nightjar" not in shown and "privately" not in shown
+    private = build_digest(kb.database, since=now - timedelta(days=7), until=now, channel="G1")
+    shown = json.dumps(digest_message(private)[1])
+    assert "Secret team answer" in shown and "Nightjar" in shown and "privately" not in shown
