@@ -98,7 +98,8 @@ def link(title: str, url: str | None, *, limit: int = 200) -> str:
 def _source_line(citation: Citation, updated: datetime | None, now: datetime | None) -> str:
     name = link(citation.title or citation.doc_id, citation.url)
     if not (citation.url or "").startswith(("http://", "https://")) and citation.path:
-        name += f" ({escape(citation.path)})"
+        # A server path means nothing in Slack; the file's name helps find it in the repo.
+        name += f" ({escape(citation.path.replace(chr(92), '/').rsplit('/', 1)[-1])})"
     kind = KIND_LABELS.get(citation.kind, citation.kind)
     bits = [b for b in (kind, age(updated, now)) if b]
     return f"[{citation.n}] {name}" + (f" · {' · '.join(bits)}" if bits else "")
