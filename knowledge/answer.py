@@ -95,6 +95,7 @@ class _Candidate:
 
 
 _DEFINITION_QUESTION = re.compile(r"^\s*(what\s+(is|are|was|does)|what's|whats|define|who\s+is)\b", re.I)
+_DANGLING = re.compile(r"^(it|this|that|these|those|they|such|he|she|its|their)\b", re.I)
 _DEFINES = re.compile(r"\b(is|are|means|refers to|stands for|is called|are called|called)\b", re.I)
 
 
@@ -123,6 +124,8 @@ def _candidates(result: SearchResult, max_docs: int, min_passage_ratio: float) -
                 overlap = sum(idf.get(t, 0.0) for t in query_terms & terms) / mass
                 score = (0.55 * overlap + 0.35 * relative + 0.1 * passage.dense
                          + (0.05 if order == 0 else 0.0) - 0.04 * doc_rank)
+                if _DANGLING.match(sentence):
+                    score -= 0.12  # "It is…", "This means…": lost without the sentence before
                 if definition and _defines(sentence, terms, query_terms):
                     score += 0.15  # "What is X?" wants "X is …" first
                 out.append(_Candidate(doc_rank, passage_rank, passage.position, order, sentence,
