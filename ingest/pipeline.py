@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from knowledge.errors import SourceError
@@ -249,7 +249,6 @@ class Ingestor:
                        total: int | None, label: str) -> None:
         from tqdm import tqdm
 
-        embedder = self.kb.embedder
         bar = tqdm(total=total, desc=f"ingest {Path(label).name or label}"[:60], unit="doc",
                    disable=None if self.progress is None else not self.progress, leave=False)
         pending: list[_Pending] = []
@@ -277,7 +276,6 @@ class Ingestor:
             self._flush(pending, report)
         finally:
             bar.close()
-        del embedder
 
     def _prepare(self, document: SourceDocument, *, source: str, added_by: str | None,
                  report: IngestReport) -> _Pending | None:
@@ -336,10 +334,7 @@ class Ingestor:
         report.chunks_embedded += len(to_embed)
         for item in pending:
             record = item.record
-            record.chunks = [ChunkRecord(position=c.position, heading=c.heading, text=c.text,
-                                         embed_hash=c.embed_hash, model=c.model,
-                                         embedding=known[c.embed_hash])
-                             for c in record.chunks]
+            record.chunks = [replace(c, embedding=known[c.embed_hash]) for c in record.chunks]
             report.chunks_reused += sum(1 for c in record.chunks if c.embed_hash not in to_embed)
             self.kb.store.upsert(record)
             if item.existed:
@@ -349,11 +344,8 @@ class Ingestor:
             report.documents.append((record.doc_id, record.title, len(record.chunks)))
 
     def _prune(self, report: IngestReport, source: str, keep) -> None:
-        gone = []
-        for doc_id in self.kb.store.doc_ids_for_source(source):
-            document = self.kb.store.get_document(doc_id)
-            if document is not None and not keep(document):
-                gone.append(doc_id)
+        """Delete the source's documents for which ``keep(entry)`` (doc_id, path) is false."""
+        gone = [entry.doc_id for entry in self.kb.store.documents_of_source(source) if not keep(entry)]
         report.removed += self.kb.store.delete(gone)
 
     @staticmethod

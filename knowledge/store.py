@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import delete, func, select
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from .db import Database
 from .models import Chunk, Document, Meta, utcnow
 
-__all__ = ["Store", "DocumentRecord", "ChunkRecord", "PassageRow", "StoreStats"]
+__all__ = ["Store", "DocumentRecord", "ChunkRecord", "PassageRow", "StoreStats", "SourceEntry"]
 
 GENERATION = "generation"
 
@@ -65,6 +65,11 @@ class PassageRow:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+class SourceEntry(NamedTuple):
+    doc_id: str
+    path: str | None
+
+
 @dataclass(frozen=True)
 class StoreStats:
     documents: int
@@ -107,9 +112,12 @@ class Store:
                 query = query.where(Document.source.startswith(prefix, autoescape=True))
             return sorted(session.scalars(query))
 
-    def doc_ids_for_source(self, source: str) -> list[str]:
+    def documents_of_source(self, source: str) -> list[SourceEntry]:
+        """Identity and file of every document ingested from ``source`` (one query)."""
         with self.database.session() as session:
-            return list(session.scalars(select(Document.doc_id).where(Document.source == source)))
+            rows = session.execute(select(Document.doc_id, Document.path)
+                                   .where(Document.source == source)).tuples()
+            return [SourceEntry(doc_id, path) for doc_id, path in rows]
 
     def embeddings_by_hash(self, hashes: Iterable[str], model: str) -> dict[str, np.ndarray]:
         """Embeddings already computed for exactly this text with this model (no re-embedding)."""
