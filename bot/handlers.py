@@ -17,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 
 from knowledge.errors import DMLError
 from knowledge.kb import KnowledgeBase
+from knowledge.store import PRIVATE_CHANNEL
 
 from . import blocks as ui
 from .settings import SlackSettings
@@ -229,19 +230,27 @@ class DMLBot:
 
     def _capture(self, question: str, answer: str, *, author: str | None, channel: str, ts: str,
                  permalink: str | None, private: bool) -> str:
+        doc_id, _ = self._save_slack_text(
+            channel=channel, ts=ts, title=f"Team answer: {clean_question(question)[:150]}",
+            text=f"Question: {question.strip()}\n\n{answer.strip()}", kind="team answer",
+            author=author, permalink=permalink, private=private, source="slack:team-answers")
+        return doc_id
+
+    def _save_slack_text(self, *, channel: str, ts: str, title: str, text: str, kind: str,
+                         author: str | None, permalink: str | None, private: bool, source: str,
+                         added_by: str | None = None) -> tuple[str, int]:
+        """Store a Slack message's text as a document; returns (doc id, passages)."""
         from ingest import Ingestor, Section, SourceDocument
 
-        doc_id = f"slack:{channel}:{ts}"
         metadata = {"author": author, "channel": channel}
         if private:
-            metadata["private_channel"] = channel
-        document = SourceDocument(
-            doc_id=doc_id, title=f"Team answer: {clean_question(question)[:150]}",
-            sections=[Section(None, f"Question: {question.strip()}\n\n{answer.strip()}")],
-            kind="team answer", url=permalink, metadata=metadata)
-        Ingestor(kb=self.kb, progress=False).ingest_documents([document], source="slack:team-answers",
-                                                              added_by=author)
-        return doc_id
+            metadata[PRIVATE_CHANNEL] = channel
+        document = SourceDocument(doc_id=f"slack:{channel}:{ts}", title=title,
+                                  sections=[Section(None, text)], kind=kind, url=permalink,
+                                  metadata=metadata)
+        report = Ingestor(kb=self.kb, progress=False).ingest_documents(
+            [document], source=source, added_by=added_by or author)
+        return document.doc_id, sum(chunks for _, _, chunks in report.documents)
 
     def on_reaction(self, client: WebClient, event: dict) -> None:
         if event.get("reaction") not in SAVE_REACTIONS:
@@ -295,30 +304,18 @@ class DMLBot:
         if len(text.split()) < 5:
             return "That message has no link and too little text to add."
         permalink = client.chat_getPermalink(channel=channel, message_ts=message["ts"]).get("permalink")
-        from ingest import Ingestor, Section, SourceDocument
-
-        metadata = {"author": message.get("user"), "channel": channel}
-        if self.is_private(client, channel):
-            metadata["private_channel"] = channel
         title = clean_question(text.splitlines()[0])[:120] or "Slack message"
-        document = SourceDocument(doc_id=f"slack:{channel}:{message['ts']}", title=title,
-                                  sections=[Section(None, text)], kind="doc", url=permalink,
-                                  metadata=metadata)
-        report = Ingestor(kb=self.kb, progress=False).ingest_documents(
-            [document], source="slack:messages", added_by=user)
-        chunks = sum(c for _, _, c in report.documents)
+        _, chunks = self._save_slack_text(
+            channel=channel, ts=message["ts"], title=title, text=text, kind="doc",
+            author=message.get("user"), permalink=permalink,
+            private=self.is_private(client, channel), source="slack:messages", added_by=user)
         return f"Added to the knowledge base: *{ui.escape(title)}* ({chunks} passage{'s' if chunks != 1 else ''})."
 
     # -- App Home ---------------------------------------------------------------------
     def home(self, user: str) -> dict:
-        from sqlalchemy import select
-
-        from knowledge.models import Document
-
         stats = self.kb.store.stats()
-        with self.kb.database.session() as session:
-            recent = session.execute(select(Document.title, Document.url, Document.created_at)
-                                     .order_by(Document.created_at.desc()).limit(10)).tuples().all()
+        # The Home tab is no channel: knowledge captured in private channels stays out of it.
+        recent = self.kb.store.recent_documents(10)
         waiting = [q.text for q in self.kb.questions.unanswered(asker=user, limit=10)]
         return ui.home_view(documents=stats.documents, passages=stats.chunks, recent=recent,
                             unanswered=waiting)

@@ -15,6 +15,8 @@ from sqlalchemy import func, select
 from .answer import readable_sentences
 from .db import Database
 from .models import Document, Feed, Feedback, Question
+from .questions import waiting_for_answer
+from .store import Store, visible_in
 
 __all__ = ["Digest", "NewDocument", "QuestionGroup", "DigestStats", "build_digest",
            "summarise", "group_questions"]
@@ -166,22 +168,18 @@ def build_digest(database: Database, *, since: datetime, until: datetime,
             NewDocument(doc_id, title, url, added_by, summarise(text), _topic(kind, meta or {}), kind,
                         str((meta or {}).get("note") or "") or None)
             for doc_id, title, url, added_by, text, kind, meta in documents
-            if (meta or {}).get("private_channel") in (None, channel)]
-        asked = session.execute(
-            select(Question.id, Question.text, Question.embedding, Question.channel,
-                   Question.answer_ts, Question.abstained)
-            .where(Question.asked_at >= since, Question.asked_at < until, visible)
-            .order_by(Question.id)).tuples().all()
-        digest.top_questions = [g for g in group_questions(list(asked)) if not g.abstained]
-        down = select(Feedback.question_id).where(Feedback.helpful.is_(False))
-        open_rows = session.execute(
-            select(Question.id, Question.text, Question.embedding, Question.channel,
-                   Question.answer_ts, Question.abstained)
-            .where(Question.asked_at >= since, Question.asked_at < until, visible,
-                   Question.status != "resolved",
-                   Question.status.in_(["open", "handed_off"]) | Question.id.in_(down))
-            .order_by(Question.id)).tuples().all()
-        digest.unanswered = group_questions(list(open_rows))
+            if visible_in(meta, channel)]
+
+        def questions(*conditions) -> list:
+            return list(session.execute(
+                select(Question.id, Question.text, Question.embedding, Question.channel,
+                       Question.answer_ts, Question.abstained)
+                .where(Question.asked_at >= since, Question.asked_at < until, visible, *conditions)
+                .order_by(Question.id)).tuples())
+
+        asked = questions()
+        digest.top_questions = [g for g in group_questions(asked) if not g.abstained]
+        digest.unanswered = group_questions(questions(waiting_for_answer()))
         digest.failing_feeds = list(session.execute(
             select(Feed.url, Feed.last_error)
             .where(Feed.last_error.is_not(None), Feed.error_reported.is_(False))).tuples())
@@ -189,8 +187,7 @@ def build_digest(database: Database, *, since: datetime, until: datetime,
             select(Feedback.helpful, func.count(Feedback.id))
             .where(Feedback.created_at >= since, Feedback.created_at < until)
             .group_by(Feedback.helpful)).tuples().all())
-        digest.stats = DigestStats(
-            documents=session.scalar(select(func.count(Document.id))) or 0,
-            passages=session.scalar(select(func.count()).select_from(Document).join(Document.chunks)) or 0,
-            questions=len(asked), helpful=votes.get(True, 0), not_helpful=votes.get(False, 0))
+    size = Store(database).stats()
+    digest.stats = DigestStats(documents=size.documents, passages=size.chunks, questions=len(asked),
+                               helpful=votes.get(True, 0), not_helpful=votes.get(False, 0))
     return digest

@@ -13,7 +13,14 @@ from .answer import Answer
 from .db import Database
 from .models import Feedback, ProcessedEvent, Question, utcnow
 
-__all__ = ["QuestionLog", "AskedQuestion"]
+__all__ = ["QuestionLog", "AskedQuestion", "waiting_for_answer"]
+
+
+def waiting_for_answer():
+    """SQL condition: abstained or handed off and not resolved, or 👎 and never resolved."""
+    down = select(Feedback.question_id).where(Feedback.helpful.is_(False))
+    return (Question.status != "resolved") & (
+        Question.status.in_(["open", "handed_off"]) | Question.id.in_(down))
 
 
 @dataclass(frozen=True)
@@ -102,12 +109,9 @@ class QuestionLog:
 
     def unanswered(self, *, asker: str | None = None, since: datetime | None = None,
                    limit: int = 20) -> list[AskedQuestion]:
-        """Abstained or handed off and not resolved, or 👎 and never resolved."""
+        """Questions still waiting for an answer (see ``waiting_for_answer``), newest first."""
         with self.database.session() as session:
-            down = select(Feedback.question_id).where(Feedback.helpful.is_(False))
-            query = select(Question).where(
-                Question.status != "resolved",
-                (Question.status.in_(["open", "handed_off"])) | Question.id.in_(down))
+            query = select(Question).where(waiting_for_answer())
             if asker:
                 query = query.where(Question.asker == asker)
             if since:

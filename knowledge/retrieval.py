@@ -16,7 +16,7 @@ import numpy as np
 
 from .embedding import Embedder
 from .index import IndexManager, IndexSnapshot
-from .store import Store
+from .store import Store, visible_in
 from .text import exact_terms, keyword_terms
 
 __all__ = ["Retriever", "Passage", "DocumentHit", "SearchResult", "fuse"]
@@ -209,8 +209,7 @@ class Retriever:
             if not passages:
                 continue
             first = rows[passages[0].chunk_id]
-            private_to = (first.meta or {}).get("private_channel")
-            if private_to and private_to != channel:
+            if not visible_in(first.meta, channel):
                 continue  # captured in a private channel: never cited anywhere else
             hits.append(DocumentHit(doc_id=first.doc_id, title=first.title, url=first.url,
                                     path=first.path, kind=first.kind,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .db import Database
@@ -153,8 +153,8 @@ class DigestRuns:
 
     def posted_count(self, channel: str) -> int:
         with self.database.session() as session:
-            return len(session.scalars(select(DigestRun.id).where(
-                DigestRun.channel == channel, DigestRun.status == "posted")).all())
+            return session.scalar(select(func.count(DigestRun.id)).where(
+                DigestRun.channel == channel, DigestRun.status == "posted")) or 0
 
 
 class Feeds:

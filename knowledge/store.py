@@ -18,9 +18,19 @@ from sqlalchemy.orm import Session
 from .db import Database
 from .models import Chunk, Document, Meta, utcnow
 
-__all__ = ["Store", "DocumentRecord", "ChunkRecord", "PassageRow", "StoreStats", "SourceEntry"]
+__all__ = ["Store", "DocumentRecord", "ChunkRecord", "PassageRow", "StoreStats", "SourceEntry",
+           "RecentDocument", "visible_in", "PRIVATE_CHANNEL"]
 
 GENERATION = "generation"
+# Document metadata key: the private channel a document was captured in. Such a document
+# is only ever shown or cited in that channel.
+PRIVATE_CHANNEL = "private_channel"
+
+
+def visible_in(metadata: dict | None, channel: str | None) -> bool:
+    """May a document with this metadata be shown in ``channel`` (None: nowhere private)?"""
+    private_to = (metadata or {}).get(PRIVATE_CHANNEL)
+    return not private_to or private_to == channel
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,12 @@ class PassageRow:
     kind: str
     updated_at: Any
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+class RecentDocument(NamedTuple):
+    title: str
+    url: str | None
+    created_at: Any
 
 
 class SourceEntry(NamedTuple):
@@ -137,6 +153,19 @@ class Store:
     def get_document(self, doc_id: str) -> Document | None:
         with self.database.session() as session:
             return session.scalars(select(Document).where(Document.doc_id == doc_id)).first()
+
+    def recent_documents(self, limit: int = 10, *, channel: str | None = None) -> list[RecentDocument]:
+        """The newest documents that may be shown in ``channel`` (None: public ones only)."""
+        out: list[RecentDocument] = []
+        with self.database.session() as session:
+            rows = session.execute(select(Document.title, Document.url, Document.created_at,
+                                          Document.meta)
+                                   .order_by(Document.created_at.desc(), Document.id.desc())
+                                   .limit(limit * 3)).tuples()
+            for title, url, created_at, meta in rows:
+                if visible_in(meta, channel):
+                    out.append(RecentDocument(title, url, created_at))
+        return out[:limit]
 
     def stats(self) -> StoreStats:
         with self.database.session() as session:

@@ -94,3 +94,7 @@ def test_private_questions_and_private_knowledge_stay_out_of_other_channels_dige
     private = build_digest(kb.database, since=now - timedelta(days=7), until=now, channel="G1")
     shown = json.dumps(digest_message(private)[1])
     assert "Secret team answer" in shown and "Nightjar" in shown and "privately" not in shown
+    # The same rule holds for the App Home's "recently added" list.
+    assert [d.title for d in kb.store.recent_documents(10)] == ["Public note"]
+    assert {d.title for d in kb.store.recent_documents(10, channel="G1")} == {"Public note",
+                                                                                "Secret team answer"}
