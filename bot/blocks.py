@@ -19,7 +19,8 @@ __all__ = [
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
-KIND_LABELS = {"doc": "team doc", "article": "article", "team answer": "team answer"}
+KIND_LABELS = {"doc": "team doc", "article": "article", "team answer": "team answer",
+               "write-up": "team write-up"}
 
 
 def escape(text: str) -> str:
@@ -166,11 +167,14 @@ COMMANDS = [
     ("`@dml <question>`", "ask in a channel; I answer in the thread"),
     ("`/ml-ask <question>`", "ask privately; share the answer if it helps"),
     ("`/ml-add <url> [note]`", "add an article to the knowledge base (curators)"),
+    ("`/ml-draft`", "circulate what you learned for corrections, then publish it"),
+    ("`/ml-digest`", "this week's roundup"),
 ]
 
 
 def home_view(*, documents: int, passages: int, recent: Sequence[tuple[str, str | None, datetime | None]],
-              unanswered: Sequence[str], now: datetime | None = None) -> dict:
+              unanswered: Sequence[str], drafts: Sequence[tuple[str, int, int]] = (),
+              now: datetime | None = None) -> dict:
     """The App Home tab: size, recently added, the viewer's open questions, commands."""
     blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": "DML, your designated machine learner"}},
@@ -184,6 +188,11 @@ def home_view(*, documents: int, passages: int, recent: Sequence[tuple[str, str 
     open_lines = [f"• {escape(q)[:200]}" for q in unanswered[:10]]
     blocks.append(_section("*Your questions still waiting for an answer*\n"
                            + ("\n".join(open_lines) if open_lines else "_None: everything you asked was answered._")))
+    if drafts:
+        lines = [f"• *{escape(title)[:150]}*: version {version}"
+                 + (f", {pending} correction{'s' if pending != 1 else ''} to decide" if pending else "")
+                 for title, version, pending in drafts[:10]]
+        blocks.append(_section("*Your drafts out for review*\n" + "\n".join(lines)))
     blocks.append({"type": "divider"})
     blocks.append(_section("*Commands*\n" + "\n".join(f"{c} — {d}" for c, d in COMMANDS)))
     return {"type": "home", "blocks": blocks[:MAX_BLOCKS]}

@@ -103,6 +103,12 @@ class ConsoleSlack:
         if method in ("chat.postMessage", "chat.postEphemeral", "chat.update"):
             self.say(args.get("text"), args.get("blocks"))
             body.update(ts=f"{time.time():.6f}", channel=args.get("channel"))
+        elif method == "views.open":
+            view = args.get("view")
+            view = jsonlib.loads(view) if isinstance(view, str) else view or {}
+            title = ((view.get("title") or {}).get("text")) or "a form"
+            self.say(f"(In Slack, the form “{title}” opens here. The console cannot fill in forms: "
+                     "for a draft use `dml draft submit FILE --author U… --reviewer U…`.)", None)
         elif method == "auth.test":
             body.update(user_id="UDML", bot_id="BDML", team_id="TCONSOLE", user="dml")
         elif method == "conversations.info":

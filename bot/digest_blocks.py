@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from knowledge.digest import Digest, DigestStats, QuestionGroup
+from knowledge.digest import Digest, DigestStats, DraftEntry, QuestionGroup, RetrievalChange
 
 from .blocks import MAX_BLOCKS, MAX_SECTION, escape, link
 
@@ -40,6 +40,11 @@ def _question_line(group: QuestionGroup, permalink: Callable[[QuestionGroup], st
     return f"• {label}" + (f" ×{group.count}" if group.count > 1 else "")
 
 
+def _draft_line(draft: DraftEntry, *, published: bool = False) -> str:
+    due = f", due {draft.due:%a %d %b}" if draft.due and not published else ""
+    return f"• *{escape(draft.title)}* by <@{draft.author}> (version {draft.version}{due})"
+
+
 def _change(now: float | None, before: float | None, *, percent: bool = False) -> str:
     if now is None or before is None:
         return ""
@@ -63,6 +68,14 @@ def _stats_line(stats: DigestStats | None, previous: DigestStats | None) -> str:
     return line
 
 
+def _retrieval_line(change: RetrievalChange | None) -> str:
+    if change is None:
+        return ""
+    return (f"Retrieval improved from *{change.before:.1f}%* to *{change.after:.1f}%* on "
+            f"held-out team questions (the right source first; {change.held_out} questions), "
+            f"after tuning on the team's questions.")
+
+
 def digest_message(digest: Digest, *, permalink: Callable[[QuestionGroup], str | None] = lambda g: None,
                    title: str = "This week in our ML knowledge") -> tuple[str, list[dict]]:
     period = f"{digest.since:%b %d} – {digest.until:%b %d}"
@@ -73,6 +86,8 @@ def digest_message(digest: Digest, *, permalink: Callable[[QuestionGroup], str |
         blocks.append(_section(text))
         if digest.stats:
             blocks.append(_section(_stats_line(digest.stats, digest.previous)))
+        if digest.retrieval:
+            blocks.append(_section(_retrieval_line(digest.retrieval)))
         return text, blocks
 
     docs = digest.new_documents
@@ -104,15 +119,16 @@ def digest_message(digest: Digest, *, permalink: Callable[[QuestionGroup], str |
         lines = [_question_line(g, permalink) for g in groups[:SECTION_ITEMS]]
         blocks.append(_section("*Still waiting for an answer*\n" + _fit(lines, len(groups))))
     if digest.drafts_waiting:
-        lines = [f"• {escape(t)}" for t in digest.drafts_waiting[:SECTION_ITEMS]]
+        lines = [_draft_line(d) for d in digest.drafts_waiting[:SECTION_ITEMS]]
         blocks.append(_section("*Drafts waiting for review*\n" + _fit(lines, len(digest.drafts_waiting))))
     if digest.drafts_published:
-        lines = [f"• {escape(t)}" for t in digest.drafts_published[:SECTION_ITEMS]]
+        lines = [_draft_line(d, published=True) for d in digest.drafts_published[:SECTION_ITEMS]]
         blocks.append(_section("*Drafts published*\n" + _fit(lines, len(digest.drafts_published))))
     if digest.failing_feeds:
         lines = [f"• {escape(url)}: {escape(error)[:200]}" for url, error in digest.failing_feeds[:SECTION_ITEMS]]
         blocks.append(_section("*Feeds that failed*\n" + _fit(lines, len(digest.failing_feeds))))
-    stats = _stats_line(digest.stats, digest.previous)
+    stats = " ".join(filter(None, [_stats_line(digest.stats, digest.previous),
+                                   _retrieval_line(digest.retrieval)]))
     if stats:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": stats[:MAX_SECTION]}]})
     text = f"{title} ({period}): {len(docs)} new, {len(digest.top_questions)} questions asked, {len(digest.unanswered)} waiting."

@@ -6,10 +6,21 @@ Changes to these models ship as a new numbered Alembic migration in
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = ["Base", "Document", "Chunk", "Meta", "utcnow"]
@@ -176,3 +187,100 @@ class Feed(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     # A failing feed is reported in one digest, not in every one (nor every hour).
     error_reported: Mapped[bool] = mapped_column(default=False)
+
+
+class Draft(Base):
+    """A write-up circulated for corrections before it becomes knowledge.
+
+    ``status`` is open | published | withdrawn; ``version`` is the current version's
+    number, also the compare-and-set guard that makes two concurrent edits impossible.
+    """
+
+    __tablename__ = "drafts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    author: Mapped[str] = mapped_column(String(64), index=True)
+    title: Mapped[str] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Named reviewers (user ids); with open_to_channel, any member of review_channel too.
+    reviewers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    review_channel: Mapped[str | None] = mapped_column(String(64))
+    open_to_channel: Mapped[bool] = mapped_column(default=False)
+    private: Mapped[bool] = mapped_column(default=False)
+    due: Mapped[date | None] = mapped_column(Date)
+    source_url: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # The review request in the channel, updated when the draft is published or withdrawn.
+    review_ts: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    published_doc_id: Mapped[str | None] = mapped_column(String(1024))
+
+
+class DraftVersion(Base):
+    __tablename__ = "draft_versions"
+    __table_args__ = (UniqueConstraint("draft_id", "number", name="uq_draft_versions_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    # Why this version exists: "submitted", "accepted correction 3", "edited".
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Correction(Base):
+    """A reviewer's correction of one passage of one version: pending | accepted | rejected."""
+
+    __tablename__ = "corrections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    passage: Mapped[int] = mapped_column(Integer)
+    passage_text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    source_url: Mapped[str | None] = mapped_column(Text)
+    reviewer: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    reason: Mapped[str | None] = mapped_column(Text)
+    # The version accepting it produced (None when it was applied by an earlier edit).
+    applied_version: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The author's copy (with Accept / Reject / Reply), updated once decided.
+    notice_channel: Mapped[str | None] = mapped_column(String(64))
+    notice_ts: Mapped[str | None] = mapped_column(String(32))
+
+
+class DraftReview(Base):
+    """One person's part in a draft's review: invited, reminded, approved."""
+
+    __tablename__ = "draft_reviews"
+
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"), primary_key=True)
+    user: Mapped[str] = mapped_column(String(64), primary_key=True)
+    invited: Mapped[bool] = mapped_column(default=False)
+    invited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The last time they corrected or approved (a reviewer who acted is not reminded).
+    acted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    approved_version: Mapped[int | None] = mapped_column(Integer)
+
+
+class DraftComment(Base):
+    """A reply in the review thread, or the author's reply to a correction."""
+
+    __tablename__ = "draft_comments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"), index=True)
+    correction_id: Mapped[int | None] = mapped_column(ForeignKey("corrections.id", ondelete="CASCADE"))
+    user: Mapped[str | None] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -110,7 +110,7 @@ class SlackAPIStub:
     """Slack's Web API on 127.0.0.1: records every call and answers with realistic JSON.
 
     Preload `thread_messages[(channel, thread_ts)]`, `history[channel]`, `usergroups[id]`
-    and `users[id]` to shape what reads return. `fail()` injects 429s or 5xxs; a bot token
+    `users[id]` and `members[channel]` to shape what reads return. `fail()` injects 429s or 5xxs; a bot token
     `xoxb-<status>` (e.g. "xoxb-429") gets that status from every method but auth.test,
     bolt-python's convention, so an App can still start and then hit the error path.
     """
@@ -124,6 +124,7 @@ class SlackAPIStub:
         self.history: dict[str, list[dict[str, Any]]] = {}
         self.usergroups: dict[str, list[str]] = {}
         self.users: dict[str, dict[str, Any]] = {}
+        self.members: dict[str, list[str]] = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         host, port = self._server.server_address[:2]
@@ -288,6 +289,15 @@ class SlackAPIStub:
                         "deleted": False, "tz": "UTC",
                         "profile": {"display_name": name, "real_name": name}}
                 return {"ok": True, "user": {**user, **self.users.get(uid, {})}}
+            case "conversations.members":
+                if channel not in self.members:
+                    return {"ok": False, "error": "channel_not_found"}
+                # Two members a page, so paging is exercised.
+                start = int(p.get("cursor") or 0)
+                page = self.members[channel][start:start + 2]
+                more = start + 2 < len(self.members[channel])
+                return {"ok": True, "members": page,
+                        "response_metadata": {"next_cursor": str(start + 2) if more else ""}}
             case "usergroups.users.list":
                 return {"ok": True, "users": list(self.usergroups.get(p.get("usergroup", ""), []))}
             case _:

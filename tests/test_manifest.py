@@ -25,6 +25,8 @@ REQUEST_URL = "https://YOUR-HOST/slack/events"
 METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "chat.postMessage": ("chat:write",),
     "chat.postEphemeral": ("chat:write",),
+    "chat.update": ("chat:write",),
+    "conversations.members": ("channels:read", "groups:read", "im:read", "mpim:read"),
     "chat.getPermalink": (),  # no scope required
     "reactions.add": ("reactions:write",),
     "reactions.remove": ("reactions:write",),
@@ -88,10 +90,12 @@ def called_methods() -> dict[str, set[str]]:
 
 @cache
 def decorated_listeners() -> dict[str, set[str]]:
-    """What bot/app.py registers: {"event": {...}, "command": {...}, "shortcut": ..., "action": ...}."""
-    tree = ast.parse((BOT / "app.py").read_text(encoding="utf-8"))
+    """What bot/app.py (and the listener modules it registers) register:
+    {"event": {...}, "command": {...}, "shortcut": ..., "action": ..., "view": ...}."""
     found: dict[str, set[str]] = {}
-    for node in ast.walk(tree):
+    nodes = [node for name in ("app.py", "draft_listeners.py")
+             for node in ast.walk(ast.parse((BOT / name).read_text(encoding="utf-8")))]
+    for node in nodes:
         if not isinstance(node, ast.FunctionDef):
             continue
         for decorator in node.decorator_list:
