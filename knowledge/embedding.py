@@ -32,9 +32,12 @@ class Embedder:
     """Turns text into L2-normalised float32 vectors; also counts the model's wordpieces."""
 
     def __init__(self, *, model_path: str | Path | None = None, name: str | None = None,
-                 batch_size: int = 32):
+                 batch_size: int = 32, family: str | None = None):
         self.model_path = Path(model_path) if model_path else None
         self.name = name or (self.model_path.name if self.model_path else DEFAULT_MODEL_NAME)
+        # The model a tuned version was tuned from (itself for an untuned model): same
+        # tokenizer, so the same chunks; different weights, so different embeddings.
+        self.family = family or self.name
         self.batch_size = batch_size
         self._model = None
         self._tokenizer = None

@@ -6,7 +6,8 @@ Anything that is not a ``DMLError`` is a bug: logged with context, answered with
 
 from __future__ import annotations
 
-__all__ = ["DMLError", "ConfigError", "SourceError", "UnsafeURLError", "StoreError"]
+__all__ = ["DMLError", "ConfigError", "SourceError", "UnsafeURLError", "StoreError",
+           "ModelChangedError", "TuningError", "TooFewPairsError"]
 
 
 class DMLError(Exception):
@@ -32,3 +33,15 @@ class UnsafeURLError(SourceError):
 
 class StoreError(DMLError):
     """The database or index cannot be used as configured."""
+
+
+class ModelChangedError(StoreError):
+    """Vectors from one embedding model were about to be stored beside another's."""
+
+
+class TuningError(DMLError):
+    """Tuning the embedding model cannot go ahead (says why and what to do)."""
+
+
+class TooFewPairsError(TuningError):
+    """Too few question → passage pairs to train on and check the result honestly."""

@@ -2,7 +2,8 @@
 
 A snapshot is a folder ``index/snap-…`` holding the FAISS index (inner product on
 normalised vectors), the chunk ids in index order, the keyword (BM25) index and a
-``meta.json`` with the store generation it was built from and checksums. Snapshots are
+``meta.json`` with the store generation it was built from, the embedding model (version)
+its vectors come from, and checksums. Snapshots are
 written to a temporary folder, renamed into place, and published by atomically
 replacing the ``CURRENT`` pointer file. A missing, corrupt or stale snapshot is rebuilt
 from the database's embeddings: nothing is re-embedded.
@@ -18,18 +19,20 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .errors import StoreError
 from .store import Store
 from .text import keyword_terms
 
 __all__ = ["IndexSnapshot", "IndexManager"]
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: meta.json names the embedding model
 CURRENT = "CURRENT"
 
 
@@ -73,6 +76,9 @@ class IndexSnapshot:
     dense: object  # faiss.Index
     keyword: object | None  # bm25s.BM25, None when there is no text at all
     dimension: int
+    # The embedding model (version) the vectors come from: questions must be embedded by
+    # the same one (the retriever asks for it by this name).
+    model: str = ""
 
     @property
     def size(self) -> int:
@@ -123,10 +129,13 @@ class IndexManager:
     """Loads the current snapshot, rebuilds it when missing/corrupt/stale, reloads newer ones."""
 
     def __init__(self, *, directory: Path, store: Store, dimension: int,
-                 check_interval: float = 2.0, keep: int = 2):
+                 check_interval: float = 2.0, keep: int = 2,
+                 default_model: Callable[[], str] | None = None):
         self.directory = Path(directory)
         self.store = store
         self.dimension = dimension
+        # The model an empty store counts as embedded with.
+        self.default_model = default_model or (lambda: self.store.active_model() or "")
         self.check_interval = check_interval
         self.keep = keep
         self._snapshot: IndexSnapshot | None = None
@@ -134,6 +143,11 @@ class IndexManager:
         self._lock = threading.Lock()
 
     # -- public -----------------------------------------------------------------------
+    @property
+    def loaded(self) -> IndexSnapshot | None:
+        """The snapshot in memory now, without checking for a newer one (None before any)."""
+        return self._snapshot
+
     def snapshot(self) -> IndexSnapshot:
         """The freshest valid snapshot; cheap when nothing changed (checks every few s)."""
         now = time.monotonic()
@@ -143,6 +157,13 @@ class IndexManager:
         with self._lock:
             if self._snapshot is not None and time.monotonic() - self._checked_at < self.check_interval:
                 return self._snapshot
+            self._snapshot = self._refresh(self._snapshot)
+            self._checked_at = time.monotonic()
+            return self._snapshot
+
+    def refresh(self) -> IndexSnapshot:
+        """Look for a newer snapshot now, not at the next check (after publishing one)."""
+        with self._lock:
             self._snapshot = self._refresh(self._snapshot)
             self._checked_at = time.monotonic()
             return self._snapshot
@@ -176,7 +197,28 @@ class IndexManager:
                 if snapshot.generation == generation:
                     return snapshot
                 log.info("index snapshot %s is stale; rebuilding from stored embeddings", name)
+        prepared = self._prepared(generation, other_than=name)
+        if prepared is not None:
+            return prepared
         return self._build_and_publish(generation)
+
+    def _prepared(self, generation: str, *, other_than: str | None) -> IndexSnapshot | None:
+        """A snapshot of exactly this generation built beside the current one (a model switch
+        prepares its index before it commits, then points CURRENT at it): load it, do not
+        rebuild. Whoever gets here first publishes it."""
+        for folder in sorted(self.directory.glob("snap-*"), reverse=True):
+            if folder.name == other_than or not folder.is_dir():
+                continue
+            try:
+                meta = json.loads((folder / "meta.json").read_text())
+                if meta.get("generation") != generation:
+                    continue
+                snapshot = self._load(folder.name)
+            except Exception:  # unreadable or damaged: not the one
+                continue
+            self.publish(folder.name)
+            return snapshot
+        return None
 
     def _load(self, name: str) -> IndexSnapshot:
         import faiss
@@ -201,18 +243,37 @@ class IndexManager:
         if meta.get("keyword"):
             keyword = bm25s.BM25.load(str(folder / "keyword"), mmap=False, load_corpus=False)
         return IndexSnapshot(name=name, generation=meta["generation"], chunk_ids=chunk_ids,
-                             doc_keys=doc_keys, dense=dense, keyword=keyword, dimension=self.dimension)
+                             doc_keys=doc_keys, dense=dense, keyword=keyword, dimension=self.dimension,
+                             model=str(meta["model"]))
 
-    def _build(self) -> tuple[np.ndarray, np.ndarray, object, object | None]:
+    def assemble(self, *, chunk_ids: Sequence[int], doc_keys: Sequence[int], vectors: np.ndarray,
+                 texts: Sequence[str], generation: str, model: str) -> IndexSnapshot:
+        """An in-memory snapshot from vectors and keyword texts (not written anywhere)."""
         import faiss
 
         bm25s = _bm25s()
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dimension)
+        dense = faiss.IndexFlatIP(self.dimension)
+        if len(vectors):
+            dense.add(np.ascontiguousarray(vectors))
+        corpus = [keyword_terms(text) for text in texts]
+        keyword = None
+        if any(corpus):
+            keyword = bm25s.BM25()
+            # An empty chunk would break the sparse matrix layout: give it a placeholder.
+            keyword.index([terms or ["\x00"] for terms in corpus], show_progress=False)
+        return IndexSnapshot(name="", generation=generation,
+                             chunk_ids=np.asarray(chunk_ids, dtype=np.int64),
+                             doc_keys=np.asarray(doc_keys, dtype=np.int64), dense=dense,
+                             keyword=keyword, dimension=self.dimension, model=model)
 
+    def _build(self, generation: str) -> IndexSnapshot:
         ids: list[int] = []
         keys: list[int] = []
         vectors: list[np.ndarray] = []
-        corpus: list[list[str]] = []
-        for chunk_id, document_key, blob, text in self.store.iter_index_rows():
+        texts: list[str] = []
+        models: set[str] = set()
+        for chunk_id, document_key, blob, text, model in self.store.iter_index_rows(models=True):
             vector = np.frombuffer(blob, dtype="<f4")
             if vector.shape[0] != self.dimension:
                 raise ValueError(
@@ -222,38 +283,54 @@ class IndexManager:
             ids.append(chunk_id)
             keys.append(document_key)
             vectors.append(vector)
-            corpus.append(keyword_terms(text))
-        chunk_ids = np.asarray(ids, dtype=np.int64)
-        dense = faiss.IndexFlatIP(self.dimension)
-        if vectors:
-            dense.add(np.vstack(vectors).astype(np.float32))
-        keyword = None
-        if any(corpus):
-            keyword = bm25s.BM25()
-            # An empty chunk would break the sparse matrix layout: give it a placeholder.
-            keyword.index([terms or ["\x00"] for terms in corpus], show_progress=False)
-        return chunk_ids, np.asarray(keys, dtype=np.int64), dense, keyword
+            texts.append(text)
+            models.add(model)
+        if len(models) > 1:
+            # A model switch committed while this was being read (or the store is mixed):
+            # an index must never hold vectors of two models.
+            raise StoreError(f"stored passages come from several embedding models "
+                             f"({', '.join(sorted(models))})")
+        model = models.pop() if models else self.default_model()
+        matrix = np.vstack(vectors) if vectors else np.zeros((0, self.dimension), np.float32)
+        return self.assemble(chunk_ids=ids, doc_keys=keys, vectors=matrix, texts=texts,
+                             generation=generation, model=model)
 
     def _build_and_publish(self, generation: str) -> IndexSnapshot:
+        started = time.perf_counter()
+        try:
+            built = self._build(generation)
+        except StoreError:
+            # Most likely a model switch committed mid-read: read again, at the new generation.
+            generation = self.store.generation()
+            built = self._build(generation)
+        name = self.write(built)
+        self.publish(name)
+        self._prune_old(keep_name=name)
+        log.info("index snapshot %s built: %d chunks in %.1fs", name, built.size,
+                 time.perf_counter() - started)
+        built.name = name
+        return built
+
+    def write(self, snapshot: IndexSnapshot) -> str:
+        """Write a snapshot into a new folder beside the live ones (not published); its name."""
         import faiss
 
-        started = time.perf_counter()
-        chunk_ids, doc_keys, dense, keyword = self._build()
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.directory / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
-            np.save(tmp / "chunk_ids.npy", chunk_ids, allow_pickle=False)
-            np.save(tmp / "doc_keys.npy", doc_keys, allow_pickle=False)
-            faiss.write_index(dense, str(tmp / "dense.faiss"))
-            if keyword is not None:
-                keyword.save(str(tmp / "keyword"))
+            np.save(tmp / "chunk_ids.npy", snapshot.chunk_ids, allow_pickle=False)
+            np.save(tmp / "doc_keys.npy", snapshot.doc_keys, allow_pickle=False)
+            faiss.write_index(snapshot.dense, str(tmp / "dense.faiss"))
+            if snapshot.keyword is not None:
+                snapshot.keyword.save(str(tmp / "keyword"))
             # Every file, the keyword index's too: damage anywhere means rebuild, not wrong scores.
             checksums = {path.relative_to(tmp).as_posix(): _file_sha256(path)
                          for path in sorted(tmp.rglob("*")) if path.is_file()}
-            meta = {"format": FORMAT_VERSION, "generation": generation,
-                    "chunks": int(len(chunk_ids)), "dimension": self.dimension,
-                    "keyword": keyword is not None, "checksums": checksums,
+            meta = {"format": FORMAT_VERSION, "generation": snapshot.generation,
+                    "model": snapshot.model,
+                    "chunks": int(snapshot.size), "dimension": self.dimension,
+                    "keyword": snapshot.keyword is not None, "checksums": checksums,
                     "built_at": time.time()}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
             for path in tmp.rglob("*"):
@@ -262,23 +339,30 @@ class IndexManager:
                         os.fsync(handle.fileno())
             name = f"snap-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
             os.rename(tmp, self.directory / name)
-            pointer = self.directory / f".{CURRENT}.{uuid.uuid4().hex}"
-            pointer.write_text(name)
-            with pointer.open("rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(pointer, self.directory / CURRENT)
             _fsync_dir(self.directory)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self._prune_old(keep_name=name)
-        log.info("index snapshot %s built: %d chunks in %.1fs", name, len(chunk_ids),
-                 time.perf_counter() - started)
-        return IndexSnapshot(name=name, generation=generation, chunk_ids=chunk_ids,
-                             doc_keys=doc_keys, dense=dense, keyword=keyword,
-                             dimension=self.dimension)
+        return name
+
+    def publish(self, name: str, *, prune: bool = False) -> None:
+        """Point CURRENT at a written snapshot (atomically: temp file + rename)."""
+        pointer = self.directory / f".{CURRENT}.{uuid.uuid4().hex}"
+        pointer.write_text(name)
+        with pointer.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(pointer, self.directory / CURRENT)
+        _fsync_dir(self.directory)
+        if prune:
+            self._prune_old(keep_name=name)
 
     def _prune_old(self, keep_name: str) -> None:
+        try:
+            self._prune(keep_name)
+        except OSError as exc:  # best effort: replicas sharing the folder prune it too
+            log.info("pruning old index snapshots: %s", exc)
+
+    def _prune(self, keep_name: str) -> None:
         snapshots = sorted((p for p in self.directory.glob("snap-*") if p.is_dir()),
                            key=lambda p: p.stat().st_mtime)
         stale = [p for p in snapshots if p.name != keep_name][: max(0, len(snapshots) - self.keep)]

@@ -67,6 +67,7 @@ class SearchResult:
     confidence: float
     idf: dict[str, float] = field(default_factory=dict)
     vector: np.ndarray | None = None  # the question's embedding
+    model: str | None = None  # the embedding model (version) of ``vector`` and of the index
 
 
 def fuse(dense: np.ndarray, keyword: np.ndarray, weight: float) -> np.ndarray:
@@ -86,10 +87,15 @@ class Retriever:
     def __init__(self, *, store: Store, index: IndexManager, embedder: Embedder,
                  keyword_weight: float = 0.15, dense_candidates: int = 200,
                  keyword_candidates: int = 100,
-                 adjuster: Callable[[np.ndarray], dict[int, float]] | None = None):
+                 adjuster: Callable[[np.ndarray, str], dict[int, float]] | None = None,
+                 embedder_for: Callable[[str], Embedder] | None = None):
         self.store = store
         self.index = index
         self.embedder = embedder
+        # The embedder of a model version by name: a question is always embedded by the
+        # model the searched snapshot's vectors come from, so the two can never mix, even
+        # while a tuned model is being switched in.
+        self.embedder_for = embedder_for
         self.keyword_weight = keyword_weight
         self.dense_candidates = dense_candidates
         self.keyword_candidates = keyword_candidates
@@ -109,21 +115,22 @@ class Retriever:
         snapshot = self.index.snapshot()
         if snapshot.size == 0 or not question.strip():
             return SearchResult(question, terms, [], 0.0)
-        query = self.embedder.embed_query(question)
+        embedder = self.embedder_for(snapshot.model) if self.embedder_for else self.embedder
+        query = embedder.embed_query(question)
         positions, dense, keyword = self._candidates(snapshot, query, terms, k, weight)
         fused = fuse(dense, keyword, weight)
         rare = self.rare_exact_terms(snapshot, question) if weight > 0 else []
         if rare:
             fused = fused + EXACT_BONUS * self._exact_share(snapshot, positions, rare)
         if learned and self.adjuster is not None:
-            changes = self.adjuster(query)
+            changes = self.adjuster(query, snapshot.model)
             if changes:
                 ids = snapshot.chunk_ids[positions]
                 fused = fused + np.array([changes.get(int(c), 0.0) for c in ids], dtype=np.float32)
         hits = self._group(snapshot, positions, fused, dense, k, passages_per_doc, channel)
         idf = snapshot.idf(terms)
         confidence = self.confidence(hits[0], terms, idf) if hits else 0.0
-        return SearchResult(question, terms, hits, confidence, idf, query)
+        return SearchResult(question, terms, hits, confidence, idf, query, snapshot.model)
 
     @staticmethod
     def rare_exact_terms(snapshot: IndexSnapshot, question: str) -> list[str]:

@@ -7,24 +7,36 @@ generation it was built from, so a stale or half-written index is noticed and re
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .db import Database
-from .models import Chunk, Document, Meta, utcnow
+from .errors import ModelChangedError
+from .models import Chunk, Document, Meta, Question, utcnow
+from .text import embedding_text, sha256
 
 __all__ = ["Store", "DocumentRecord", "ChunkRecord", "PassageRow", "StoreStats", "SourceEntry",
-           "RecentDocument", "visible_in", "PRIVATE_CHANNEL"]
+           "RecentDocument", "visible_in", "PRIVATE_CHANNEL", "PassageText", "ModelSwitch",
+           "ACTIVE_MODEL"]
 
 GENERATION = "generation"
+# The embedding model (version) every stored passage and question vector comes from, once
+# a model has been tuned; unset before, when the configured model is the only one.
+ACTIVE_MODEL = "embedding_model"
 # Document metadata key: the private channel a document was captured in. Such a document
 # is only ever shown or cited in that channel.
 PRIVATE_CHANNEL = "private_channel"
+
+
+def keyword_text(title: str, heading: str | None, text: str) -> str:
+    """What the keyword signal indexes for a passage."""
+    return f"{title}\n{heading or ''}\n{text}"
 
 
 def visible_in(metadata: dict | None, channel: str | None) -> bool:
@@ -84,6 +96,30 @@ class RecentDocument(NamedTuple):
 class SourceEntry(NamedTuple):
     doc_id: str
     path: str | None
+
+
+class PassageText(NamedTuple):
+    """A chunk with what re-embedding and pair checking need of it."""
+
+    chunk_id: int
+    document_key: int
+    doc_id: str
+    title: str
+    heading: str | None
+    text: str
+    model: str
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelSwitch:
+    """What switching every stored vector to a new model did."""
+
+    chunks: int
+    embedded_late: int  # passages added while the new vectors were being computed
+    questions: int
+    chunk_ids: tuple[int, ...]  # the chunks as switched, by id
+    generation: str  # the store's generation after the switch
 
 
 @dataclass(frozen=True)
@@ -177,14 +213,15 @@ class Store:
         with self.database.session() as session:
             return list(session.scalars(select(Chunk.model).distinct()))
 
-    def iter_index_rows(self, batch: int = 5000) -> Iterator[tuple[int, int, bytes, str]]:
-        """(chunk id, document key, embedding bytes, text for the keyword signal), by chunk id."""
+    def iter_index_rows(self, batch: int = 5000, *, models: bool = False) -> Iterator[tuple]:
+        """(chunk id, document key, embedding bytes, text for the keyword signal), by chunk id;
+        with ``models``, the embedding model's name comes fifth."""
         last = 0
         with self.database.session() as session:
             while True:
                 rows = session.execute(
                     select(Chunk.id, Chunk.document_id, Chunk.embedding, Document.title,
-                           Chunk.heading, Chunk.text)
+                           Chunk.heading, Chunk.text, Chunk.model)
                     .join(Document, Document.id == Chunk.document_id)
                     .where(Chunk.id > last)
                     .order_by(Chunk.id)
@@ -192,9 +229,39 @@ class Store:
                 ).tuples().all()
                 if not rows:
                     return
-                for chunk_id, document_key, blob, title, heading, text in rows:
-                    yield chunk_id, document_key, blob, f"{title}\n{heading or ''}\n{text}"
+                for chunk_id, document_key, blob, title, heading, text, model in rows:
+                    row = (chunk_id, document_key, blob, keyword_text(title, heading, text))
+                    yield (*row, model) if models else row
                 last = rows[-1][0]
+
+    def iter_passages(self, batch: int = 5000) -> Iterator[PassageText]:
+        """Every chunk's text and document, by chunk id (for re-embedding and tuning)."""
+        last = 0
+        with self.database.session() as session:
+            while True:
+                rows = session.execute(
+                    select(Chunk.id, Chunk.document_id, Document.doc_id, Document.title,
+                           Chunk.heading, Chunk.text, Chunk.model, Document.meta)
+                    .join(Document, Document.id == Chunk.document_id)
+                    .where(Chunk.id > last)
+                    .order_by(Chunk.id)
+                    .limit(batch)
+                ).tuples().all()
+                if not rows:
+                    return
+                for row in rows:
+                    yield PassageText(*row[:-1], meta=row[-1] or {})
+                last = rows[-1][0]
+
+    def chunk_vectors(self, chunk_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        wanted = [int(i) for i in dict.fromkeys(chunk_ids)]
+        found: dict[int, np.ndarray] = {}
+        with self.database.session() as session:
+            for start in range(0, len(wanted), 500):
+                rows = session.execute(select(Chunk.id, Chunk.embedding)
+                                       .where(Chunk.id.in_(wanted[start:start + 500]))).tuples()
+                found.update((chunk_id, np.frombuffer(blob, dtype="<f4")) for chunk_id, blob in rows)
+        return found
 
     def passages(self, chunk_ids: Sequence[int]) -> dict[int, PassageRow]:
         if not chunk_ids:
@@ -213,6 +280,7 @@ class Store:
     def upsert(self, record: DocumentRecord) -> None:
         """Insert or replace a document and all its chunks, atomically."""
         with self.database.session() as session, session.begin():
+            self._check_active_model(session, {chunk.model for chunk in record.chunks})
             document = session.scalars(
                 select(Document).where(Document.doc_id == record.doc_id)
             ).first()
@@ -264,3 +332,110 @@ class Store:
             if removed:
                 self._bump(session)
         return removed
+
+    # -- the embedding model (tuning) -------------------------------------------------
+    def meta_value(self, key: str) -> str | None:
+        with self.database.session() as session:
+            row = session.get(Meta, key)
+            return row.value if row else None
+
+    def set_meta_value(self, key: str, value: str) -> None:
+        with self.database.session() as session, session.begin():
+            session.merge(Meta(key=key, value=value))
+
+    def claim_meta_key(self, key: str, value: str) -> bool:
+        """Insert a key once: True for the first caller on any process, False after."""
+        try:
+            with self.database.session() as session, session.begin():
+                session.add(Meta(key=key, value=value))
+            return True
+        except IntegrityError:
+            return False
+
+    def active_model(self) -> str | None:
+        """The model version every stored vector comes from (None: never recorded)."""
+        with self.database.session() as session:
+            row = session.get(Meta, ACTIVE_MODEL)
+            return row.value if row else None
+
+    def record_active_model(self, model: str) -> str:
+        """Record the active model if none is recorded yet; returns the recorded one.
+
+        Done before tuning starts, so every write from then on checks against it.
+        """
+        try:
+            with self.database.session() as session, session.begin():
+                row = session.get(Meta, ACTIVE_MODEL)
+                if row is not None:
+                    return row.value
+                session.add(Meta(key=ACTIVE_MODEL, value=model))
+                return model
+        except IntegrityError:  # another process recorded it first
+            return self.active_model() or model
+
+    @staticmethod
+    def _check_active_model(session: Session, models: set[str]) -> None:
+        """Refuse vectors from another model than the active one.
+
+        The row is read FOR SHARE (PostgreSQL; SQLite has one writer at a time anyway): a
+        model switch, which updates it, waits for writes in flight, and writes after it
+        see the new model.
+        """
+        if not models:
+            return
+        active = session.execute(select(Meta.value).where(Meta.key == ACTIVE_MODEL)
+                                 .with_for_update(read=True)).scalar()
+        if active is not None and models != {active}:
+            raise ModelChangedError(
+                f"the embedding model changed to {active} while this was being embedded with "
+                f"{', '.join(sorted(models))}; nothing was saved, add it again")
+
+    def switch_model(self, model: str, vectors: Mapping[int, np.ndarray], *,
+                     question_vectors: Mapping[int, np.ndarray],
+                     embed: Callable[[list[str]], np.ndarray], generation: str) -> ModelSwitch:
+        """Replace every stored vector (passages and questions) by ``model``'s, in one transaction.
+
+        ``vectors`` are the new model's passage vectors by chunk id, computed beforehand;
+        passages and questions added since are embedded here with ``embed``. Readers see
+        the old vectors until the commit and the new ones after it, never a mix.
+        ``generation`` becomes the store's generation if the passages are exactly those of
+        ``vectors`` (an index prepared for them is then current); otherwise a fresh one.
+        """
+        with self.database.session() as session, session.begin():
+            # Taking the row first makes concurrent writers wait (see _check_active_model).
+            changed = session.execute(update(Meta).where(Meta.key == ACTIVE_MODEL)
+                                      .values(value=model)).rowcount
+            if not changed:
+                session.add(Meta(key=ACTIVE_MODEL, value=model))
+                session.flush()
+            rows = session.execute(
+                select(Chunk.id, Document.title, Chunk.heading, Chunk.text)
+                .join(Document, Document.id == Chunk.document_id).order_by(Chunk.id)).tuples().all()
+            late = [row for row in rows if row[0] not in vectors]
+            extra: dict[int, np.ndarray] = {}
+            if late:
+                embedded = embed([embedding_text(title, heading, text) for _, title, heading, text in late])
+                extra = {row[0]: vector for row, vector in zip(late, embedded, strict=True)}
+            updates = []
+            for chunk_id, title, heading, text in rows:
+                vector = extra[chunk_id] if chunk_id in extra else vectors[chunk_id]
+                updates.append({"id": chunk_id, "model": model,
+                                "embed_hash": sha256(model, embedding_text(title, heading, text)),
+                                "embedding": np.asarray(vector, dtype="<f4").tobytes()})
+            for start in range(0, len(updates), 1000):
+                session.execute(update(Chunk), updates[start:start + 1000])
+            asked = session.execute(select(Question.id, Question.text)
+                                    .where(Question.embedding.is_not(None))).tuples().all()
+            missing = [(qid, text) for qid, text in asked if qid not in question_vectors]
+            more = dict(zip([qid for qid, _ in missing],
+                            embed([text for _, text in missing]) if missing else [], strict=True))
+            question_updates = [{"id": qid, "embedding": np.asarray(
+                more[qid] if qid in more else question_vectors[qid], dtype="<f4").tobytes()}
+                for qid, _ in asked]
+            for start in range(0, len(question_updates), 1000):
+                session.execute(update(Question), question_updates[start:start + 1000])
+            exact = not late and len(rows) == len(vectors)
+            generation = generation if exact else uuid.uuid4().hex
+            session.merge(Meta(key=GENERATION, value=generation))
+        return ModelSwitch(chunks=len(rows), embedded_late=len(late), questions=len(asked),
+                           chunk_ids=tuple(row[0] for row in rows), generation=generation)

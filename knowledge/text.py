@@ -6,7 +6,8 @@ import hashlib
 import re
 from functools import lru_cache
 
-__all__ = ["split_sentences", "split_blocks", "keyword_terms", "exact_terms", "normalise_whitespace", "sha256"]
+__all__ = ["split_sentences", "split_blocks", "keyword_terms", "exact_terms", "normalise_whitespace", "sha256",
+           "embedding_text"]
 
 _ABBREVIATIONS = {
     "e.g", "i.e", "etc", "vs", "cf", "al", "fig", "eq", "dr", "mr", "mrs", "ms", "prof",
@@ -21,6 +22,19 @@ _BLOCKS = re.compile(r"\n\s*\n+|\n(?=\s*(?:[-*+•]|\d+[.)])\s)")
 
 def normalise_whitespace(text: str) -> str:
     return _WS.sub(" ", text).strip()
+
+
+def embedding_text(title: str, heading: str | None, text: str) -> str:
+    """What the model embeds for a passage: its document's title and heading, then its text.
+
+    Ingest embeds passages this way and tuning re-embeds them the same way, so a tuned
+    model sees passages exactly as retrieval will.
+    """
+    if text.startswith(title.rstrip(". ")):
+        return text  # untitled documents get their opening words as title: no repeat
+    if heading and heading.strip().lower() != title.strip().lower():
+        return f"{title} — {heading}\n{text}"
+    return f"{title}\n{text}"
 
 
 def sha256(*parts: str) -> str:

@@ -1,0 +1,484 @@
+"""Tuning the embedding model to the team's own questions, and switching models safely.
+
+``Tuner.tune`` runs the whole of ``dml tune``:
+
+1. **Pairs**: from a JSONL file and/or what the team did in Slack (``knowledge.pairs``);
+   bad pairs are reported and skipped; too few is a ``TooFewPairsError``.
+2. **Split**: held-out questions are fixed by a hash of the question and never trained on.
+3. **Train** (``knowledge.training``) into a temporary folder, from the configured model
+   (default) or the live version, with hard negatives mined from the live index.
+4. **Check**: re-embed every passage with the candidate, build its index in memory, and
+   compare live and candidate on the held-out pairs with ``dml eval``'s metrics, through
+   the same fused retriever answers use. The candidate is stored as a version either way.
+5. **Adopt** only if it is better (never automatically otherwise; ``dry_run`` never):
+   the candidate's index snapshot is written beside the live one, one database
+   transaction replaces every stored vector and records the new active model, then the
+   ``CURRENT`` pointer moves. Killed before the commit, nothing live has changed; killed
+   after it, every process rebuilds or loads the new index from the database.
+
+Running processes notice the new store generation within seconds, load the snapshot and
+embed questions with the model named in it (``Retriever`` asks for the snapshot's model),
+so a question and the passages it is compared with always come from one model version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from .embedding import Embedder
+from .errors import TooFewPairsError, TuningError
+from .evaluation import EvalQuestion, evaluate
+from .index import IndexSnapshot
+from .pairs import Pair, PairSet, RawPair, read_pairs_file, resolve_pairs, split_pairs, team_pairs
+from .retrieval import Retriever
+from .store import PassageText, keyword_text
+from .text import embedding_text, sha256
+from .training import Example, Recipe, TrainStats, train
+
+__all__ = ["Tuner", "TuneResult", "Comparison", "SwitchResult", "MIN_TRAIN_PAIRS",
+           "MIN_HELD_OUT", "LAST_TUNE", "peak_rss_mb", "mine_negatives", "last_tune"]
+
+log = logging.getLogger(__name__)
+
+MIN_TRAIN_PAIRS = 20
+MIN_HELD_OUT = 5
+LAST_TUNE = "tune_last"  # Meta key: the last tune's outcome, for the digest and the scheduler
+COMPARED = ("recall@1", "recall@5", "recall@20", "mrr@10", "ndcg@10")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class Comparison:
+    """The live model and the candidate on the same held-out questions."""
+
+    current: dict[str, float]
+    candidate: dict[str, float]
+    current_model: str
+    candidate_model: str
+
+    @property
+    def questions(self) -> int:
+        return int(self.current.get("questions", 0))
+
+    @property
+    def better(self) -> bool:
+        """Adopt only a model that ranks the answers higher (MRR@10) without finding fewer
+        of them in the top 20."""
+        return (self.candidate["mrr@10"] > self.current["mrr@10"]
+                and self.candidate["recall@20"] >= self.current["recall@20"])
+
+    def lines(self) -> list[str]:
+        out = [f"{'held-out questions':>20}  {self.questions}",
+               f"{'':>20}  {'live':>10}  {'tuned':>10}  {'change':>8}"]
+        for key in COMPARED:
+            before, after = self.current[key], self.candidate[key]
+            out.append(f"{key:>20}  {before:>10}  {after:>10}  {after - before:>+8.2f}"
+                       if key.startswith("recall") else
+                       f"{key:>20}  {before:>10.4f}  {after:>10.4f}  {after - before:>+8.4f}")
+        return out
+
+    def to_json(self) -> dict:
+        return {"current": self.current, "candidate": self.candidate,
+                "current_model": self.current_model, "candidate_model": self.candidate_model}
+
+
+@dataclass
+class TuneResult:
+    version: str | None
+    adopted: bool
+    reason: str
+    previous: str
+    dry_run: bool = False
+    pairs: int = 0
+    train_pairs: int = 0
+    held_out_pairs: int = 0
+    origins: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    comparison: Comparison | None = None
+    training: TrainStats | None = None
+    reembed_seconds: float = 0.0
+    passages: int = 0
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"version": self.version, "adopted": self.adopted, "reason": self.reason,
+                "previous": self.previous, "dry_run": self.dry_run,
+                "pairs": {"total": self.pairs, "train": self.train_pairs,
+                          "held_out": self.held_out_pairs, "origins": self.origins,
+                          "problems": len(self.problems)},
+                "comparison": self.comparison.to_json() if self.comparison else None,
+                "training": self.training.to_json() if self.training else None,
+                "reembed_seconds": round(self.reembed_seconds, 1), "passages": self.passages,
+                "seconds": round(self.seconds, 1), "peak_rss_mb": round(self.peak_rss_mb)}
+
+
+@dataclass
+class SwitchResult:
+    model: str
+    previous: str
+    passages: int
+    embedded: int  # passages embedded for the switch (the rest came from a cache)
+    questions: int
+    seconds: float
+
+
+class _FixedIndex:
+    """An index that always returns one in-memory snapshot (the candidate's)."""
+
+    def __init__(self, snapshot: IndexSnapshot):
+        self._snapshot = snapshot
+
+    def snapshot(self) -> IndexSnapshot:
+        return self._snapshot
+
+
+def mine_negatives(pairs: Sequence[Pair], *, snapshot: IndexSnapshot, embedder: Embedder,
+                   texts: dict[int, str], documents: dict[int, str], count: int,
+                   skip: int = 0) -> list[tuple[str, ...]]:
+    """For each pair, ``count`` passages the live model ranks high that are not its answer
+    (nor any passage of a document that counts as its answer).
+
+    The ``skip`` best wrong passages can be passed over, in case the top ones are
+    near-duplicates of the answer (measured: skipping did not help on MLQuestions).
+    """
+    if count <= 0 or snapshot.size == 0 or not pairs:
+        return [() for _ in pairs]
+    vectors = embedder.embed([p.question for p in pairs])
+    depth = min(snapshot.size, skip + count + 20)
+    _, found = snapshot.dense.search(np.ascontiguousarray(vectors, dtype=np.float32), depth)
+    out = []
+    for pair, row in zip(pairs, found, strict=True):
+        answer = pair.key
+        picked: list[str] = []
+        wrong = 0
+        for position in row:
+            if position < 0:
+                break
+            chunk_id = int(snapshot.chunk_ids[position])
+            text = texts.get(chunk_id)
+            if (text is None or documents.get(chunk_id) in pair.relevant
+                    or sha256(" ".join(text.split()).lower()) == answer):
+                continue
+            wrong += 1
+            if wrong <= skip or text in picked:
+                continue
+            picked.append(text)
+            if len(picked) == count:
+                break
+        out.append(tuple(picked))
+    return out
+
+
+class Tuner:
+    """Tunes, compares, adopts and switches the knowledge base's embedding model."""
+
+    def __init__(self, *, kb, progress: bool | None = None,
+                 on_stage: Callable[[str], None] | None = None):
+        self.kb = kb
+        self.progress = progress
+        self.on_stage = on_stage or (lambda stage: log.info("tune: %s", stage))
+
+    @property
+    def versions(self):
+        return self.kb.model_versions
+
+    # -- pairs ------------------------------------------------------------------------
+    def collect(self, *, pairs_file: Path | None = None, from_team: bool = True) -> PairSet:
+        raw: list[RawPair] = []
+        problems: list[str] = []
+        if pairs_file is not None:
+            found, problems = read_pairs_file(Path(pairs_file))
+            raw.extend(found)
+        if from_team:
+            raw.extend(team_pairs(self.kb.database))
+        live = self.kb.embedder_for(self.kb.active_model())
+        result = resolve_pairs(raw, self.kb.store, live.embed)
+        result.problems[:0] = problems
+        return result
+
+    def team_pair_count(self) -> int:
+        return len(team_pairs(self.kb.database))
+
+    # -- tuning -----------------------------------------------------------------------
+    def tune(self, *, pairs_file: Path | None = None, from_team: bool = True,
+             dry_run: bool = False, recipe: Recipe | None = None,
+             start: str = "base") -> TuneResult:
+        """Train a candidate, compare it with the live model, adopt it if it is better."""
+        recipe = recipe or Recipe()
+        started = time.perf_counter()
+        kb = self.kb
+        live_model = kb.active_model()
+        self.on_stage("pairs")
+        pair_set = self.collect(pairs_file=pairs_file, from_team=from_team)
+        train_pairs, held_out = split_pairs(pair_set.pairs)
+        checkable = [p for p in held_out if p.relevant]
+        result = TuneResult(version=None, adopted=False, reason="", previous=live_model,
+                            dry_run=dry_run, pairs=len(pair_set.pairs),
+                            train_pairs=len(train_pairs), held_out_pairs=len(checkable),
+                            origins=pair_set.origins(), problems=pair_set.problems)
+        if len(train_pairs) < MIN_TRAIN_PAIRS or len(checkable) < MIN_HELD_OUT:
+            raise TooFewPairsError(
+                f"{len(pair_set.pairs)} usable question → passage pairs "
+                f"({len(train_pairs)} to train on, {len(checkable)} held out to check the result; "
+                f"{len(pair_set.problems)} skipped). Tuning needs at least {MIN_TRAIN_PAIRS} to "
+                f"train on and {MIN_HELD_OUT} held-out pairs whose passage is in the knowledge "
+                f"base, or the result could be worse than the model you have. Add pairs with "
+                f"--pairs FILE, or wait for more 👍 answers and team answers.")
+        if start not in ("base", "live"):
+            raise TuningError(f"start must be 'base' or 'live', not {start!r}")
+        start_model = kb.model_versions.base.name if start == "base" else live_model
+        if not dry_run:
+            # From now on every write checks against the recorded model (see Store.upsert).
+            kb.store.record_active_model(live_model)
+        snapshot = kb.index.snapshot()
+        passages = list(kb.store.iter_passages())
+        texts = {p.chunk_id: embedding_text(p.title, p.heading, p.text) for p in passages}
+        negatives = mine_negatives(train_pairs, snapshot=snapshot,
+                                   embedder=kb.embedder_for(snapshot.model or live_model),
+                                   texts=texts, documents={p.chunk_id: p.doc_id for p in passages},
+                                   count=recipe.hard_negatives,
+                                   skip=recipe.negatives_skip)
+        examples = [Example(p.question, p.passage, n, p.key)
+                    for p, n in zip(train_pairs, negatives, strict=True)]
+
+        self.on_stage("training")
+        version = kb.model_versions.new_name()
+        workdir = kb.model_versions.workdir()
+        result.training = train(kb.model_versions.model_path(start_model), examples, recipe,
+                                output_dir=workdir, progress=self.progress)
+        candidate = Embedder(model_path=workdir, name=version,
+                             family=kb.model_versions.base.family,
+                             batch_size=kb.model_versions.base.batch_size)
+
+        self.on_stage("re-embedding")
+        embed_started = time.perf_counter()
+        vectors = self._embed_passages(candidate, passages, texts)
+        result.reembed_seconds = time.perf_counter() - embed_started
+        result.passages = len(passages)
+
+        self.on_stage("evaluating")
+        prepared = kb.index.assemble(
+            chunk_ids=[p.chunk_id for p in passages], doc_keys=[p.document_key for p in passages],
+            vectors=vectors, texts=[keyword_text(p.title, p.heading, p.text) for p in passages],
+            generation=uuid.uuid4().hex, model=version)
+        comparison = self.compare(checkable, prepared, candidate)
+        result.comparison = comparison
+        kb.model_versions.register(workdir, version, {
+            "created_at": datetime.now(UTC).isoformat(), "base": kb.model_versions.base.family,
+            "started_from": start_model, "live_when_tuned": live_model,
+            "pairs": {"total": result.pairs, "train": result.train_pairs,
+                      "held_out": result.held_out_pairs, "origins": result.origins,
+                      "fingerprint": pair_set.fingerprint(),
+                      "source_file": str(pairs_file) if pairs_file else None,
+                      "from_team": from_team},
+            "recipe": recipe.to_json(), "training": result.training.to_json(),
+            "comparison": comparison.to_json(), "status": "candidate"})
+        # Re-embedded once, kept: adopting this version later by hand costs no re-embedding.
+        kb.model_versions.save_vectors(version, [sha256(version, texts[p.chunk_id]) for p in passages],
+                                       vectors)
+        # The model loaded from the temporary folder now lives under its version's name.
+        kb.model_versions.remember(version, candidate)
+        result.version = version
+        if dry_run:
+            result.reason = "dry run: nothing adopted"
+        elif not comparison.better:
+            result.reason = ("not adopted: it does not rank the held-out answers higher than "
+                             f"the live model {live_model}")
+            kb.model_versions.update(version, status="rejected")
+        else:
+            self.on_stage("switching")
+            self._switch(version, candidate, passages, vectors, prepared, previous=live_model)
+            result.adopted = True
+            result.reason = f"adopted: {version} replaces {live_model}"
+        result.seconds = time.perf_counter() - started
+        result.peak_rss_mb = peak_rss_mb()
+        self._remember(result)
+        active = kb.active_model(refresh=True)
+        kept_for_rollback = (kb.model_versions.manifest(active) or {}).get("previous")
+        kb.model_versions.prune(protect={version, live_model, active, kept_for_rollback or ""})
+        self.on_stage("done")
+        return result
+
+    def compare(self, pairs: Sequence[Pair], prepared: IndexSnapshot,
+                candidate: Embedder) -> Comparison:
+        """Live and candidate retrieval on the held-out pairs (learned feedback off: it was
+        learnt from these very questions' votes)."""
+        kb = self.kb
+        questions = [EvalQuestion(p.question, p.relevant) for p in pairs]
+        live_snapshot = kb.index.snapshot()
+
+        def live(question: str) -> list[str]:
+            return [h.doc_id for h in kb.search(question, k=100, learned=False).hits]
+
+        tuned = Retriever(store=kb.store, index=_FixedIndex(prepared), embedder=candidate,
+                          keyword_weight=kb.settings.keyword_weight)
+
+        def candidate_rank(question: str) -> list[str]:
+            return [h.doc_id for h in tuned.search(question, k=100, learned=False).hits]
+
+        return Comparison(current=evaluate(questions, live, progress=False),
+                          candidate=evaluate(questions, candidate_rank, progress=False),
+                          current_model=live_snapshot.model, candidate_model=prepared.model)
+
+    # -- switching --------------------------------------------------------------------
+    def use(self, version: str, *, reason: str = "by hand") -> SwitchResult:
+        """Switch to a stored version (or the configured model), re-embedding what its
+        vector cache lacks. A human decision: no held-out gate."""
+        kb = self.kb
+        live = kb.active_model()
+        if version == live:
+            raise TuningError(f"{version} is already the live model")
+        if not kb.model_versions.exists(version):
+            raise TuningError(f"no model version {version} in {kb.model_versions.directory}")
+        embedder = kb.model_versions.embedder(version)
+        kb.store.record_active_model(live)
+        passages = list(kb.store.iter_passages())
+        texts = {p.chunk_id: embedding_text(p.title, p.heading, p.text) for p in passages}
+        cached = kb.model_versions.load_vectors(version)
+        hashes = [sha256(version, texts[p.chunk_id]) for p in passages]
+        missing = [p for p, h in zip(passages, hashes, strict=True) if h not in cached]
+        self.on_stage("re-embedding")
+        fresh = self._embed_passages(embedder, missing, texts) if missing else np.zeros((0, 1))
+        by_hash = dict(cached)
+        by_hash.update(zip((sha256(version, texts[p.chunk_id]) for p in missing), fresh, strict=True))
+        vectors = (np.vstack([by_hash[h] for h in hashes]) if passages
+                   else np.zeros((0, kb.index.dimension), dtype=np.float32))
+        prepared = kb.index.assemble(
+            chunk_ids=[p.chunk_id for p in passages], doc_keys=[p.document_key for p in passages],
+            vectors=vectors, texts=[keyword_text(p.title, p.heading, p.text) for p in passages],
+            generation=uuid.uuid4().hex, model=version)
+        self.on_stage("switching")
+        started = time.perf_counter()
+        manifest = kb.model_versions.manifest(version) or {}
+        switched = self._switch(version, embedder, passages, vectors, prepared, previous=live,
+                                keep_previous=bool(manifest.get("adopted_at")), reason=reason)
+        self.on_stage("done")
+        return SwitchResult(model=version, previous=live, passages=len(passages),
+                            embedded=len(missing), questions=switched.questions,
+                            seconds=time.perf_counter() - started)
+
+    def rollback(self) -> SwitchResult:
+        """Back to the version that was live before the live one was adopted."""
+        live = self.kb.active_model()
+        manifest = self.kb.model_versions.manifest(live) or {}
+        previous = manifest.get("previous")
+        if self.kb.model_versions.is_base(live) or not previous:
+            raise TuningError(f"nothing to roll back to: {live} is the model the knowledge base "
+                              f"started with")
+        result = self.use(previous, reason=f"rollback from {live}")
+        self.kb.model_versions.update(live, status="rolled back",
+                                      rolled_back_at=datetime.now(UTC).isoformat())
+        return result
+
+    def _switch(self, version: str, embedder: Embedder, passages: list[PassageText],
+                vectors: np.ndarray, prepared: IndexSnapshot, *, previous: str,
+                keep_previous: bool = False, reason: str = "better on held-out pairs"):
+        kb = self.kb
+        versions = kb.model_versions
+        # The outgoing model's vectors, for a rollback that re-embeds nothing.
+        texts = {p.chunk_id: embedding_text(p.title, p.heading, p.text) for p in passages}
+        outgoing_hashes, outgoing = [], []
+        for chunk_id, _, blob, _, model in kb.store.iter_index_rows(models=True):
+            if model == previous and chunk_id in texts:
+                outgoing_hashes.append(sha256(previous, texts[chunk_id]))
+                outgoing.append(np.frombuffer(blob, dtype="<f4"))
+        if outgoing:
+            versions.save_vectors(previous, outgoing_hashes, np.vstack(outgoing))
+        asked = kb.questions.embeddable()
+        question_vectors = dict(zip([qid for qid, _ in asked],
+                                    embedder.embed([text for _, text in asked]) if asked else [],
+                                    strict=True))
+        name = kb.index.write(prepared)  # beside the live snapshot; not current yet
+        switched = kb.store.switch_model(
+            version, dict(zip([p.chunk_id for p in passages], vectors, strict=True)),
+            question_vectors=question_vectors, embed=embedder.embed,
+            generation=prepared.generation)
+        # Committed: the store now holds only the new model's vectors.
+        kb.active_model(refresh=True)
+        if switched.generation == prepared.generation:
+            kb.index.publish(name, prune=True)
+            kb.index.refresh()
+        else:  # passages changed while tuning: index what is stored now
+            kb.index.rebuild()
+        now = datetime.now(UTC).isoformat()
+        if keep_previous:
+            versions.update(version, status="adopted", readopted_at=now)
+        else:
+            versions.update(version, status="adopted", adopted_at=now, previous=previous,
+                            adopted_because=reason)
+        log.info("switched the embedding model from %s to %s (%d passages, %d questions)",
+                 previous, version, switched.chunks, switched.questions)
+        return switched
+
+    def _embed_passages(self, embedder: Embedder, passages: Sequence[PassageText],
+                        texts: dict[int, str]) -> np.ndarray:
+        from tqdm import tqdm
+
+        if not passages:
+            return np.zeros((0, self.kb.index.dimension), dtype=np.float32)
+        # Longest first in large blocks: little padding, and a steady progress bar.
+        order = sorted(range(len(passages)), key=lambda i: -len(texts[passages[i].chunk_id]))
+        out = np.zeros((len(passages), self.kb.index.dimension), dtype=np.float32)
+        block = 512
+        with tqdm(total=len(passages), desc="re-embedding", unit="passage",
+                  disable=None if self.progress is None else not self.progress) as bar:
+            for start in range(0, len(order), block):
+                part = order[start:start + block]
+                out[part] = embedder.embed([texts[passages[i].chunk_id] for i in part])
+                bar.update(len(part))
+        return out
+
+    def _remember(self, result: TuneResult) -> None:
+        comparison = result.comparison
+        record = {"finished_at": datetime.now(UTC).isoformat(), "version": result.version,
+                  "adopted": result.adopted, "dry_run": result.dry_run,
+                  "previous": result.previous, "held_out": result.held_out_pairs,
+                  "metric": "recall@1",
+                  "before": comparison.current["recall@1"] if comparison else None,
+                  "after": comparison.candidate["recall@1"] if comparison else None,
+                  "mrr_before": comparison.current["mrr@10"] if comparison else None,
+                  "mrr_after": comparison.candidate["mrr@10"] if comparison else None,
+                  # What the scheduler compares with to decide whether enough is new.
+                  "team_pairs": self.team_pair_count()}
+        self.kb.store.set_meta_value(LAST_TUNE, json.dumps(record))
+
+    def last_result(self) -> dict | None:
+        return last_tune(self.kb.store)
+
+    def claim_weekly_run(self, *, min_new_pairs: int, now: datetime | None = None) -> bool:
+        """The weekly job's question: have ``min_new_pairs`` new team pairs come in since
+        the last tune, and is this process the first to ask this week? (The claim is a row
+        in the database, so a restart or a second process does not tune twice.)"""
+        last = self.last_result() or {}
+        new = self.team_pair_count() - int(last.get("team_pairs") or 0)
+        if new < min_new_pairs:
+            log.info("tune: %d new team pairs since the last tune, waiting for %d", new, min_new_pairs)
+            return False
+        week = (now or datetime.now(UTC)).strftime("%G-W%V")
+        if not self.kb.store.claim_meta_key(f"tune-run:{week}", datetime.now(UTC).isoformat()):
+            log.info("tune: this week's tune already ran or runs elsewhere")
+            return False
+        return True
+
+
+def last_tune(store) -> dict | None:
+    """The last tune's outcome (``Tuner._remember``), or None."""
+    raw = store.meta_value(LAST_TUNE)
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
