@@ -14,10 +14,11 @@ STEPS = [
     ("Ingest throughput, lil-log", ["ingest_throughput.py"]),
     ("Ask latency at 100,000 passages", ["latency.py"]),
     ("Slack bot, 50 concurrent mentions", ["slack_load.py"]),
+    ("Slack bot, sustained load on one and two replicas", ["replica_load.py"]),
 ]
 RESULTS = {"mlquestions.py": "mlquestions", "tune_fusion.py": "tune_fusion",
            "ingest_throughput.py": "ingest_throughput", "latency.py": "latency",
-           "slack_load.py": "slack_load"}
+           "slack_load.py": "slack_load", "replica_load.py": "replica_load"}
 
 
 def main() -> int:

@@ -7,43 +7,95 @@ Each event is answered once, on any replica, by claiming its id in the database.
 
 from __future__ import annotations
 
+import json
 import logging
+from urllib.parse import urlsplit
 
 from slack_bolt import App
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
+from slack_sdk.http_retry import RetryHandler
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
 )
 
 from knowledge.kb import KnowledgeBase
+from knowledge.metrics import Metrics
 
 from . import blocks as ui
 from .digest_commands import DigestCommands
+from .draft_listeners import register_drafts
+from .drafts import DraftFlows
 from .handlers import APOLOGY, DMLBot, clean_question
+from .logs import ContextThreadPool, request_id, slack_event_id
 from .scheduler import DMLScheduler
 from .settings import SlackSettings
+from .slack_retry import ServerErrorBackoff
 
-__all__ = ["build_app", "build_client", "LISTENED_EVENTS", "COMMANDS", "SHORTCUTS", "ACTIONS"]
+__all__ = ["build_app", "build_client", "CountSlackErrors", "LISTENED_EVENTS", "COMMANDS",
+           "SHORTCUTS", "ACTIONS"]
 
 log = logging.getLogger(__name__)
 
 # What the app listens to; deploy/slack-manifest.yml must declare exactly these.
 LISTENED_EVENTS = ("app_mention", "message.im", "message.channels", "message.groups",
                    "reaction_added", "app_home_opened")
-COMMANDS = ("/ml-ask", "/ml-add", "/ml-digest")
+COMMANDS = ("/ml-ask", "/ml-add", "/ml-digest", "/ml-draft")
 SHORTCUTS = ("add_to_dml",)
 ACTIONS = ("feedback_up", "feedback_down", "ask_human", "share_answer", "save_answer",
-           "post_digest")
+           "post_digest", "draft_correct", "draft_approve", "draft_read", "draft_accept",
+           "draft_reject", "draft_reply", "draft_diff", "draft_publish", "draft_withdraw")
 
 
-def build_client(settings: SlackSettings) -> WebClient:
-    """A Web API client that honours 429 Retry-After and retries 5xx and dropped connections."""
+class CountSlackErrors(RetryHandler):
+    """Never retries: counts every failed Web API attempt in ``dml_slack_api_errors_total``.
+
+    First among the client's retry handlers, it sees each attempt's outcome: an HTTP error
+    (429, 5xx), an ``"ok": false`` answer, or a connection that failed. Retried attempts
+    count too: a run of 429s is what the metric is for.
+    """
+
+    def __init__(self, metrics: Metrics):
+        super().__init__(max_retry_count=0)
+        self.metrics = metrics
+
+    def can_retry(self, *, state, request, response=None, error=None) -> bool:
+        failure = self._failure(response, error)
+        if failure:
+            method = urlsplit(request.url).path.rstrip("/").rsplit("/", 1)[-1]
+            self.metrics.slack_api_error(method, failure)
+        return False
+
+    @staticmethod
+    def _failure(response, error) -> str | None:
+        if response is None:
+            return type(error).__name__ if error is not None else None
+        body = response.body
+        if body is None and response.data:
+            try:
+                body = json.loads(response.data)
+            except ValueError:
+                body = None
+        body = body if isinstance(body, dict) else {}
+        if response.status_code >= 400:
+            return str(body.get("error") or f"http_{response.status_code}")
+        if body.get("ok") is False:
+            return str(body.get("error") or "unknown")
+        return None
+
+
+def build_client(settings: SlackSettings, *, metrics: Metrics | None = None) -> WebClient:
+    """A Web API client that honours 429 Retry-After and retries 5xx (a message for about two
+    minutes, at most one retry a second per channel) and dropped connections.
+
+    With ``metrics``, every failed attempt is counted (``dml_slack_api_errors_total``).
+    """
+    counting = [CountSlackErrors(metrics)] if metrics is not None else []
     return WebClient(token=settings.bot_token, base_url=settings.api_url, retry_handlers=[
+        *counting,
         RateLimitErrorRetryHandler(max_retry_count=5),
-        ServerErrorRetryHandler(max_retry_count=5),
+        ServerErrorBackoff(),
         ConnectionErrorRetryHandler(max_retry_count=3),
     ])
 
@@ -60,8 +112,21 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
         request_verification_enabled=verify_requests,
         process_before_response=process_before_response,
         ignoring_self_events_enabled=False,  # needs auth.test; we drop bot messages ourselves
+        # Listeners run in the request's context: their log records carry its event id.
+        listener_executor=ContextThreadPool(max_workers=5, thread_name_prefix="dml-listener"),
     )
     bot = DMLBot(kb=kb, settings=settings)
+    drafts = DraftFlows(kb=kb, bot=bot)
+    app._dml_drafts = drafts  # for the scheduler's reminders and tests
+
+    @app.use
+    def remember_event_id(body, next):  # noqa: A002 - Bolt passes arguments by name
+        # Bolt runs global middleware one after another, not nested: the id stays set for
+        # the rest of this request (a fresh thread per HTTP request; a Socket Mode worker
+        # thread gets the next request's id, or None, here).
+        slack_event_id.set(request_id(body))
+        log.info("received %s", _describe(body))
+        next()
     app._dml = bot  # for tests and the console
 
     def first_time(body: dict, event: dict) -> bool:
@@ -88,7 +153,8 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
         asked = kb.questions.in_thread(event["channel"], thread_ts) if thread_ts else None
         bot.answer_in_thread(client, question=clean_question(event.get("text", "")),
                              user=event.get("user"), channel=event["channel"], ts=event["ts"],
-                             thread_ts=thread_ts, context=asked.text if asked else None)
+                             thread_ts=thread_ts, context=asked.text if asked else None,
+                             surface="mention")
 
     @app.event("message")
     def on_message(body, event, client, context):
@@ -102,9 +168,15 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
         if event.get("channel_type") == "im":
             if first_time(body, event):
                 bot.answer_in_thread(client, question=clean_question(text), user=event.get("user"),
-                                     channel=channel, ts=event["ts"], thread_ts=thread_ts)
+                                     channel=channel, ts=event["ts"], thread_ts=thread_ts,
+                                     surface="dm")
             return
         if not thread_ts:
+            return
+        reviewed = kb.drafts.by_review_post(channel, thread_ts)
+        if reviewed is not None:  # a reply in a draft's review thread: kept as a comment
+            if first_time(body, event):
+                drafts.thread_reply(reviewed, user=event.get("user"), text=text, ts=event["ts"])
             return
         asked = kb.questions.in_thread(channel, thread_ts)
         if asked is None or asked.status in ("handed_off", "open"):
@@ -114,7 +186,7 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
         if first_time(body, event):
             bot.answer_in_thread(client, question=clean_question(text), user=event.get("user"),
                                  channel=channel, ts=event["ts"], thread_ts=thread_ts,
-                                 context=asked.text)
+                                 context=asked.text, surface="thread")
 
     @app.event("reaction_added")
     def on_reaction(body, event, client):
@@ -262,6 +334,8 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
             client.chat_postEphemeral(channel=channel, user=user, text=text,
                                       thread_ts=message.get("thread_ts"))
 
+    register_drafts(app, drafts, _tell)
+
     @app.error
     def on_error(error, body, logger):
         # Log with context; the person gets a short apology, never a stack trace.
@@ -283,3 +357,19 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
             log.exception("could not deliver the apology")
 
     return app
+
+
+def _describe(body: dict) -> str:
+    """What a Slack request is, for the log: its kind, never its text."""
+    kind = body.get("type") or ("command" if body.get("command") else "request")
+    if kind == "event_callback":
+        return f"event {(body.get('event') or {}).get('type')}"
+    if kind == "command":
+        return f"command {body.get('command')}"
+    if kind == "block_actions":
+        return f"action {((body.get('actions') or [{}])[0] or {}).get('action_id')}"
+    if kind in ("view_submission", "view_closed"):
+        return f"{kind} {(body.get('view') or {}).get('callback_id')}"
+    if kind in ("shortcut", "message_action"):
+        return f"shortcut {body.get('callback_id')}"
+    return str(kind)

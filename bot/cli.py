@@ -48,8 +48,16 @@ class DMLGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
     """DML, the team's designated machine learner: answers with cited sources."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.logs import LOG_FORMATS, configure_logging, secrets_from_env
+
+    log_format = (os.environ.get("DML_LOG_FORMAT") or "text").strip().lower()
+    if log_format not in LOG_FORMATS:
+        raise click.ClickException(f"DML_LOG_FORMAT must be text or json, got {log_format!r}")
+    # Secrets are known before anything can log them; every record is redacted.
+    configure_logging(verbose=verbose, log_format=log_format, secrets=secrets_from_env(os.environ))
+    if log_format == "json":
+        # Every line on standard error is a JSON record: no model-loading progress bars.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     for noisy in ("bm25s", "httpx", "sentence_transformers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
@@ -94,7 +102,7 @@ def ask(ctx, question, as_json):
 
     if not question.strip():
         raise click.BadParameter("the question is empty", param_hint="QUESTION")
-    answer = _kb(ctx).ask(question)
+    answer = _kb(ctx).ask(question, surface="cli")
     if as_json:
         click.echo(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
     else:
@@ -186,18 +194,43 @@ def console(ctx):
 @main.command()
 @click.option("--http", "http_mode", is_flag=True,
               help="Serve Slack's HTTP requests at POST /slack/events (default without SLACK_APP_TOKEN).")
-@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on in HTTP mode.")
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @click.option("--port", default=3000, show_default=True, type=click.IntRange(0, 65535),
-              help="Port to listen on in HTTP mode.")
+              help="Port to listen on (in Socket Mode for /healthz, /readyz and /metrics only).")
+@click.option("--scheduler/--no-scheduler", "with_scheduler", default=True, show_default=True,
+              help="Also run the scheduled work (digests, feeds) when this process holds the "
+                   "scheduler lease; --no-scheduler for replicas beside a `dml scheduler`.")
 @click.pass_context
-def serve(ctx, http_mode, host, port):
-    """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP mode."""
-    _serve(ctx, http_mode=http_mode, host=host, port=port)
+def serve(ctx, http_mode, host, port, with_scheduler):
+    """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP mode.
+
+    Several replicas may share one PostgreSQL database: each Slack event is answered once,
+    and the scheduled work runs in one process at a time (a lease in the database).
+    """
+    _serve(ctx, http_mode=http_mode, host=host, port=port, with_scheduler=with_scheduler)
 
 
-def _serve(ctx, *, http_mode: bool, host: str, port: int) -> None:
-    from bot.app import build_app, build_client
+def _stop_on_sigterm() -> None:
+    """SIGTERM (docker stop, Kubernetes) shuts down like Ctrl-C: the scheduler lease is
+    released at once instead of running out."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _scheduler(kb, client):
     from bot.scheduler import DMLScheduler
+    from knowledge.lease import Lease
+
+    lease = Lease(kb.database, "scheduler", ttl=kb.settings.leader_lease)
+    return DMLScheduler(kb=kb, client=client, lease=lease)
+
+
+def _serve(ctx, *, http_mode: bool, host: str, port: int, with_scheduler: bool = True) -> None:
+    from bot.app import build_app, build_client
     from bot.server import serve_http, serve_socket_mode
     from bot.settings import SlackSettings
 
@@ -206,19 +239,64 @@ def _serve(ctx, *, http_mode: bool, host: str, port: int) -> None:
     slack.validate_for_serving(socket_mode=socket_mode)
     kb = _kb(ctx)
     kb.warm_up()
-    client = build_client(slack)
-    # Weekly digests and feed polling run inside the bot process; replicas sharing a
-    # database never double-post (digest run keys).
-    scheduler = DMLScheduler(kb=kb, client=client).start()
+    client = build_client(slack, metrics=kb.metrics)
+    # Weekly digests and feed polling run in the one process holding the scheduler lease:
+    # this one, or another replica, or a `dml scheduler`.
+    scheduler = _scheduler(kb, client).start() if with_scheduler else None
     app = build_app(slack, kb, client=client, scheduler=scheduler)
+    _stop_on_sigterm()
     try:
         if socket_mode:
             click.echo("DML is connecting to Slack (Socket Mode)…", err=True)
-            serve_socket_mode(app, slack.app_token)
+            serve_socket_mode(app, slack.app_token, kb, host=host, port=port)
         else:
             serve_http(app, kb, host=host, port=port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown()
+
+
+@main.command(name="scheduler")
+@click.option("--host", default="0.0.0.0", show_default=True,
+              help="Address for /healthz, /readyz and /metrics (with --port).")
+@click.option("--port", default=None, type=click.IntRange(0, 65535),
+              help="Serve /healthz, /readyz and /metrics on this port.")
+@click.pass_context
+def scheduler_command(ctx, host, port):
+    """Run the scheduled work only: weekly digests and feed polling.
+
+    For bots started with `dml serve --no-scheduler`. It works while it holds the scheduler
+    lease in the database, so a second one started for safety waits as a hot standby.
+    """
+    import threading
+
+    from bot.app import build_client
+    from bot.server import HTTPServer
+    from bot.settings import SlackSettings
+
+    slack = SlackSettings.from_env()
+    if not slack.bot_token:
+        raise click.ClickException("SLACK_BOT_TOKEN is not set (digests are posted with it)")
+    kb = _kb(ctx)
+    kb.warm_up()  # feed polling embeds and indexes; /readyz reports the index loaded
+    scheduler = _scheduler(kb, build_client(slack, metrics=kb.metrics)).start()
+    operations = None
+    _stop_on_sigterm()
+    try:
+        if port is not None:
+            operations = HTTPServer(None, kb, host=host, port=port).start()
+            log.warning("DML scheduler health and metrics on http://%s:%d (/healthz /readyz /metrics)",
+                        host, operations.server.server_address[1])
+        click.echo(f"DML scheduler started ({scheduler.lease.holder}); Ctrl-C stops it.", err=True)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
     finally:
         scheduler.shutdown()
+        if operations is not None:
+            operations.stop()
 
 
 @main.command()
@@ -285,6 +363,28 @@ def _load_sample(kb) -> None:
     report = Ingestor(kb=kb, progress=False).run([str(folder)], prune=True)
     if report.added or report.updated:
         click.echo(f"Loaded the sample team handbook: {report.summary()}", err=True)
+
+
+def _register_subcommands() -> None:
+    from bot.backup_cli import export, import_
+    from bot.draft_cli import draft
+
+    main.add_command(draft)
+    main.add_command(export)
+    main.add_command(import_)
+
+
+_register_subcommands()
+
+
+# -- dml tune: adapting the embedding model to the team (bot/tune_cli.py) ---------------
+def _register_tune() -> None:
+    from bot.tune_cli import tune
+
+    main.add_command(tune)
+
+
+_register_tune()
 
 
 if __name__ == "__main__":

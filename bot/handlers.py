@@ -83,6 +83,23 @@ class DMLBot:
     def expert_users(self, client: WebClient) -> set[str]:
         return self._members(client, self.settings.experts, "experts")
 
+    def channel_members(self, client: WebClient, channel: str) -> set[str]:
+        """Members of a channel (cached a few minutes); empty when we cannot see it."""
+        def compute() -> set[str]:
+            members: set[str] = set()
+            cursor = None
+            try:
+                for _ in range(50):  # 50 pages of 1,000: a 50,000-member channel
+                    page = client.conversations_members(channel=channel, limit=1000, cursor=cursor)
+                    members |= set(page.get("members") or [])
+                    cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                    if not cursor:
+                        break
+            except SlackApiError as exc:
+                log.warning("cannot list members of %s: %s", channel, exc.response.get("error"))
+            return members
+        return self._experts.get(("members", channel), compute)
+
     def is_private(self, client: WebClient, channel: str | None) -> bool:
         if not channel:
             return False
@@ -99,8 +116,12 @@ class DMLBot:
 
     # -- asking -----------------------------------------------------------------------
     def answer_in_thread(self, client: WebClient, *, question: str, user: str, channel: str,
-                         ts: str, thread_ts: str | None, context: str | None = None) -> None:
-        """Answer a channel mention, DM or follow-up: working indicator, answer, hand-off."""
+                         ts: str, thread_ts: str | None, context: str | None = None,
+                         surface: str = "mention") -> None:
+        """Answer a channel mention, DM or follow-up: working indicator, answer, hand-off.
+
+        ``surface`` (mention, dm, thread) is where it was asked, for the metrics.
+        """
         if not question:
             client.chat_postMessage(channel=channel, thread_ts=thread_ts or ts,
                                     text="Ask me an ML question, e.g. `@dml what is data leakage?`")
@@ -108,7 +129,7 @@ class DMLBot:
         reply_in = thread_ts or (None if channel.startswith("D") else ts)
         self._react(client, "reactions_add", channel, ts)
         try:
-            answer = self.kb.ask(question, channel=channel, context=context)
+            answer = self.kb.ask(question, channel=channel, context=context, surface=surface)
             private = self.is_private(client, channel)
             question_id = self.kb.questions.record(
                 answer, asker=user, channel=channel, thread_ts=reply_in or ts, private=private,
@@ -130,7 +151,7 @@ class DMLBot:
     def answer_privately(self, client: WebClient, respond, *, question: str, user: str,
                          channel: str | None) -> None:
         """/ml-ask: an answer only the asker sees, with a Share button."""
-        answer = self.kb.ask(question, channel=channel)
+        answer = self.kb.ask(question, channel=channel, surface="command")
         question_id = self.kb.questions.record(
             answer, asker=user, channel=channel, thread_ts=None,
             private=self.is_private(client, channel),
@@ -169,6 +190,7 @@ class DMLBot:
         text, blocks = ui.handoff_message(question_id, self.settings.experts)
         # Handed off before posting: an expert's quick reply must not get a bot answer.
         self.kb.questions.set_status(question_id, "handed_off")
+        self.kb.metrics.handoffs.inc()
         client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text, blocks=blocks,
                                 unfurl_links=False, unfurl_media=False)
 
@@ -186,6 +208,7 @@ class DMLBot:
             intro = f"{ui.mention(user)} asked me privately: “{ui.escape(question)[:1500]}”"
             text, blocks = ui.handoff_message(question_id, self.settings.experts)
             self.kb.questions.set_status(question_id, "handed_off")
+            self.kb.metrics.handoffs.inc()
             posted = client.chat_postMessage(channel=where, text=f"{intro}\n{text}",
                                              blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": intro}}, *blocks],
                                              unfurl_links=False, unfurl_media=False)
@@ -317,8 +340,10 @@ class DMLBot:
         # The Home tab is no channel: knowledge captured in private channels stays out of it.
         recent = self.kb.store.recent_documents(10)
         waiting = [q.text for q in self.kb.questions.unanswered(asker=user, limit=10)]
+        drafts = [(d.title, d.version, self.kb.drafts.pending_count(d.id))
+                  for d in self.kb.drafts.of_author(user)[:10]]
         return ui.home_view(documents=stats.documents, passages=stats.chunks, recent=recent,
-                            unanswered=waiting)
+                            unanswered=waiting, drafts=drafts)
 
     # -- helpers ----------------------------------------------------------------------
     @staticmethod

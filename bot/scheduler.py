@@ -3,28 +3,41 @@
 Jobs live in the product's database (APScheduler's SQLAlchemy job store), so a restart
 loses no schedule. A run missed while the bot was down fires once, late, within the
 grace period (APScheduler's ``misfire_grace_time`` with ``coalesce``), and never after it.
-Several schedulers may share one database: the digest run key lets only one post.
+
+Scheduled work runs in one process at a time, whatever runs it (`dml scheduler`, or every
+`dml serve`): given a ``lease`` (knowledge/lease.py), a DMLScheduler starts APScheduler
+only while its process holds the lease and stops it as soon as it does not; APScheduler 3
+is not safe with two processes on one job store. The job functions check the lease again
+when they fire, and the digest run key lets only one post even if all else failed.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, timedelta
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
 
 from knowledge.kb import KnowledgeBase
+from knowledge.lease import LeaderElection, Lease
 
 from .digests import DigestService
 
-__all__ = ["DMLScheduler", "scheduler_config", "run_digest_job", "poll_feeds_job"]
+__all__ = ["DMLScheduler", "JobScheduler", "scheduler_config", "run_digest_job", "poll_feeds_job",
+           "run_tune_job", "send_draft_reminders_job"]
 
 log = logging.getLogger(__name__)
 FEEDS_JOB = "feeds"
+TUNE_JOB = "tune"
+REMINDERS_JOB = "draft-reminders"
+# Weekly tuning of the embedding model (DML_TUNE_WEEKLY): a quiet hour, Sunday night UTC.
+TUNE_TRIGGER = {"day_of_week": "sun", "hour": 3, "minute": 0}
 
 # Jobs are stored as "module:function" plus picklable arguments, so the functions find
 # their collaborators here; set by DMLScheduler.start().
@@ -32,15 +45,54 @@ _running: DMLScheduler | None = None
 
 
 def run_digest_job(channel: str) -> None:
-    if _running is None:
-        log.warning("digest job for %s fired with no scheduler running", channel)
+    if _running is None or not _running.leading:
+        log.warning("digest job for %s fired where no scheduler leads; skipped", channel)
         return
     _running.digests.run_scheduled(_running.client, channel)
 
 
 def poll_feeds_job() -> None:
-    if _running is not None:
+    if _running is not None and _running.leading:
         _running.digests.poll_feeds()
+
+
+def send_draft_reminders_job() -> None:
+    """One reminder to each invited reviewer who has been silent for DML_DRAFT_REMIND_DAYS."""
+    if _running is None or not _running.leading:
+        return
+    from .drafts import DraftFlows
+
+    sent = DraftFlows(kb=_running.kb, bot=None).send_reminders(_running.client)
+    if sent:
+        log.info("sent %d draft review reminder(s)", sent)
+
+
+def run_tune_job() -> None:
+    """Tune the embedding model on the team's pairs when enough new ones came in.
+
+    The tune itself runs as `dml tune` in a child process: training needs a few GB for a
+    few minutes, which the bot should not keep, and a crash there cannot take the bot
+    down. The bot picks the new model up like any other process (the store's generation).
+    """
+    if _running is None or not _running.leading:
+        return
+    import subprocess
+    import sys
+
+    from knowledge.tuning import Tuner
+
+    kb = _running.kb
+    if not Tuner(kb=kb).claim_weekly_run(min_new_pairs=kb.settings.tune_min_new_pairs):
+        return
+    command = [sys.executable, "-m", "bot.cli", "--data-dir", str(kb.settings.data_dir),
+               "tune", "--from-team", "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    outcome = (done.stdout or "").strip().splitlines()
+    if done.returncode == 0:
+        log.info("weekly tune: %s", outcome[-1] if outcome else "done")
+    else:
+        log.warning("weekly tune did not finish (exit %s): %s", done.returncode,
+                    (done.stderr or "").strip()[-2000:])
 
 
 def scheduler_config(kb: KnowledgeBase, grace: timedelta) -> dict:
@@ -52,32 +104,91 @@ def scheduler_config(kb: KnowledgeBase, grace: timedelta) -> dict:
             "timezone": UTC}
 
 
+class JobScheduler(BackgroundScheduler):
+    """APScheduler's BackgroundScheduler, minus one surprise: woken by ``shutdown()``, its
+    thread looks for due jobs once more, fails to submit them to the stopped executor, and
+    still moves their next run on in the shared job store; a digest due at that moment
+    would never be posted (by this process or the one taking over)."""
+
+    def _process_jobs(self):
+        if self.state == STATE_STOPPED:
+            return None
+        return super()._process_jobs()
+
+
 class DMLScheduler:
+    """The scheduled work of one process. Without a ``lease`` it runs from ``start()`` to
+    ``shutdown()``; with one, only while this process holds the lease."""
+
     def __init__(self, *, kb: KnowledgeBase, client: WebClient,
                  grace: timedelta = timedelta(hours=6), feed_interval: timedelta = timedelta(hours=1),
-                 scheduler: BackgroundScheduler | None = None):
+                 scheduler: BackgroundScheduler | None = None, lease: Lease | None = None):
         self.kb = kb
         self.client = client
         self.digests = DigestService(kb=kb, grace=grace)
         self.feed_interval = feed_interval
-        self.scheduler = scheduler or BackgroundScheduler(**scheduler_config(kb, grace))
+        self.grace = grace
+        self.scheduler = scheduler or self._new_scheduler()
+        self.lease = lease
+        self._election: LeaderElection | None = None
+        self._active = False  # APScheduler runs here now
+        self._spent = False  # self.scheduler was shut down: APScheduler 3 cannot restart one
+        self._sync_lock = threading.Lock()
+
+    def _new_scheduler(self) -> BackgroundScheduler:
+        return JobScheduler(**scheduler_config(self.kb, self.grace))
+
+    @property
+    def leading(self) -> bool:
+        """Does scheduled work run in this process right now?"""
+        return self._active and (self.lease is None or self.lease.held())
 
     def start(self) -> DMLScheduler:
-        global _running
-        _running = self
-        self.scheduler.start()
-        self.sync()
+        """Run the jobs now (no lease), or whenever this process holds the lease."""
+        if self.lease is None:
+            self._begin()
+        else:
+            self._election = LeaderElection(self.lease, on_elected=self._begin,
+                                            on_deposed=self._end, on_renewed=self.sync).start()
         return self
 
     def shutdown(self) -> None:
+        if self._election is not None:
+            self._election.stop()  # stops the jobs if leading, then releases the lease
+            self._election = None
+        else:
+            self._end()
+
+    def _begin(self) -> None:
         global _running
-        self.scheduler.shutdown(wait=False)
+        if self._spent:
+            self.scheduler, self._spent = self._new_scheduler(), False
+        _running = self
+        self._active = True  # before start(): a job due now fires at once and checks it
+        self.scheduler.start()
+        self.sync()
+
+    def _end(self) -> None:
+        global _running
+        if self._active:
+            self._active, self._spent = False, True
+            self.scheduler.shutdown(wait=False)
         if _running is self:
             _running = None
 
     def sync(self) -> None:
         """Make the stored jobs match the schedules table, keeping unchanged jobs as they are
-        (re-adding would move their next run and forget a run missed during downtime)."""
+        (re-adding would move their next run and forget a run missed during downtime).
+
+        Only where the scheduler leads: elsewhere the job store is the leader's to change,
+        and the leader syncs after every lease renewal (a change made on another replica
+        is in effect within ``lease ttl / 3`` seconds).
+        """
+        with self._sync_lock:
+            if self.leading:
+                self._sync()
+
+    def _sync(self) -> None:
         wanted = {}
         for schedule in self.digests.schedules.all():
             trigger = CronTrigger(day_of_week=schedule.weekday, hour=schedule.hour,
@@ -92,6 +203,16 @@ class DMLScheduler:
                 continue
             self.scheduler.add_job(run_digest_job, trigger, id=job_id, args=[channel],
                                    replace_existing=True, name=f"weekly digest for {channel}")
+        if self.scheduler.get_job(REMINDERS_JOB) is None:
+            self.scheduler.add_job(send_draft_reminders_job, IntervalTrigger(hours=1), id=REMINDERS_JOB,
+                                   replace_existing=True, name="remind silent draft reviewers")
         if self.scheduler.get_job(FEEDS_JOB) is None:
             self.scheduler.add_job(poll_feeds_job, IntervalTrigger(seconds=int(self.feed_interval.total_seconds())),
                                    id=FEEDS_JOB, replace_existing=True, name="poll followed feeds")
+        if self.kb.settings.tune_weekly:
+            if self.scheduler.get_job(TUNE_JOB) is None:
+                self.scheduler.add_job(run_tune_job, CronTrigger(**TUNE_TRIGGER, timezone=UTC),
+                                       id=TUNE_JOB, replace_existing=True,
+                                       name="tune the embedding model on the team's questions")
+        elif self.scheduler.get_job(TUNE_JOB) is not None:
+            self.scheduler.remove_job(TUNE_JOB)

@@ -12,13 +12,14 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from knowledge.errors import SourceError
 from knowledge.kb import KnowledgeBase
 from knowledge.store import ChunkRecord, DocumentRecord
-from knowledge.text import sha256
+from knowledge.text import embedding_text, sha256
 
 from .chunking import CHUNKER_VERSION, Section, chunk_sections
 from .documents import SourceDocument
@@ -80,14 +81,15 @@ class Ingestor:
         report = IngestReport()
         started = time.perf_counter()
         self._extra_metadata = dict(metadata or {})
-        for target in targets:
-            try:
-                self._run_target(str(target), report, prune=prune, kind=kind, added_by=added_by)
-            except SourceError as exc:
-                self._problem(report, str(exc))
-        if refresh_index and (report.added or report.updated or report.removed
-                              or self.kb.index_is_stale()):
-            self.kb.refresh_index()
+        with self._counted(report):
+            for target in targets:
+                try:
+                    self._run_target(str(target), report, prune=prune, kind=kind, added_by=added_by)
+                except SourceError as exc:
+                    self._problem(report, str(exc))
+            if refresh_index and (report.added or report.updated or report.removed
+                                  or self.kb.index_is_stale()):
+                self.kb.refresh_index()
         report.seconds = time.perf_counter() - started
         return report
 
@@ -96,12 +98,27 @@ class Ingestor:
         """Ingest documents built elsewhere (team answers, drafts): same hashing and chunking."""
         report = IngestReport()
         started = time.perf_counter()
-        self._ingest_stream(((None, d) for d in documents), report, source=source,
-                            added_by=added_by, total=None, label=source)
-        if refresh_index and (report.added or report.updated):
-            self.kb.refresh_index()
+        with self._counted(report):
+            self._ingest_stream(((None, d) for d in documents), report, source=source,
+                                added_by=added_by, total=None, label=source)
+            if refresh_index and (report.added or report.updated):
+                self.kb.refresh_index()
         report.seconds = time.perf_counter() - started
         return report
+
+    @contextmanager
+    def _counted(self, report: IngestReport):
+        """Count the run's documents in the metrics, also when it stops on an error."""
+        metrics = self.kb.metrics
+        try:
+            yield
+        except Exception:
+            metrics.ingest_failures.inc()
+            raise
+        finally:
+            metrics.ingested(added=report.added, updated=report.updated,
+                             unchanged=report.unchanged, removed=report.removed,
+                             failed=len(report.errors))
 
     # -- targets ----------------------------------------------------------------------
     def _run_target(self, target: str, report: IngestReport, *, prune: bool,
@@ -284,7 +301,9 @@ class Ingestor:
         if self._extra_metadata:
             document.metadata = {**document.metadata, **self._extra_metadata}
         metadata_json = json.dumps(document.metadata, sort_keys=True, default=str)
-        content_hash = sha256(CHUNKER_VERSION, model, document.title, document.url or "",
+        # The model's family, not its tuned version: chunking depends on the tokenizer, which
+        # tuning keeps, and adopting a tuned model re-embeds every passage itself.
+        content_hash = sha256(CHUNKER_VERSION, embedder.family, document.title, document.url or "",
                               document.kind, metadata_json, document.text)
         existing = self.kb.store.content_hashes([document.doc_id]).get(document.doc_id)
         if existing == content_hash:
@@ -311,11 +330,8 @@ class Ingestor:
 
     @staticmethod
     def _embed_text(title: str, heading: str | None, text: str) -> str:
-        if text.startswith(title.rstrip(". ")):
-            return text  # untitled documents get their opening words as title: no repeat
-        if heading and heading.strip().lower() != title.strip().lower():
-            return f"{title} — {heading}\n{text}"
-        return f"{title}\n{text}"
+        # One definition, shared with tuning's re-embedding (knowledge.text).
+        return embedding_text(title, heading, text)
 
     def _flush(self, pending: list[_Pending], report: IngestReport) -> None:
         if not pending:

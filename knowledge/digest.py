@@ -7,18 +7,19 @@ Slack is the bot's job (``bot.blocks.digest_message``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 import numpy as np
 from sqlalchemy import func, select
 
 from .answer import readable_sentences
 from .db import Database
+from .drafts import Drafts
 from .models import Document, Feed, Feedback, Question
 from .questions import waiting_for_answer
 from .store import Store, visible_in
 
-__all__ = ["Digest", "NewDocument", "QuestionGroup", "DigestStats", "build_digest",
+__all__ = ["Digest", "RetrievalChange", "DraftEntry", "NewDocument", "QuestionGroup", "DigestStats", "build_digest",
            "summarise", "group_questions"]
 
 SAME_QUESTION = 0.85  # cosine above which two questions count as one
@@ -35,6 +36,19 @@ class NewDocument:
     topic: str
     kind: str
     note: str | None = None  # the curator's note from /ml-add
+
+
+@dataclass(frozen=True)
+class DraftEntry:
+    draft_id: int
+    title: str
+    author: str
+    version: int
+    due: date | None = None
+
+    @classmethod
+    def of(cls, draft) -> DraftEntry:
+        return cls(draft.id, draft.title, draft.author, draft.version, draft.due)
 
 
 @dataclass
@@ -73,6 +87,16 @@ class DigestStats:
                       ("documents", "passages", "questions", "helpful", "not_helpful")})
 
 
+@dataclass(frozen=True)
+class RetrievalChange:
+    """A tuned embedding model adopted in the period, measured on held-out team questions."""
+
+    before: float  # Recall@1 (%) of the model it replaced
+    after: float
+    held_out: int
+    version: str
+
+
 @dataclass
 class Digest:
     since: datetime
@@ -80,11 +104,12 @@ class Digest:
     new_documents: list[NewDocument] = field(default_factory=list)
     top_questions: list[QuestionGroup] = field(default_factory=list)
     unanswered: list[QuestionGroup] = field(default_factory=list)
-    drafts_waiting: list[str] = field(default_factory=list)
-    drafts_published: list[str] = field(default_factory=list)
+    drafts_waiting: list[DraftEntry] = field(default_factory=list)
+    drafts_published: list[DraftEntry] = field(default_factory=list)
     failing_feeds: list[tuple[str, str]] = field(default_factory=list)  # url, error
     stats: DigestStats | None = None
     previous: DigestStats | None = None
+    retrieval: RetrievalChange | None = None
 
     @property
     def empty(self) -> bool:
@@ -187,7 +212,34 @@ def build_digest(database: Database, *, since: datetime, until: datetime,
             select(Feedback.helpful, func.count(Feedback.id))
             .where(Feedback.created_at >= since, Feedback.created_at < until)
             .group_by(Feedback.helpful)).tuples().all())
+    waiting, published = Drafts(database).for_digest(since=since, until=until)
+
+    def shown(draft) -> bool:  # a draft reviewed in a private channel stays in that channel
+        return not draft.private or draft.review_channel == channel
+
+    digest.drafts_waiting = [DraftEntry.of(d) for d in waiting if shown(d)]
+    digest.drafts_published = [DraftEntry.of(d) for d in published if shown(d)]
+    digest.retrieval = _retrieval_change(Store(database), since=since, until=until)
     size = Store(database).stats()
     digest.stats = DigestStats(documents=size.documents, passages=size.chunks, questions=len(asked),
                                helpful=votes.get(True, 0), not_helpful=votes.get(False, 0))
     return digest
+
+
+def _retrieval_change(store: Store, *, since: datetime, until: datetime) -> RetrievalChange | None:
+    """The tune adopted in the period, if any (``dml tune`` or the weekly job)."""
+    from .tuning import last_tune
+
+    last = last_tune(store)
+    if not last or not last.get("adopted") or last.get("before") is None:
+        return None
+    try:
+        finished = datetime.fromisoformat(last["finished_at"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if since.tzinfo is None:
+        finished = finished.replace(tzinfo=None)
+    if not since <= finished < until:
+        return None
+    return RetrievalChange(before=float(last["before"]), after=float(last["after"]),
+                           held_out=int(last.get("held_out") or 0), version=str(last.get("version")))

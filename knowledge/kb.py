@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from .answer import Answer, ExtractiveWriter, LLMWriter
 from .db import Database
+from .drafts import Drafts
 from .embedding import Embedder
 from .errors import StoreError
 from .feedback import FeedbackStore
 from .index import IndexManager
+from .metrics import Metrics
+from .model_versions import ModelVersions
 from .questions import QuestionLog
 from .retrieval import Retriever, SearchResult
 from .settings import Settings
@@ -18,23 +22,34 @@ from .store import Store
 __all__ = ["KnowledgeBase"]
 
 log = logging.getLogger(__name__)
+# How often a process looks at which model version is live (as often as at the index).
+ACTIVE_MODEL_CHECK_SECONDS = 2.0
 
 
 class KnowledgeBase:
     """Everything that answers questions, built from settings and its dependencies."""
 
     def __init__(self, *, settings: Settings, database: Database | None = None,
-                 embedder: Embedder | None = None, migrate: bool = True):
+                 embedder: Embedder | None = None, migrate: bool = True,
+                 metrics: Metrics | None = None):
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.database = database or Database.from_settings(settings)
         if migrate:
             self.database.upgrade()
         self.store = Store(self.database)
         self.questions = QuestionLog(self.database)
-        self.feedback = FeedbackStore(self.database)
-        self.embedder = embedder or Embedder(model_path=settings.embedding_model)
+        self.feedback = FeedbackStore(self.database, metrics=self.metrics)
+        self.drafts = Drafts(self.database, approvals_to_publish=settings.draft_approvals)
+        # The configured model; tuned versions of it live under the data directory, and the
+        # store records which one every stored vector comes from.
+        self.base_embedder = embedder or Embedder(model_path=settings.embedding_model)
+        self.model_versions = ModelVersions(directory=settings.data_dir / "models",
+                                            base=self.base_embedder)
+        self._active_model: tuple[float, str] | None = None
         self._index: IndexManager | None = None
         self._retriever: Retriever | None = None
+        self.metrics.watch_index(self.index_passages)
         extractive = ExtractiveWriter(min_confidence=settings.min_confidence)
         self.extractive = extractive
         self.writer = extractive
@@ -47,25 +62,58 @@ class KnowledgeBase:
     def index(self) -> IndexManager:
         if self._index is None:
             self._check_model()
-            self._index = IndexManager(directory=self.settings.index_dir, store=self.store,
-                                       dimension=self.embedder.dimension)
+            self._index = IndexManager(
+                directory=self.settings.index_dir, store=self.store,
+                dimension=self.base_embedder.dimension,
+                default_model=lambda: self.store.active_model() or self.base_embedder.name)
         return self._index
 
     @property
     def retriever(self) -> Retriever:
         if self._retriever is None:
-            self._retriever = Retriever(store=self.store, index=self.index, embedder=self.embedder,
+            # Questions are embedded by the model of the snapshot searched (embedder_for):
+            # while a tuned model is switched in, each search uses one version throughout.
+            self._retriever = Retriever(store=self.store, index=self.index,
+                                        embedder=self.base_embedder,
                                         keyword_weight=self.settings.keyword_weight,
-                                        adjuster=self.feedback.adjustments)
+                                        adjuster=self.feedback.adjustments,
+                                        embedder_for=self.embedder_for)
         return self._retriever
+
+    @property
+    def embedder(self) -> Embedder:
+        """The live model version's embedder: what new passages are embedded with."""
+        return self.embedder_for(self.active_model())
+
+    def embedder_for(self, model: str) -> Embedder:
+        """The embedder of a model version by name (the configured model or a tuned one)."""
+        if not model or model == self.base_embedder.name:
+            return self.base_embedder
+        return self.model_versions.embedder(model)
+
+    def active_model(self, *, refresh: bool = False) -> str:
+        """The name of the live model version (the store's record, looked at every ~2 s)."""
+        now = time.monotonic()
+        cached = self._active_model
+        if refresh or cached is None or now - cached[0] > ACTIVE_MODEL_CHECK_SECONDS:
+            cached = (now, self.store.active_model() or self.base_embedder.name)
+            self._active_model = cached
+        return cached[1]
 
     def _check_model(self) -> None:
         # Queries and passages must come from the same model, or similarities mean nothing.
-        other = [m for m in self.store.models_in_use() if m != self.embedder.name]
+        active = self.store.active_model() or self.base_embedder.name
+        other = [m for m in self.store.models_in_use() if m != active]
         if other:
             raise StoreError(
                 f"the knowledge base was embedded with {', '.join(other)} but the configured "
-                f"model is {self.embedder.name}; re-ingest or set DML_EMBEDDING_MODEL back")
+                f"model is {active}; re-ingest or set DML_EMBEDDING_MODEL back")
+        if active != self.base_embedder.name and not self.model_versions.exists(active):
+            raise StoreError(
+                f"the knowledge base was embedded with {active}, which is neither the configured "
+                f"model ({self.base_embedder.name}) nor a tuned version of it in "
+                f"{self.model_versions.directory}; set DML_EMBEDDING_MODEL back, or run "
+                f"`dml tune --use {self.base_embedder.name}` to re-embed everything with it")
 
     def search(self, question: str, *, k: int = 10, keyword_weight: float | None = None,
                channel: str | None = None, learned: bool = True) -> SearchResult:
@@ -73,14 +121,24 @@ class KnowledgeBase:
                                      channel=channel, learned=learned)
 
     def ask(self, question: str, *, channel: str | None = None,
-            context: str | None = None) -> Answer:
-        """Answer a question; ``context`` is the earlier conversation of a thread."""
+            context: str | None = None, surface: str | None = None) -> Answer:
+        """Answer a question; ``context`` is the earlier conversation of a thread.
+
+        ``surface`` (mention, dm, thread, command, cli) counts it as a question someone
+        asked; re-answers (sharing an answer) leave it unset and are not counted.
+        """
+        started = time.perf_counter()
         question = question.strip()
         query = f"{context.strip()}\n{question}" if context and context.strip() else question
-        result = self.search(query, k=5, channel=channel)
+        # Only reads: a database restarting under a question is waited for, not reported.
+        result = self.database.retrying(lambda: self.search(query, k=5, channel=channel),
+                                        what="answering a question")
         result.question = question
         answer = self.writer.write(result)
         answer.result = result
+        if surface:
+            self.metrics.question(surface, seconds=time.perf_counter() - started,
+                                  abstained=answer.abstained)
         return answer
 
     def refresh_index(self) -> None:
@@ -89,10 +147,25 @@ class KnowledgeBase:
     def index_is_stale(self) -> bool:
         return self._index is not None and self._index.snapshot().generation != self.store.generation()
 
+    def index_passages(self) -> int:
+        """Passages in the index as loaded now: 0 before it loads; never loads it."""
+        loaded = self._index.loaded if self._index is not None else None
+        return loaded.size if loaded is not None else 0
+
+    def readiness(self, *, timeout: float = 2.0) -> dict[str, str]:
+        """Whether this process can answer now: {check: "ok" or what is wrong}.
+
+        The index must be loaded (``warm_up``) and the database must answer ``SELECT 1``
+        within ``timeout`` seconds; a probe never waits longer than that.
+        """
+        loaded = self._index.loaded if self._index is not None else None
+        return {"index": "ok" if loaded is not None else "not loaded",
+                "database": self.database.ping_within(timeout)}
+
     def warm_up(self) -> None:
         """Load the model and the index now, so the first question is not slow."""
-        self.index.snapshot()
-        self.embedder.embed_query("warm up")
+        snapshot = self.index.snapshot()
+        self.embedder_for(snapshot.model).embed_query("warm up")
 
     def close(self) -> None:
         self.database.dispose()

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .answer import Answer
-from .db import Database
-from .models import Feedback, ProcessedEvent, Question, utcnow
+from .db import Database, retried
+from .models import Feedback, Meta, ProcessedEvent, Question, utcnow
+from .store import ACTIVE_MODEL
 
 __all__ = ["QuestionLog", "AskedQuestion", "waiting_for_answer"]
 
@@ -45,23 +46,55 @@ class AskedQuestion:
                    row.origin_channel)
 
 
+def _same_instant(stored: datetime, sent: datetime) -> bool:
+    # SQLite gives back a naive UTC time, PostgreSQL an aware one in the session's zone.
+    def utc(moment: datetime) -> datetime:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return utc(stored) == utc(sent)
+
+
 class QuestionLog:
     def __init__(self, database: Database):
         self.database = database
 
     def claim_event(self, key: str) -> bool:
-        """True the first time a key is seen, on any replica; False for every repeat."""
-        try:
-            with self.database.session() as session, session.begin():
-                session.add(ProcessedEvent(key=key[:255], received_at=utcnow()))
-            return True
-        except IntegrityError:
-            return False
+        """True the first time a key is seen, on any replica; False for every repeat.
 
+        Waits for a database that is restarting (``Database.retrying``). An attempt whose
+        connection dropped may have committed all the same: the claim's timestamp, unique
+        to this attempt, tells on the next try whether the key was claimed by this caller.
+        """
+        key = key[:255]
+        claimed_at = utcnow()
+        attempts = 0
+
+        def attempt() -> bool:
+            nonlocal attempts
+            attempts += 1
+            try:
+                with self.database.session() as session, session.begin():
+                    session.add(ProcessedEvent(key=key, received_at=claimed_at))
+                return True
+            except IntegrityError:
+                if attempts == 1:
+                    return False
+                with self.database.session() as session:
+                    row = session.get(ProcessedEvent, key)
+                    return row is not None and _same_instant(row.received_at, claimed_at)
+
+        return self.database.retrying(attempt, what="claiming a Slack event")
+
+    @retried  # a COMMIT whose answer was lost on the way may leave a second row: harmless
     def record(self, answer: Answer, *, asker: str | None, channel: str | None,
                thread_ts: str | None, private: bool = False,
                vector: np.ndarray | None = None) -> int:
         with self.database.session() as session, session.begin():
+            model = getattr(answer.result, "model", None)
+            if vector is not None and model:
+                active = session.execute(select(Meta.value).where(Meta.key == ACTIVE_MODEL)
+                                         .with_for_update(read=True)).scalar()
+                if active is not None and active != model:
+                    vector = None  # embedded by a model switched out since: not comparable
             row = Question(
                 asker=asker, channel=channel, thread_ts=thread_ts, private=private,
                 text=answer.question, answer=answer.text, abstained=answer.abstained,
@@ -75,11 +108,13 @@ class QuestionLog:
             session.flush()
             return row.id
 
+    @retried
     def get(self, question_id: int) -> AskedQuestion | None:
         with self.database.session() as session:
             row = session.get(Question, question_id)
             return AskedQuestion.of(row) if row else None
 
+    @retried
     def in_thread(self, channel: str, thread_ts: str) -> AskedQuestion | None:
         """The latest question answered in this thread, if the bot answered there."""
         with self.database.session() as session:
@@ -88,6 +123,7 @@ class QuestionLog:
                 .order_by(Question.id.desc()).limit(1)).first()
             return AskedQuestion.of(row) if row else None
 
+    @retried
     def move(self, question_id: int, *, channel: str, thread_ts: str) -> None:
         """The discussion continues elsewhere (e.g. a DM question handed to the experts' channel)."""
         with self.database.session() as session, session.begin():
@@ -96,10 +132,12 @@ class QuestionLog:
                 row.origin_channel = row.origin_channel or row.channel
                 row.channel, row.thread_ts = channel, thread_ts
 
+    @retried
     def set_answer_ts(self, question_id: int, ts: str) -> None:
         with self.database.session() as session, session.begin():
             session.execute(update(Question).where(Question.id == question_id).values(answer_ts=ts))
 
+    @retried
     def set_status(self, question_id: int, status: str, *, doc_id: str | None = None) -> None:
         values: dict = {"status": status}
         if doc_id:
@@ -118,6 +156,13 @@ class QuestionLog:
                 query = query.where(Question.asked_at >= since)
             rows = session.scalars(query.order_by(Question.id.desc()).limit(limit)).all()
             return [AskedQuestion.of(r) for r in rows]
+
+    def embeddable(self) -> list[tuple[int, str]]:
+        """(id, text) of every question stored with its embedding (re-embedded on a model switch)."""
+        with self.database.session() as session:
+            return list(session.execute(select(Question.id, Question.text)
+                                        .where(Question.embedding.is_not(None))
+                                        .order_by(Question.id)).tuples())
 
     def count(self) -> int:
         with self.database.session() as session:

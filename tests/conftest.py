@@ -7,6 +7,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -158,10 +159,10 @@ def http_server():
 
 
 @pytest.fixture
-def local_kb(tmp_path, embedder):
-    """A SQLite knowledge base allowed to fetch from 127.0.0.1 (tests' HTTP server)."""
-    settings = Settings(data_dir=tmp_path / "data", allow_private_urls=True, fetch_timeout=3.0)
-    knowledge = KnowledgeBase(settings=settings, embedder=embedder)
+def local_kb(settings, embedder):
+    """``kb`` (SQLite and PostgreSQL) allowed to fetch from 127.0.0.1 (tests' HTTP server)."""
+    knowledge = KnowledgeBase(settings=replace(settings, allow_private_urls=True, fetch_timeout=3.0),
+                              embedder=embedder)
     yield knowledge
     knowledge.close()
 
@@ -195,6 +196,41 @@ def handbook_copy(handbook_data_dir, tmp_path) -> Path:
     return target
 
 
+@pytest.fixture(scope="session")
+def handbook_export(handbook_data_dir, embedder, tmp_path_factory) -> Path:
+    """The handbook as a ``dml export`` file with its embeddings (written once per session)."""
+    from knowledge.backup import export_knowledge
+
+    path = tmp_path_factory.mktemp("handbook-export") / "handbook.jsonl"
+    knowledge = KnowledgeBase(settings=Settings(data_dir=handbook_data_dir), embedder=embedder)
+    try:
+        with path.open("w", encoding="utf-8") as out:
+            export_knowledge(knowledge.database, out, model=embedder.name)
+    finally:
+        knowledge.close()
+    return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def handbook_settings(request, tmp_path, embedder) -> Settings:
+    """The sample handbook on SQLite (a copy of the session's data dir) and on PostgreSQL
+    (a fresh schema, loaded with ``dml import`` of its export: embeddings carried, nothing
+    re-embedded; the index is built in a new data dir)."""
+    if request.param == "sqlite":
+        return Settings(data_dir=request.getfixturevalue("handbook_copy"))
+    from knowledge.backup import import_knowledge
+
+    settings = Settings(data_dir=tmp_path / "handbook-data",
+                        database_url=request.getfixturevalue("postgres_url"))
+    knowledge = KnowledgeBase(settings=settings, embedder=embedder)
+    try:
+        report = import_knowledge(knowledge, request.getfixturevalue("handbook_export"))
+    finally:
+        knowledge.close()
+    assert report.counts["document"] == 14 and report.passages_embedded == 0, report.summary()
+    return settings
+
+
 # -- the Slack bot over real HTTP, its Web API pointed at a stand-in ---------------------
 SIGNING_SECRET = "test-signing-secret"
 EXPERT = "UEXPERT"
@@ -223,13 +259,14 @@ class BotHarness:
 
 
 @pytest.fixture
-def bot(handbook_copy, embedder, slack_api):
-    """The bot on the sample handbook (SQLite), experts UEXPERT, curators UCURATOR + experts."""
+def bot(handbook_settings, embedder, slack_api):
+    """The bot on the sample handbook (SQLite and PostgreSQL), experts UEXPERT, curators
+    UCURATOR + experts."""
     from bot.app import build_app, build_client
     from bot.server import HTTPServer
     from bot.settings import SlackSettings
 
-    settings = Settings(data_dir=handbook_copy, allow_private_urls=True, fetch_timeout=5.0)
+    settings = replace(handbook_settings, allow_private_urls=True, fetch_timeout=5.0)
     knowledge = KnowledgeBase(settings=settings, embedder=embedder)
     slack = SlackSettings(bot_token="xoxb-test", signing_secret=SIGNING_SECRET,
                           api_url=slack_api.url, experts=(EXPERT,), curators=(CURATOR, EXPERT))

@@ -1,7 +1,7 @@
 """Ingesting files and folders: Markdown, text, HTML, PDF, and every kind of bad input.
 
-Real components throughout: the bundled model, SQLite (and PostgreSQL where the store
-matters), files written to a temporary folder.
+Real components throughout: the bundled model, SQLite and PostgreSQL, files written to a
+temporary folder.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def make_pdf(pages: list[list[str]], *, title: str | None = None) -> bytes:
 
 
 # -- Markdown ---------------------------------------------------------------------------
-def test_markdown_front_matter_sets_id_title_url_and_tags_and_strips_liquid_and_math(sqlite_kb, tmp_path):
+def test_markdown_front_matter_sets_id_title_url_and_tags_and_strips_liquid_and_math(kb, tmp_path):
     page = tmp_path / "regularisation.md"
     page.write_text(
         "---\n"
@@ -115,11 +115,11 @@ def test_markdown_front_matter_sets_id_title_url_and_tags_and_strips_liquid_and_
         "$$\n\\mathcal{L} = \\lambda \\sum_i w_i^2 \\quad \\text{secretmathterm}\n$$\n\n"
         f"## Weight decay\n\n{{%- if site.beta -%}}{WEIGHT_DECAY}{{% endif %}}\n"
     )
-    report = run(sqlite_kb, page)
+    report = run(kb, page)
     assert report.errors == []
     assert report.added == 1
 
-    doc = sqlite_kb.store.get_document("handbook/regularisation")
+    doc = kb.store.get_document("handbook/regularisation")
     assert doc is not None, "the front-matter id is the document's identity"
     assert doc.title == "Regularisation in practice"
     assert doc.url == "https://wiki.example.com/ml/regularisation"
@@ -131,18 +131,18 @@ def test_markdown_front_matter_sets_id_title_url_and_tags_and_strips_liquid_and_
     assert "Dropout switches off a random half" in doc.text
     assert "decoupled form known as AdamW" in doc.text
 
-    chunks = chunks_of(sqlite_kb, "handbook/regularisation")
+    chunks = chunks_of(kb, "handbook/regularisation")
     assert [c.heading for c in chunks] == ["Dropout", "Weight decay"]
     assert chunks[0].text.startswith("Dropout switches off")
     assert "AdamW" in chunks[1].text and "AdamW" not in chunks[0].text
     assert all("secretmathterm" not in c.text and "{%" not in c.text for c in chunks)
 
-    hit = sqlite_kb.search("Should I use AdamW or an L2 penalty with Adam?", k=1).hits[0]
+    hit = kb.search("Should I use AdamW or an L2 penalty with Adam?", k=1).hits[0]
     assert hit.doc_id == "handbook/regularisation"
     assert hit.url == "https://wiki.example.com/ml/regularisation"
 
 
-def test_markdown_title_falls_back_to_first_h1_then_file_name(sqlite_kb, tmp_path):
+def test_markdown_title_falls_back_to_first_h1_then_file_name(kb, tmp_path):
     (tmp_path / "later-h1.md").write_text(
         "An opening line before any heading.\n\n## Setup\n\nInstall the drivers first.\n\n"
         "# Mixed precision training\n\nUse bfloat16 on recent GPUs.\n\n# Second H1\n\nMore.\n")
@@ -150,28 +150,28 @@ def test_markdown_title_falls_back_to_first_h1_then_file_name(sqlite_kb, tmp_pat
         "---\ntags: [gpu]\n---\n# Title from the H1\n\nFront matter without a title.\n")
     (tmp_path / "gpu_memory-tips.md").write_text(
         "## Batch size\n\nHalve the batch size when CUDA runs out of memory.\n")
-    report = run(sqlite_kb, tmp_path)
+    report = run(kb, tmp_path)
     assert report.errors == []
-    titles = {d: sqlite_kb.store.get_document(str(tmp_path / d)).title
+    titles = {d: kb.store.get_document(str(tmp_path / d)).title
               for d in ("later-h1.md", "front.md", "gpu_memory-tips.md")}
     assert titles == {"later-h1.md": "Mixed precision training",
                       "front.md": "Title from the H1",
                       "gpu_memory-tips.md": "gpu memory tips"}
-    assert sqlite_kb.store.get_document(str(tmp_path / "front.md")).meta == {"tags": ["gpu"]}
+    assert kb.store.get_document(str(tmp_path / "front.md")).meta == {"tags": ["gpu"]}
 
 
-def test_many_short_sections_keep_every_chunk_within_the_model_window(sqlite_kb, tmp_path):
+def test_many_short_sections_keep_every_chunk_within_the_model_window(kb, tmp_path):
     # Headings are written into passages, so they must count against the budget: an FAQ
     # of short sections once made 480-wordpiece passages the model silently truncated.
     faq = tmp_path / "faq.md"
     faq.write_text("# Training FAQ\n\n" + "\n\n".join(
         f"## How do I configure the distributed data parallel launcher for cluster {i}?\n\n"
         f"Set the flag for cluster {i}." for i in range(40)))
-    report = run(sqlite_kb, faq)
+    report = run(kb, faq)
     assert report.errors == []
-    chunks = chunks_of(sqlite_kb, str(faq))
+    chunks = chunks_of(kb, str(faq))
     assert len(chunks) > 1
-    counts = sqlite_kb.embedder.count_tokens(
+    counts = kb.embedder.count_tokens(
         [f"Training FAQ — {c.heading}\n{c.text}" for c in chunks])
     assert max(counts) <= 256
     text = "\n".join(f"{c.heading}\n{c.text}" for c in chunks)
@@ -179,16 +179,16 @@ def test_many_short_sections_keep_every_chunk_within_the_model_window(sqlite_kb,
 
 
 # -- Plain text, HTML, PDF ----------------------------------------------------------------
-def test_plain_text_file(sqlite_kb, tmp_path):
+def test_plain_text_file(kb, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("Gradient clipping\n\nClip the global gradient norm to 1.0 when "
                      "the loss spikes in the first thousand steps.\n")
-    report = run(sqlite_kb, notes)
+    report = run(kb, notes)
     assert report.errors == [] and report.added == 1
-    doc = sqlite_kb.store.get_document(str(notes))
+    doc = kb.store.get_document(str(notes))
     assert doc.title == "Gradient clipping"
     assert "Clip the global gradient norm to 1.0" in doc.text
-    assert sqlite_kb.search("the loss spikes early in training", k=1).hits[0].doc_id == str(notes)
+    assert kb.search("the loss spikes early in training", k=1).hits[0].doc_id == str(notes)
 
 
 PAGE = """<!doctype html>
@@ -210,12 +210,12 @@ it often beats a constant rate on long runs.</p>
 """
 
 
-def test_html_file_keeps_main_text_and_title_and_drops_boilerplate(sqlite_kb, tmp_path):
+def test_html_file_keeps_main_text_and_title_and_drops_boilerplate(kb, tmp_path):
     page = tmp_path / "schedules.html"
     page.write_text(PAGE)
-    report = run(sqlite_kb, page)
+    report = run(kb, page)
     assert report.errors == [] and report.added == 1
-    doc = sqlite_kb.store.get_document(str(page))
+    doc = kb.store.get_document(str(page))
     assert doc.title == "Learning rate schedules"
     assert "Warmup starts small" in doc.text
     assert "Cosine decay lowers the learning rate" in doc.text
@@ -223,45 +223,45 @@ def test_html_file_keeps_main_text_and_title_and_drops_boilerplate(sqlite_kb, tm
         assert junk not in doc.text, junk
 
 
-def test_malformed_html_with_unclosed_tags_still_gives_its_text(sqlite_kb, tmp_path):
+def test_malformed_html_with_unclosed_tags_still_gives_its_text(kb, tmp_path):
     page = tmp_path / "unclosed.htm"
     page.write_text("<html><head><title>Dropout notes</title><body><div><p>Dropout randomly "
                     "zeroes activations during training to reduce overfitting.<p>It is "
                     "disabled at inference time<div><b>so predictions are deterministic")
-    report = run(sqlite_kb, page)
+    report = run(kb, page)
     assert report.errors == []
-    doc = sqlite_kb.store.get_document(str(page))
+    doc = kb.store.get_document(str(page))
     assert doc.title == "Dropout notes"
     assert "Dropout randomly zeroes activations during training" in doc.text
     assert "disabled at inference time" in doc.text
     assert "so predictions are deterministic" in doc.text
 
 
-def test_pdf_text_comes_through_page_by_page(sqlite_kb, tmp_path):
+def test_pdf_text_comes_through_page_by_page(kb, tmp_path):
     pdf = tmp_path / "calibration.pdf"
     pdf.write_bytes(make_pdf([
         ["Probability calibration means predicted confidence matches accuracy.",
          "Temperature scaling fits one parameter on a held-out set."],
         ["Reliability diagrams plot accuracy against confidence in bins."],
     ], title="Calibrating classifiers"))
-    report = run(sqlite_kb, pdf)
+    report = run(kb, pdf)
     assert report.errors == [] and report.added == 1
-    doc = sqlite_kb.store.get_document(str(pdf))
+    doc = kb.store.get_document(str(pdf))
     assert doc.title == "Calibrating classifiers"
     assert "Temperature scaling fits one parameter on a held-out set." in doc.text
     assert "Reliability diagrams plot accuracy against confidence in bins." in doc.text
     # Each page is a section; the chunk records where it starts.
-    assert chunks_of(sqlite_kb, str(pdf))[0].heading == "Page 1"
-    hit = sqlite_kb.search("how do I calibrate a classifier's confidence?", k=1).hits[0]
+    assert chunks_of(kb, str(pdf))[0].heading == "Page 1"
+    hit = kb.search("how do I calibrate a classifier's confidence?", k=1).hits[0]
     assert hit.doc_id == str(pdf)
 
 
-def test_pdf_without_a_title_is_named_after_its_file(sqlite_kb, tmp_path):
+def test_pdf_without_a_title_is_named_after_its_file(kb, tmp_path):
     pdf = tmp_path / "early_stopping-notes.pdf"
     pdf.write_bytes(make_pdf([["Stop training when validation loss has not improved for five epochs."]]))
-    report = run(sqlite_kb, pdf)
+    report = run(kb, pdf)
     assert report.errors == []
-    assert sqlite_kb.store.get_document(str(pdf)).title == "early stopping notes"
+    assert kb.store.get_document(str(pdf)).title == "early stopping notes"
 
 
 # -- Folders --------------------------------------------------------------------------------
@@ -345,7 +345,7 @@ def test_bad_files_are_reported_by_name_skipped_and_nothing_stored_is_lost(kb, t
     assert hit.doc_id == str(root / "c-binary.md")
 
 
-def test_latin1_and_cp1252_and_utf16_text_is_decoded_not_rejected(sqlite_kb, tmp_path):
+def test_latin1_and_cp1252_and_utf16_text_is_decoded_not_rejected(kb, tmp_path):
     latin = tmp_path / "francais.txt"
     latin.write_bytes("Notes de cours\n\nLe modèle était très sûr de lui; la crème de la "
                       "crème des réseaux. Naïve Bayes reste une référence.".encode("latin-1"))
@@ -356,10 +356,10 @@ def test_latin1_and_cp1252_and_utf16_text_is_decoded_not_rejected(sqlite_kb, tmp
     short.write_bytes("Café".encode("latin-1"))
     wide = tmp_path / "windows.txt"
     wide.write_bytes("Résumé of the ablation: removing attention costs 4 points.".encode("utf-16"))
-    report = run(sqlite_kb, tmp_path)
+    report = run(kb, tmp_path)
     assert report.errors == []
     assert report.added == 4
-    text = {p.name: sqlite_kb.store.get_document(str(p)).text for p in (latin, smart, short, wide)}
+    text = {p.name: kb.store.get_document(str(p)).text for p in (latin, smart, short, wide)}
     assert "Le modèle était très sûr de lui; la crème de la crème" in text["francais.txt"]
     assert "Naïve Bayes reste une référence." in text["francais.txt"]
     assert "The model’s “bias” – its systematic error – falls" in text["quotes.md"]
@@ -368,7 +368,7 @@ def test_latin1_and_cp1252_and_utf16_text_is_decoded_not_rejected(sqlite_kb, tmp
 
 
 @pytest.mark.timeout(120)  # a FIFO that is read blocks forever
-def test_unreadable_targets_are_reported_and_the_rest_still_ingested(sqlite_kb, tmp_path):
+def test_unreadable_targets_are_reported_and_the_rest_still_ingested(kb, tmp_path):
     dangling = tmp_path / "dangling.md"
     dangling.symlink_to(tmp_path / "nowhere.md")
     fifo = tmp_path / "pipe.txt"
@@ -380,16 +380,16 @@ def test_unreadable_targets_are_reported_and_the_rest_still_ingested(sqlite_kb, 
     good = tmp_path / "good.txt"
     good.write_text("Seeds\n\nFix random seeds to make runs reproducible.\n")
 
-    report = run(sqlite_kb, dangling, fifo, folder_named_md, missing, good)
+    report = run(kb, dangling, fifo, folder_named_md, missing, good)
     assert len(report.errors) == 3, report.errors
     assert report.errors[0].startswith(f"{dangling}: ")
     assert report.errors[1] == f"{fifo}: is not a regular file"
     assert report.errors[2].startswith(f"{missing}: ") and "does not exist" in report.errors[2]
     assert report.added == 2
-    assert stored_paths(sqlite_kb) == {str(folder_named_md / "inside.md"), str(good)}
+    assert stored_paths(kb) == {str(folder_named_md / "inside.md"), str(good)}
 
 
-def test_one_megabyte_single_line_markdown_ingests_in_window_sized_chunks(sqlite_kb, tmp_path):
+def test_one_megabyte_single_line_markdown_ingests_in_window_sized_chunks(kb, tmp_path):
     rng = random.Random(3)
     # Mostly ordinary sentences (identical, so embedding them stays cheap), then a long
     # run-on stretch without sentence ends whose words vary wildly in wordpieces.
@@ -402,14 +402,14 @@ def test_one_megabyte_single_line_markdown_ingests_in_window_sized_chunks(sqlite
     big = tmp_path / "big.md"
     big.write_text(line + "\n")
 
-    report = run(sqlite_kb, big)
+    report = run(kb, big)
     assert report.errors == []
     assert report.added == 1
-    doc = sqlite_kb.store.get_document(str(big))
+    doc = kb.store.get_document(str(big))
     assert len(doc.text) >= 990_000
-    chunks = chunks_of(sqlite_kb, str(big))
+    chunks = chunks_of(kb, str(big))
     assert [c.position for c in chunks] == list(range(len(chunks)))
-    counts = sqlite_kb.embedder.count_tokens([f"{doc.title}\n{c.text}" for c in chunks])
+    counts = kb.embedder.count_tokens([f"{doc.title}\n{c.text}" for c in chunks])
     assert max(counts) <= 256, "no passage is silently truncated by the model"
     assert all(h in " ".join(c.text for c in chunks[-40:]) for h in hashes), "the run-on tail is indexed"
     assert report.chunks_embedded < 60, "identical passages share one embedding"

@@ -116,22 +116,22 @@ def test_bad_lines_are_reported_with_path_and_line_and_good_lines_are_stored(kb,
     assert kb.store.get_document("good-1").text == "Stop when validation loss stalls for five epochs."
 
 
-def test_a_file_of_only_bad_lines_stores_nothing_and_says_why(sqlite_kb, tmp_path):
+def test_a_file_of_only_bad_lines_stores_nothing_and_says_why(kb, tmp_path):
     path = tmp_path / "bad.jsonl"
     write_jsonl(path, "not json at all", {"id": "x"})
-    report = run(sqlite_kb, path)
+    report = run(kb, path)
     assert report.added == 0 and len(report.errors) == 2
-    assert sqlite_kb.store.stats().documents == 0
+    assert kb.store.stats().documents == 0
 
 
-def test_an_unreadable_jsonl_in_a_folder_does_not_stop_the_rest_of_the_folder(sqlite_kb, tmp_path):
+def test_an_unreadable_jsonl_in_a_folder_does_not_stop_the_rest_of_the_folder(kb, tmp_path):
     root = tmp_path / "kb"
     root.mkdir()
     (root / "a-gone.jsonl").symlink_to(tmp_path / "deleted.jsonl")
     write_jsonl(root / "b.jsonl", {"id": "b1", "text": "Cross-validation estimates generalisation."})
     (root / "c.md").write_text("# Ensembles\n\nAveraging several models reduces variance.\n")
-    report = run(sqlite_kb, root)
+    report = run(kb, root)
     assert len(report.errors) == 1
     assert report.errors[0].startswith(f"{root / 'a-gone.jsonl'}: cannot be read")
     assert report.added == 2
-    assert set(sqlite_kb.store.content_hashes()) == {"b1", str(root / "c.md")}
+    assert set(kb.store.content_hashes()) == {"b1", str(root / "c.md")}

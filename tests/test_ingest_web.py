@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -13,7 +14,6 @@ import pytest
 from ingest import Fetcher, Ingestor, check_url
 from knowledge.errors import SourceError, UnsafeURLError
 from knowledge.kb import KnowledgeBase
-from knowledge.settings import Settings
 
 ARTICLE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Calibrating Churn Models | Team Blog</title>
@@ -254,11 +254,10 @@ def test_a_page_that_starts_failing_keeps_what_was_stored(local_kb, http_server)
 
 
 @pytest.fixture
-def strict_kb(tmp_path, embedder):
+def strict_kb(settings, embedder):
     """Allowed to reach 127.0.0.1, but with a short time-out and a small size limit."""
-    settings = Settings(data_dir=tmp_path / "strict", allow_private_urls=True,
-                        fetch_timeout=0.5, max_fetch_bytes=50_000)
-    knowledge = KnowledgeBase(settings=settings, embedder=embedder)
+    knowledge = KnowledgeBase(settings=replace(settings, allow_private_urls=True, fetch_timeout=0.5,
+                                               max_fetch_bytes=50_000), embedder=embedder)
     yield knowledge
     knowledge.close()
 
@@ -392,10 +391,10 @@ def test_public_addresses_pass_the_check():
     check_url("http://[2606:4700:4700::1111]/")
 
 
-def test_default_ingest_refuses_the_local_server_without_contacting_it(tmp_path, embedder,
+def test_default_ingest_refuses_the_local_server_without_contacting_it(settings, embedder,
                                                                       http_server):
     http_server.add("/posts/calibration", CALIBRATION)
-    knowledge = KnowledgeBase(settings=Settings(data_dir=tmp_path / "default"), embedder=embedder)
+    knowledge = KnowledgeBase(settings=settings, embedder=embedder)  # the default settings
     try:
         url = http_server.url("/posts/calibration")
         report = Ingestor(kb=knowledge, progress=False).run(

@@ -1,5 +1,6 @@
 """Alembic migrations: from nothing to head, and a populated database upgraded in place."""
 
+import pytest
 import sqlalchemy as sa
 
 from knowledge.db import Database
@@ -10,25 +11,68 @@ def _url(settings):
     return settings.sqlalchemy_url
 
 
-def test_upgrade_a_populated_first_schema_to_head(settings):
+HEAD = "0004"
+
+# Rows a team would have at each revision, written with that revision's own columns.
+POPULATE = {
+    "0001": [
+        "INSERT INTO documents (doc_id, source, kind, title, text, content_hash, metadata, "
+        "created_at, updated_at) VALUES ('keep-me', 's', 'doc', 'T', 'body', 'h', '{}', "
+        "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+    ],
+    "0002": [
+        "INSERT INTO questions (asked_at, asker, channel, private, text, answer, abstained, citations, "
+        "status) VALUES (CURRENT_TIMESTAMP, 'U1', 'C1', false, 'what is dropout?', 'it drops', false, "
+        "'[]', 'answered')",
+        "INSERT INTO processed_events (key, received_at) VALUES ('event:Ev1', CURRENT_TIMESTAMP)",
+    ],
+    "0003": [
+        "INSERT INTO digest_schedules (channel, weekday, hour, minute, timezone, created_at) "
+        "VALUES ('C1', 0, 9, 0, 'UTC', CURRENT_TIMESTAMP)",
+        "INSERT INTO feeds (url, added_at, error_reported) VALUES ('https://example.org/feed', "
+        "CURRENT_TIMESTAMP, false)",
+    ],
+}
+KEPT = {
+    "0001": ("SELECT doc_id FROM documents", "keep-me"),
+    "0002": ("SELECT text FROM questions", "what is dropout?"),
+    "0003": ("SELECT url FROM feeds", "https://example.org/feed"),
+}
+
+
+@pytest.mark.parametrize("start", sorted(POPULATE))
+def test_upgrade_a_populated_database_from_every_earlier_revision(settings, start):
+    """A database at ``start``, holding data written at every revision up to it, reaches
+    head with all of it kept (and ``dml db upgrade`` is this same call)."""
     if not settings.database_url:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = Database(url=_url(settings))
-    database.upgrade("0001")
-    assert database.current_revision() == "0001"
-    with database.engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO documents (doc_id, source, kind, title, text, content_hash, metadata, "
-            "created_at, updated_at) VALUES ('keep-me', 's', 'doc', 'T', 'body', 'h', '{}', "
-            "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+    for revision in sorted(POPULATE):
+        if revision > start:
+            break
+        database.upgrade(revision)
+        assert database.current_revision() == revision
+        with database.engine.begin() as conn:
+            for statement in POPULATE[revision]:
+                conn.execute(sa.text(statement))
     database.upgrade()
-    assert database.current_revision() == "0003"
+    assert database.current_revision() == HEAD
     with database.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT doc_id FROM documents")).scalar_one() == "keep-me"
+        for revision, (query, expected) in KEPT.items():
+            if revision <= start:
+                assert conn.execute(sa.text(query)).scalar_one() == expected
         tables = set(sa.inspect(conn).get_table_names())
     assert {"questions", "feedback", "processed_events", "digest_runs", "digest_schedules",
-            "feeds"} <= tables
+            "feeds", "drafts", "draft_versions", "corrections", "draft_reviews",
+            "draft_comments"} <= tables
     database.dispose()
+    # The product opens it and works: a draft can be submitted on the upgraded schema.
+    from knowledge.drafts import Drafts, NewDraft
+
+    upgraded = Database(url=_url(settings))
+    draft = Drafts(upgraded).submit(NewDraft(author="U1", title="T", body="Body.", reviewers=["U2"]))
+    assert draft.version == 1
+    upgraded.dispose()
 
 
 def test_head_schema_matches_the_models(settings):
@@ -61,5 +105,5 @@ def test_downgrade_to_nothing_and_back(settings):
         command.downgrade(config, "base")
     assert database.current_revision() is None
     database.upgrade()
-    assert database.current_revision() == "0003"
+    assert database.current_revision() == HEAD
     database.dispose()
