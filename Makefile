@@ -5,6 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# `make test` leaves out the tests marked slow (real replicas, kill -9, fault injection, a
+# real tune: about 5 minutes); CI runs everything with `make test PYTEST_ARGS=`.
+PYTEST_ARGS ?= -m "not slow"
+
 .PHONY: run test bench lint clean
 
 $(STAMP): pyproject.toml Makefile

@@ -11,12 +11,14 @@ HERE = Path(__file__).resolve().parent
 STEPS = [
     ("Retrieval quality, MLQuestions dev", ["mlquestions.py"]),
     ("Fusion settings, MLQuestions dev", ["tune_fusion.py"]),
+    ("dml tune on 80% of MLQuestions dev, checked on the other 20%", ["tune_mlquestions.py"]),
     ("Ingest throughput, lil-log", ["ingest_throughput.py"]),
     ("Ask latency at 100,000 passages", ["latency.py"]),
     ("Slack bot, 50 concurrent mentions", ["slack_load.py"]),
     ("Slack bot, sustained load on one and two replicas", ["replica_load.py"]),
 ]
 RESULTS = {"mlquestions.py": "mlquestions", "tune_fusion.py": "tune_fusion",
+           "tune_mlquestions.py": "tune_mlquestions",
            "ingest_throughput.py": "ingest_throughput", "latency.py": "latency",
            "slack_load.py": "slack_load", "replica_load.py": "replica_load"}
 

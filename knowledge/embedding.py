@@ -57,6 +57,8 @@ class Embedder:
             raise ConfigError(f"no sentence-transformers model at {path}")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # transformers' per-tensor "Loading weights" bar on every start says nothing useful.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         # Heavy import: only commands that embed pay for it.
         from sentence_transformers import SentenceTransformer
 
