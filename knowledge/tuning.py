@@ -60,6 +60,12 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float:
+    """CPU time this process used (all threads): what a stage costs whatever else runs."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 @dataclass
 class Comparison:
     """The live model and the candidate on the same held-out questions."""
@@ -113,6 +119,8 @@ class TuneResult:
     passages: int = 0
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    # CPU seconds (all threads) per stage: training, re-embedding, and the whole run.
+    cpu: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"version": self.version, "adopted": self.adopted, "reason": self.reason,
@@ -123,7 +131,8 @@ class TuneResult:
                 "comparison": self.comparison.to_json() if self.comparison else None,
                 "training": self.training.to_json() if self.training else None,
                 "reembed_seconds": round(self.reembed_seconds, 1), "passages": self.passages,
-                "seconds": round(self.seconds, 1), "peak_rss_mb": round(self.peak_rss_mb)}
+                "seconds": round(self.seconds, 1), "peak_rss_mb": round(self.peak_rss_mb),
+                "cpu_seconds": {k: round(v, 1) for k, v in self.cpu.items()}}
 
 
 @dataclass
@@ -220,6 +229,7 @@ class Tuner:
         """Train a candidate, compare it with the live model, adopt it if it is better."""
         recipe = recipe or Recipe()
         started = time.perf_counter()
+        cpu_started = cpu_seconds()
         kb = self.kb
         live_model = kb.active_model()
         self.on_stage("pairs")
@@ -258,16 +268,19 @@ class Tuner:
         self.on_stage("training")
         version = kb.model_versions.new_name()
         workdir = kb.model_versions.workdir()
+        cpu_before = cpu_seconds()
         result.training = train(kb.model_versions.model_path(start_model), examples, recipe,
                                 output_dir=workdir, progress=self.progress)
+        result.cpu["training"] = cpu_seconds() - cpu_before
         candidate = Embedder(model_path=workdir, name=version,
                              family=kb.model_versions.base.family,
                              batch_size=kb.model_versions.base.batch_size)
 
         self.on_stage("re-embedding")
-        embed_started = time.perf_counter()
+        embed_started, cpu_before = time.perf_counter(), cpu_seconds()
         vectors = self._embed_passages(candidate, passages, texts)
         result.reembed_seconds = time.perf_counter() - embed_started
+        result.cpu["re-embedding"] = cpu_seconds() - cpu_before
         result.passages = len(passages)
 
         self.on_stage("evaluating")
@@ -305,6 +318,7 @@ class Tuner:
             result.adopted = True
             result.reason = f"adopted: {version} replaces {live_model}"
         result.seconds = time.perf_counter() - started
+        result.cpu["total"] = cpu_seconds() - cpu_started
         result.peak_rss_mb = peak_rss_mb()
         self._remember(result)
         active = kb.active_model(refresh=True)

@@ -260,8 +260,8 @@ def test_slack_answering_500_for_a_while_gets_each_answer_once_at_a_polite_pace(
 
 # -- the index replaced under running questions -----------------------------------------------------
 def test_the_index_replaced_or_damaged_under_running_questions_never_fails_one(
-        handbook_copy, embedder, tmp_path):
-    settings = Settings(data_dir=handbook_copy)
+        handbook_settings, embedder, tmp_path):
+    settings = handbook_settings
     reader = KnowledgeBase(settings=settings, embedder=embedder)  # the bot
     writer = KnowledgeBase(settings=settings, embedder=embedder)  # an ingest beside it
     reader.warm_up()

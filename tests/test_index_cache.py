@@ -47,11 +47,6 @@ class EmbedCounter:
         monkeypatch.setattr(embedder, "embed", embed)
 
 
-@pytest.fixture
-def handbook_settings(handbook_copy) -> Settings:
-    return Settings(data_dir=handbook_copy)
-
-
 @pytest.fixture(scope="module")
 def reference(handbook_data_dir, embedder):
     """Search results from the intact index (read only: the index there is current)."""

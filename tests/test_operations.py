@@ -36,9 +36,9 @@ OFF_TOPIC = "How do I bake sourdough bread?"
 
 
 @pytest.fixture
-def ops_bot(handbook_copy, embedder, slack_api):
+def ops_bot(handbook_settings, embedder, slack_api):
     """The bot on the sample handbook, ready (index loaded), its Slack client counted."""
-    knowledge = KnowledgeBase(settings=Settings(data_dir=handbook_copy), embedder=embedder)
+    knowledge = KnowledgeBase(settings=handbook_settings, embedder=embedder)
     knowledge.warm_up()
     slack = SlackSettings(bot_token="xoxb-test", signing_secret=SIGNING_SECRET,
                           api_url=slack_api.url, experts=(EXPERT,))
