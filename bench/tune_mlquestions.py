@@ -4,8 +4,9 @@ The corpus is ingested once into bench/.cache/mlquestions (shared with mlquestio
 each run works on a copy of it, so the shared cache keeps the bundled model. The dev
 questions become {"question", "doc_id"} pairs (doc id = the gold passage's row); the
 product's own split holds out ~20% of them by a hash of the question, never trained on.
-Everything else is exactly what `dml tune` does: hard negatives mined from the live index,
-training, re-embedding all 11,000 passages, the held-out comparison through the fused
+Everything else is exactly what `dml tune` does: training against all 11,000 passages
+(the question side only by default; `--tower both` trains the passage side too and then
+re-embeds all 11,000 passages), the held-out comparison through the fused
 retriever answers use (keyword weight 0.15), and adoption (index switch included), timed
 end to end.
 """
@@ -49,10 +50,9 @@ def run_cli(args, work, pairs, recipe: Recipe) -> None:
     # The index is built once before timing, as it is in a running deployment.
     KnowledgeBase(settings=Settings(data_dir=work)).warm_up()
     command = [sys.executable, "-m", "bot.cli", "--data-dir", str(work), "tune", "--pairs",
-               str(pairs), "--no-from-team", "--json", "--progress",
-               "--epochs", str(recipe.epochs), "--batch-size", str(recipe.batch_size),
-               "--learning-rate", str(recipe.learning_rate),
-               "--hard-negatives", str(recipe.hard_negatives)]
+               str(pairs), "--no-from-team", "--json", "--progress", "--tower", recipe.tower,
+               "--scale", str(recipe.scale), "--epochs", str(recipe.epochs), "--batch-size", str(recipe.batch_size),
+               "--learning-rate", str(recipe.learning_rate)]
     if args.dry_run:
         command.append("--dry-run")
     started = time.perf_counter()
@@ -90,12 +90,12 @@ def _cpu_seconds() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    defaults = Recipe()
+    parser.add_argument("--tower", choices=["query", "both"], default="query")
+    known, _ = parser.parse_known_args()
+    defaults = Recipe.for_tower(known.tower)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.learning_rate)
-    parser.add_argument("--hard-negatives", type=int, default=defaults.hard_negatives)
-    parser.add_argument("--negatives-skip", type=int, default=defaults.negatives_skip)
     parser.add_argument("--scale", type=float, default=defaults.scale)
     parser.add_argument("--max-passage-tokens", type=int, default=defaults.max_passage_tokens)
     parser.add_argument("--seed", type=int, default=defaults.seed)
@@ -106,8 +106,7 @@ def main() -> None:
                              "`dml tune` command (what is measured for the README)")
     args = parser.parse_args()
     need_shared()
-    recipe = Recipe(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-                    hard_negatives=args.hard_negatives, negatives_skip=args.negatives_skip,
+    recipe = Recipe(tower=args.tower, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                     scale=args.scale, max_passage_tokens=args.max_passage_tokens, seed=args.seed)
 
     shared = CACHE / "mlquestions"

@@ -34,27 +34,31 @@ def _echo_stage(stage: str) -> None:
               help="Switch to a stored version (e.g. a --dry-run candidate) or to the configured "
                    "model by name, without the held-out check.")
 @click.option("--list", "list_versions", is_flag=True, help="List the stored model versions.")
+@click.option("--tower", type=click.Choice(["query", "both"]), default=None,
+              help="Which side learns: questions only (default: passages keep their vectors, "
+                   "nothing is re-embedded) or both (every passage is re-embedded).")
 @click.option("--epochs", type=click.IntRange(1, 20), default=None, help="Passes over the pairs.")
 @click.option("--batch-size", type=click.IntRange(2, 512), default=None,
               help="Pairs per step (each one's passage is a negative for the others).")
 @click.option("--learning-rate", type=click.FloatRange(1e-7, 1e-2), default=None,
               help="Peak learning rate (linear warm-up, then decay).")
-@click.option("--hard-negatives", type=click.IntRange(0, 8), default=None,
-              help="Passages mined from the index per question that are not its answer.")
+@click.option("--scale", type=click.FloatRange(1, 200), default=None,
+              help="1 / temperature of the softmax over similarities.")
 @click.option("--start", type=click.Choice(["base", "live"]), default="base", show_default=True,
               help="Train from the configured model, or from the live tuned version.")
 @click.option("--progress/--no-progress", default=None,
               help="Show progress bars (default: on a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
 @click.pass_context
-def tune(ctx, pairs_file, from_team, dry_run, rollback, use_version, list_versions, epochs,
-         batch_size, learning_rate, hard_negatives, start, progress, as_json):
+def tune(ctx, pairs_file, from_team, dry_run, rollback, use_version, list_versions, tower, epochs,
+         batch_size, learning_rate, scale, start, progress, as_json):
     """Fine-tune the embedding model on the team's question → passage pairs.
 
     Pairs held out by a fixed split are never trained on; the tuned model is compared
-    with the live one on them and adopted only if it ranks their answers higher. Adoption
-    re-embeds every passage into a new index beside the live one and switches atomically;
-    running bots pick it up within seconds.
+    with the live one on them and adopted only if it ranks their answers higher. By
+    default only the question side learns, so passages keep their vectors; with --tower
+    both, adoption re-embeds every passage. Either way the new index is built beside the
+    live one and switched atomically; running bots pick it up within seconds.
     """
     import dataclasses
     import time
@@ -84,8 +88,8 @@ def tune(ctx, pairs_file, from_team, dry_run, rollback, use_version, list_versio
         return
     changes = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size,
                                  "learning_rate": learning_rate,
-                                 "hard_negatives": hard_negatives}.items() if v is not None}
-    recipe = dataclasses.replace(Recipe(), **changes)
+                                 "scale": scale}.items() if v is not None}
+    recipe = dataclasses.replace(Recipe.for_tower(tower or "query"), **changes)
     if pairs_file is None and not from_team:
         raise click.UsageError("nothing to learn from: give --pairs FILE or leave --from-team on")
     result = tuner.tune(pairs_file=pairs_file, from_team=from_team, dry_run=dry_run,

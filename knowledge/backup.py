@@ -430,7 +430,7 @@ def _restore_questions(kb, records: list[dict], *, carry: bool, dropped: bool) -
     if not records:
         return
     redo = [] if carry else [r for r in records if dropped or r.get("embedding")]
-    vectors = kb.embedder.embed([r["text"] for r in redo]) if redo else []
+    vectors = kb.embedder.embed_queries([r["text"] for r in redo]) if redo else []
     fresh = {id(r): np.asarray(v, "<f4").tobytes() for r, v in zip(redo, vectors, strict=True)}
     for record in records:
         _restore_question(kb.database, record,

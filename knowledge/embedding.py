@@ -29,16 +29,24 @@ def bundled_model_path() -> Path:
 
 
 class Embedder:
-    """Turns text into L2-normalised float32 vectors; also counts the model's wordpieces."""
+    """Turns text into L2-normalised float32 vectors; also counts the model's wordpieces.
+
+    ``embed`` embeds passages and ``embed_queries`` questions. They are one model, except
+    for a version tuned on the query side only (``dml tune``'s default): its own weights
+    embed questions, and ``passages`` (the model it was tuned against, left unchanged)
+    embeds passages, so adopting it re-embeds nothing.
+    """
 
     def __init__(self, *, model_path: str | Path | None = None, name: str | None = None,
-                 batch_size: int = 32, family: str | None = None):
+                 batch_size: int = 32, family: str | None = None,
+                 passages: Embedder | None = None):
         self.model_path = Path(model_path) if model_path else None
         self.name = name or (self.model_path.name if self.model_path else DEFAULT_MODEL_NAME)
         # The model a tuned version was tuned from (itself for an untuned model): same
         # tokenizer, so the same chunks; different weights, so different embeddings.
         self.family = family or self.name
         self.batch_size = batch_size
+        self.passages = passages
         self._model = None
         self._tokenizer = None
         self._lock = threading.Lock()
@@ -93,7 +101,22 @@ class Embedder:
                                  return_attention_mask=False, return_token_type_ids=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
+    @property
+    def passage_model(self) -> str:
+        """The name of the model whose weights embed passages (whose vectors the index holds)."""
+        return self.passages.passage_model if self.passages is not None else self.name
+
     def embed(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        """Passages (documents) to vectors."""
+        if self.passages is not None:
+            return self.passages.embed(texts, show_progress=show_progress)
+        return self._encode(texts, show_progress=show_progress)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Questions to vectors (what is compared with the passages' vectors)."""
+        return self._encode(texts)
+
+    def _encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(
@@ -106,4 +129,4 @@ class Embedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed([text])[0]
+        return self.embed_queries([text])[0]

@@ -130,8 +130,11 @@ class ModelVersions:
             raise TuningError(f"model version {version} was tuned from {manifest.get('base')}, "
                               f"but the configured model is {self.base.family}: set "
                               f"DML_EMBEDDING_MODEL back, or run `dml tune --use {self.base.name}`")
+        # Tuned on the query side only: passages stay embedded by the model it was tuned against.
+        passages = manifest.get("passages")
         embedder = Embedder(model_path=self.path(version), name=version, family=self.base.family,
-                            batch_size=self.base.batch_size)
+                            batch_size=self.base.batch_size,
+                            passages=self.embedder(passages) if passages and passages != version else None)
         # Keep two at most: the live one and the one being switched from (or to).
         while len(self._loaded) >= 2:
             self._loaded.pop(next(iter(self._loaded)))
@@ -186,6 +189,12 @@ class ModelVersions:
         adopted = [m["version"] for m in manifests if m.get("adopted_at")]
         candidates = [m["version"] for m in manifests if not m.get("adopted_at")]
         keep = set(protect) | set(adopted[-self.keep:]) | set(candidates[-1:])
+        # A query-side version needs the version that embeds its passages.
+        passage_models = {m["version"]: m.get("passages") for m in manifests}
+        for version in list(keep):
+            while passage_models.get(version) and passage_models[version] not in keep:
+                version = passage_models[version]
+                keep.add(version)
         for manifest in manifests:
             version = manifest["version"]
             if version in keep:

@@ -392,11 +392,14 @@ class Store:
 
     def switch_model(self, model: str, vectors: Mapping[int, np.ndarray], *,
                      question_vectors: Mapping[int, np.ndarray],
-                     embed: Callable[[list[str]], np.ndarray], generation: str) -> ModelSwitch:
+                     embed: Callable[[list[str]], np.ndarray],
+                     embed_queries: Callable[[list[str]], np.ndarray] | None = None,
+                     generation: str) -> ModelSwitch:
         """Replace every stored vector (passages and questions) by ``model``'s, in one transaction.
 
         ``vectors`` are the new model's passage vectors by chunk id, computed beforehand;
-        passages and questions added since are embedded here with ``embed``. Readers see
+        passages and questions added since are embedded here with ``embed`` (passages) and
+        ``embed_queries`` (questions; ``embed`` when the model has one tower). Readers see
         the old vectors until the commit and the new ones after it, never a mix.
         ``generation`` becomes the store's generation if the passages are exactly those of
         ``vectors`` (an index prepared for them is then current); otherwise a fresh one.
@@ -428,7 +431,8 @@ class Store:
                                     .where(Question.embedding.is_not(None))).tuples().all()
             missing = [(qid, text) for qid, text in asked if qid not in question_vectors]
             more = dict(zip([qid for qid, _ in missing],
-                            embed([text for _, text in missing]) if missing else [], strict=True))
+                            (embed_queries or embed)([text for _, text in missing]) if missing else [],
+                            strict=True))
             question_updates = [{"id": qid, "embedding": np.asarray(
                 more[qid] if qid in more else question_vectors[qid], dtype="<f4").tobytes()}
                 for qid, _ in asked]

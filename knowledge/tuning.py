@@ -6,10 +6,12 @@
    bad pairs are reported and skipped; too few is a ``TooFewPairsError``.
 2. **Split**: held-out questions are fixed by a hash of the question and never trained on.
 3. **Train** (``knowledge.training``) into a temporary folder, from the configured model
-   (default) or the live version, with hard negatives mined from the live index.
-4. **Check**: re-embed every passage with the candidate, build its index in memory, and
-   compare live and candidate on the held-out pairs with ``dml eval``'s metrics, through
-   the same fused retriever answers use. The candidate is stored as a version either way.
+   (default) or the live version, against every passage's stored vector: the question
+   side only (default), or both sides.
+4. **Check**: (both sides: re-embed every passage with the candidate,) build its index in
+   memory, and compare live and candidate on the held-out pairs with ``dml eval``'s
+   metrics, through the same fused retriever answers use. The candidate is stored as a
+   version either way.
 5. **Adopt** only if it is better (never automatically otherwise; ``dry_run`` never):
    the candidate's index snapshot is written beside the live one, one database
    transaction replaces every stored vector and records the new active model, then the
@@ -42,11 +44,11 @@ from .index import IndexSnapshot
 from .pairs import Pair, PairSet, RawPair, read_pairs_file, resolve_pairs, split_pairs, team_pairs
 from .retrieval import Retriever
 from .store import PassageText, keyword_text
-from .text import embedding_text, sha256
-from .training import Example, Recipe, TrainStats, train
+from .text import embedding_text, normalise_whitespace, sha256
+from .training import TOWERS, Recipe, Target, TrainStats, train_on_corpus
 
 __all__ = ["Tuner", "TuneResult", "Comparison", "SwitchResult", "MIN_TRAIN_PAIRS",
-           "MIN_HELD_OUT", "LAST_TUNE", "peak_rss_mb", "mine_negatives", "last_tune"]
+           "MIN_HELD_OUT", "LAST_TUNE", "peak_rss_mb", "query_targets", "last_tune"]
 
 log = logging.getLogger(__name__)
 
@@ -155,41 +157,37 @@ class _FixedIndex:
         return self._snapshot
 
 
-def mine_negatives(pairs: Sequence[Pair], *, snapshot: IndexSnapshot, embedder: Embedder,
-                   texts: dict[int, str], documents: dict[int, str], count: int,
-                   skip: int = 0) -> list[tuple[str, ...]]:
-    """For each pair, ``count`` passages the live model ranks high that are not its answer
-    (nor any passage of a document that counts as its answer).
+def query_targets(pairs: Sequence[Pair], passages: Sequence[PassageText], texts: dict[int, str],
+                  vectors: np.ndarray, embedder: Embedder
+                  ) -> tuple[list[Target], np.ndarray, list[str]]:
+    """Each pair's answer as rows of the passage matrix; the matrix and each row's text.
 
-    The ``skip`` best wrong passages can be passed over, in case the top ones are
-    near-duplicates of the answer (measured: skipping did not help on MLQuestions).
+    The answer is every row holding the pair's passage text; the other passages of its
+    documents are left out (neither answer nor negative). A passage that is not in the
+    knowledge base (a pairs file may name any text) is embedded and appended as a row.
     """
-    if count <= 0 or snapshot.size == 0 or not pairs:
-        return [() for _ in pairs]
-    vectors = embedder.embed([p.question for p in pairs])
-    depth = min(snapshot.size, skip + count + 20)
-    _, found = snapshot.dense.search(np.ascontiguousarray(vectors, dtype=np.float32), depth)
-    out = []
-    for pair, row in zip(pairs, found, strict=True):
-        answer = pair.key
-        picked: list[str] = []
-        wrong = 0
-        for position in row:
-            if position < 0:
-                break
-            chunk_id = int(snapshot.chunk_ids[position])
-            text = texts.get(chunk_id)
-            if (text is None or documents.get(chunk_id) in pair.relevant
-                    or sha256(" ".join(text.split()).lower()) == answer):
-                continue
-            wrong += 1
-            if wrong <= skip or text in picked:
-                continue
-            picked.append(text)
-            if len(picked) == count:
-                break
-        out.append(tuple(picked))
-    return out
+    rows_by_key: dict[str, list[int]] = {}
+    rows_by_doc: dict[str, list[int]] = {}
+    for row, passage in enumerate(passages):
+        rows_by_key.setdefault(sha256(normalise_whitespace(texts[passage.chunk_id]).lower()),
+                               []).append(row)
+        rows_by_doc.setdefault(passage.doc_id, []).append(row)
+    outside = [p.passage for p in pairs if p.key not in rows_by_key]
+    extra_rows: dict[str, int] = {}
+    extra_rows_text: list[str] = []
+    if outside:
+        unique = extra_rows_text = list(dict.fromkeys(outside))
+        extra = embedder.embed(unique)
+        extra_rows = {sha256(normalise_whitespace(text).lower()): len(passages) + i
+                      for i, text in enumerate(unique)}
+        vectors = np.vstack([vectors, extra])
+    targets = []
+    for pair in pairs:
+        positives = tuple(rows_by_key.get(pair.key) or (extra_rows[pair.key],))
+        ignored = tuple(sorted({row for doc in pair.relevant for row in rows_by_doc.get(doc, ())}
+                               - set(positives)))
+        targets.append(Target(pair.question, positives, ignored))
+    return targets, vectors, [texts[p.chunk_id] for p in passages] + list(extra_rows_text)
 
 
 class Tuner:
@@ -198,6 +196,7 @@ class Tuner:
     def __init__(self, *, kb, progress: bool | None = None,
                  on_stage: Callable[[str], None] | None = None):
         self.kb = kb
+        self._last_embedded = 0  # passages the last _passage_vectors call had to embed
         self.progress = progress
         self.on_stage = on_stage or (lambda stage: log.info("tune: %s", stage))
 
@@ -215,7 +214,7 @@ class Tuner:
         if from_team:
             raw.extend(team_pairs(self.kb.database))
         live = self.kb.embedder_for(self.kb.active_model())
-        result = resolve_pairs(raw, self.kb.store, live.embed)
+        result = resolve_pairs(raw, self.kb.store, live.embed_queries)
         result.problems[:0] = problems
         return result
 
@@ -228,6 +227,8 @@ class Tuner:
              start: str = "base") -> TuneResult:
         """Train a candidate, compare it with the live model, adopt it if it is better."""
         recipe = recipe or Recipe()
+        if recipe.tower not in TOWERS:
+            raise TuningError(f"tower must be one of {', '.join(TOWERS)}, not {recipe.tower!r}")
         started = time.perf_counter()
         cpu_started = cpu_seconds()
         kb = self.kb
@@ -254,33 +255,38 @@ class Tuner:
         if not dry_run:
             # From now on every write checks against the recorded model (see Store.upsert).
             kb.store.record_active_model(live_model)
-        snapshot = kb.index.snapshot()
         passages = list(kb.store.iter_passages())
         texts = {p.chunk_id: embedding_text(p.title, p.heading, p.text) for p in passages}
-        negatives = mine_negatives(train_pairs, snapshot=snapshot,
-                                   embedder=kb.embedder_for(snapshot.model or live_model),
-                                   texts=texts, documents={p.chunk_id: p.doc_id for p in passages},
-                                   count=recipe.hard_negatives,
-                                   skip=recipe.negatives_skip)
-        examples = [Example(p.question, p.passage, n, p.key)
-                    for p, n in zip(train_pairs, negatives, strict=True)]
-
-        self.on_stage("training")
         version = kb.model_versions.new_name()
         workdir = kb.model_versions.workdir()
+        # Training scores questions against the passages' vectors by the model that embeds
+        # passages for the start version (usually exactly what the index holds).
+        start_embedder = kb.embedder_for(start_model)
+        passage_embedder = start_embedder.passages or start_embedder
+        vectors, result.reembed_seconds, result.cpu["re-embedding"] = self._passage_vectors(
+            passage_embedder, passages, texts, live_model)
+        targets, matrix, rows_text = query_targets(train_pairs, passages, texts, vectors,
+                                                   passage_embedder)
+        self.on_stage("training")
         cpu_before = cpu_seconds()
-        result.training = train(kb.model_versions.model_path(start_model), examples, recipe,
-                                output_dir=workdir, progress=self.progress)
+        result.training = train_on_corpus(
+            kb.model_versions.model_path(start_model), targets, matrix, recipe,
+            output_dir=workdir, passage_texts=rows_text if recipe.tower == "both" else None,
+            progress=self.progress)
         result.cpu["training"] = cpu_seconds() - cpu_before
-        candidate = Embedder(model_path=workdir, name=version,
-                             family=kb.model_versions.base.family,
-                             batch_size=kb.model_versions.base.batch_size)
-
-        self.on_stage("re-embedding")
-        embed_started, cpu_before = time.perf_counter(), cpu_seconds()
-        vectors = self._embed_passages(candidate, passages, texts)
-        result.reembed_seconds = time.perf_counter() - embed_started
-        result.cpu["re-embedding"] = cpu_seconds() - cpu_before
+        base = kb.model_versions.base
+        if recipe.tower == "query":  # passages keep their vectors: nothing to re-embed
+            candidate = Embedder(model_path=workdir, name=version, family=base.family,
+                                 batch_size=base.batch_size, passages=passage_embedder)
+        else:
+            candidate = Embedder(model_path=workdir, name=version, family=base.family,
+                                 batch_size=base.batch_size)
+            self.on_stage("re-embedding")
+            embed_started, cpu_before = time.perf_counter(), cpu_seconds()
+            vectors = self._embed_passages(candidate, passages, texts)
+            result.reembed_seconds += time.perf_counter() - embed_started
+            result.cpu["re-embedding"] = (result.cpu.get("re-embedding", 0.0)
+                                          + cpu_seconds() - cpu_before)
         result.passages = len(passages)
 
         self.on_stage("evaluating")
@@ -293,6 +299,9 @@ class Tuner:
         kb.model_versions.register(workdir, version, {
             "created_at": datetime.now(UTC).isoformat(), "base": kb.model_versions.base.family,
             "started_from": start_model, "live_when_tuned": live_model,
+            "tower": recipe.tower,
+            # Who embeds the passages: itself, or (query side only) the model it was tuned against.
+            "passages": candidate.passage_model if candidate.passages is not None else None,
             "pairs": {"total": result.pairs, "train": result.train_pairs,
                       "held_out": result.held_out_pairs, "origins": result.origins,
                       "fingerprint": pair_set.fingerprint(),
@@ -301,8 +310,10 @@ class Tuner:
             "recipe": recipe.to_json(), "training": result.training.to_json(),
             "comparison": comparison.to_json(), "status": "candidate"})
         # Re-embedded once, kept: adopting this version later by hand costs no re-embedding.
-        kb.model_versions.save_vectors(version, [sha256(version, texts[p.chunk_id]) for p in passages],
-                                       vectors)
+        # (A query-side version's passage vectors are its passage model's, cached under it.)
+        kb.model_versions.save_vectors(
+            candidate.passage_model,
+            [sha256(candidate.passage_model, texts[p.chunk_id]) for p in passages], vectors)
         # The model loaded from the temporary folder now lives under its version's name.
         kb.model_versions.remember(version, candidate)
         result.version = version
@@ -362,15 +373,7 @@ class Tuner:
         kb.store.record_active_model(live)
         passages = list(kb.store.iter_passages())
         texts = {p.chunk_id: embedding_text(p.title, p.heading, p.text) for p in passages}
-        cached = kb.model_versions.load_vectors(version)
-        hashes = [sha256(version, texts[p.chunk_id]) for p in passages]
-        missing = [p for p, h in zip(passages, hashes, strict=True) if h not in cached]
-        self.on_stage("re-embedding")
-        fresh = self._embed_passages(embedder, missing, texts) if missing else np.zeros((0, 1))
-        by_hash = dict(cached)
-        by_hash.update(zip((sha256(version, texts[p.chunk_id]) for p in missing), fresh, strict=True))
-        vectors = (np.vstack([by_hash[h] for h in hashes]) if passages
-                   else np.zeros((0, kb.index.dimension), dtype=np.float32))
+        vectors, _, _ = self._passage_vectors(embedder, passages, texts, live)
         prepared = kb.index.assemble(
             chunk_ids=[p.chunk_id for p in passages], doc_keys=[p.document_key for p in passages],
             vectors=vectors, texts=[keyword_text(p.title, p.heading, p.text) for p in passages],
@@ -382,7 +385,7 @@ class Tuner:
                                 keep_previous=bool(manifest.get("adopted_at")), reason=reason)
         self.on_stage("done")
         return SwitchResult(model=version, previous=live, passages=len(passages),
-                            embedded=len(missing), questions=switched.questions,
+                            embedded=self._last_embedded, questions=switched.questions,
                             seconds=time.perf_counter() - started)
 
     def rollback(self) -> SwitchResult:
@@ -405,21 +408,24 @@ class Tuner:
         versions = kb.model_versions
         # The outgoing model's vectors, for a rollback that re-embeds nothing.
         texts = {p.chunk_id: embedding_text(p.title, p.heading, p.text) for p in passages}
+        # (Cached under the model that embeds its passages: a query-side version has none.)
+        outgoing_model = kb.embedder_for(previous).passage_model
         outgoing_hashes, outgoing = [], []
         for chunk_id, _, blob, _, model in kb.store.iter_index_rows(models=True):
             if model == previous and chunk_id in texts:
-                outgoing_hashes.append(sha256(previous, texts[chunk_id]))
+                outgoing_hashes.append(sha256(outgoing_model, texts[chunk_id]))
                 outgoing.append(np.frombuffer(blob, dtype="<f4"))
         if outgoing:
-            versions.save_vectors(previous, outgoing_hashes, np.vstack(outgoing))
+            versions.save_vectors(outgoing_model, outgoing_hashes, np.vstack(outgoing))
         asked = kb.questions.embeddable()
         question_vectors = dict(zip([qid for qid, _ in asked],
-                                    embedder.embed([text for _, text in asked]) if asked else [],
+                                    embedder.embed_queries([text for _, text in asked]) if asked else [],
                                     strict=True))
         name = kb.index.write(prepared)  # beside the live snapshot; not current yet
         switched = kb.store.switch_model(
             version, dict(zip([p.chunk_id for p in passages], vectors, strict=True)),
             question_vectors=question_vectors, embed=embedder.embed,
+            embed_queries=embedder.embed_queries,
             generation=prepared.generation)
         # Committed: the store now holds only the new model's vectors.
         kb.active_model(refresh=True)
@@ -437,6 +443,35 @@ class Tuner:
         log.info("switched the embedding model from %s to %s (%d passages, %d questions)",
                  previous, version, switched.chunks, switched.questions)
         return switched
+
+    def _passage_vectors(self, embedder: Embedder, passages: Sequence[PassageText],
+                         texts: dict[int, str], live_model: str) -> tuple[np.ndarray, float, float]:
+        """Every passage's vector by ``embedder`` (its passage model): the stored vectors when
+        the live model embeds passages the same way, else a cache, else re-embedded.
+        Returns (vectors, wall seconds, CPU seconds) spent embedding."""
+        kb = self.kb
+        self._last_embedded = 0
+        if kb.embedder_for(live_model).passage_model == embedder.passage_model:
+            stored = kb.store.chunk_vectors([p.chunk_id for p in passages])
+            if len(stored) == len(passages):
+                return (np.vstack([stored[p.chunk_id] for p in passages]).astype(np.float32)
+                        if passages else np.zeros((0, kb.index.dimension), dtype=np.float32)), 0.0, 0.0
+        name = embedder.passage_model
+        cached = kb.model_versions.load_vectors(name)
+        missing = [p for p in passages if sha256(name, texts[p.chunk_id]) not in cached]
+        self._last_embedded = len(missing)
+        if not missing:
+            return (np.vstack([cached[sha256(name, texts[p.chunk_id])] for p in passages])
+                    .astype(np.float32) if passages
+                    else np.zeros((0, kb.index.dimension), dtype=np.float32)), 0.0, 0.0
+        self.on_stage("re-embedding")
+        started, cpu_before = time.perf_counter(), cpu_seconds()
+        fresh = dict(zip((p.chunk_id for p in missing),
+                         self._embed_passages(embedder, missing, texts), strict=True))
+        vectors = np.vstack([fresh[p.chunk_id] if p.chunk_id in fresh
+                             else cached[sha256(name, texts[p.chunk_id])] for p in passages]) \
+            if passages else np.zeros((0, kb.index.dimension), dtype=np.float32)
+        return vectors.astype(np.float32), time.perf_counter() - started, cpu_seconds() - cpu_before
 
     def _embed_passages(self, embedder: Embedder, passages: Sequence[PassageText],
                         texts: dict[int, str]) -> np.ndarray:

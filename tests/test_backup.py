@@ -251,13 +251,14 @@ class EmbedCounter:
 
     def __init__(self, embedder, monkeypatch):
         self.texts = 0
-        real = embedder.embed
+        real = embedder._encode
 
         def embed(texts, **kwargs):
             self.texts += len(texts)
             return real(texts, **kwargs)
 
-        monkeypatch.setattr(embedder, "embed", embed)
+        # Passages and questions alike reach the model through _encode.
+        monkeypatch.setattr(embedder, "_encode", embed)
 
 
 @pytest.fixture

@@ -47,14 +47,15 @@ class EmbedCounter:
 
     def __init__(self, embedder, monkeypatch):
         self.texts = 0
-        real = embedder.embed
+        real = embedder._encode
 
         def embed(texts, **kwargs):
             if len(texts) > 1:
                 self.texts += len(texts)
             return real(texts, **kwargs)
 
-        monkeypatch.setattr(embedder, "embed", embed)
+        # Passages and questions alike reach the model through _encode.
+        monkeypatch.setattr(embedder, "_encode", embed)
 
 
 # -- help -------------------------------------------------------------------------------

@@ -67,9 +67,12 @@ NICKNAMES = {"team/feature-store": "Quillfeather", "team/label-audit": "Bramblet
 TEMPLATES = ["Where is the {n} page?", "What does {n} say?", "Can you link me to {n}?",
              "I need the {n} notes", "Summary of {n} please", "Who keeps {n} up to date?",
              "Is {n} still current?", "Send me {n}"]
-# Small enough to train in seconds on two cores, strong enough to learn the nicknames.
-QUICK = Recipe(epochs=3, batch_size=16, learning_rate=3e-4, hard_negatives=1,
+# Small enough to train in seconds on two cores, strong enough to learn the nicknames:
+# both sides (every passage re-embedded), and the question side only (the default).
+QUICK = Recipe(tower="both", epochs=3, batch_size=16, learning_rate=3e-4,
                max_question_tokens=24, max_passage_tokens=64)
+QUICK_QUERY = Recipe(tower="query", epochs=3, batch_size=16, learning_rate=3e-4,
+                     max_question_tokens=24)
 
 
 def nickname_pairs() -> list[dict]:
@@ -236,13 +239,13 @@ def test_a_small_real_tune_adopts_switches_every_vector_and_rolls_back(sqlite_se
     before = stored_vectors(kb)
     pairs_file = write_jsonl(tmp_path / "pairs.jsonl", nickname_pairs())
     trained_on: list[str] = []
-    real_train = knowledge.tuning.train
+    real_train = knowledge.tuning.train_on_corpus
 
-    def spy(model_path, examples, recipe, **kwargs):
-        trained_on.extend(e.question for e in examples)
-        return real_train(model_path, examples, recipe, **kwargs)
+    def spy(model_path, targets, passages, recipe, **kwargs):
+        trained_on.extend(t.question for t in targets)
+        return real_train(model_path, targets, passages, recipe, **kwargs)
 
-    monkeypatch.setattr(knowledge.tuning, "train", spy)
+    monkeypatch.setattr(knowledge.tuning, "train_on_corpus", spy)
     stages: list[str] = []
     result = Tuner(kb=kb, progress=False, on_stage=stages.append).tune(
         pairs_file=pairs_file, from_team=False, recipe=QUICK)
@@ -290,12 +293,93 @@ def test_a_small_real_tune_adopts_switches_every_vector_and_rolls_back(sqlite_se
     kb.close()
 
 
+def test_a_query_side_tune_learns_the_team_words_and_re_embeds_no_passage(sqlite_settings,
+                                                                          embedder, tmp_path,
+                                                                          monkeypatch):
+    """The default: only the question side learns. Passages keep their stored vectors (byte
+    for byte, nothing re-embedded), questions are embedded by the tuned weights, and new
+    passages go on being embedded by the model the passages were embedded with."""
+    kb = KnowledgeBase(settings=sqlite_settings, embedder=embedder)
+    ingest_pages(kb, tmp_path)
+    bystander = KnowledgeBase(settings=sqlite_settings, embedder=embedder)  # a running bot
+    bystander.warm_up()
+    before = stored_vectors(kb)
+    pairs_file = write_jsonl(tmp_path / "pairs.jsonl", nickname_pairs())
+    embedded: list[str] = []
+    real_embed = embedder.embed
+
+    def counting(texts, **kwargs):
+        embedded.extend(texts)
+        return real_embed(texts, **kwargs)
+
+    monkeypatch.setattr(embedder, "embed", counting)
+    trained_on: list[str] = []
+    real_train = knowledge.tuning.train_on_corpus
+
+    def spy(model_path, targets, passages, recipe, **kwargs):
+        trained_on.extend(t.question for t in targets)
+        assert passages.shape == (len(before), 384)  # the whole corpus is the negatives
+        return real_train(model_path, targets, passages, recipe, **kwargs)
+
+    monkeypatch.setattr(knowledge.tuning, "train_on_corpus", spy)
+    stages: list[str] = []
+    result = Tuner(kb=kb, progress=False, on_stage=stages.append).tune(
+        pairs_file=pairs_file, from_team=False, recipe=QUICK_QUERY)
+
+    assert trained_on and not any(is_held_out(q) for q in trained_on)
+    assert result.adopted, "\n".join(result.comparison.lines())
+    assert result.comparison.candidate["recall@1"] > result.comparison.current["recall@1"]
+    assert stages == ["pairs", "training", "evaluating", "switching", "done"]
+    assert embedded == [] and result.reembed_seconds == 0.0
+
+    version = result.version
+    manifest = kb.model_versions.manifest(version)
+    assert manifest["tower"] == "query" and manifest["passages"] == embedder.name
+    after = stored_vectors(kb)
+    assert {model for model, _ in after.values()} == {version}
+    assert {c: blob for c, (_, blob) in after.items()} == {c: blob for c, (_, blob) in before.items()}
+
+    tuned = kb.model_versions.embedder(version)
+    question = "Can you link me to Pellucid?"
+    assert cosine(tuned.embed_query(question), embedder.embed_query(question)) < 0.99
+    text = "Batch size is capped at 512."
+    assert cosine(tuned.embed([text])[0], real_embed([text])[0]) > 0.9999
+    deadline = time.monotonic() + 10
+    while bystander.search(question).model != version:
+        assert time.monotonic() < deadline, "the running bot never picked up the tuned model"
+        time.sleep(0.3)
+    hit = bystander.search(question)
+    assert cosine(hit.vector, tuned.embed_query(question)) > 0.999
+    assert hit.hits[0].doc_id == "team/drift-alerts"
+
+    # New passages: the passage side's vectors, labelled with the live version.
+    docs = write_jsonl(tmp_path / "more.jsonl", [{"id": "team/new", "title": "Limits",
+                                                  "text": text}])
+    assert Ingestor(kb=kb, progress=False).run([str(docs)]).added == 1
+    added = {c: v for c, v in stored_vectors(kb).items() if c not in after}
+    (model, blob), = added.values()
+    assert model == version
+    from knowledge.text import embedding_text
+    expected = real_embed([embedding_text("Limits", None, text)])[0]
+    assert cosine(np.frombuffer(blob, dtype="<f4"), expected) > 0.9999
+
+    # Rolling back re-embeds nothing either: the passage vectors never changed.
+    embedded.clear()
+    switched = Tuner(kb=kb, progress=False).rollback()
+    assert switched.model == embedder.name and switched.embedded == 0
+    assert embedded == []
+    assert {m for m, _ in stored_vectors(kb).values()} == {embedder.name}
+    assert kb.search(question).model == embedder.name
+    bystander.close()
+    kb.close()
+
+
 def test_a_worse_model_is_never_adopted_automatically(sqlite_kb, tmp_path, monkeypatch):
     ingest_pages(sqlite_kb, tmp_path)
     before = stored_vectors(sqlite_kb)
     pairs_file = write_jsonl(tmp_path / "pairs.jsonl", nickname_pairs())
 
-    def ruin(model_path, examples, recipe, *, output_dir, progress=None):
+    def ruin(model_path, examples, *args, output_dir, progress=None, **kwargs):
         # "Training" that wrecks the model: its ranking is noise.
         import shutil
 
@@ -305,7 +389,7 @@ def test_a_worse_model_is_never_adopted_automatically(sqlite_kb, tmp_path, monke
         shutil.rmtree(sqlite_kb.model_versions.path(version))
         return knowledge.tuning.TrainStats(examples=len(examples), steps=1, epochs=1, seconds=0.0)
 
-    monkeypatch.setattr(knowledge.tuning, "train", ruin)
+    monkeypatch.setattr(knowledge.tuning, "train_on_corpus", ruin)
     result = Tuner(kb=sqlite_kb, progress=False).tune(pairs_file=pairs_file, from_team=False)
 
     assert not result.adopted and "not adopted" in result.reason
@@ -323,7 +407,7 @@ def test_a_dry_run_adopts_nothing_and_its_candidate_can_be_adopted_by_hand(kb, t
     before = stored_vectors(kb)
     pairs_file = write_jsonl(tmp_path / "pairs.jsonl", nickname_pairs())
 
-    def copy_of_base(model_path, examples, recipe, *, output_dir, progress=None):
+    def copy_of_base(model_path, examples, *args, output_dir, progress=None, **kwargs):
         import shutil
 
         version = make_version(kb, noise=0.002)
@@ -332,7 +416,7 @@ def test_a_dry_run_adopts_nothing_and_its_candidate_can_be_adopted_by_hand(kb, t
         shutil.rmtree(kb.model_versions.path(version))
         return knowledge.tuning.TrainStats(examples=len(examples), steps=1, epochs=1, seconds=0.0)
 
-    monkeypatch.setattr(knowledge.tuning, "train", copy_of_base)
+    monkeypatch.setattr(knowledge.tuning, "train_on_corpus", copy_of_base)
     result = Tuner(kb=kb, progress=False).tune(pairs_file=pairs_file, from_team=False, dry_run=True)
     assert not result.adopted and result.reason.startswith("dry run")
     assert stored_vectors(kb) == before and kb.store.active_model() is None
