@@ -228,6 +228,95 @@ def test_the_cli_refuses_too_few_pairs_with_a_message_not_a_traceback(sqlite_set
     assert "Traceback" not in result.output
 
 
+# -- what training sees ---------------------------------------------------------------------
+def test_each_pair_targets_every_row_of_its_passage_and_ignores_the_rest_of_its_document(
+        kb, tmp_path):
+    from knowledge.pairs import RawPair, resolve_pairs
+    from knowledge.text import embedding_text
+    from knowledge.tuning import query_targets
+
+    ingest_pages(kb, tmp_path)
+    twice = "Features are computed once in the nightly batch and served from the online store."
+    docs = write_jsonl(tmp_path / "more.jsonl", [
+        {"id": "team/copy-a", "title": "Copy", "text": twice},
+        {"id": "team/copy-b", "title": "Copy", "text": twice},
+        {"id": "team/long", "title": "Long page",
+         "text": "\n\n".join(f"Section {i}. " + "Words about serving models. " * 40
+                              for i in range(4))}])
+    assert Ingestor(kb=kb, progress=False).run([str(docs)]).errors == []
+    passages = list(kb.store.iter_passages())
+    texts = {p.chunk_id: embedding_text(p.title, p.heading, p.text) for p in passages}
+    long_rows = [i for i, p in enumerate(passages) if p.doc_id == "team/long"]
+    assert len(long_rows) > 1
+    pair_set = resolve_pairs([
+        RawPair("Where is the copy?", "f:1", doc_id="team/copy-a"),
+        RawPair("What about serving?", "f:2", doc_id="team/long"),
+        RawPair("Something outside?", "f:3", passage="A passage that is nowhere in the base."),
+    ], kb.store, kb.embedder.embed_queries)
+    vectors = np.vstack([kb.store.chunk_vectors([p.chunk_id])[p.chunk_id] for p in passages])
+    targets, matrix, row_texts = query_targets(pair_set.pairs, passages, texts, vectors, kb.embedder)
+
+    copies = {i for i, p in enumerate(passages) if p.doc_id in ("team/copy-a", "team/copy-b")}
+    assert set(targets[0].positives) == copies and targets[0].ignored == ()
+    (answer,) = targets[1].positives
+    assert answer in long_rows and set(targets[1].ignored) == set(long_rows) - {answer}
+    # The outside passage is embedded and appended as one more row, with its text.
+    assert targets[2].positives == (len(passages),) and matrix.shape == (len(passages) + 1, 384)
+    assert row_texts[-1] == "A passage that is nowhere in the base."
+    assert row_texts[:len(passages)] == [texts[p.chunk_id] for p in passages]
+    assert cosine(matrix[-1], kb.embedder.embed([row_texts[-1]])[0]) > 0.9999
+
+
+def test_training_refuses_targets_outside_the_matrix_and_both_sides_without_texts(tmp_path):
+    from knowledge.embedding import bundled_model_path
+    from knowledge.training import Target, train_on_corpus
+
+    matrix = np.eye(3, 384, dtype=np.float32)
+    with pytest.raises(ValueError, match="outside the passage matrix"):
+        train_on_corpus(bundled_model_path(), [Target("q", (3,))], matrix, QUICK_QUERY,
+                        output_dir=tmp_path / "out")
+    with pytest.raises(ValueError, match="text of every passage"):
+        train_on_corpus(bundled_model_path(), [Target("q", (1,))], matrix, QUICK,
+                        output_dir=tmp_path / "out")
+    with pytest.raises(ValueError, match="no question"):
+        train_on_corpus(bundled_model_path(), [Target("q", ())], matrix, QUICK_QUERY,
+                        output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_tower_is_refused_before_anything_changes(kb, tmp_path):
+    from knowledge.errors import TuningError
+
+    ingest_pages(kb, tmp_path)
+    with pytest.raises(TuningError, match="tower must be one of query, both"):
+        Tuner(kb=kb).tune(pairs_file=write_jsonl(tmp_path / "p.jsonl", nickname_pairs()),
+                          from_team=False, recipe=Recipe(tower="passages"))
+    assert kb.store.active_model() is None and not kb.model_versions.versions()
+    result = CliRunner().invoke(main, ["tune", "--tower", "sideways"])
+    assert result.exit_code == 2 and "'sideways' is not one of 'query', 'both'" in result.output
+
+
+def test_pruning_keeps_the_version_that_embeds_a_kept_versions_passages(sqlite_kb):
+    versions = sqlite_kb.model_versions
+    both = make_version(sqlite_kb, noise=0.0)
+    versions.update(both, adopted_at="2026-01-01T00:00:00+00:00", tower="both")
+    later = []
+    for day in range(2, 8):
+        version = make_version(sqlite_kb, noise=0.0)
+        versions.update(version, created_at=f"2026-01-0{day}T00:00:00+00:00",
+                        adopted_at=f"2026-01-0{day}T00:00:00+00:00")
+        later.append(version)
+    query_side = later[-1]
+    versions.update(query_side, tower="query", passages=both)
+    versions.update(both, created_at="2026-01-01T00:00:00+00:00")
+
+    removed = versions.prune(protect={query_side})
+    assert both not in removed and versions.exists(both)
+    assert later[0] in removed  # older than the newest four adopted, and nobody needs it
+    loaded = versions.embedder(query_side)
+    assert loaded.passages is not None and loaded.passage_model == both
+
+
 # -- a real tune ----------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_small_real_tune_adopts_switches_every_vector_and_rolls_back(sqlite_settings, embedder,
