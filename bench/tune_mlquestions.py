@@ -14,6 +14,7 @@ end to end.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import shutil
@@ -41,7 +42,7 @@ from knowledge.tuning import Tuner
 METRICS = ["recall@1", "recall@5", "recall@20", "recall@100", "mrr@10", "ndcg@10"]
 
 
-def run_cli(work: Path, pairs: Path, recipe: Recipe, dry_run: bool) -> dict:
+def run_cli(work: Path, pairs: Path, recipe: Recipe, dry_run: bool, start: str = "base") -> dict:
     """`dml tune` as a person runs it, in its own process: its outcome, wall time, CPU time
     and peak memory."""
     import subprocess
@@ -54,7 +55,8 @@ def run_cli(work: Path, pairs: Path, recipe: Recipe, dry_run: bool) -> dict:
     command = [sys.executable, "-m", "bot.cli", "--data-dir", str(work), "tune", "--pairs",
                str(pairs), "--no-from-team", "--json", "--progress", "--tower", recipe.tower,
                "--scale", str(recipe.scale), "--epochs", str(recipe.epochs),
-               "--batch-size", str(recipe.batch_size), "--learning-rate", str(recipe.learning_rate)]
+               "--batch-size", str(recipe.batch_size), "--learning-rate", str(recipe.learning_rate),
+               "--start", start]
     if dry_run:
         command.append("--dry-run")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -64,7 +66,7 @@ def run_cli(work: Path, pairs: Path, recipe: Recipe, dry_run: bool) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"dml tune failed ({done.returncode})")
-    return {"recipe": recipe.to_json(), "result": json.loads(done.stdout.strip().splitlines()[-1]),
+    return {"recipe": recipe.to_json(), "start": start, "result": json.loads(done.stdout.strip().splitlines()[-1]),
             "wall_seconds": round(wall, 1),
             "cpu_seconds": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 1),
             # The largest child so far: runs go from the cheaper recipe to the dearer one.
@@ -77,10 +79,13 @@ def cli_tables(runs: list[dict]) -> str:
     cost = []
     for run in runs:
         result, recipe = run["result"], run["recipe"]
-        label = {"query": "tuned, question side only (default)", "both": "tuned, both sides"}
-        rows.append([f"{label[recipe['tower']]}"]
+        label = {("query", "base"): "tuned, question side only (default)",
+                 ("both", "base"): "tuned, both sides (`--tower both`)",
+                 ("query", "live"): "both sides, then question side (`--start live`)"}
+        rows.append([label[recipe["tower"], run["start"]]]
                     + [result["comparison"]["candidate"][m] for m in METRICS])
-        cost.append([f"`--tower {recipe['tower']}`", result["pairs"]["train"],
+        cost.append([f"`--tower {recipe['tower']}`"
+                     + (" `--start live`" if run["start"] == "live" else ""), result["pairs"]["train"],
                      result["pairs"]["held_out"], recipe["epochs"],
                      round(result["training"]["seconds"]), round(result["reembed_seconds"]),
                      run["wall_seconds"], run["cpu_seconds"], run["peak_rss_mb"],
@@ -137,13 +142,16 @@ def main() -> None:
         shutil.copytree(shared, work, ignore=shutil.ignore_patterns("models"))
 
     if not args.in_process:
-        recipes = ([Recipe.for_tower("query"), Recipe.for_tower("both")] if args.tower == "all"
-                   else [recipe])
+        # (recipe, start): the last one goes on from the version the one before adopted.
+        recipes = ([(Recipe.for_tower("query"), "base"), (Recipe.for_tower("both"), "base"),
+                    (dataclasses.replace(Recipe.for_tower("query"), epochs=3), "live")]
+                   if args.tower == "all" else [(recipe, "base")])
         runs = []
-        for each in recipes:
-            fresh_copy()
-            print(f"-- dml tune --tower {each.tower}", flush=True)
-            runs.append(run_cli(work, pairs, each, args.dry_run))
+        for each, start in recipes:
+            if start == "base":
+                fresh_copy()
+            print(f"-- dml tune --tower {each.tower} --start {start}", flush=True)
+            runs.append(run_cli(work, pairs, each, args.dry_run, start))
             print(f"{runs[-1]['result']['reason']}", flush=True)
         table = cli_tables(runs)
         print(table)
