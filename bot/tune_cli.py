@@ -121,9 +121,11 @@ def _list(kb, as_json: bool) -> None:
     click.echo(f"{'*' if live == base else ' '} {base}  (configured model)")
     for manifest in versions:
         comparison = manifest.get("comparison") or {}
-        before = (comparison.get("current") or {}).get("recall@1")
-        after = (comparison.get("candidate") or {}).get("recall@1")
-        scores = f"R@1 {before} → {after} on held-out" if before is not None else ""
+        current, candidate = comparison.get("current") or {}, comparison.get("candidate") or {}
+        scores = (f"R@1 {current['recall@1']} → {candidate['recall@1']}, "
+                  f"R@20 {current.get('recall@20')} → {candidate.get('recall@20')} on held-out"
+                  if "recall@1" in current and "recall@1" in candidate else "")
+        tower = {"query": "question side", "both": "both sides"}.get(manifest.get("tower"), "")
         mark = "*" if manifest.get("version") == live else " "
         click.echo(f"{mark} {manifest.get('version')}  {manifest.get('status', '')}  "
-                   f"{(manifest.get('created_at') or '')[:16]}  {scores}")
+                   f"{(manifest.get('created_at') or '')[:16]}  {tower}  {scores}")

@@ -755,3 +755,26 @@ def test_the_digest_says_how_much_retrieval_improved(sqlite_kb):
     older = build_digest(sqlite_kb.database, since=now - timedelta(days=14),
                          until=now - timedelta(days=7))
     assert older.retrieval is None
+
+
+def test_the_version_list_names_the_live_one_its_side_and_its_held_out_scores(sqlite_settings,
+                                                                              embedder):
+    kb = KnowledgeBase(settings=sqlite_settings, embedder=embedder)
+    version = make_version(kb, noise=0.0)
+    kb.model_versions.update(version, status="rejected", tower="query", comparison={
+        "current": {"recall@1": 43.06, "recall@20": 90.97},
+        "candidate": {"recall@1": 46.53, "recall@20": 92.36}})
+    bare = make_version(kb, noise=0.0)  # no comparison recorded (an older manifest)
+    kb.close()
+    result = CliRunner().invoke(main, ["--data-dir", str(sqlite_settings.data_dir), "tune",
+                                       "--list"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"* {embedder.name}  (configured model)"
+    (line,) = [x for x in lines if version in x]
+    assert line.startswith(f"  {version}  rejected") and "question side" in line
+    assert line.endswith("R@1 43.06 → 46.53, R@20 90.97 → 92.36 on held-out")
+    assert any(bare in x and "R@1" not in x for x in lines)
+    listed = CliRunner().invoke(main, ["--data-dir", str(sqlite_settings.data_dir), "tune",
+                                       "--list", "--json"])
+    assert json.loads(listed.output)["live"] == embedder.name
