@@ -382,15 +382,14 @@ def test_a_small_real_tune_adopts_switches_every_vector_and_rolls_back(sqlite_se
     kb.close()
 
 
-def test_a_query_side_tune_learns_the_team_words_and_re_embeds_no_passage(sqlite_settings,
-                                                                          embedder, tmp_path,
-                                                                          monkeypatch):
+def test_a_query_side_tune_learns_the_team_words_and_re_embeds_no_passage(settings, embedder,
+                                                                          tmp_path, monkeypatch):
     """The default: only the question side learns. Passages keep their stored vectors (byte
     for byte, nothing re-embedded), questions are embedded by the tuned weights, and new
     passages go on being embedded by the model the passages were embedded with."""
-    kb = KnowledgeBase(settings=sqlite_settings, embedder=embedder)
+    kb = KnowledgeBase(settings=settings, embedder=embedder)
     ingest_pages(kb, tmp_path)
-    bystander = KnowledgeBase(settings=sqlite_settings, embedder=embedder)  # a running bot
+    bystander = KnowledgeBase(settings=settings, embedder=embedder)  # a running bot
     bystander.warm_up()
     before = stored_vectors(kb)
     pairs_file = write_jsonl(tmp_path / "pairs.jsonl", nickname_pairs())
