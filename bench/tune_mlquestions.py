@@ -76,7 +76,7 @@ def run_cli(work: Path, pairs: Path, recipe: Recipe, dry_run: bool, start: str =
 def cli_tables(runs: list[dict]) -> str:
     first = runs[0]["result"]["comparison"]
     rows = [["bundled all-MiniLM-L6-v2"] + [first["current"][m] for m in METRICS]]
-    cost = []
+    cost, abstention = [], []
     for run in runs:
         result, recipe = run["result"], run["recipe"]
         label = {("query", "base"): "tuned, question side only (default)",
@@ -90,12 +90,21 @@ def cli_tables(runs: list[dict]) -> str:
                      round(result["training"]["seconds"]), round(result["reembed_seconds"]),
                      run["wall_seconds"], run["cpu_seconds"], run["peak_rss_mb"],
                      "yes" if result["adopted"] else "no"])
+        off = result["calibration"]["off_topic_abstained"]
+        held = result["calibration"]["held_out_abstained"]
+        abstention.append([label[recipe["tower"], run["start"]],
+                           f"{off['live']} → {off['tuned_uncalibrated']}",
+                           f"{result['calibration']['confidence_offset']:+.3f}", off["tuned"],
+                           f"{held['live']} → {held['tuned']}"])
     quality = markdown_table(["model (fused retrieval, keyword weight 0.15)", "R@1", "R@5", "R@20",
                               "R@100", "MRR@10", "nDCG@10"], rows)
     costs = markdown_table(["recipe", "train pairs", "held-out questions", "epochs", "training s",
                             "re-embedding 11,000 s", "`dml tune` wall s", "CPU s", "peak RSS MB",
                             "adopted"], cost)
-    return quality + "\n\n" + costs
+    abstains = markdown_table(["model", "off-topic abstained %, live → tuned as is",
+                               "confidence offset", "off-topic abstained %, tuned with offset",
+                               "held-out abstained %, live → tuned"], abstention)
+    return quality + "\n\n" + costs + "\n\n" + abstains
 
 
 def _cpu_seconds() -> float:

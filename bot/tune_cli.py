@@ -104,6 +104,14 @@ def tune(ctx, pairs_file, from_team, dry_run, rollback, use_version, list_versio
                f"{result.held_out_pairs} held out; {len(result.problems)} skipped")
     if result.comparison is not None:
         click.echo("\n".join(result.comparison.lines()))
+    calibration = result.calibration
+    if calibration:
+        off = calibration["off_topic_abstained"]
+        held = calibration["held_out_abstained"]
+        click.echo(f"abstains on {off['live']}% of {calibration['off_topic_questions']} off-topic "
+                   f"questions live, {off['tuned_uncalibrated']}% tuned as is, {off['tuned']}% "
+                   f"with its confidence offset {calibration['confidence_offset']:+.3f}; on "
+                   f"{held['live']}% → {held['tuned']}% of the held-out questions")
     click.echo(f"{result.version}: {result.reason}")
     training = result.training
     click.echo(f"training {training.seconds:.0f} s ({training.steps} steps), re-embedding "

@@ -77,7 +77,8 @@ class KnowledgeBase:
                                         embedder=self.base_embedder,
                                         keyword_weight=self.settings.keyword_weight,
                                         adjuster=self.feedback.adjustments,
-                                        embedder_for=self.embedder_for)
+                                        embedder_for=self.embedder_for,
+                                        confidence_offset=self.model_versions.confidence_offset)
         return self._retriever
 
     @property

@@ -57,6 +57,7 @@ class ModelVersions:
         self.base = base
         self.keep = keep
         self._loaded: dict[str, Embedder] = {}
+        self._offsets: dict[str, float] = {}  # manifests do not change it once written
 
     # -- versions ---------------------------------------------------------------------
     def is_base(self, version: str) -> bool:
@@ -140,6 +141,22 @@ class ModelVersions:
             self._loaded.pop(next(iter(self._loaded)))
         self._loaded[version] = embedder
         return embedder
+
+    def confidence_offset(self, version: str) -> float:
+        """What a version's confidences are shifted by (0 for the configured model)."""
+        if not version or self.is_base(version):
+            return 0.0
+        cached = self._offsets.get(version)
+        if cached is None:
+            manifest = self.manifest(version)
+            if manifest is None:
+                return 0.0
+            try:
+                cached = float((manifest.get("calibration") or {}).get("confidence_offset", 0.0))
+            except (TypeError, ValueError, AttributeError):
+                cached = 0.0
+            self._offsets[version] = cached
+        return cached
 
     def remember(self, version: str, embedder: Embedder) -> None:
         """Keep a model loaded elsewhere (from the folder it was trained in) as this version's."""

@@ -88,7 +88,8 @@ class Retriever:
                  keyword_weight: float = 0.15, dense_candidates: int = 200,
                  keyword_candidates: int = 100,
                  adjuster: Callable[[np.ndarray, str], dict[int, float]] | None = None,
-                 embedder_for: Callable[[str], Embedder] | None = None):
+                 embedder_for: Callable[[str], Embedder] | None = None,
+                 confidence_offset: Callable[[str], float] | None = None):
         self.store = store
         self.index = index
         self.embedder = embedder
@@ -101,6 +102,9 @@ class Retriever:
         self.keyword_candidates = keyword_candidates
         # Learned per-passage score changes (feedback on similar past questions).
         self.adjuster = adjuster
+        # Per model version: what puts its confidences on the configured threshold's scale
+        # (a tuned version's cosines sit elsewhere; see knowledge.calibration).
+        self.confidence_offset = confidence_offset
 
     def search(self, question: str, *, k: int = 10, passages_per_doc: int = 3,
                keyword_weight: float | None = None, channel: str | None = None,
@@ -130,6 +134,8 @@ class Retriever:
         hits = self._group(snapshot, positions, fused, dense, k, passages_per_doc, channel)
         idf = snapshot.idf(terms)
         confidence = self.confidence(hits[0], terms, idf) if hits else 0.0
+        if hits and self.confidence_offset is not None:
+            confidence += self.confidence_offset(snapshot.model)
         return SearchResult(question, terms, hits, confidence, idf, query, snapshot.model)
 
     @staticmethod

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibration import OFF_TOPIC, abstained_share, matching_offset
 from .embedding import Embedder
 from .errors import TooFewPairsError, TuningError
 from .evaluation import EvalQuestion, evaluate
@@ -116,6 +117,8 @@ class TuneResult:
     origins: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     comparison: Comparison | None = None
+    # The confidence offset that keeps abstention where it was (knowledge.calibration).
+    calibration: dict = field(default_factory=dict)
     training: TrainStats | None = None
     reembed_seconds: float = 0.0
     passages: int = 0
@@ -131,6 +134,7 @@ class TuneResult:
                           "held_out": self.held_out_pairs, "origins": self.origins,
                           "problems": len(self.problems)},
                 "comparison": self.comparison.to_json() if self.comparison else None,
+                "calibration": self.calibration,
                 "training": self.training.to_json() if self.training else None,
                 "reembed_seconds": round(self.reembed_seconds, 1), "passages": self.passages,
                 "seconds": round(self.seconds, 1), "peak_rss_mb": round(self.peak_rss_mb),
@@ -296,6 +300,7 @@ class Tuner:
             generation=uuid.uuid4().hex, model=version)
         comparison = self.compare(checkable, prepared, candidate)
         result.comparison = comparison
+        result.calibration = self.calibrate(checkable, prepared, candidate)
         kb.model_versions.register(workdir, version, {
             "created_at": datetime.now(UTC).isoformat(), "base": kb.model_versions.base.family,
             "started_from": start_model, "live_when_tuned": live_model,
@@ -308,7 +313,8 @@ class Tuner:
                       "source_file": str(pairs_file) if pairs_file else None,
                       "from_team": from_team},
             "recipe": recipe.to_json(), "training": result.training.to_json(),
-            "comparison": comparison.to_json(), "status": "candidate"})
+            "comparison": comparison.to_json(), "calibration": result.calibration,
+            "status": "candidate"})
         # Re-embedded once, kept: adopting this version later by hand costs no re-embedding.
         # (A query-side version's passage vectors are its passage model's, cached under it.)
         kb.model_versions.save_vectors(
@@ -358,6 +364,36 @@ class Tuner:
         return Comparison(current=evaluate(questions, live, progress=False),
                           candidate=evaluate(questions, candidate_rank, progress=False),
                           current_model=live_snapshot.model, candidate_model=prepared.model)
+
+    def calibrate(self, pairs: Sequence[Pair], prepared: IndexSnapshot,
+                  candidate: Embedder) -> dict:
+        """The candidate's confidence offset: with it, it abstains on as many of the built-in
+        off-topic questions as the live model does (``knowledge.calibration``). Also how
+        often each abstains on the held-out team questions, which should be answered."""
+        kb = self.kb
+        threshold = kb.settings.min_confidence
+        tuned = Retriever(store=kb.store, index=_FixedIndex(prepared), embedder=candidate,
+                          keyword_weight=kb.settings.keyword_weight)
+
+        def confidences(search, questions) -> list[float]:
+            return [search(q, k=5, learned=False).confidence for q in questions]
+
+        live_off = confidences(kb.search, OFF_TOPIC)
+        tuned_off = confidences(tuned.search, OFF_TOPIC)
+        offset = matching_offset(live_off, tuned_off, threshold)
+        held = [p.question for p in pairs]
+        live_held = confidences(kb.search, held)
+        tuned_held = [c + offset for c in confidences(tuned.search, held)]
+        return {"confidence_offset": round(offset, 4), "threshold": threshold,
+                "off_topic_questions": len(OFF_TOPIC),
+                "off_topic_abstained": {
+                    "live": round(100 * abstained_share(live_off, threshold), 1),
+                    "tuned_uncalibrated": round(100 * abstained_share(tuned_off, threshold), 1),
+                    "tuned": round(100 * abstained_share([c + offset for c in tuned_off],
+                                                         threshold), 1)},
+                "held_out_abstained": {
+                    "live": round(100 * abstained_share(live_held, threshold), 1),
+                    "tuned": round(100 * abstained_share(tuned_held, threshold), 1)}}
 
     # -- switching --------------------------------------------------------------------
     def use(self, version: str, *, reason: str = "by hand") -> SwitchResult:

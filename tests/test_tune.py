@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 import knowledge.tuning
 from bot.cli import main
 from ingest import Ingestor
+from knowledge.calibration import OFF_TOPIC, abstained_share, matching_offset
 from knowledge.errors import ModelChangedError, StoreError, TooFewPairsError
 from knowledge.kb import KnowledgeBase
 from knowledge.models import Chunk, Question
@@ -267,6 +268,27 @@ def test_each_pair_targets_every_row_of_its_passage_and_ignores_the_rest_of_its_
     assert cosine(matrix[-1], kb.embedder.embed([row_texts[-1]])[0]) > 0.9999
 
 
+@pytest.mark.parametrize(("live", "candidate", "offset"), [
+    ([0.2, 0.4, 0.6, 0.8], [0.3, 0.5, 0.7, 0.9], 0.0),      # 2 below 0.53 either way
+    ([0.2, 0.4, 0.6, 0.8], [0.5, 0.6, 0.7, 0.9], 0.53 - 0.65),  # 1 below: cut between 0.6, 0.7
+    ([0.2, 0.4, 0.6, 0.8], [0.1, 0.2, 0.3, 0.5], 0.53 - 0.25),  # 4 below: between 0.2, 0.3
+    ([0.6, 0.7], [0.2, 0.3], 0.53 - 0.1999),                  # none below
+    ([0.1, 0.2], [0.7, 0.9], 0.53 - 0.9001),                  # all below
+    ([], [0.5], 0.0),
+])
+def test_the_confidence_offset_keeps_the_same_share_below_the_threshold(live, candidate, offset):
+    found = matching_offset(live, candidate, 0.53)
+    assert found == pytest.approx(offset, abs=1e-9)
+    if live:
+        assert abstained_share([c + found for c in candidate], 0.53) == abstained_share(live, 0.53)
+
+
+def test_the_off_topic_questions_are_many_distinct_and_not_about_ml():
+    assert len(OFF_TOPIC) >= 30 and len(set(OFF_TOPIC)) == len(OFF_TOPIC)
+    assert not any(word in q.lower() for q in OFF_TOPIC
+                   for word in ("model", "learning", "data", "neural", "training"))
+
+
 def test_training_refuses_targets_outside_the_matrix_and_both_sides_without_texts(tmp_path):
     from knowledge.embedding import bundled_model_path
     from knowledge.training import Target, train_on_corpus
@@ -401,6 +423,13 @@ def test_a_query_side_tune_learns_the_team_words_and_re_embeds_no_passage(settin
         return real_embed(texts, **kwargs)
 
     monkeypatch.setattr(embedder, "embed", counting)
+    threshold = kb.settings.min_confidence
+
+    def off_topic_abstained() -> float:
+        return abstained_share([kb.search(q, k=5, learned=False).confidence for q in OFF_TOPIC],
+                               threshold)
+
+    abstained_before = off_topic_abstained()
     trained_on: list[str] = []
     real_train = knowledge.tuning.train_on_corpus
 
@@ -423,6 +452,11 @@ def test_a_query_side_tune_learns_the_team_words_and_re_embeds_no_passage(settin
     version = result.version
     manifest = kb.model_versions.manifest(version)
     assert manifest["tower"] == "query" and manifest["passages"] == embedder.name
+    # Its confidences are shifted so it abstains on unrelated questions as often as before.
+    calibration = manifest["calibration"]
+    assert calibration == result.calibration and calibration["threshold"] == threshold
+    assert calibration["off_topic_abstained"]["tuned"] == calibration["off_topic_abstained"]["live"]
+    assert off_topic_abstained() == abstained_before == calibration["off_topic_abstained"]["live"] / 100
     after = stored_vectors(kb)
     assert {model for model, _ in after.values()} == {version}
     assert {c: blob for c, (_, blob) in after.items()} == {c: blob for c, (_, blob) in before.items()}
