@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -291,6 +292,17 @@ def test_the_index_replaced_or_damaged_under_running_questions_never_fails_one(
         report = Ingestor(kb=writer, progress=False).run([str(path)])  # rebuilds and publishes
         assert report.added == 1, report.summary()
 
+    def damage_live(damage) -> None:
+        # A question can rebuild and publish a snapshot of its own between reading the
+        # pointer and the damage (a slow machine widens that window): damage the new one.
+        for _ in range(10):
+            try:
+                damage(index_dir / live())
+                return
+            except FileNotFoundError:
+                time.sleep(0.1)
+        pytest.fail("the live snapshot kept changing")
+
     askers = [threading.Thread(target=keep_asking) for _ in range(2)]
     for thread in askers:
         thread.start()
@@ -298,19 +310,22 @@ def test_the_index_replaced_or_damaged_under_running_questions_never_fails_one(
         time.sleep(0.5)
         add(1)  # a new snapshot, pointer switched
         time.sleep(0.5)
-        snapshot = index_dir / live()
-        (snapshot / "dense.faiss").write_bytes(b"\x00garbage" * 100)  # damaged in place
+        damage_live(lambda snapshot: (snapshot / "dense.faiss").write_bytes(
+            b"\x00garbage" * 100))  # damaged in place
         add(2)
         time.sleep(0.5)
-        snapshot = index_dir / live()
-        with (snapshot / "chunk_ids.npy").open("r+b") as handle:
-            handle.truncate(10)  # a truncated file
+
+        def truncate(snapshot: Path) -> None:
+            with (snapshot / "chunk_ids.npy").open("r+b") as handle:
+                handle.truncate(10)  # a truncated file
+
+        damage_live(truncate)
         add(3)
         time.sleep(0.5)
         (index_dir / "CURRENT").write_text("snap-that-does-not-exist")  # a dangling pointer
         add(4)
         time.sleep(0.5)
-        shutil.rmtree(index_dir / live())  # the live snapshot deleted
+        damage_live(shutil.rmtree)  # the live snapshot deleted
         add(5)
         time.sleep(0.5)
         (index_dir / "CURRENT").write_bytes(b"\xff\xfe\x00 not text")

@@ -78,7 +78,8 @@ class Replica:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
-                self.process.wait(timeout=20)
+                # Generous: on a loaded 2-core machine, finishing in-flight work took over 20 s.
+                self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
