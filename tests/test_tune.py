@@ -120,6 +120,21 @@ def make_version(kb: KnowledgeBase, *, noise: float, seed: int = 0) -> str:
     return version
 
 
+def spy_on_training(monkeypatch, *, rows: int | None = None) -> list[str]:
+    """The questions training really sees (and, given ``rows``, that every passage is there)."""
+    trained_on: list[str] = []
+    real_train = knowledge.tuning.train_on_corpus
+
+    def spy(model_path, targets, passages, recipe, **kwargs):
+        trained_on.extend(t.question for t in targets)
+        if rows is not None:
+            assert passages.shape == (rows, 384)
+        return real_train(model_path, targets, passages, recipe, **kwargs)
+
+    monkeypatch.setattr(knowledge.tuning, "train_on_corpus", spy)
+    return trained_on
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
@@ -349,14 +364,7 @@ def test_a_small_real_tune_adopts_switches_every_vector_and_rolls_back(sqlite_se
     bystander.warm_up()
     before = stored_vectors(kb)
     pairs_file = write_jsonl(tmp_path / "pairs.jsonl", nickname_pairs())
-    trained_on: list[str] = []
-    real_train = knowledge.tuning.train_on_corpus
-
-    def spy(model_path, targets, passages, recipe, **kwargs):
-        trained_on.extend(t.question for t in targets)
-        return real_train(model_path, targets, passages, recipe, **kwargs)
-
-    monkeypatch.setattr(knowledge.tuning, "train_on_corpus", spy)
+    trained_on = spy_on_training(monkeypatch)
     stages: list[str] = []
     result = Tuner(kb=kb, progress=False, on_stage=stages.append).tune(
         pairs_file=pairs_file, from_team=False, recipe=QUICK)
@@ -430,15 +438,7 @@ def test_a_query_side_tune_learns_the_team_words_and_re_embeds_no_passage(settin
                                threshold)
 
     abstained_before = off_topic_abstained()
-    trained_on: list[str] = []
-    real_train = knowledge.tuning.train_on_corpus
-
-    def spy(model_path, targets, passages, recipe, **kwargs):
-        trained_on.extend(t.question for t in targets)
-        assert passages.shape == (len(before), 384)  # the whole corpus is the negatives
-        return real_train(model_path, targets, passages, recipe, **kwargs)
-
-    monkeypatch.setattr(knowledge.tuning, "train_on_corpus", spy)
+    trained_on = spy_on_training(monkeypatch, rows=len(before))  # the corpus: the negatives
     stages: list[str] = []
     result = Tuner(kb=kb, progress=False, on_stage=stages.append).tune(
         pairs_file=pairs_file, from_team=False, recipe=QUICK_QUERY)
