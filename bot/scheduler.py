@@ -154,6 +154,10 @@ class DMLScheduler:
 
     def shutdown(self) -> None:
         if self._election is not None:
+            if self.leading:
+                # Still the leader: jobs that fired a moment ago (a digest falling due as we
+                # go down) finish here, as the leader, rather than being skipped and lost.
+                self._end(finish_running=True)
             self._election.stop()  # stops the jobs if leading, then releases the lease
             self._election = None
         else:
@@ -168,11 +172,15 @@ class DMLScheduler:
         self.scheduler.start()
         self.sync()
 
-    def _end(self) -> None:
+    def _end(self, *, finish_running: bool = False) -> None:
         global _running
         if self._active:
-            self._active, self._spent = False, True
-            self.scheduler.shutdown(wait=False)
+            if finish_running:
+                self.scheduler.shutdown(wait=True)
+                self._active, self._spent = False, True
+            else:  # the lease is lost: stop at once, whatever is running
+                self._active, self._spent = False, True
+                self.scheduler.shutdown(wait=False)
         if _running is self:
             _running = None
 
