@@ -212,13 +212,16 @@ def serve(ctx, http_mode, host, port, with_scheduler):
 
 def _stop_on_sigterm() -> None:
     """SIGTERM (docker stop, Kubernetes) shuts down like Ctrl-C: the scheduler lease is
-    released at once instead of running out."""
+    released at once instead of running out. SIGINT always does too: a process started in
+    the background by a shell without job control (`nohup dml serve &` in a script, CI)
+    inherits SIGINT ignored, and Python then leaves it ignored."""
     import signal
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _scheduler(kb, client):
