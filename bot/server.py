@@ -27,8 +27,7 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
     # Stopping does not wait for request threads (acknowledgements take milliseconds; the
     # answering runs in Bolt's workers, which finish before the process exits): a stuck
-    # connection must not keep a stopping replica holding the scheduler lease. Seen once
-    # under load: a replica still running 60 s after SIGINT.
+    # connection must not keep a stopping replica holding the scheduler lease.
     block_on_close = False
     request_queue_size = 128  # a burst of Slack deliveries must not be refused
 
