@@ -69,6 +69,11 @@ class Embedder:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         # Heavy import: only commands that embed pay for it.
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        # The variable above is read when transformers is first imported, which the
+        # tokenizer (chunking) may already have done.
+        transformers_logging.disable_progress_bar()
 
         log.info("loading embedding model %s from %s", self.name, path)
         return SentenceTransformer(str(path), device="cpu")
