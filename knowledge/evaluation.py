@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SourceError
+from .jsonl import read_objects
 
 __all__ = ["EvalQuestion", "load_questions", "score_ranking", "evaluate", "METRIC_KEYS"]
 
@@ -28,23 +27,8 @@ class EvalQuestion:
 def load_questions(path: Path) -> tuple[list[EvalQuestion], list[str]]:
     """Questions from JSONL; returns (questions, problems with their line numbers)."""
     questions: list[EvalQuestion] = []
-    problems: list[str] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SourceError(str(path), f"cannot be read ({exc})") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        at = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{at}: is not JSON ({exc.msg})")
-            continue
-        if not isinstance(record, dict):
-            problems.append(f"{at}: is not a JSON object")
-            continue
+    records, problems = read_objects(path)
+    for at, record in records:
         question, relevant = record.get("question"), record.get("relevant")
         if not isinstance(question, str) or not question.strip():
             problems.append(f'{at}: has no "question"')

@@ -13,7 +13,6 @@ earlier version trained on.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -23,7 +22,7 @@ import numpy as np
 from sqlalchemy import case, func, select
 
 from .db import Database
-from .errors import SourceError
+from .jsonl import read_objects
 from .models import Feedback, Question
 from .store import PRIVATE_CHANNEL, Store
 from .text import embedding_text, normalise_whitespace, sha256
@@ -101,24 +100,9 @@ def split_pairs(pairs: Sequence[Pair], *, share: float = HELD_OUT_SHARE,
 
 def read_pairs_file(path: Path) -> tuple[list[RawPair], list[str]]:
     """Pairs from JSONL; returns (pairs, problems with their line numbers)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SourceError(str(path), f"cannot be read ({exc})") from None
+    records, problems = read_objects(path)
     pairs: list[RawPair] = []
-    problems: list[str] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        at = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(f"{at}: is not JSON ({exc.msg})")
-            continue
-        if not isinstance(record, dict):
-            problems.append(f"{at}: is not a JSON object")
-            continue
+    for at, record in records:
         question, passage, doc_id = record.get("question"), record.get("passage"), record.get("doc_id")
         if not isinstance(question, str):
             problems.append(f'{at}: has no "question"')

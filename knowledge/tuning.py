@@ -298,9 +298,8 @@ class Tuner:
             chunk_ids=[p.chunk_id for p in passages], doc_keys=[p.document_key for p in passages],
             vectors=vectors, texts=[keyword_text(p.title, p.heading, p.text) for p in passages],
             generation=uuid.uuid4().hex, model=version)
-        comparison = self.compare(checkable, prepared, candidate)
+        comparison, result.calibration = self.check(checkable, prepared, candidate)
         result.comparison = comparison
-        result.calibration = self.calibrate(checkable, prepared, candidate)
         kb.model_versions.register(workdir, version, {
             "created_at": datetime.now(UTC).isoformat(), "base": kb.model_versions.base.family,
             "started_from": start_model, "live_when_tuned": live_model,
@@ -344,56 +343,50 @@ class Tuner:
         self.on_stage("done")
         return result
 
-    def compare(self, pairs: Sequence[Pair], prepared: IndexSnapshot,
-                candidate: Embedder) -> Comparison:
-        """Live and candidate retrieval on the held-out pairs (learned feedback off: it was
-        learnt from these very questions' votes)."""
-        kb = self.kb
-        questions = [EvalQuestion(p.question, p.relevant) for p in pairs]
-        live_snapshot = kb.index.snapshot()
-
-        def live(question: str) -> list[str]:
-            return [h.doc_id for h in kb.search(question, k=100, learned=False).hits]
-
-        tuned = Retriever(store=kb.store, index=_FixedIndex(prepared), embedder=candidate,
-                          keyword_weight=kb.settings.keyword_weight)
-
-        def candidate_rank(question: str) -> list[str]:
-            return [h.doc_id for h in tuned.search(question, k=100, learned=False).hits]
-
-        return Comparison(current=evaluate(questions, live, progress=False),
-                          candidate=evaluate(questions, candidate_rank, progress=False),
-                          current_model=live_snapshot.model, candidate_model=prepared.model)
-
-    def calibrate(self, pairs: Sequence[Pair], prepared: IndexSnapshot,
-                  candidate: Embedder) -> dict:
-        """The candidate's confidence offset: with it, it abstains on as many of the built-in
-        off-topic questions as the live model does (``knowledge.calibration``). Also how
-        often each abstains on the held-out team questions, which should be answered."""
+    def check(self, pairs: Sequence[Pair], prepared: IndexSnapshot,
+              candidate: Embedder) -> tuple[Comparison, dict]:
+        """Live and candidate on the held-out pairs, with ``dml eval``'s metrics (learned
+        feedback off: it was learnt from these very questions' votes); and the candidate's
+        confidence offset, with which it abstains on as many of the built-in off-topic
+        questions as the live model does (``knowledge.calibration``), plus how often each
+        abstains on the held-out questions, which should be answered."""
         kb = self.kb
         threshold = kb.settings.min_confidence
         tuned = Retriever(store=kb.store, index=_FixedIndex(prepared), embedder=candidate,
                           keyword_weight=kb.settings.keyword_weight)
+        questions = [EvalQuestion(p.question, p.relevant) for p in pairs]
+        live_model = kb.index.snapshot().model
+        held: dict[str, list[float]] = {"live": [], "tuned": []}
 
-        def confidences(search, questions) -> list[float]:
-            return [search(q, k=5, learned=False).confidence for q in questions]
+        def ranking(search, side: str) -> Callable[[str], list[str]]:
+            def rank(question: str) -> list[str]:
+                result = search(question, k=100, learned=False)
+                held[side].append(result.confidence)
+                return [h.doc_id for h in result.hits]
+            return rank
 
-        live_off = confidences(kb.search, OFF_TOPIC)
-        tuned_off = confidences(tuned.search, OFF_TOPIC)
+        comparison = Comparison(current=evaluate(questions, ranking(kb.search, "live"), progress=False),
+                                candidate=evaluate(questions, ranking(tuned.search, "tuned"),
+                                                   progress=False),
+                                current_model=live_model, candidate_model=prepared.model)
+
+        def confidences(search) -> list[float]:
+            return [search(q, k=5, learned=False).confidence for q in OFF_TOPIC]
+
+        live_off, tuned_off = confidences(kb.search), confidences(tuned.search)
         offset = matching_offset(live_off, tuned_off, threshold)
-        held = [p.question for p in pairs]
-        live_held = confidences(kb.search, held)
-        tuned_held = [c + offset for c in confidences(tuned.search, held)]
-        return {"confidence_offset": round(offset, 4), "threshold": threshold,
-                "off_topic_questions": len(OFF_TOPIC),
-                "off_topic_abstained": {
-                    "live": round(100 * abstained_share(live_off, threshold), 1),
-                    "tuned_uncalibrated": round(100 * abstained_share(tuned_off, threshold), 1),
-                    "tuned": round(100 * abstained_share([c + offset for c in tuned_off],
-                                                         threshold), 1)},
-                "held_out_abstained": {
-                    "live": round(100 * abstained_share(live_held, threshold), 1),
-                    "tuned": round(100 * abstained_share(tuned_held, threshold), 1)}}
+
+        def share(values: Sequence[float], shift: float = 0.0) -> float:
+            return round(100 * abstained_share([v + shift for v in values], threshold), 1)
+
+        calibration = {"confidence_offset": round(offset, 4), "threshold": threshold,
+                       "off_topic_questions": len(OFF_TOPIC),
+                       "off_topic_abstained": {"live": share(live_off),
+                                               "tuned_uncalibrated": share(tuned_off),
+                                               "tuned": share(tuned_off, offset)},
+                       "held_out_abstained": {"live": share(held["live"]),
+                                              "tuned": share(held["tuned"], offset)}}
+        return comparison, calibration
 
     # -- switching --------------------------------------------------------------------
     def use(self, version: str, *, reason: str = "by hand") -> SwitchResult:
@@ -445,12 +438,14 @@ class Tuner:
         # The outgoing model's vectors, for a rollback that re-embeds nothing.
         texts = {p.chunk_id: embedding_text(p.title, p.heading, p.text) for p in passages}
         # (Cached under the model that embeds its passages: a query-side version has none.)
+        # Nothing to keep when the passage side does not change (question-side versions).
         outgoing_model = kb.embedder_for(previous).passage_model
         outgoing_hashes, outgoing = [], []
-        for chunk_id, _, blob, _, model in kb.store.iter_index_rows(models=True):
-            if model == previous and chunk_id in texts:
-                outgoing_hashes.append(sha256(outgoing_model, texts[chunk_id]))
-                outgoing.append(np.frombuffer(blob, dtype="<f4"))
+        if outgoing_model != embedder.passage_model:
+            for chunk_id, _, blob, _, model in kb.store.iter_index_rows(models=True):
+                if model == previous and chunk_id in texts:
+                    outgoing_hashes.append(sha256(outgoing_model, texts[chunk_id]))
+                    outgoing.append(np.frombuffer(blob, dtype="<f4"))
         if outgoing:
             versions.save_vectors(outgoing_model, outgoing_hashes, np.vstack(outgoing))
         asked = kb.questions.embeddable()
