@@ -124,57 +124,57 @@ def export_knowledge(database, out: IO[str], *, model: str, embeddings: bool = T
     return counts
 
 
-def _documents(database, *, embeddings: bool, batch: int = 500) -> Iterator[dict]:
+def _pages(database, model, batch: int):
+    """(session, rows) of ``model`` by id, ``batch`` rows at a time, one session per page."""
     last = 0
     while True:
         with database.session() as session:
-            rows = session.scalars(select(Document).where(Document.id > last).order_by(Document.id).limit(batch)).all()
+            rows = session.scalars(select(model).where(model.id > last).order_by(model.id).limit(batch)).all()
             if not rows:
                 return
-            chunks: dict[int, list[Chunk]] = {}
-            for chunk in session.scalars(select(Chunk).where(Chunk.document_id.in_([r.id for r in rows]))
-                                         .order_by(Chunk.document_id, Chunk.position)):
-                chunks.setdefault(chunk.document_id, []).append(chunk)
-            for row in rows:
-                yield {"type": "document", "doc_id": row.doc_id, "source": row.source, "kind": row.kind,
-                       "title": row.title, "url": row.url, "path": row.path, "text": row.text,
-                       "content_hash": row.content_hash, "metadata": row.meta or {}, "added_by": row.added_by,
-                       "created_at": _when(row.created_at), "updated_at": _when(row.updated_at),
-                       "chunks": [{"position": c.position, "heading": c.heading, "text": c.text,
-                                   "model": c.model, "embedding": _vector(c.embedding) if embeddings else None}
-                                  for c in chunks.get(row.id, [])]}
+            yield session, rows
             last = rows[-1].id
+
+
+def _documents(database, *, embeddings: bool, batch: int = 500) -> Iterator[dict]:
+    for session, rows in _pages(database, Document, batch):
+        chunks: dict[int, list[Chunk]] = {}
+        for chunk in session.scalars(select(Chunk).where(Chunk.document_id.in_([r.id for r in rows]))
+                                     .order_by(Chunk.document_id, Chunk.position)):
+            chunks.setdefault(chunk.document_id, []).append(chunk)
+        for row in rows:
+            yield {"type": "document", "doc_id": row.doc_id, "source": row.source, "kind": row.kind,
+                   "title": row.title, "url": row.url, "path": row.path, "text": row.text,
+                   "content_hash": row.content_hash, "metadata": row.meta or {}, "added_by": row.added_by,
+                   "created_at": _when(row.created_at), "updated_at": _when(row.updated_at),
+                   "chunks": [{"position": c.position, "heading": c.heading, "text": c.text,
+                               "model": c.model, "embedding": _vector(c.embedding) if embeddings else None}
+                              for c in chunks.get(row.id, [])]}
 
 
 def _questions(database, *, embeddings: bool, batch: int = 1000) -> Iterator[dict]:
-    last = 0
-    while True:
-        with database.session() as session:
-            rows = session.scalars(select(Question).where(Question.id > last).order_by(Question.id).limit(batch)).all()
-            if not rows:
-                return
-            cited = {int(c["chunk_id"]) for q in rows for c in (q.citations or [])
-                     if isinstance(c, dict) and isinstance(c.get("chunk_id"), int)}
-            positions = dict(session.execute(select(Chunk.id, Chunk.position).where(Chunk.id.in_(cited)))
-                             .tuples().all()) if cited else {}
-            votes: dict[int, list[Feedback]] = {}
-            for vote in session.scalars(select(Feedback).where(Feedback.question_id.in_([r.id for r in rows]))
-                                        .order_by(Feedback.id)):
-                votes.setdefault(vote.question_id, []).append(vote)
-            for q in rows:
-                yield {"type": "question", "id": q.id, "asked_at": _when(q.asked_at), "asker": q.asker,
-                       "channel": q.channel, "origin_channel": q.origin_channel, "thread_ts": q.thread_ts,
-                       "answer_ts": q.answer_ts, "private": q.private, "text": q.text, "answer": q.answer,
-                       "abstained": q.abstained, "status": q.status,
-                       # Chunk ids differ between databases: a citation travels as document + position.
-                       "citations": [{**c, "position": positions.get(c.get("chunk_id"))}
-                                     for c in (q.citations or []) if isinstance(c, dict)],
-                       "embedding": _vector(q.embedding) if embeddings else None,
-                       "resolved_doc_id": q.resolved_doc_id,
-                       "feedback": [{"user": v.user, "helpful": v.helpful, "reason": v.reason,
-                                     "comment": v.comment, "created_at": _when(v.created_at)}
-                                    for v in votes.get(q.id, [])]}
-            last = rows[-1].id
+    for session, rows in _pages(database, Question, batch):
+        cited = {int(c["chunk_id"]) for q in rows for c in (q.citations or [])
+                 if isinstance(c, dict) and isinstance(c.get("chunk_id"), int)}
+        positions = dict(session.execute(select(Chunk.id, Chunk.position).where(Chunk.id.in_(cited)))
+                         .tuples().all()) if cited else {}
+        votes: dict[int, list[Feedback]] = {}
+        for vote in session.scalars(select(Feedback).where(Feedback.question_id.in_([r.id for r in rows]))
+                                    .order_by(Feedback.id)):
+            votes.setdefault(vote.question_id, []).append(vote)
+        for q in rows:
+            yield {"type": "question", "id": q.id, "asked_at": _when(q.asked_at), "asker": q.asker,
+                   "channel": q.channel, "origin_channel": q.origin_channel, "thread_ts": q.thread_ts,
+                   "answer_ts": q.answer_ts, "private": q.private, "text": q.text, "answer": q.answer,
+                   "abstained": q.abstained, "status": q.status,
+                   # Chunk ids differ between databases: a citation travels as document + position.
+                   "citations": [{**c, "position": positions.get(c.get("chunk_id"))}
+                                 for c in (q.citations or []) if isinstance(c, dict)],
+                   "embedding": _vector(q.embedding) if embeddings else None,
+                   "resolved_doc_id": q.resolved_doc_id,
+                   "feedback": [{"user": v.user, "helpful": v.helpful, "reason": v.reason,
+                                 "comment": v.comment, "created_at": _when(v.created_at)}
+                                for v in votes.get(q.id, [])]}
 
 
 def _drafts(database) -> Iterator[dict]:
