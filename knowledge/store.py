@@ -213,45 +213,44 @@ class Store:
         with self.database.session() as session:
             return list(session.scalars(select(Chunk.model).distinct()))
 
+    def _chunk_rows(self, *columns, batch: int) -> Iterator[tuple]:
+        """(chunk id, *columns) for every chunk joined with its document, by chunk id, read
+        ``batch`` rows at a time in one session."""
+        last = 0
+        with self.database.session() as session:
+            while True:
+                rows = session.execute(
+                    select(Chunk.id, *columns)
+                    .join(Document, Document.id == Chunk.document_id)
+                    .where(Chunk.id > last)
+                    .order_by(Chunk.id)
+                    .limit(batch)
+                ).tuples().all()
+                if not rows:
+                    return
+                yield from rows
+                last = rows[-1][0]
+
     def iter_index_rows(self, batch: int = 5000, *, models: bool = False) -> Iterator[tuple]:
         """(chunk id, document key, embedding bytes, text for the keyword signal), by chunk id;
         with ``models``, the embedding model's name comes fifth."""
-        last = 0
-        with self.database.session() as session:
-            while True:
-                rows = session.execute(
-                    select(Chunk.id, Chunk.document_id, Chunk.embedding, Document.title,
-                           Chunk.heading, Chunk.text, Chunk.model)
-                    .join(Document, Document.id == Chunk.document_id)
-                    .where(Chunk.id > last)
-                    .order_by(Chunk.id)
-                    .limit(batch)
-                ).tuples().all()
-                if not rows:
-                    return
-                for chunk_id, document_key, blob, title, heading, text, model in rows:
-                    row = (chunk_id, document_key, blob, keyword_text(title, heading, text))
-                    yield (*row, model) if models else row
-                last = rows[-1][0]
+        for chunk_id, document_key, blob, title, heading, text, model in self._chunk_rows(
+                Chunk.document_id, Chunk.embedding, Document.title, Chunk.heading, Chunk.text,
+                Chunk.model, batch=batch):
+            row = (chunk_id, document_key, blob, keyword_text(title, heading, text))
+            yield (*row, model) if models else row
 
     def iter_passages(self, batch: int = 5000) -> Iterator[PassageText]:
         """Every chunk's text and document, by chunk id (for re-embedding and tuning)."""
-        last = 0
-        with self.database.session() as session:
-            while True:
-                rows = session.execute(
-                    select(Chunk.id, Chunk.document_id, Document.doc_id, Document.title,
-                           Chunk.heading, Chunk.text, Chunk.model, Document.meta)
-                    .join(Document, Document.id == Chunk.document_id)
-                    .where(Chunk.id > last)
-                    .order_by(Chunk.id)
-                    .limit(batch)
-                ).tuples().all()
-                if not rows:
-                    return
-                for row in rows:
-                    yield PassageText(*row[:-1], meta=row[-1] or {})
-                last = rows[-1][0]
+        for row in self._chunk_rows(Chunk.document_id, Document.doc_id, Document.title,
+                                    Chunk.heading, Chunk.text, Chunk.model, Document.meta,
+                                    batch=batch):
+            yield PassageText(*row[:-1], meta=row[-1] or {})
+
+    def iter_vectors(self, batch: int = 5000) -> Iterator[tuple[int, np.ndarray]]:
+        """(chunk id, stored embedding) for every chunk, by chunk id."""
+        for chunk_id, blob in self._chunk_rows(Chunk.embedding, batch=batch):
+            yield chunk_id, np.frombuffer(blob, dtype="<f4")
 
     def chunk_vectors(self, chunk_ids: Sequence[int]) -> dict[int, np.ndarray]:
         wanted = [int(i) for i in dict.fromkeys(chunk_ids)]

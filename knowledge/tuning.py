@@ -200,7 +200,6 @@ class Tuner:
     def __init__(self, *, kb, progress: bool | None = None,
                  on_stage: Callable[[str], None] | None = None):
         self.kb = kb
-        self._last_embedded = 0  # passages the last _passage_vectors call had to embed
         self.progress = progress
         self.on_stage = on_stage or (lambda stage: log.info("tune: %s", stage))
 
@@ -267,7 +266,7 @@ class Tuner:
         # passages for the start version (usually exactly what the index holds).
         start_embedder = kb.embedder_for(start_model)
         passage_embedder = start_embedder.passages or start_embedder
-        vectors, result.reembed_seconds, result.cpu["re-embedding"] = self._passage_vectors(
+        vectors, _, result.reembed_seconds, result.cpu["re-embedding"] = self._passage_vectors(
             passage_embedder, passages, texts, live_model)
         targets, matrix, rows_text = query_targets(train_pairs, passages, texts, vectors,
                                                    passage_embedder)
@@ -402,7 +401,7 @@ class Tuner:
         kb.store.record_active_model(live)
         passages = list(kb.store.iter_passages())
         texts = {p.chunk_id: embedding_text(p.title, p.heading, p.text) for p in passages}
-        vectors, _, _ = self._passage_vectors(embedder, passages, texts, live)
+        vectors, embedded, _, _ = self._passage_vectors(embedder, passages, texts, live)
         prepared = kb.index.assemble(
             chunk_ids=[p.chunk_id for p in passages], doc_keys=[p.document_key for p in passages],
             vectors=vectors, texts=[keyword_text(p.title, p.heading, p.text) for p in passages],
@@ -414,7 +413,7 @@ class Tuner:
                                 keep_previous=bool(manifest.get("adopted_at")), reason=reason)
         self.on_stage("done")
         return SwitchResult(model=version, previous=live, passages=len(passages),
-                            embedded=self._last_embedded, questions=switched.questions,
+                            embedded=embedded, questions=switched.questions,
                             seconds=time.perf_counter() - started)
 
     def rollback(self) -> SwitchResult:
@@ -476,33 +475,29 @@ class Tuner:
         return switched
 
     def _passage_vectors(self, embedder: Embedder, passages: Sequence[PassageText],
-                         texts: dict[int, str], live_model: str) -> tuple[np.ndarray, float, float]:
+                         texts: dict[int, str], live_model: str
+                         ) -> tuple[np.ndarray, int, float, float]:
         """Every passage's vector by ``embedder`` (its passage model): the stored vectors when
-        the live model embeds passages the same way, else a cache, else re-embedded.
-        Returns (vectors, wall seconds, CPU seconds) spent embedding."""
+        the live model embeds passages the same way, else the cache, else embedded now.
+        Returns (vectors, passages embedded, wall seconds and CPU seconds spent on it)."""
         kb = self.kb
-        self._last_embedded = 0
-        if kb.embedder_for(live_model).passage_model == embedder.passage_model:
-            stored = kb.store.chunk_vectors([p.chunk_id for p in passages])
-            if len(stored) == len(passages):
-                return (np.vstack([stored[p.chunk_id] for p in passages]).astype(np.float32)
-                        if passages else np.zeros((0, kb.index.dimension), dtype=np.float32)), 0.0, 0.0
         name = embedder.passage_model
-        cached = kb.model_versions.load_vectors(name)
-        missing = [p for p in passages if sha256(name, texts[p.chunk_id]) not in cached]
-        self._last_embedded = len(missing)
-        if not missing:
-            return (np.vstack([cached[sha256(name, texts[p.chunk_id])] for p in passages])
-                    .astype(np.float32) if passages
-                    else np.zeros((0, kb.index.dimension), dtype=np.float32)), 0.0, 0.0
-        self.on_stage("re-embedding")
+        if kb.embedder_for(live_model).passage_model == name:
+            known = dict(kb.store.iter_vectors())  # one ordered scan
+        else:
+            cache = kb.model_versions.load_vectors(name)
+            known = {p.chunk_id: cache[h] for p in passages
+                     if (h := sha256(name, texts[p.chunk_id])) in cache}
+        missing = [p for p in passages if p.chunk_id not in known]
         started, cpu_before = time.perf_counter(), cpu_seconds()
-        fresh = dict(zip((p.chunk_id for p in missing),
-                         self._embed_passages(embedder, missing, texts), strict=True))
-        vectors = np.vstack([fresh[p.chunk_id] if p.chunk_id in fresh
-                             else cached[sha256(name, texts[p.chunk_id])] for p in passages]) \
-            if passages else np.zeros((0, kb.index.dimension), dtype=np.float32)
-        return vectors.astype(np.float32), time.perf_counter() - started, cpu_seconds() - cpu_before
+        if missing:
+            self.on_stage("re-embedding")
+            known.update(zip((p.chunk_id for p in missing),
+                             self._embed_passages(embedder, missing, texts), strict=True))
+        vectors = (np.vstack([known[p.chunk_id] for p in passages]).astype(np.float32) if passages
+                   else np.zeros((0, kb.index.dimension), dtype=np.float32))
+        spent = (time.perf_counter() - started, cpu_seconds() - cpu_before) if missing else (0.0, 0.0)
+        return vectors, len(missing), *spent
 
     def _embed_passages(self, embedder: Embedder, passages: Sequence[PassageText],
                         texts: dict[int, str]) -> np.ndarray:
