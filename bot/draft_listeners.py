@@ -97,6 +97,20 @@ def register_drafts(app: App, flows: DraftFlows, tell: Callable[[WebClient, dict
         ack()
         then()
 
+    @app.action("draft_approve")
+    def on_approve(ack, body, action, client):
+        ack()
+        draft_id = _id(action.get("value"))
+        if draft_id is not None:
+            guarded(client, body, lambda: flows.approve(client, draft_id=draft_id, user=user_of(body)))
+
+    @app.action("draft_read")
+    def on_read(ack, body, action, client):
+        ack()
+        draft_id = _id(action.get("value"))
+        if draft_id is not None:
+            guarded(client, body, lambda: flows.read(client, draft_id=draft_id, trigger_id=body["trigger_id"]))
+
     @app.action("draft_diff")
     def on_diff(ack, body, action, client):
         ack()
@@ -145,25 +159,16 @@ def register_drafts(app: App, flows: DraftFlows, tell: Callable[[WebClient, dict
     def on_replied(ack, body, view, client):
         decide(ack, body, view, client, "reply")
 
-    # Buttons whose value is a draft id: acknowledged at once, then the flow runs guarded.
-    by_draft = {
-        "draft_approve": lambda client, body, draft_id: flows.approve(
-            client, draft_id=draft_id, user=user_of(body)),
-        "draft_read": lambda client, body, draft_id: flows.read(
-            client, draft_id=draft_id, trigger_id=body["trigger_id"]),
-        "draft_publish": lambda client, body, draft_id: flows.publish(
-            client, draft_id=draft_id, user=user_of(body)),
-        "draft_withdraw": lambda client, body, draft_id: flows.withdraw(
-            client, draft_id=draft_id, user=user_of(body)),
-    }
-    for action_id, run in by_draft.items():
-        app.action(action_id)(_draft_button(run, guarded))
-
-
-def _draft_button(run, guarded):
-    def on_button(ack, body, action, client):
+    @app.action("draft_publish")
+    def on_publish(ack, body, action, client):
         ack()
         draft_id = _id(action.get("value"))
         if draft_id is not None:
-            guarded(client, body, lambda: run(client, body, draft_id))
-    return on_button
+            guarded(client, body, lambda: flows.publish(client, draft_id=draft_id, user=user_of(body)))
+
+    @app.action("draft_withdraw")
+    def on_withdraw(ack, body, action, client):
+        ack()
+        draft_id = _id(action.get("value"))
+        if draft_id is not None:
+            guarded(client, body, lambda: flows.withdraw(client, draft_id=draft_id, user=user_of(body)))
