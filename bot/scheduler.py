@@ -111,9 +111,13 @@ class JobScheduler(BackgroundScheduler):
     would never be posted (by this process or the one taking over)."""
 
     def _process_jobs(self):
-        if self.state == STATE_STOPPED:
-            return None
-        return super()._process_jobs()
+        # Checked under the job-store lock, which shutdown() takes after setting STOPPED and
+        # before stopping the executors: a check outside it could pass, then shutdown() stop
+        # the executor before the due job is submitted (and moved on a week, unrun).
+        with self._jobstores_lock:
+            if self.state == STATE_STOPPED:
+                return None
+            return super()._process_jobs()
 
 
 class DMLScheduler:

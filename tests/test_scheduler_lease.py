@@ -28,7 +28,11 @@ TTL = 1.2
 def seed_due_digest(kb: KnowledgeBase, channel: str, *, minutes_ago: int = 2) -> datetime:
     """A weekly digest for ``channel`` that fell due ``minutes_ago`` while no scheduler ran
     (schedule row and stored job, as `/ml-digest schedule` and a stopped bot leave them).
-    The next scheduler to start posts it at once, late but within the grace period."""
+    The next scheduler to start posts it at once, late but within the grace period.
+
+    Beside a running leader, seed under its ``_sync_lock``: only the leader writes the job
+    store, and its sync (after every renewal) could read the schedule row before the job is
+    in, then add its own job after, a week on, in place of the due one."""
     fire = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).replace(second=0, microsecond=0)
     schedule = Schedule(channel, fire.weekday(), fire.hour, fire.minute, "UTC")
     Schedules(kb.database).set(schedule, user="U1")
@@ -76,6 +80,20 @@ def digests(slack_api, channel: str) -> list:
     return [c for c in slack_api.calls_of("chat.postMessage") if c.params.get("channel") == channel]
 
 
+def posters(monkeypatch, **named: DMLScheduler) -> list[str]:
+    """The names of the schedulers whose digest runs posted, in order, as they post."""
+    posted: list[str] = []
+    for name, dml in named.items():
+        def run_scheduled(client, channel, *, _name=name, _run=dml.digests.run_scheduled, **kwargs):
+            done = _run(client, channel, **kwargs)
+            if done:
+                posted.append(_name)
+            return done
+
+        monkeypatch.setattr(dml.digests, "run_scheduled", run_scheduled)
+    return posted
+
+
 def test_only_the_lease_holder_runs_the_jobs_and_a_due_digest_posts_once(schedulers, slack_api):
     one = schedulers("one")
     seed_due_digest(one.kb, "C1")
@@ -97,20 +115,25 @@ def test_only_the_lease_holder_runs_the_jobs_and_a_due_digest_posts_once(schedul
     assert wait_until(lambda: leader.scheduler.get_job("digest:C2") is not None)
 
 
-def test_stopping_the_leader_hands_the_work_over(schedulers, slack_api):
+def test_stopping_the_leader_hands_the_work_over(schedulers, slack_api, monkeypatch):
     one, two = schedulers("one"), schedulers("two")
+    posted = posters(monkeypatch, one=one, two=two)
     one.start()
     assert wait_until(lambda: one.leading)
     two.start()
     time.sleep(2 * TTL)
     assert not two.leading
-    seed_due_digest(one.kb, "C1")  # fell due while the leader was going down
+    # Fell due while the leader was going down. The sleep is six renewals, so the leader's
+    # sync is under way just now: seeding without its lock lost the digest now and then.
+    with one._sync_lock:
+        seed_due_digest(one.kb, "C1")
     one.shutdown()
     assert not one.leading and not one.scheduler.running
     assert wait_until(lambda: two.leading and two.scheduler.running)
     assert wait_until(lambda: len(digests(slack_api, "C1")) == 1)
+    assert wait_until(lambda: posted == ["two"])  # by the new leader
     time.sleep(TTL)
-    assert len(digests(slack_api, "C1")) == 1
+    assert len(digests(slack_api, "C1")) == 1 and posted == ["two"]
 
 
 def test_a_leader_that_loses_its_lease_stops_and_can_lead_again(schedulers, slack_api):
