@@ -52,7 +52,10 @@ def score_ranking(ranked: Sequence[str], relevant: frozenset[str]) -> dict[str, 
 
 
 def evaluate(questions: Sequence[EvalQuestion],
-             rank: Callable[[str], list[str]], *, progress: bool | None = None) -> dict[str, float]:
+             rank: Callable[[str], list[str]], *, progress: bool | None = None,
+             each: list[dict[str, float]] | None = None) -> dict[str, float]:
+    """The metrics over ``questions``, averaged; ``each`` (if given) receives every
+    question's own, in order (for paired comparisons and their standard errors)."""
     from tqdm import tqdm
 
     totals = {k: 0.0 for k in METRIC_KEYS[1:7]}
@@ -62,7 +65,10 @@ def evaluate(questions: Sequence[EvalQuestion],
         started = time.perf_counter()
         ranked = rank(item.question)
         latencies.append((time.perf_counter() - started) * 1000)
-        for key, value in score_ranking(ranked, item.relevant).items():
+        scores = score_ranking(ranked, item.relevant)
+        if each is not None:
+            each.append(scores)
+        for key, value in scores.items():
             totals[key] += value
     n = len(questions)
     report: dict[str, float] = {"questions": n}

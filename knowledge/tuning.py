@@ -48,7 +48,7 @@ from .store import PassageText, keyword_text
 from .text import embedding_text, normalise_whitespace, sha256
 from .training import TOWERS, Recipe, Target, TrainStats, train_on_corpus
 
-__all__ = ["Tuner", "TuneResult", "Comparison", "SwitchResult", "MIN_TRAIN_PAIRS",
+__all__ = ["Tuner", "TuneResult", "Trained", "Comparison", "SwitchResult", "MIN_TRAIN_PAIRS",
            "MIN_HELD_OUT", "LAST_TUNE", "peak_rss_mb", "query_targets", "last_tune"]
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,21 @@ class SwitchResult:
     embedded: int  # passages embedded for the switch (the rest came from a cache)
     questions: int
     seconds: float
+
+
+@dataclass
+class Trained:
+    """A candidate fresh from training, not yet a version: its embedder, the passages with
+    their embedding texts and vectors by it, its index built in memory, and the cost."""
+
+    embedder: Embedder
+    passages: list[PassageText]
+    texts: dict[int, str]
+    vectors: np.ndarray
+    snapshot: IndexSnapshot
+    training: TrainStats
+    reembed_seconds: float
+    cpu: dict[str, float]
 
 
 class _FixedIndex:
@@ -258,46 +273,17 @@ class Tuner:
         if not dry_run:
             # From now on every write checks against the recorded model (see Store.upsert).
             kb.store.record_active_model(live_model)
-        passages = list(kb.store.iter_passages())
-        texts = {p.chunk_id: embedding_text(p.title, p.heading, p.text) for p in passages}
         version = kb.model_versions.new_name()
         workdir = kb.model_versions.workdir()
-        # Training scores questions against the passages' vectors by the model that embeds
-        # passages for the start version (usually exactly what the index holds).
-        start_embedder = kb.embedder_for(start_model)
-        passage_embedder = start_embedder.passages or start_embedder
-        vectors, _, result.reembed_seconds, result.cpu["re-embedding"] = self._passage_vectors(
-            passage_embedder, passages, texts, live_model)
-        targets, matrix, rows_text = query_targets(train_pairs, passages, texts, vectors,
-                                                   passage_embedder)
-        self.on_stage("training")
-        cpu_before = cpu_seconds()
-        result.training = train_on_corpus(
-            kb.model_versions.model_path(start_model), targets, matrix, recipe,
-            output_dir=workdir, passage_texts=rows_text if recipe.tower == "both" else None,
-            progress=self.progress)
-        result.cpu["training"] = cpu_seconds() - cpu_before
-        base = kb.model_versions.base
-        if recipe.tower == "query":  # passages keep their vectors: nothing to re-embed
-            candidate = Embedder(model_path=workdir, name=version, family=base.family,
-                                 batch_size=base.batch_size, passages=passage_embedder)
-        else:
-            candidate = Embedder(model_path=workdir, name=version, family=base.family,
-                                 batch_size=base.batch_size)
-            self.on_stage("re-embedding")
-            embed_started, cpu_before = time.perf_counter(), cpu_seconds()
-            vectors = self._embed_passages(candidate, passages, texts)
-            result.reembed_seconds += time.perf_counter() - embed_started
-            result.cpu["re-embedding"] = (result.cpu.get("re-embedding", 0.0)
-                                          + cpu_seconds() - cpu_before)
+        trained = self.train(train_pairs, recipe, start_model=start_model, live_model=live_model,
+                             version=version, workdir=workdir)
+        candidate, passages, texts, vectors, prepared = (trained.embedder, trained.passages,
+                                                         trained.texts, trained.vectors,
+                                                         trained.snapshot)
+        result.training, result.reembed_seconds = trained.training, trained.reembed_seconds
+        result.cpu.update(trained.cpu)
         result.passages = len(passages)
-
-        self.on_stage("evaluating")
-        prepared = kb.index.assemble(
-            chunk_ids=[p.chunk_id for p in passages], doc_keys=[p.document_key for p in passages],
-            vectors=vectors, texts=[keyword_text(p.title, p.heading, p.text) for p in passages],
-            generation=uuid.uuid4().hex, model=version)
-        comparison, result.calibration = self.check(checkable, prepared, candidate)
+        comparison, result.calibration = self.check(checkable, trained)
         result.comparison = comparison
         kb.model_versions.register(workdir, version, {
             "created_at": datetime.now(UTC).isoformat(), "base": kb.model_versions.base.family,
@@ -342,8 +328,56 @@ class Tuner:
         self.on_stage("done")
         return result
 
-    def check(self, pairs: Sequence[Pair], prepared: IndexSnapshot,
-              candidate: Embedder) -> tuple[Comparison, dict]:
+    def train(self, train_pairs: Sequence[Pair], recipe: Recipe, *, start_model: str,
+              live_model: str, version: str, workdir: Path) -> Trained:
+        """Train a candidate on ``train_pairs`` into ``workdir`` (nothing is registered or
+        switched) and build its index in memory: every passage's vector by it (re-embedded
+        when its passage side learnt), the same passages' keyword index."""
+        kb = self.kb
+        passages = list(kb.store.iter_passages())
+        texts = {p.chunk_id: embedding_text(p.title, p.heading, p.text) for p in passages}
+        cpu: dict[str, float] = {}
+        # Training scores questions against the passages' vectors by the model that embeds
+        # passages for the start version (usually exactly what the index holds).
+        start_embedder = kb.embedder_for(start_model)
+        passage_embedder = start_embedder.passages or start_embedder
+        vectors, _, reembed_seconds, cpu["re-embedding"] = self._passage_vectors(
+            passage_embedder, passages, texts, live_model)
+        targets, matrix, rows_text = query_targets(train_pairs, passages, texts, vectors,
+                                                   passage_embedder)
+        self.on_stage("training")
+        cpu_before = cpu_seconds()
+        training = train_on_corpus(
+            kb.model_versions.model_path(start_model), targets, matrix, recipe,
+            output_dir=workdir, passage_texts=rows_text if recipe.tower == "both" else None,
+            progress=self.progress)
+        cpu["training"] = cpu_seconds() - cpu_before
+        base = kb.model_versions.base
+        if recipe.tower == "query":  # passages keep their vectors: nothing to re-embed
+            candidate = Embedder(model_path=workdir, name=version, family=base.family,
+                                 batch_size=base.batch_size, passages=passage_embedder)
+        else:
+            candidate = Embedder(model_path=workdir, name=version, family=base.family,
+                                 batch_size=base.batch_size)
+            self.on_stage("re-embedding")
+            embed_started, cpu_before = time.perf_counter(), cpu_seconds()
+            vectors = self._embed_passages(candidate, passages, texts)
+            reembed_seconds += time.perf_counter() - embed_started
+            cpu["re-embedding"] += cpu_seconds() - cpu_before
+        self.on_stage("evaluating")
+        snapshot = kb.index.assemble(
+            chunk_ids=[p.chunk_id for p in passages], doc_keys=[p.document_key for p in passages],
+            vectors=vectors, texts=[keyword_text(p.title, p.heading, p.text) for p in passages],
+            generation=uuid.uuid4().hex, model=version)
+        return Trained(candidate, passages, texts, vectors, snapshot, training, reembed_seconds,
+                       cpu)
+
+    def retriever(self, trained: Trained) -> Retriever:
+        """Search as answers would with the candidate (its in-memory index)."""
+        return Retriever(store=self.kb.store, index=_FixedIndex(trained.snapshot),
+                         embedder=trained.embedder, keyword_weight=self.kb.settings.keyword_weight)
+
+    def check(self, pairs: Sequence[Pair], trained: Trained) -> tuple[Comparison, dict]:
         """Live and candidate on the held-out pairs, with ``dml eval``'s metrics (learned
         feedback off: it was learnt from these very questions' votes); and the candidate's
         confidence offset, with which it abstains on as many of the built-in off-topic
@@ -351,8 +385,7 @@ class Tuner:
         abstains on the held-out questions, which should be answered."""
         kb = self.kb
         threshold = kb.settings.min_confidence
-        tuned = Retriever(store=kb.store, index=_FixedIndex(prepared), embedder=candidate,
-                          keyword_weight=kb.settings.keyword_weight)
+        tuned = self.retriever(trained)
         questions = [EvalQuestion(p.question, p.relevant) for p in pairs]
         live_model = kb.index.snapshot().model
         held: dict[str, list[float]] = {"live": [], "tuned": []}
@@ -367,7 +400,7 @@ class Tuner:
         comparison = Comparison(current=evaluate(questions, ranking(kb.search, "live"), progress=False),
                                 candidate=evaluate(questions, ranking(tuned.search, "tuned"),
                                                    progress=False),
-                                current_model=live_model, candidate_model=prepared.model)
+                                current_model=live_model, candidate_model=trained.snapshot.model)
 
         def confidences(search) -> list[float]:
             return [search(q, k=5, learned=False).confidence for q in OFF_TOPIC]

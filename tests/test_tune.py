@@ -496,6 +496,28 @@ def test_a_query_side_tune_learns_the_team_words_and_re_embeds_no_passage(settin
     kb.close()
 
 
+def test_training_a_candidate_alone_registers_and_switches_nothing(sqlite_kb, tmp_path):
+    """Tuner.train (what bench/tune_mlquestions.py --cv runs per fold) leaves no trace: no
+    version, no stored vector changed, the live model live; its retriever is the candidate's."""
+    ingest_pages(sqlite_kb, tmp_path)
+    before = stored_vectors(sqlite_kb)
+    tuner = Tuner(kb=sqlite_kb, progress=False, on_stage=lambda stage: None)
+    pairs = tuner.collect(pairs_file=write_jsonl(tmp_path / "pairs.jsonl", nickname_pairs()),
+                          from_team=False).pairs
+    live = sqlite_kb.active_model()
+    question = "Where is the Quillfeather page?"
+    trained = tuner.train(pairs, QUICK_QUERY, start_model=live, live_model=live,
+                          version="trial", workdir=tmp_path / "trial")
+    tuned = tuner.retriever(trained).search(question, k=3, learned=False)
+    assert tuned.model == "trial" and tuned.hits[0].doc_id == "team/feature-store"
+    assert len(trained.passages) == len(PAGES) and trained.vectors.shape == (len(PAGES), 384)
+    assert trained.embedder.passages is not None  # question side only: passages keep theirs
+    assert sqlite_kb.model_versions.versions() == []
+    assert stored_vectors(sqlite_kb) == before
+    assert sqlite_kb.active_model() == live
+    assert sqlite_kb.search(question).model == live
+
+
 def test_a_worse_model_is_never_adopted_automatically(sqlite_kb, tmp_path, monkeypatch):
     ingest_pages(sqlite_kb, tmp_path)
     before = stored_vectors(sqlite_kb)
