@@ -8,30 +8,30 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# (title, script and arguments, the results file it writes)
 STEPS = [
-    ("Retrieval quality, MLQuestions dev", ["mlquestions.py"]),
-    ("Fusion settings, MLQuestions dev", ["tune_fusion.py"]),
-    ("dml tune on 80% of MLQuestions dev, checked on the other 20%", ["tune_mlquestions.py"]),
-    ("Ingest throughput, lil-log", ["ingest_throughput.py"]),
-    ("Ask latency at 100,000 passages", ["latency.py"]),
-    ("Slack bot, 50 concurrent mentions", ["slack_load.py"]),
-    ("Slack bot, sustained load on one and two replicas", ["replica_load.py"]),
+    ("Retrieval quality, MLQuestions dev", ["mlquestions.py"], "mlquestions"),
+    ("Fusion settings, MLQuestions dev", ["tune_fusion.py"], "tune_fusion"),
+    ("dml tune on 80% of MLQuestions dev, checked on the other 20%", ["tune_mlquestions.py"],
+     "tune_mlquestions"),
+    ("dml tune, 4-fold cross-validation on its 1,212 training questions",
+     ["tune_mlquestions.py", "--cv", "4", "--cv-only"], "tune_mlquestions_cv"),
+    ("Ingest throughput, lil-log", ["ingest_throughput.py"], "ingest_throughput"),
+    ("Ask latency at 100,000 passages", ["latency.py"], "latency"),
+    ("Slack bot, 50 concurrent mentions", ["slack_load.py"], "slack_load"),
+    ("Slack bot, sustained load on one and two replicas", ["replica_load.py"], "replica_load"),
 ]
-RESULTS = {"mlquestions.py": "mlquestions", "tune_fusion.py": "tune_fusion",
-           "tune_mlquestions.py": "tune_mlquestions",
-           "ingest_throughput.py": "ingest_throughput", "latency.py": "latency",
-           "slack_load.py": "slack_load", "replica_load.py": "replica_load"}
 
 
 def main() -> int:
     failed = []
-    for title, args in STEPS:
+    for title, args, _ in STEPS:
         print(f"\n== {title}", flush=True)
         if subprocess.call([sys.executable, *args], cwd=HERE) != 0:
             failed.append(title)
     print("\n# Results\n")
-    for title, args in STEPS:
-        path = HERE / "results" / f"{RESULTS[args[0]]}.json"
+    for title, _, result in STEPS:
+        path = HERE / "results" / f"{result}.json"
         if path.exists():
             print(f"### {title}\n\n{json.loads(path.read_text())['table']}\n")
     if failed:
