@@ -24,6 +24,7 @@ import json
 import math
 import resource
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -155,12 +156,10 @@ def cross_validate(work: Path, pairs: Path, recipe: Recipe, folds: int) -> dict:
         before = [s[metric] * scale for s in each["bundled"]]
         after = [s[metric] * scale for s in each["tuned"]]
         change = [a - b for a, b in zip(after, before, strict=True)]
-        mean = sum(change) / len(change)
-        spread = math.sqrt(sum((c - mean) ** 2 for c in change) / (len(change) - 1))
-        out["metrics"][metric] = {"bundled": round(sum(before) / len(before), 4),
-                                  "tuned": round(sum(after) / len(after), 4),
-                                  "change": round(mean, 4),
-                                  "standard_error": round(spread / math.sqrt(len(change)), 4)}
+        out["metrics"][metric] = {
+            "bundled": round(statistics.fmean(before), 4), "tuned": round(statistics.fmean(after), 4),
+            "change": round(statistics.fmean(change), 4),
+            "standard_error": round(statistics.stdev(change) / math.sqrt(len(change)), 4)}
     return out
 
 

@@ -210,7 +210,7 @@ def serve(ctx, http_mode, host, port, with_scheduler):
     _serve(ctx, http_mode=http_mode, host=host, port=port, with_scheduler=with_scheduler)
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_signals() -> None:
     """SIGTERM (docker stop, Kubernetes) shuts down like Ctrl-C: the scheduler lease is
     released at once instead of running out. SIGINT always does too: a process started in
     the background by a shell without job control (`nohup dml serve &` in a script, CI)
@@ -247,7 +247,7 @@ def _serve(ctx, *, http_mode: bool, host: str, port: int, with_scheduler: bool =
     # this one, or another replica, or a `dml scheduler`.
     scheduler = _scheduler(kb, client).start() if with_scheduler else None
     app = build_app(slack, kb, client=client, scheduler=scheduler)
-    _stop_on_sigterm()
+    _stop_on_signals()
     try:
         if socket_mode:
             click.echo("DML is connecting to Slack (Socket Mode)…", err=True)
@@ -286,7 +286,7 @@ def scheduler_command(ctx, host, port):
     kb.warm_up()  # feed polling embeds and indexes; /readyz reports the index loaded
     scheduler = _scheduler(kb, build_client(slack, metrics=kb.metrics)).start()
     operations = None
-    _stop_on_sigterm()
+    _stop_on_signals()
     try:
         if port is not None:
             operations = HTTPServer(None, kb, host=host, port=port).start()

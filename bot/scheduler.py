@@ -179,12 +179,11 @@ class DMLScheduler:
     def _end(self, *, finish_running: bool = False) -> None:
         global _running
         if self._active:
-            if finish_running:
-                self.scheduler.shutdown(wait=True)
-                self._active, self._spent = False, True
-            else:  # the lease is lost: stop at once, whatever is running
-                self._active, self._spent = False, True
-                self.scheduler.shutdown(wait=False)
+            # Lease lost: no longer leading before the stop, so a job firing now does
+            # nothing. Still leading (finish_running): jobs already fired finish first.
+            self._active = finish_running
+            self.scheduler.shutdown(wait=finish_running)
+            self._active, self._spent = False, True
         if _running is self:
             _running = None
 

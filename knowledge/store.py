@@ -247,10 +247,12 @@ class Store:
                                     batch=batch):
             yield PassageText(*row[:-1], meta=row[-1] or {})
 
-    def iter_vectors(self, batch: int = 5000) -> Iterator[tuple[int, np.ndarray]]:
-        """(chunk id, stored embedding) for every chunk, by chunk id."""
-        for chunk_id, blob in self._chunk_rows(Chunk.embedding, batch=batch):
-            yield chunk_id, np.frombuffer(blob, dtype="<f4")
+    def iter_vectors(self, batch: int = 5000, *, models: bool = False) -> Iterator[tuple]:
+        """(chunk id, stored embedding) for every chunk, by chunk id; with ``models``, the
+        embedding model's name comes third."""
+        for chunk_id, blob, model in self._chunk_rows(Chunk.embedding, Chunk.model, batch=batch):
+            vector = np.frombuffer(blob, dtype="<f4")
+            yield (chunk_id, vector, model) if models else (chunk_id, vector)
 
     def chunk_vectors(self, chunk_ids: Sequence[int]) -> dict[int, np.ndarray]:
         wanted = [int(i) for i in dict.fromkeys(chunk_ids)]

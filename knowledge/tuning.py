@@ -315,7 +315,8 @@ class Tuner:
             kb.model_versions.update(version, status="rejected")
         else:
             self.on_stage("switching")
-            self._switch(version, candidate, passages, vectors, prepared, previous=live_model)
+            self._switch(version, candidate, passages, texts, vectors, prepared,
+                         previous=live_model)
             result.adopted = True
             result.reason = f"adopted: {version} replaces {live_model}"
         result.seconds = time.perf_counter() - started
@@ -328,14 +329,26 @@ class Tuner:
         self.on_stage("done")
         return result
 
+    def _passages(self) -> tuple[list[PassageText], dict[int, str]]:
+        """Every passage, and the text each is embedded from (title and heading included)."""
+        passages = list(self.kb.store.iter_passages())
+        return passages, {p.chunk_id: embedding_text(p.title, p.heading, p.text) for p in passages}
+
+    def _assemble(self, passages: Sequence[PassageText], vectors: np.ndarray,
+                  model: str) -> IndexSnapshot:
+        """The index of ``passages`` with ``vectors`` by ``model``, in memory (not written)."""
+        return self.kb.index.assemble(
+            chunk_ids=[p.chunk_id for p in passages], doc_keys=[p.document_key for p in passages],
+            vectors=vectors, texts=[keyword_text(p.title, p.heading, p.text) for p in passages],
+            generation=uuid.uuid4().hex, model=model)
+
     def train(self, train_pairs: Sequence[Pair], recipe: Recipe, *, start_model: str,
               live_model: str, version: str, workdir: Path) -> Trained:
         """Train a candidate on ``train_pairs`` into ``workdir`` (nothing is registered or
         switched) and build its index in memory: every passage's vector by it (re-embedded
         when its passage side learnt), the same passages' keyword index."""
         kb = self.kb
-        passages = list(kb.store.iter_passages())
-        texts = {p.chunk_id: embedding_text(p.title, p.heading, p.text) for p in passages}
+        passages, texts = self._passages()
         cpu: dict[str, float] = {}
         # Training scores questions against the passages' vectors by the model that embeds
         # passages for the start version (usually exactly what the index holds).
@@ -365,12 +378,8 @@ class Tuner:
             reembed_seconds += time.perf_counter() - embed_started
             cpu["re-embedding"] += cpu_seconds() - cpu_before
         self.on_stage("evaluating")
-        snapshot = kb.index.assemble(
-            chunk_ids=[p.chunk_id for p in passages], doc_keys=[p.document_key for p in passages],
-            vectors=vectors, texts=[keyword_text(p.title, p.heading, p.text) for p in passages],
-            generation=uuid.uuid4().hex, model=version)
-        return Trained(candidate, passages, texts, vectors, snapshot, training, reembed_seconds,
-                       cpu)
+        return Trained(candidate, passages, texts, vectors,
+                       self._assemble(passages, vectors, version), training, reembed_seconds, cpu)
 
     def retriever(self, trained: Trained) -> Retriever:
         """Search as answers would with the candidate (its in-memory index)."""
@@ -432,17 +441,13 @@ class Tuner:
             raise TuningError(f"no model version {version} in {kb.model_versions.directory}")
         embedder = kb.model_versions.embedder(version)
         kb.store.record_active_model(live)
-        passages = list(kb.store.iter_passages())
-        texts = {p.chunk_id: embedding_text(p.title, p.heading, p.text) for p in passages}
+        passages, texts = self._passages()
         vectors, embedded, _, _ = self._passage_vectors(embedder, passages, texts, live)
-        prepared = kb.index.assemble(
-            chunk_ids=[p.chunk_id for p in passages], doc_keys=[p.document_key for p in passages],
-            vectors=vectors, texts=[keyword_text(p.title, p.heading, p.text) for p in passages],
-            generation=uuid.uuid4().hex, model=version)
+        prepared = self._assemble(passages, vectors, version)
         self.on_stage("switching")
         started = time.perf_counter()
         manifest = kb.model_versions.manifest(version) or {}
-        switched = self._switch(version, embedder, passages, vectors, prepared, previous=live,
+        switched = self._switch(version, embedder, passages, texts, vectors, prepared, previous=live,
                                 keep_previous=bool(manifest.get("adopted_at")), reason=reason)
         self.on_stage("done")
         return SwitchResult(model=version, previous=live, passages=len(passages),
@@ -463,21 +468,21 @@ class Tuner:
         return result
 
     def _switch(self, version: str, embedder: Embedder, passages: list[PassageText],
-                vectors: np.ndarray, prepared: IndexSnapshot, *, previous: str,
-                keep_previous: bool = False, reason: str = "better on held-out pairs"):
+                texts: dict[int, str], vectors: np.ndarray, prepared: IndexSnapshot, *,
+                previous: str, keep_previous: bool = False,
+                reason: str = "better on held-out pairs"):
         kb = self.kb
         versions = kb.model_versions
-        # The outgoing model's vectors, for a rollback that re-embeds nothing.
-        texts = {p.chunk_id: embedding_text(p.title, p.heading, p.text) for p in passages}
-        # (Cached under the model that embeds its passages: a query-side version has none.)
-        # Nothing to keep when the passage side does not change (question-side versions).
+        # The outgoing model's vectors, for a rollback that re-embeds nothing, cached under
+        # the model that embeds its passages; nothing to keep when the passage side does
+        # not change (question-side versions).
         outgoing_model = kb.embedder_for(previous).passage_model
         outgoing_hashes, outgoing = [], []
         if outgoing_model != embedder.passage_model:
-            for chunk_id, _, blob, _, model in kb.store.iter_index_rows(models=True):
+            for chunk_id, vector, model in kb.store.iter_vectors(models=True):
                 if model == previous and chunk_id in texts:
                     outgoing_hashes.append(sha256(outgoing_model, texts[chunk_id]))
-                    outgoing.append(np.frombuffer(blob, dtype="<f4"))
+                    outgoing.append(vector)
         if outgoing:
             versions.save_vectors(outgoing_model, outgoing_hashes, np.vstack(outgoing))
         asked = kb.questions.embeddable()
