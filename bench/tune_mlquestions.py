@@ -118,11 +118,13 @@ def cli_tables(runs: list[dict]) -> str:
     return quality + "\n\n" + costs + "\n\n" + abstains
 
 
-def cross_validate(work: Path, pairs: Path, recipe: Recipe, folds: int) -> dict:
+def cross_validate(work: Path, pairs: Path, recipe: Recipe, folds: int, share: float = 1.0) -> dict:
     """K-fold cross-validation on the pairs `dml tune` trains on; its held-out pairs are
     not touched. Each fold trains with the product's own code (Tuner.train) and compares
     the bundled and tuned models through the fused retriever; the changes are paired per
-    question, so their standard errors are small."""
+    question, so their standard errors are small. ``share`` < 1 trains each fold on that
+    share of its pairs only (chosen by a hash of the question), checking the same questions:
+    the learning curve, i.e. what more pairs are worth."""
     kb = KnowledgeBase(settings=Settings(data_dir=work))
     kb.warm_up()
     tuner = Tuner(kb=kb, progress=False, on_stage=lambda stage: None)
@@ -133,9 +135,10 @@ def cross_validate(work: Path, pairs: Path, recipe: Recipe, folds: int) -> dict:
         return int(sha256("cv", question)[:8], 16) % folds
 
     each: dict[str, list[dict]] = {"bundled": [], "tuned": []}
-    seconds = []
+    seconds, trained_on = [], []
     for fold in range(folds):
-        fit = [p for p in train if fold_of(p.question) != fold]
+        fit = [p for p in train if fold_of(p.question) != fold
+               and int(sha256("share", p.question)[:8], 16) < share * 16**8]
         questions = [EvalQuestion(p.question, p.relevant) for p in train
                      if fold_of(p.question) == fold and p.relevant]
         started = time.perf_counter()
@@ -147,10 +150,12 @@ def cross_validate(work: Path, pairs: Path, recipe: Recipe, folds: int) -> dict:
                     h.doc_id for h in search(q, k=100, learned=False).hits],
                     progress=False, each=each[side])
         seconds.append(round(time.perf_counter() - started))
+        trained_on.append(len(fit))
         print(f"fold {fold + 1}/{folds}: {len(fit)} trained on, {len(questions)} checked, "
               f"{seconds[-1]} s", flush=True)
     kb.close()
-    out = {"folds": folds, "questions": len(each["tuned"]), "fold_seconds": seconds, "metrics": {}}
+    out = {"folds": folds, "share": share, "trained_on": trained_on,
+           "questions": len(each["tuned"]), "fold_seconds": seconds, "metrics": {}}
     for metric in ("recall@1", "recall@5", "recall@20", "mrr@10"):
         scale = 100.0 if metric.startswith("recall") else 1.0
         before = [s[metric] * scale for s in each["bundled"]]
@@ -167,12 +172,12 @@ def cv_table(results: dict[str, dict]) -> str:
     rows = []
     for label, result in results.items():
         m = result["metrics"]
-        rows.append([label, result["questions"]]
+        rows.append([label, round(statistics.fmean(result["trained_on"])), result["questions"]]
                     + [f"{m[k]['bundled']:.2f} → {m[k]['tuned']:.2f} "
                        f"({m[k]['change']:+.2f} ± {m[k]['standard_error']:.2f})"
                        for k in ("recall@1", "recall@5", "recall@20")]
                     + [f"{m['mrr@10']['change']:+.4f} ± {m['mrr@10']['standard_error']:.4f}"])
-    return markdown_table(["recipe", "questions (each checked once)", "R@1", "R@5", "R@20",
+    return markdown_table(["recipe", "pairs per fold", "questions (each checked once)", "R@1", "R@5", "R@20",
                            "MRR@10 change"], rows)
 
 
@@ -199,10 +204,15 @@ def main() -> None:
                         help="also estimate the gain by K-fold cross-validation on the "
                              "training questions (each tower, or the one given)")
     parser.add_argument("--cv-only", action="store_true", help="skip the `dml tune` runs")
+    parser.add_argument("--cv-shares", type=float, nargs="+", metavar="S", default=[1.0],
+                        help="with --cv: train each fold on these shares of its pairs in "
+                             "turn (a learning curve; 1 = all)")
     parser.add_argument("--in-process", action="store_true",
                         help="run the tuner in this process (any recipe knob) instead of the "
                              "`dml tune` command (what is measured for the README)")
     args = parser.parse_args()
+    if not all(0 < share <= 1 for share in args.cv_shares):
+        parser.error("--cv-shares: each share is in (0, 1]")
     need_shared()
     recipe = Recipe(tower="both" if args.tower == "both" else "query", epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                     scale=args.scale, max_passage_tokens=args.max_passage_tokens, seed=args.seed)
@@ -229,8 +239,11 @@ def main() -> None:
         for tower in towers:
             fresh_copy()
             each = Recipe.for_tower(tower) if args.tower == "all" else recipe
-            print(f"-- {args.cv}-fold cross-validation, --tower {tower}", flush=True)
-            cv[f"`--tower {tower}`"] = cross_validate(work, pairs, each, args.cv)
+            for share in args.cv_shares:
+                print(f"-- {args.cv}-fold cross-validation, --tower {tower}, share {share}",
+                      flush=True)
+                label = f"`--tower {tower}`" + ("" if share == 1 else f", {share:.0%} of the pairs")
+                cv[label] = cross_validate(work, pairs, each, args.cv, share)
         table = cv_table(cv)
         print(table, flush=True)
         save_result(f"{args.name}_cv", {"runs": cv, "table": table})
