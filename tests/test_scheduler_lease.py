@@ -147,7 +147,8 @@ def test_a_leader_that_loses_its_lease_stops_and_can_lead_again(schedulers, slac
     # Nobody renews "elsewhere": after a ttl it is taken over, by one, with a new APScheduler.
     assert wait_until(lambda: one.leading and one.scheduler is not first_scheduler
                       and one.scheduler.running)
-    seed_due_digest(one.kb, "C9", minutes_ago=3)
+    with one._sync_lock:  # it leads again, so its sync (every renewal) may be under way
+        seed_due_digest(one.kb, "C9", minutes_ago=3)
     one.sync()
     one.scheduler.wakeup()
     assert wait_until(lambda: len(digests(slack_api, "C9")) == 1)
