@@ -27,6 +27,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from common import (
@@ -118,13 +119,15 @@ def cli_tables(runs: list[dict]) -> str:
     return quality + "\n\n" + costs + "\n\n" + abstains
 
 
-def cross_validate(work: Path, pairs: Path, recipe: Recipe, folds: int, share: float = 1.0) -> dict:
+def cross_validate(work: Path, pairs: Path, recipe: Recipe, folds: int,
+                   shares: Sequence[float] = (1.0,)) -> dict[float, dict]:
     """K-fold cross-validation on the pairs `dml tune` trains on; its held-out pairs are
     not touched. Each fold trains with the product's own code (Tuner.train) and compares
     the bundled and tuned models through the fused retriever; the changes are paired per
-    question, so their standard errors are small. ``share`` < 1 trains each fold on that
+    question, so their standard errors are small. A share < 1 trains each fold on that
     share of its pairs only (chosen by a hash of the question), checking the same questions:
-    the learning curve, i.e. what more pairs are worth."""
+    the learning curve, i.e. what more pairs are worth. The bundled model is checked once,
+    whatever the shares."""
     kb = KnowledgeBase(settings=Settings(data_dir=work))
     kb.warm_up()
     tuner = Tuner(kb=kb, progress=False, on_stage=lambda stage: None)
@@ -134,34 +137,47 @@ def cross_validate(work: Path, pairs: Path, recipe: Recipe, folds: int, share: f
     def fold_of(question: str) -> int:
         return int(sha256("cv", question)[:8], 16) % folds
 
-    each: dict[str, list[dict]] = {"bundled": [], "tuned": []}
-    seconds, trained_on = [], []
-    for fold in range(folds):
-        fit = [p for p in train if fold_of(p.question) != fold
-               and int(sha256("share", p.question)[:8], 16) < share * 16**8]
-        questions = [EvalQuestion(p.question, p.relevant) for p in train
-                     if fold_of(p.question) == fold and p.relevant]
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory() as workdir:
-            trained = tuner.train(fit, recipe, start_model=base, live_model=live,
-                                  version=f"cv{fold}", workdir=Path(workdir))
-            for side, search in (("bundled", kb.search), ("tuned", tuner.retriever(trained).search)):
-                evaluate(questions, lambda q, search=search: [
-                    h.doc_id for h in search(q, k=100, learned=False).hits],
-                    progress=False, each=each[side])
-        seconds.append(round(time.perf_counter() - started))
-        trained_on.append(len(fit))
-        print(f"fold {fold + 1}/{folds}: {len(fit)} trained on, {len(questions)} checked, "
-              f"{seconds[-1]} s", flush=True)
+    def check(search, questions: list[EvalQuestion], each: list[dict]) -> None:
+        evaluate(questions, lambda q: [h.doc_id for h in search(q, k=100, learned=False).hits],
+                 progress=False, each=each)
+
+    checked = [[EvalQuestion(p.question, p.relevant) for p in train
+                if fold_of(p.question) == fold and p.relevant] for fold in range(folds)]
+    bundled: list[dict] = []
+    for questions in checked:
+        check(kb.search, questions, bundled)
+    results = {}
+    for share in shares:
+        tuned: list[dict] = []
+        seconds, trained_on = [], []
+        for fold, questions in enumerate(checked):
+            fit = [p for p in train if fold_of(p.question) != fold
+                   and int(sha256("share", p.question)[:8], 16) < share * 16**8]
+            started = time.perf_counter()
+            with tempfile.TemporaryDirectory() as workdir:
+                trained = tuner.train(fit, recipe, start_model=base, live_model=live,
+                                      version=f"cv{fold}", workdir=Path(workdir))
+                check(tuner.retriever(trained).search, questions, tuned)
+            seconds.append(round(time.perf_counter() - started))
+            trained_on.append(len(fit))
+            print(f"share {share}, fold {fold + 1}/{folds}: {len(fit)} trained on, "
+                  f"{len(questions)} checked, {seconds[-1]} s", flush=True)
+        results[share] = {"folds": folds, "share": share, "trained_on": trained_on,
+                          "questions": len(tuned), "fold_seconds": seconds,
+                          "metrics": paired_changes(bundled, tuned)}
     kb.close()
-    out = {"folds": folds, "share": share, "trained_on": trained_on,
-           "questions": len(each["tuned"]), "fold_seconds": seconds, "metrics": {}}
+    return results
+
+
+def paired_changes(bundled: list[dict], tuned: list[dict]) -> dict[str, dict]:
+    """Per metric: both means and the mean per-question change, with its standard error."""
+    out = {}
     for metric in ("recall@1", "recall@5", "recall@20", "mrr@10"):
         scale = 100.0 if metric.startswith("recall") else 1.0
-        before = [s[metric] * scale for s in each["bundled"]]
-        after = [s[metric] * scale for s in each["tuned"]]
+        before = [s[metric] * scale for s in bundled]
+        after = [s[metric] * scale for s in tuned]
         change = [a - b for a, b in zip(after, before, strict=True)]
-        out["metrics"][metric] = {
+        out[metric] = {
             "bundled": round(statistics.fmean(before), 4), "tuned": round(statistics.fmean(after), 4),
             "change": round(statistics.fmean(change), 4),
             "standard_error": round(statistics.stdev(change) / math.sqrt(len(change)), 4)}
@@ -239,11 +255,11 @@ def main() -> None:
         for tower in towers:
             fresh_copy()
             each = Recipe.for_tower(tower) if args.tower == "all" else recipe
-            for share in args.cv_shares:
-                print(f"-- {args.cv}-fold cross-validation, --tower {tower}, share {share}",
-                      flush=True)
+            print(f"-- {args.cv}-fold cross-validation, --tower {tower}", flush=True)
+            for share, result in cross_validate(work, pairs, each, args.cv,
+                                                args.cv_shares).items():
                 label = f"`--tower {tower}`" + ("" if share == 1 else f", {share:.0%} of the pairs")
-                cv[label] = cross_validate(work, pairs, each, args.cv, share)
+                cv[label] = result
         table = cv_table(cv)
         print(table, flush=True)
         save_result(f"{args.name}_cv", {"runs": cv, "table": table})

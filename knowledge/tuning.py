@@ -377,7 +377,6 @@ class Tuner:
             vectors = self._embed_passages(candidate, passages, texts)
             reembed_seconds += time.perf_counter() - embed_started
             cpu["re-embedding"] += cpu_seconds() - cpu_before
-        self.on_stage("evaluating")
         return Trained(candidate, passages, texts, vectors,
                        self._assemble(passages, vectors, version), training, reembed_seconds, cpu)
 
@@ -392,6 +391,7 @@ class Tuner:
         confidence offset, with which it abstains on as many of the built-in off-topic
         questions as the live model does (``knowledge.calibration``), plus how often each
         abstains on the held-out questions, which should be answered."""
+        self.on_stage("evaluating")
         kb = self.kb
         threshold = kb.settings.min_confidence
         tuned = self.retriever(trained)

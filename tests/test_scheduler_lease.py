@@ -6,6 +6,7 @@ Real BackgroundSchedulers and real time, with a lease of well under a second."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -25,24 +26,27 @@ from knowledge.schedules import Schedule, Schedules
 TTL = 1.2
 
 
-def seed_due_digest(kb: KnowledgeBase, channel: str, *, minutes_ago: int = 2) -> datetime:
+def seed_due_digest(kb: KnowledgeBase, channel: str, *, minutes_ago: int = 2,
+                    leader: DMLScheduler | None = None) -> datetime:
     """A weekly digest for ``channel`` that fell due ``minutes_ago`` while no scheduler ran
     (schedule row and stored job, as `/ml-digest schedule` and a stopped bot leave them).
     The next scheduler to start posts it at once, late but within the grace period.
 
-    Beside a running leader, seed under its ``_sync_lock``: only the leader writes the job
-    store, and its sync (after every renewal) could read the schedule row before the job is
-    in, then add its own job after, a week on, in place of the due one."""
+    Beside a running ``leader``, it is seeded under the leader's sync lock: only the leader
+    writes the job store, and its sync (after every renewal) could read the schedule row
+    before the job is in, then add its own job after, a week on, in place of the due one."""
     fire = (datetime.now(UTC) - timedelta(minutes=minutes_ago)).replace(second=0, microsecond=0)
     schedule = Schedule(channel, fire.weekday(), fire.hour, fire.minute, "UTC")
-    Schedules(kb.database).set(schedule, user="U1")
-    seeding = JobScheduler(**scheduler_config(kb, timedelta(hours=6)))
-    seeding.start(paused=True)
-    seeding.add_job(run_digest_job, CronTrigger(day_of_week=schedule.weekday, hour=schedule.hour,
-                                                minute=schedule.minute, timezone=schedule.zone),
-                    id=f"digest:{channel}", args=[channel], name=f"weekly digest for {channel}",
-                    next_run_time=fire, replace_existing=True)
-    seeding.shutdown(wait=False)
+    with leader._sync_lock if leader is not None else contextlib.nullcontext():
+        Schedules(kb.database).set(schedule, user="U1")
+        seeding = JobScheduler(**scheduler_config(kb, timedelta(hours=6)))
+        seeding.start(paused=True)
+        seeding.add_job(run_digest_job, CronTrigger(day_of_week=schedule.weekday,
+                                                    hour=schedule.hour, minute=schedule.minute,
+                                                    timezone=schedule.zone),
+                        id=f"digest:{channel}", args=[channel], name=f"weekly digest for {channel}",
+                        next_run_time=fire, replace_existing=True)
+        seeding.shutdown(wait=False)
     return fire
 
 
@@ -125,8 +129,7 @@ def test_stopping_the_leader_hands_the_work_over(schedulers, slack_api, monkeypa
     assert not two.leading
     # Fell due while the leader was going down. The sleep is six renewals, so the leader's
     # sync is under way just now: seeding without its lock lost the digest now and then.
-    with one._sync_lock:
-        seed_due_digest(one.kb, "C1")
+    seed_due_digest(one.kb, "C1", leader=one)
     one.shutdown()
     assert not one.leading and not one.scheduler.running
     assert wait_until(lambda: two.leading and two.scheduler.running)
@@ -147,8 +150,7 @@ def test_a_leader_that_loses_its_lease_stops_and_can_lead_again(schedulers, slac
     # Nobody renews "elsewhere": after a ttl it is taken over, by one, with a new APScheduler.
     assert wait_until(lambda: one.leading and one.scheduler is not first_scheduler
                       and one.scheduler.running)
-    with one._sync_lock:  # it leads again, so its sync (every renewal) may be under way
-        seed_due_digest(one.kb, "C9", minutes_ago=3)
+    seed_due_digest(one.kb, "C9", minutes_ago=3, leader=one)  # it leads again
     one.sync()
     one.scheduler.wakeup()
     assert wait_until(lambda: len(digests(slack_api, "C9")) == 1)
