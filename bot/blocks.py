@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from knowledge.answer import Answer, Citation
+from knowledge.answer import Answer, Citation, Quote
 from knowledge.feedback import REASONS
 
 __all__ = [
@@ -106,6 +106,20 @@ def _source_line(citation: Citation, updated: datetime | None, now: datetime | N
     return f"[{citation.n}] {name}" + (f" · {' · '.join(bits)}" if bits else "")
 
 
+MAX_CONTEXT_TEXT = 3000  # a context block's text element, like a section's
+
+
+def quote_block(quote: Quote) -> dict:
+    """"From *Title*: “…”": where the answer's first sentence stands in its source."""
+    title = escape(quote.title.replace("*", "")[:200]) or "the source"
+    text = escape(quote.text.replace("\n", " "))
+    head = f"[{quote.n}] From *{title}*: “"
+    room = MAX_CONTEXT_TEXT - len(head) - 2
+    if len(text) > room:
+        text = text[: _cut(text, room - 1)].rstrip() + "…"
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": f"{head}{text}”"}]}
+
+
 def _limit(blocks: list[dict], tail: list[dict]) -> list[dict]:
     room = MAX_BLOCKS - len(tail)
     if len(blocks) > room:
@@ -119,6 +133,8 @@ def answer_message(answer: Answer, question_id: int, *, ephemeral: bool = False,
     """(fallback text, blocks) for an answer with its Sources and feedback buttons."""
     updated = updated or {}
     blocks = [_section(part) for part in split_text(escape(answer.text)) if part]  # Slack rejects ""
+    if answer.quote is not None and not answer.abstained:
+        blocks.append(quote_block(answer.quote))
     if answer.citations:
         heading = "*Closest sources*" if answer.abstained else "*Sources*"
         lines = [_source_line(c, updated.get(c.doc_id), now) for c in answer.citations]

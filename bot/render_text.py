@@ -22,6 +22,8 @@ def _where(citation: Citation) -> str | None:
 
 def render_answer_text(answer: Answer) -> str:
     lines = [answer.text, ""]
+    if answer.quote is not None and not answer.abstained:
+        lines += [f"[{answer.quote.n}] From {answer.quote.title}: “{answer.quote.text}”", ""]
     if answer.citations:
         lines.append("Closest sources:" if answer.abstained else "Sources:")
         for citation in answer.citations:

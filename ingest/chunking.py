@@ -15,7 +15,7 @@ from knowledge.text import split_blocks
 __all__ = ["Section", "Passage", "chunk_sections", "CHUNKER_VERSION"]
 
 # Bump when chunking changes: content hashes include it, so documents get re-chunked.
-CHUNKER_VERSION = "4"
+CHUNKER_VERSION = "5"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,15 @@ from knowledge.errors import SourceError
 from knowledge.text import normalise_whitespace
 
 from .chunking import Section
+from .cleaning import (
+    clean_html_markup,
+    is_caption,
+    is_citation_lead,
+    is_reference_heading,
+    is_update_note,
+    latex_to_text,
+    strip_footnote_markers,
+)
 from .documents import SourceDocument
 
 __all__ = [
@@ -72,7 +81,6 @@ def decode_text(data: bytes, where: str) -> str:
 
 # -- Markdown -------------------------------------------------------------------------
 _LIQUID = re.compile(r"{%-?.*?-?%}|{{.*?}}", re.S)
-_DISPLAY_MATH = re.compile(r"\$\$.*?\$\$", re.S)
 _TAG = re.compile(r"<[^>]+>")
 _FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.S)
 
@@ -81,30 +89,66 @@ def _strip_html(fragment: str) -> str:
     return html_lib.unescape(_TAG.sub(" ", fragment))
 
 
+_IAL = re.compile(r"\{:[^}]*\}")  # kramdown attribute lists: {: class="center"}, {:toc}
+_MATH_INLINE = ("math_inline", "math_inline_double")
+
+
 def _inline_text(token) -> str:
     parts: list[str] = []
     for child in token.children or []:
         if child.type in ("text", "code_inline"):
             parts.append(child.content)
-        elif child.type in ("softbreak", "hardbreak"):
+        elif child.type in _MATH_INLINE:
+            parts.append(latex_to_text(child.content))
+        elif child.type in ("softbreak", "hardbreak", "html_inline"):
             parts.append(" ")
-        elif child.type == "html_inline":
-            parts.append(" ")
+    joined = "".join(parts)
+    joined = _strip_html(joined) if "<" in joined else joined
+    return normalise_whitespace(strip_footnote_markers(_IAL.sub(" ", joined)))
+
+
+def _only_links(token) -> bool:
+    """A paragraph that is nothing but links or images ("[code](…)", a badge row)."""
+    depth = 0
+    linked = False
+    for child in token.children or []:
+        if child.type == "link_open":
+            depth += 1
+            linked = True
+        elif child.type == "link_close":
+            depth -= 1
         elif child.type == "image":
-            parts.append("")
-    return normalise_whitespace(_strip_html("".join(parts)) if "<" in "".join(parts) else "".join(parts))
+            linked = True
+        elif depth == 0 and child.type == "text" and child.content.strip(" \t|,;:.-–·•*_()[]"):
+            return False
+    return linked
+
+
+def _quotable(token, text: str) -> bool:
+    """Is a paragraph prose worth keeping (not a caption, an update note, a link row)?"""
+    return not (is_caption(text) or is_update_note(text) or text == "TOC" or _only_links(token))
+
+
+def _markdown_parser():
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.dollarmath import dollarmath_plugin
+    from mdit_py_plugins.texmath import texmath_plugin
+
+    # $…$ and $$…$$ (Jekyll/kramdown writes inline math as $$…$$ too), \(…\) and \[…\].
+    return (MarkdownIt("commonmark").enable("table")
+            .use(dollarmath_plugin, allow_space=True, allow_digits=False, double_inline=True)
+            .use(texmath_plugin, delimiters="brackets"))
 
 
 def _markdown_sections(body: str) -> tuple[str | None, list[Section]]:
-    from markdown_it import MarkdownIt
-
-    body = _DISPLAY_MATH.sub(" ", _LIQUID.sub(" ", body))
-    tokens = MarkdownIt("commonmark").enable("table").parse(body)
+    tokens = _markdown_parser().parse(_LIQUID.sub(" ", body))
     sections: list[Section] = []
     heading: str | None = None
     first_h1: str | None = None
     blocks: list[str] = []
     row: list[str] = []
+    skip_level = 0  # inside a References / Bibliography section of this heading level
+    skip_code = False  # the code block after "Cited as:" is a BibTeX entry
 
     def close_section() -> None:
         text = "\n\n".join(b for b in blocks if b.strip())
@@ -117,27 +161,41 @@ def _markdown_sections(body: str) -> tuple[str | None, list[Section]]:
         token = tokens[i]
         if token.type == "heading_open":
             text = _inline_text(tokens[i + 1]) if i + 1 < len(tokens) else ""
+            level = int(token.tag[1])
             close_section()
+            if skip_level and level <= skip_level:
+                skip_level = 0
+            if is_reference_heading(text) or is_citation_lead(text):
+                skip_level = skip_level or level
             if token.tag == "h1" and first_h1 is None:
                 first_h1 = text
             heading = text or heading
             i += 3
             continue
+        if skip_level:
+            i += 1
+            continue
         if token.type == "inline":
             text = _inline_text(token)
-            if text:
-                if row is not None and tokens[i - 1].type in ("th_open", "td_open"):
-                    row.append(text)
-                else:
-                    prefix = "- " if i >= 2 and tokens[i - 2].type == "list_item_open" else ""
-                    blocks.append(prefix + text)
+            if text and is_citation_lead(text):
+                skip_code = True
+            elif text and row is not None and tokens[i - 1].type in ("th_open", "td_open"):
+                row.append(text)
+            elif text and _quotable(token, text):
+                prefix = "- " if i >= 2 and tokens[i - 2].type == "list_item_open" else ""
+                blocks.append(prefix + text)
         elif token.type in ("fence", "code_block"):
             code = token.content.strip()
-            if code:
+            if code and not skip_code:
                 blocks.append(code)
+            skip_code = False
+        elif token.type in ("math_block", "math_block_eqno"):
+            math = latex_to_text(token.content)
+            if math:
+                blocks.append(math)
         elif token.type == "html_block":
             text = normalise_whitespace(_strip_html(token.content))
-            if text:
+            if text and not (is_caption(text) or is_update_note(text)):
                 blocks.append(text)
         elif token.type == "tr_open":
             row = []
@@ -195,6 +253,7 @@ def parse_html(markup: str, where: str, *, url: str | None = None,
     import trafilatura
 
     extracted = None
+    markup = clean_html_markup(markup)
     try:
         extracted = trafilatura.bare_extraction(markup, url=url, with_metadata=True,
                                                 include_comments=False, include_tables=True,
@@ -209,7 +268,10 @@ def parse_html(markup: str, where: str, *, url: str | None = None,
         text, title = _html_fallback(markup, title)
     if not text or not text.strip():
         raise SourceError(where, "has no readable text (empty or malformed HTML)")
-    paragraphs = [p.strip() for p in text.split("\n") if p.strip()]
+    paragraphs = [strip_footnote_markers(p).strip() for p in text.split("\n")]
+    paragraphs = [p for p in paragraphs if p and not (is_caption(p) or is_update_note(p))]
+    if not paragraphs:
+        raise SourceError(where, "has no readable text (only captions or notes)")
     return SourceDocument(doc_id="", title=(title or fallback_title).strip(),
                           sections=[Section(None, "\n\n".join(paragraphs))])
 

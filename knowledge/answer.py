@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .retrieval import DocumentHit, SearchResult
+from .sentences import DANGLING, SentenceVectors, clean_sentence, quotable, readable
 from .text import keyword_terms, split_sentences
 
-__all__ = ["Citation", "Answer", "ExtractiveWriter", "LLMWriter", "ABSTAIN_TEXT", "readable_sentences"]
+__all__ = ["Citation", "Quote", "Answer", "ExtractiveWriter", "LLMWriter", "ABSTAIN_TEXT",
+           "readable_sentences", "question_shape"]
 
 log = logging.getLogger(__name__)
 ABSTAIN_TEXT = "I don't know that from our knowledge base."
@@ -40,6 +45,15 @@ class Citation:
                 "url": self.url or self.path, "passage": self.passage}
 
 
+@dataclass(frozen=True)
+class Quote:
+    """Where the answer's first sentence stands: the source passage around it."""
+
+    n: int  # the citation number
+    title: str
+    text: str
+
+
 @dataclass
 class Answer:
     question: str
@@ -48,6 +62,7 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     writer: str = "extractive"
     confidence: float = 0.0
+    quote: Quote | None = None
     # The retrieval behind the answer (not serialised): its hits, the question's vector.
     result: SearchResult | None = field(default=None, repr=False, compare=False)
 
@@ -58,79 +73,66 @@ class Answer:
 
 
 # -- sentence selection ---------------------------------------------------------------
-_LIST_MARK = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
-_CODEISH = re.compile(r"[{}\[\]();=<>|$\\_`]")
-
-
-def _clean(sentence: str) -> str:
-    return _LIST_MARK.sub("", sentence).strip()
-
-
-def _readable(sentence: str) -> bool:
-    words = sentence.split()
-    if len(words) < 5 or len(words) > 80:
-        return False
-    if not sentence.rstrip().endswith((".", "!", "?", ")", '"', "”")):
-        return False  # headings, table rows, fragments, lead-ins to a list ("…the following:")
-    return len(_CODEISH.findall(sentence)) <= max(3, len(sentence) // 25)
-
-
 def readable_sentences(text: str) -> list[str]:
     """The sentences of a text that read well on their own (no headings, code, fragments)."""
-    return [s for s in (_clean(raw) for raw in split_sentences(text)) if _readable(s)]
+    return [s for s in (clean_sentence(raw) for raw in split_sentences(text)) if readable(s)]
 
 
 @dataclass
 class _Candidate:
     doc_rank: int
-    passage_rank: int
     position: int  # of the passage in its document
     order: int  # of the sentence in its passage
     text: str
-    score: float
     terms: frozenset[str]
     hit: DocumentHit
     passage_text: str
     chunk_id: int
+    overlap: float = 0.0  # share of the question's keyword weight (IDF) in the sentence
+    relative: float = 0.0  # the passage's score relative to the best passage
+    meaning: float = 0.0  # cosine of the sentence and the question
+    score: float = 0.0
+    dangling: bool = False
+    previous: _Candidate | None = None  # the sentence before it in its passage, if quotable
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.chunk_id, self.order
 
 
-_DEFINITION_QUESTION = re.compile(r"^\s*(what\s+(is|are|was|does)|what's|whats|define|who\s+is)\b", re.I)
-_DANGLING = re.compile(r"^(it|this|that|these|those|they|such|he|she|its|their)\b", re.I)
-_DEFINES = re.compile(r"\b(is|are|means|refers to|stands for|is called|are called|called)\b", re.I)
+_DEFINITION_QUESTION = re.compile(
+    r"^\s*(what\s+(is|are|was|were|does\s+\S+(\s+\S+)?\s+mean)|what's|whats|define|who\s+is|"
+    r"explain\s+what)\b", re.I)
+_DEFINES = re.compile(r"\b(is|are|was|means|refers to|stands for|is called|are called|called|"
+                      r"known as|denotes|describes)\b", re.I)
 
 
-def _defines(sentence: str, terms: frozenset[str], query_terms: set[str]) -> bool:
-    """Does the sentence look like a definition of what the question asks about?"""
-    return bool(query_terms) and query_terms <= terms and bool(_DEFINES.search(sentence))
+def _defines(candidate: _Candidate, query_terms: set[str]) -> bool:
+    """Does the sentence define what the question asks about ("X is …", "X, also known as
+    Y, is …"): the subject opens the sentence and a defining verb follows soon after?"""
+    if not query_terms:
+        return False
+    words = candidate.text.split()
+    opening = frozenset(keyword_terms(" ".join(words[:6])))
+    verb = _DEFINES.search(" ".join(words[:14]))
+    return bool(opening & query_terms) and verb is not None
 
 
-def _candidates(result: SearchResult, max_docs: int, min_passage_ratio: float) -> list[_Candidate]:
-    query_terms = set(result.terms)
-    definition = bool(_DEFINITION_QUESTION.match(result.question))
-    idf = result.idf
-    mass = sum(idf.get(t, 0.0) for t in query_terms) or 1.0
-    best = result.hits[0].score if result.hits else 1.0
-    out: list[_Candidate] = []
-    for doc_rank, hit in enumerate(result.hits[:max_docs]):
-        for passage_rank, passage in enumerate(hit.passages):
-            relative = passage.score / best if best > 0 else 0.0
-            if relative < min_passage_ratio:
-                continue
-            for order, raw in enumerate(split_sentences(passage.text)):
-                sentence = _clean(raw)
-                if not _readable(sentence):
-                    continue
-                terms = frozenset(keyword_terms(sentence))
-                overlap = sum(idf.get(t, 0.0) for t in query_terms & terms) / mass
-                score = (0.55 * overlap + 0.35 * relative + 0.1 * passage.dense
-                         + (0.05 if order == 0 else 0.0) - 0.04 * doc_rank)
-                if _DANGLING.match(sentence):
-                    score -= 0.12  # "It is…", "This means…": lost without the sentence before
-                if definition and _defines(sentence, terms, query_terms):
-                    score += 0.15  # "What is X?" wants "X is …" first
-                out.append(_Candidate(doc_rank, passage_rank, passage.position, order, sentence,
-                                      score, terms, hit, passage.text, passage.chunk_id))
-    return out
+@dataclass(frozen=True)
+class Shape:
+    """How long an answer to a kind of question may be."""
+
+    sentences: int
+    words: int
+
+
+FOLLOW_BONUS = 0.12  # for the sentence right after one already chosen
+DEFINITION = Shape(sentences=3, words=70)
+EXPLANATION = Shape(sentences=5, words=110)
+
+
+def question_shape(question: str) -> Shape:
+    return DEFINITION if _DEFINITION_QUESTION.match(question) else EXPLANATION
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -138,16 +140,28 @@ def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
 
 
 class ExtractiveWriter:
-    """Picks the sentences of the top passages that best answer the question."""
+    """Picks the sentences of the top passages that best answer the question.
+
+    A sentence is scored by meaning (its cosine with the question, from the same model
+    that embedded the index) and by shared terms (the question's IDF-weighted keywords it
+    holds), with the passage's own rank. The best one leads; more follow only while they
+    score close to it, add something new, and fit the question's shape.
+    """
 
     name = "extractive"
 
-    def __init__(self, *, min_confidence: float = 0.53, max_sentences: int = 3,
-                 max_words: int = 110, max_docs: int = 3):
+    def __init__(self, *, min_confidence: float = 0.53, min_meaning: float = 0.0,
+                 max_docs: int = 3, sentence_vectors: SentenceVectors | None = None,
+                 weights: tuple[float, float, float] = (0.5, 0.35, 0.15),
+                 keep_ratio: float = 0.8, quote_chars: int = 280):
         self.min_confidence = min_confidence
-        self.max_sentences = max_sentences
-        self.max_words = max_words
+        # The best sentence's cosine with the question must reach this (0: not checked).
+        self.min_meaning = min_meaning
         self.max_docs = max_docs
+        self.sentence_vectors = sentence_vectors
+        self.weights = weights  # meaning, shared terms, passage rank
+        self.keep_ratio = keep_ratio  # a further sentence scores at least this share of the lead's
+        self.quote_chars = quote_chars
 
     def should_abstain(self, result: SearchResult) -> bool:
         return not result.hits or result.confidence < self.min_confidence
@@ -164,29 +178,153 @@ class ExtractiveWriter:
             text += f" The closest sources I found: {names}."
         return Answer(result.question, text, True, closest, self.name, result.confidence)
 
+    # -- candidates -------------------------------------------------------------------
+    def candidates(self, result: SearchResult) -> list[_Candidate]:
+        """Quotable sentences of the top passages, scored."""
+        best = result.hits[0].score if result.hits else 1.0
+        out: list[_Candidate] = []
+        for doc_rank, hit in enumerate(result.hits[: self.max_docs]):
+            for passage in hit.passages:
+                relative = passage.score / best if best > 0 else 0.0
+                if relative < 0.5:
+                    continue
+                previous: _Candidate | None = None
+                for order, raw in enumerate(split_sentences(passage.text)):
+                    sentence = clean_sentence(raw)
+                    if not quotable(sentence):
+                        previous = None
+                        continue
+                    candidate = _Candidate(doc_rank, passage.position, order, sentence,
+                                           frozenset(keyword_terms(sentence)), hit, passage.text,
+                                           passage.chunk_id, relative=relative,
+                                           dangling=bool(DANGLING.match(sentence)),
+                                           previous=previous)
+                    out.append(candidate)
+                    previous = candidate
+        self._score(out, result)
+        return out
+
+    def _meanings(self, candidates: list[_Candidate], result: SearchResult) -> np.ndarray | None:
+        if self.sentence_vectors is None or result.vector is None or not candidates:
+            return None
+        vectors = self.sentence_vectors.get(result.model or "", [c.text for c in candidates])
+        return vectors @ result.vector.astype(np.float32)
+
+    def _score(self, candidates: list[_Candidate], result: SearchResult) -> None:
+        query_terms = set(result.terms)
+        idf = result.idf
+        mass = sum(idf.get(t, 0.0) for t in query_terms) or 1.0
+        definition = question_shape(result.question) is DEFINITION
+        meanings = self._meanings(candidates, result)
+        w_meaning, w_terms, w_rank = self.weights
+        if meanings is None:  # no vectors: shared terms carry the meaning's weight too
+            w_terms, w_meaning = w_terms + w_meaning, 0.0
+        for i, c in enumerate(candidates):
+            c.overlap = sum(idf.get(t, 0.0) for t in query_terms & c.terms) / mass
+            c.meaning = float(meanings[i]) if meanings is not None else 0.0
+            c.score = (w_meaning * c.meaning + w_terms * c.overlap + w_rank * c.relative
+                       - 0.03 * c.doc_rank)
+            if c.dangling:
+                c.score -= 0.08  # "It is…", "This means…": lost without the sentence before
+            if definition and _defines(c, query_terms):
+                c.score += 0.12  # "What is X?" wants "X is …" first
+
+    # -- choice -----------------------------------------------------------------------
+    def choose(self, candidates: list[_Candidate], shape: Shape) -> list[_Candidate]:
+        """The sentences to quote, in reading order, the answering one first."""
+        ranked = sorted(candidates, key=lambda c: -c.score)
+        if not ranked:
+            return []
+        # The lead is the best sentence that can stand first (with its antecedent if it
+        # needs one); a dangling sentence whose antecedent cannot be quoted never leads.
+        lead = next((c for c in ranked if self._with_antecedent(c)), None)
+        if lead is None:
+            return []
+        chosen = self._with_antecedent(lead)
+        words = sum(len(c.text.split()) for c in chosen)
+        while len(chosen) < shape.sentences:
+            # The sentence right after a chosen one usually goes on with its thought: a
+            # paragraph reads better than a collage, and holds the facts around the lead.
+            taken = {c.key for c in chosen}
+            ranked = sorted((c for c in ranked if c.key not in taken),
+                            key=lambda c: -(c.score + self._follows(c, taken)))
+            added = False
+            for candidate in ranked:
+                if candidate.score + self._follows(candidate, taken) < self.keep_ratio * lead.score:
+                    break
+                group = self._admit(candidate, chosen, shape, words)
+                if group:
+                    chosen.extend(group)
+                    words += sum(len(c.text.split()) for c in group)
+                    added = True
+                    break
+            if not added:
+                break
+        head = [c for c in chosen if c.key in {lead.key} | ({lead.previous.key} if lead.dangling and lead.previous else set())]
+        rest = sorted((c for c in chosen if c not in head), key=lambda c: (c.doc_rank, c.position, c.order))
+        return sorted(head, key=lambda c: c.order) + rest
+
+    @staticmethod
+    def _follows(candidate: _Candidate, taken: set[tuple[int, int]]) -> float:
+        return FOLLOW_BONUS if (candidate.chunk_id, candidate.order - 1) in taken else 0.0
+
+    def _admit(self, candidate: _Candidate, chosen: list[_Candidate], shape: Shape,
+               words: int) -> list[_Candidate]:
+        """The sentences (it, or its antecedent and it) to add, or [] when it does not fit."""
+        if self._repeats(candidate, chosen):
+            return []
+        if candidate.hit.doc_id not in {c.hit.doc_id for c in chosen} and not (
+                self._adds(candidate, chosen) and candidate.meaning >= chosen[0].meaning - 0.05):
+            return []  # a second source only for a new fact as close to the question
+        group = self._with_antecedent(candidate, chosen)
+        group_words = sum(len(c.text.split()) for c in group)
+        if len(chosen) + len(group) > shape.sentences or words + group_words > shape.words:
+            return []
+        return group
+
+    @staticmethod
+    def _with_antecedent(candidate: _Candidate, chosen: Sequence[_Candidate] = ()) -> list[_Candidate]:
+        """The sentence, with those before it when it opens with "It…"/"This…" (back to
+        one that stands alone, at most two back); [] when that cannot be quoted."""
+        taken = {c.key for c in chosen}
+        group = [candidate]
+        current = candidate
+        while current.dangling and current.key not in taken:
+            previous = current.previous
+            if previous is None or len(group) > 2:
+                return []
+            if previous.key in taken:
+                break
+            group.insert(0, previous)
+            current = previous
+        return group
+
+    @staticmethod
+    def _repeats(candidate: _Candidate, chosen: Sequence[_Candidate]) -> bool:
+        return any(_jaccard(candidate.terms, c.terms) > 0.5
+                   or (c.meaning and candidate.meaning and abs(c.meaning - candidate.meaning) < 1e-6)
+                   for c in chosen)
+
+    @staticmethod
+    def _adds(candidate: _Candidate, chosen: Sequence[_Candidate]) -> bool:
+        known = frozenset().union(*(c.terms for c in chosen))
+        new = candidate.terms - known
+        return len(new) >= max(3, len(candidate.terms) // 2)
+
+    # -- the answer -------------------------------------------------------------------
     def write(self, result: SearchResult) -> Answer:
         if self.should_abstain(result):
             return self.abstain(result)
-        candidates = sorted(_candidates(result, self.max_docs, 0.5), key=lambda c: -c.score)
-        chosen: list[_Candidate] = []
-        words = 0
-        for candidate in candidates:
-            if len(chosen) >= self.max_sentences:
-                break
-            if chosen and candidate.score < 0.6 * chosen[0].score:
-                break
-            if any(_jaccard(candidate.terms, c.terms) > 0.6 for c in chosen):
-                continue
-            length = len(candidate.text.split())
-            if chosen and words + length > self.max_words:
-                continue
-            chosen.append(candidate)
-            words += length
+        candidates = self.candidates(result)
+        # A team answer is titled by the question it answered: its sentences need not
+        # repeat the subject, and retrieval's confidence already compared the questions.
+        team_answer = result.hits[0].kind == "team answer"
+        if (candidates and self.min_meaning and not team_answer
+                and max(c.meaning for c in candidates) < self.min_meaning):
+            return self.abstain(result)  # the passages share words with it, not its subject
+        chosen = self.choose(candidates, question_shape(result.question))
         if not chosen:
             return self.abstain(result)
-        # Lead with the best sentence, then the rest as they stand in their sources.
-        lead, rest = chosen[0], chosen[1:]
-        chosen = [lead] + sorted(rest, key=lambda c: (c.doc_rank, c.position, c.order))
         numbers: dict[str, int] = {}
         citations: list[Citation] = []
         parts: list[str] = []
@@ -199,8 +337,32 @@ class ExtractiveWriter:
                                           kind=hit.kind, passage=candidate.passage_text,
                                           chunk_id=candidate.chunk_id))
             parts.append(f"{candidate.text} [{numbers[hit.doc_id]}]")
-        return Answer(result.question, " ".join(parts), False, citations, self.name,
-                      result.confidence)
+        answer = Answer(result.question, " ".join(parts), False, citations, self.name,
+                        result.confidence)
+        answer.quote = self.quote(chosen[0], numbers[chosen[0].hit.doc_id])
+        return answer
+
+    def quote(self, first: _Candidate, n: int) -> Quote:
+        """The passage the first sentence came from: from the sentence before it (when that
+        reads as a sentence and there is room), through as much as fits, cut at a word."""
+        sentences = [clean_sentence(s) for s in split_sentences(first.passage_text)]
+        start = first.order
+        if start > 0 and readable(sentences[start - 1]) and \
+                len(sentences[start - 1]) + len(first.text) < self.quote_chars:
+            start -= 1
+        text, end = "", start
+        for end in range(start, len(sentences)):
+            if text and len(text) + len(sentences[end]) + 1 > self.quote_chars:
+                end -= 1
+                break
+            text = f"{text} {sentences[end]}".strip()
+        if len(text) > self.quote_chars:
+            text = text[: self.quote_chars].rsplit(" ", 1)[0] + " …"
+        elif end < len(sentences) - 1:
+            text += " …"
+        if start > 0:
+            text = "… " + text
+        return Quote(n=n, title=first.hit.title, text=text)
 
 
 # -- LLM writer -----------------------------------------------------------------------

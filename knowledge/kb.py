@@ -16,6 +16,7 @@ from .metrics import Metrics
 from .model_versions import ModelVersions
 from .questions import QuestionLog
 from .retrieval import Retriever, SearchResult
+from .sentences import SentenceVectors
 from .settings import Settings
 from .store import Store
 
@@ -50,7 +51,13 @@ class KnowledgeBase:
         self._index: IndexManager | None = None
         self._retriever: Retriever | None = None
         self.metrics.watch_index(self.index_passages)
-        extractive = ExtractiveWriter(min_confidence=settings.min_confidence)
+        # Candidate sentences are embedded by the passage side of the model version that
+        # embedded the index, so their cosines with the question mean what passages' do.
+        self.sentence_vectors = SentenceVectors(
+            lambda model, texts: self.embedder_for(model).embed(texts))
+        extractive = ExtractiveWriter(min_confidence=settings.min_confidence,
+                                      min_meaning=settings.min_sentence_similarity,
+                                      sentence_vectors=self.sentence_vectors)
         self.extractive = extractive
         self.writer = extractive
         if settings.llm_url:

@@ -51,6 +51,9 @@ class Settings:
     keyword_weight: float = 0.15
     # Below this confidence (best cosine + 0.25 x keyword coverage) the answer abstains.
     min_confidence: float = 0.53
+    # The best quotable sentence's cosine with the question must reach this, or the answer
+    # is "I don't know" (tuned on bench/data/answer_questions.jsonl, bench/answers.py).
+    min_sentence_similarity: float = 0.48
     # Optional LLM writer (any OpenAI-compatible chat endpoint).
     llm_url: str | None = None
     llm_model: str | None = None
@@ -81,6 +84,8 @@ class Settings:
             embedding_model=env.get("DML_EMBEDDING_MODEL") or None,
             keyword_weight=_float(env, "DML_KEYWORD_WEIGHT", cls.keyword_weight),
             min_confidence=_float(env, "DML_MIN_CONFIDENCE", cls.min_confidence),
+            min_sentence_similarity=_float(env, "DML_MIN_SENTENCE_SIMILARITY",
+                                           cls.min_sentence_similarity),
             llm_url=env.get("DML_LLM_URL") or None,
             llm_model=env.get("DML_LLM_MODEL") or None,
             llm_api_key=env.get("DML_LLM_API_KEY") or None,

@@ -43,19 +43,32 @@ def dml(runner: CliRunner, data_dir: Path, *args: str, **kwargs):
 
 
 class EmbedCounter:
-    """Counts batches of passages sent to the model (single questions are not counted)."""
+    """Counts batches of passages sent to the model (single questions, and the sentences an
+    answer is chosen from, are not counted)."""
 
     def __init__(self, embedder, monkeypatch):
+        from knowledge.sentences import SentenceVectors
+
         self.texts = 0
+        self.answering = False
         real = embedder._encode
+        real_get = SentenceVectors.get
 
         def embed(texts, **kwargs):
-            if len(texts) > 1:
+            if len(texts) > 1 and not self.answering:
                 self.texts += len(texts)
             return real(texts, **kwargs)
 
+        def sentences(vectors, model, texts):
+            self.answering = True
+            try:
+                return real_get(vectors, model, texts)
+            finally:
+                self.answering = False
+
         # Passages and questions alike reach the model through _encode.
         monkeypatch.setattr(embedder, "_encode", embed)
+        monkeypatch.setattr(SentenceVectors, "get", sentences)
 
 
 # -- help -------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def make_pdf(pages: list[list[str]], *, title: str | None = None) -> bytes:
 
 
 # -- Markdown ---------------------------------------------------------------------------
-def test_markdown_front_matter_sets_id_title_url_and_tags_and_strips_liquid_and_math(kb, tmp_path):
+def test_markdown_front_matter_sets_id_title_url_and_tags_strips_liquid_and_keeps_math(kb, tmp_path):
     page = tmp_path / "regularisation.md"
     page.write_text(
         "---\n"
@@ -126,8 +126,10 @@ def test_markdown_front_matter_sets_id_title_url_and_tags_and_strips_liquid_and_
     assert doc.meta == {"tags": ["training", "overfitting"], "owner": "ana"}
     assert doc.path == str(page)
     for junk in ("{%", "%}", "{{", "toc.html", "page.footnote", "site.beta", "endif",
-                 "$$", "secretmathterm", "lambda", "mathcal"):
+                 "$$", "\\lambda", "mathcal", "\\text"):
         assert junk not in doc.text, junk
+    # Math is kept, as readable Unicode: never dropped, never raw TeX.
+    assert "ℒ = λ∑_i w_i^2 secretmathterm" in doc.text
     assert "Dropout switches off a random half" in doc.text
     assert "decoupled form known as AdamW" in doc.text
 
@@ -135,7 +137,8 @@ def test_markdown_front_matter_sets_id_title_url_and_tags_and_strips_liquid_and_
     assert [c.heading for c in chunks] == ["Dropout", "Weight decay"]
     assert chunks[0].text.startswith("Dropout switches off")
     assert "AdamW" in chunks[1].text and "AdamW" not in chunks[0].text
-    assert all("secretmathterm" not in c.text and "{%" not in c.text for c in chunks)
+    assert all("{%" not in c.text and "$$" not in c.text for c in chunks)
+    assert "secretmathterm" in chunks[0].text  # the equation stays with its section
 
     hit = kb.search("Should I use AdamW or an L2 penalty with Adam?", k=1).hits[0]
     assert hit.doc_id == "handbook/regularisation"
