@@ -104,18 +104,28 @@ _DEFINITION_QUESTION = re.compile(
     r"^\s*(what\s+(is|are|was|were|does\s+\S+(\s+\S+)?\s+mean)|what's|whats|define|who\s+is|"
     r"explain\s+what)\b", re.I)
 _DEFINES = re.compile(r"\b(is|are|was|means|refers to|stands for|is called|are called|called|"
-                      r"known as|denotes|describes)\b", re.I)
+                      r"known as|denotes|describes|states|proposes|aims|is designed|learns)\b", re.I)
 
 
-def _defines(candidate: _Candidate, query_terms: set[str]) -> bool:
-    """Does the sentence define what the question asks about ("X is …", "X, also known as
-    Y, is …"): the subject opens the sentence and a defining verb follows soon after?"""
-    if not query_terms:
+_SUBORDINATE = re.compile(r"^(as|in|to|when|if|unlike|although|though|while|since|for|with|by|"
+                          r"because|after|before|compared|given|once|like|due|despite|recall|"
+                          r"similar|similarly|interestingly|however|also|well)\b", re.I)
+
+
+def _opens_with_subject(candidate: _Candidate, subject: set[str]) -> bool:
+    """Is the sentence about the question's subject ("Focal loss is designed to…", "The
+    YOLO model (…) is…"), not merely mentioning it in a clause ("As a detector, YOLO…")?"""
+    if not subject or _SUBORDINATE.match(candidate.text):
         return False
-    words = candidate.text.split()
-    opening = frozenset(keyword_terms(" ".join(words[:6])))
-    verb = _DEFINES.search(" ".join(words[:14]))
-    return bool(opening & query_terms) and verb is not None
+    opening = frozenset(keyword_terms(" ".join(candidate.text.split()[:5])))
+    return bool(opening & subject)
+
+
+def _defines(candidate: _Candidate, subject: set[str]) -> bool:
+    """Does the sentence define the subject: it opens the sentence and a defining verb
+    follows soon after ("X is …", "X, also known as Y, is …", "X states that …")?"""
+    return (_opens_with_subject(candidate, subject)
+            and _DEFINES.search(" ".join(candidate.text.split()[:14])) is not None)
 
 
 @dataclass(frozen=True)
@@ -126,7 +136,7 @@ class Shape:
     words: int
 
 
-FOLLOW_BONUS = 0.12  # for the sentence right after one already chosen
+FOLLOW_BONUS = 0.2  # for the sentence right after one already chosen
 DEFINITION = Shape(sentences=3, words=70)
 EXPLANATION = Shape(sentences=5, words=110)
 
@@ -153,7 +163,7 @@ class ExtractiveWriter:
     def __init__(self, *, min_confidence: float = 0.53, min_meaning: float = 0.0,
                  max_docs: int = 3, sentence_vectors: SentenceVectors | None = None,
                  weights: tuple[float, float, float] = (0.5, 0.35, 0.15),
-                 keep_ratio: float = 0.8, quote_chars: int = 280):
+                 keep_ratio: float = 0.75, quote_chars: int = 280, max_embedded: int = 40):
         self.min_confidence = min_confidence
         # The best sentence's cosine with the question must reach this (0: not checked).
         self.min_meaning = min_meaning
@@ -162,6 +172,11 @@ class ExtractiveWriter:
         self.weights = weights  # meaning, shared terms, passage rank
         self.keep_ratio = keep_ratio  # a further sentence scores at least this share of the lead's
         self.quote_chars = quote_chars
+        self.max_embedded = max_embedded
+        # Tuned on half of bench/data/answer_questions.jsonl (bench/answers.py).
+        self.definition_bonus = 0.12  # a sentence that defines the subject, for "What is X?"
+        self.subject_bonus = 0.06  # a sentence whose subject is the question's, for how/why
+        self.doc_penalty = 0.08  # per rank of the sentence's document
 
     def should_abstain(self, result: SearchResult) -> bool:
         return not result.hits or result.confidence < self.min_confidence
@@ -201,8 +216,25 @@ class ExtractiveWriter:
                                            previous=previous)
                     out.append(candidate)
                     previous = candidate
+        out = self._shortlist(out, result)
         self._score(out, result)
         return out
+
+    def _shortlist(self, candidates: list[_Candidate], result: SearchResult) -> list[_Candidate]:
+        """At most ``max_embedded`` sentences, the best by shared terms and passage rank: a
+        bound on what one question can cost the model (a cold cache embeds every one)."""
+        if len(candidates) <= self.max_embedded:
+            return candidates
+        idf = result.idf
+        query_terms = set(result.terms)
+        mass = sum(idf.get(t, 0.0) for t in query_terms) or 1.0
+
+        def lexical(c: _Candidate) -> float:
+            overlap = sum(idf.get(t, 0.0) for t in query_terms & c.terms) / mass
+            return overlap + 0.5 * c.relative - 0.1 * c.doc_rank
+
+        kept = set(map(id, sorted(candidates, key=lexical, reverse=True)[: self.max_embedded]))
+        return [c for c in candidates if id(c) in kept]
 
     def _meanings(self, candidates: list[_Candidate], result: SearchResult) -> np.ndarray | None:
         if self.sentence_vectors is None or result.vector is None or not candidates:
@@ -214,6 +246,8 @@ class ExtractiveWriter:
         query_terms = set(result.terms)
         idf = result.idf
         mass = sum(idf.get(t, 0.0) for t in query_terms) or 1.0
+        # The question's subject: its rarest terms ("focal loss", "YOLO").
+        subject = set(sorted(query_terms, key=lambda t: -idf.get(t, 0.0))[:2])
         definition = question_shape(result.question) is DEFINITION
         meanings = self._meanings(candidates, result)
         w_meaning, w_terms, w_rank = self.weights
@@ -223,11 +257,13 @@ class ExtractiveWriter:
             c.overlap = sum(idf.get(t, 0.0) for t in query_terms & c.terms) / mass
             c.meaning = float(meanings[i]) if meanings is not None else 0.0
             c.score = (w_meaning * c.meaning + w_terms * c.overlap + w_rank * c.relative
-                       - 0.03 * c.doc_rank)
+                       - self.doc_penalty * c.doc_rank)
             if c.dangling:
                 c.score -= 0.08  # "It is…", "This means…": lost without the sentence before
-            if definition and _defines(c, query_terms):
-                c.score += 0.12  # "What is X?" wants "X is …" first
+            if definition and _defines(c, subject):
+                c.score += self.definition_bonus  # "What is X?" wants "X is …" first
+            elif not definition and _opens_with_subject(c, subject):
+                c.score += self.subject_bonus  # "How does X…?" wants "X does …"
 
     # -- choice -----------------------------------------------------------------------
     def choose(self, candidates: list[_Candidate], shape: Shape) -> list[_Candidate]:

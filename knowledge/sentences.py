@@ -23,7 +23,8 @@ import numpy as np
 __all__ = ["readable", "quotable", "clean_sentence", "SentenceVectors", "DANGLING"]
 
 _LIST_MARK = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
-_CODEISH = re.compile(r"[{}\[\]();=<>|$\\_`]")
+# Parentheses, underscores and "=" are ordinary in converted math ("Q(a_t) = θ_i"): not counted.
+_CODEISH = re.compile(r"[{}\[\];<>|$\\`]")
 # Opens with a word that points back at a sentence the reader has not seen.
 DANGLING = re.compile(r"^(it|this|that|these|those|they|such|he|she|its|their|them|here|"
                       r"thus|hence|therefore|however|similarly|likewise|instead|then|also|"
