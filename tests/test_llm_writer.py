@@ -213,3 +213,33 @@ def test_off_topic_question_abstains_without_calling_the_endpoint(kb, chat):
     assert answer.text.startswith(ABSTAIN_TEXT)
     assert chat.requests == []
     assert "dough" not in answer.text
+
+
+def test_the_endpoint_gets_the_cleaned_passages(chat, tmp_path, embedder):
+    """LLM mode reads what the extractive writer reads: math as text, no caption, no
+    reference list, no "Cited as" block."""
+    from ingest import Ingestor
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "reinforce.md").write_text(
+        "# REINFORCE\n\nREINFORCE relies on $$Q_\\pi(s, a)$$, an estimated return by Monte-Carlo "
+        "methods using episode samples, to update the policy parameter $$\\theta$$.\n\n"
+        "*Fig. 1. The REINFORCE algorithm. (Image source: Sutton & Barto)*\n\n"
+        "Cited as:\n```\n@article{weng2018PG, title = \"Policy Gradient Algorithms\"}\n```\n\n"
+        "## References\n\n[1] Sutton, R. & Barto, A. Reinforcement Learning: An Introduction.\n",
+        encoding="utf-8")
+    settings = Settings(data_dir=tmp_path / "data", llm_url=chat.base + "/v1", llm_model="m",
+                        llm_timeout=2.0)
+    knowledge = KnowledgeBase(settings=settings, embedder=embedder)
+    try:
+        Ingestor(kb=knowledge, progress=False).run([str(tmp_path / "docs")])
+        chat.reset()
+        chat.reply = "REINFORCE updates θ with the sampled return Q_π(s, a) [1]."
+        answer = knowledge.ask("What does REINFORCE use to update the policy parameter?")
+    finally:
+        knowledge.close()
+    user = chat.requests[-1]["json"]["messages"][1]["content"]
+    assert "relies on Q_π(s, a), an estimated return" in user and "parameter θ." in user
+    for junk in ("$$", "\\theta", "Fig. 1", "Image source", "@article", "Cited as", "Barto"):
+        assert junk not in user, junk
+    assert answer.writer == "llm" and answer.citations[0].title == "REINFORCE"
