@@ -111,22 +111,25 @@ class Embedder:
         """The name of the model whose weights embed passages (whose vectors the index holds)."""
         return self.passages.passage_model if self.passages is not None else self.name
 
-    def embed(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
-        """Passages (documents) to vectors."""
+    def embed(self, texts: Sequence[str], *, show_progress: bool = False,
+              batch_size: int | None = None) -> np.ndarray:
+        """Passages (documents) to vectors; ``batch_size`` for short texts of mixed length
+        (answer sentences), where small batches pad less."""
         if self.passages is not None:
-            return self.passages.embed(texts, show_progress=show_progress)
-        return self._encode(texts, show_progress=show_progress)
+            return self.passages.embed(texts, show_progress=show_progress, batch_size=batch_size)
+        return self._encode(texts, show_progress=show_progress, batch_size=batch_size)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Questions to vectors (what is compared with the passages' vectors)."""
         return self._encode(texts)
 
-    def _encode(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+    def _encode(self, texts: Sequence[str], *, show_progress: bool = False,
+                batch_size: int | None = None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(
             list(texts),
-            batch_size=self.batch_size,
+            batch_size=batch_size or self.batch_size,
             normalize_embeddings=True,
             convert_to_numpy=True,
             show_progress_bar=show_progress,

@@ -22,6 +22,9 @@ from .store import Store
 
 __all__ = ["KnowledgeBase"]
 
+# Answer sentences differ in length: small batches (sorted by length) pad less.
+SENTENCE_BATCH = 8
+
 log = logging.getLogger(__name__)
 # How often a process looks at which model version is live (as often as at the index).
 ACTIVE_MODEL_CHECK_SECONDS = 2.0
@@ -54,7 +57,7 @@ class KnowledgeBase:
         # Candidate sentences are embedded by the passage side of the model version that
         # embedded the index, so their cosines with the question mean what passages' do.
         self.sentence_vectors = SentenceVectors(
-            lambda model, texts: self.embedder_for(model).embed(texts))
+            lambda model, texts: self.embedder_for(model).embed(texts, batch_size=SENTENCE_BATCH))
         extractive = ExtractiveWriter(min_confidence=settings.min_confidence,
                                       min_meaning=settings.min_sentence_similarity,
                                       sentence_vectors=self.sentence_vectors)
