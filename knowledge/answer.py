@@ -202,7 +202,9 @@ class ExtractiveWriter:
         for doc_rank, hit in enumerate(result.hits[: self.max_docs]):
             for passage in hit.passages:
                 relative = passage.score / best if best > 0 else 0.0
-                if relative < 0.5:
+                if relative < 0.5 and doc_rank > 0:
+                    # The best document's passages all count: an exact-term bonus on one of
+                    # them (a code sample naming the class) must not hide its prose.
                     continue
                 previous: _Candidate | None = None
                 for order, raw in enumerate(split_sentences(passage.text)):
