@@ -19,6 +19,9 @@ class SourceDocument:
     url: str | None = None
     path: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The id was named by the document itself (front matter, a JSONL "id", a feed's copy of
+    # an entry), not by where it was read from: it may not replace another source's document.
+    named_id: bool = False
 
     @property
     def text(self) -> str:

@@ -8,10 +8,12 @@ from __future__ import annotations
 import html as html_lib
 import io
 import json
+import math
 import os
 import re
 import stat
 from collections.abc import Iterator
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -29,6 +31,7 @@ from .cleaning import (
     strip_footnote_markers,
 )
 from .documents import SourceDocument
+from .front_matter import plain, read_front_matter
 
 __all__ = [
     "SUPPORTED_SUFFIXES", "load_file", "open_source", "decode_text", "parse_markdown",
@@ -82,7 +85,6 @@ def decode_text(data: bytes, where: str) -> str:
 # -- Markdown -------------------------------------------------------------------------
 _LIQUID = re.compile(r"{%-?.*?-?%}|{{.*?}}", re.S)
 _TAG = re.compile(r"<[^>]+>")
-_FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.S)
 
 
 def _strip_html(fragment: str) -> str:
@@ -209,32 +211,45 @@ def _markdown_sections(body: str) -> tuple[str | None, list[Section]]:
 
 
 def parse_markdown(text: str, where: str, *, fallback_title: str) -> SourceDocument:
-    import frontmatter
-
-    try:
-        post = frontmatter.loads(text)
-        meta: dict[str, Any] = dict(post.metadata)
-        body = post.content
-    except Exception as exc:  # malformed YAML front matter: keep the body, say so
-        meta = {"front_matter_error": str(exc)[:200]}
-        body = _FRONT_MATTER.sub("", text, count=1)
+    meta, body = read_front_matter(text, where)
     h1, sections = _markdown_sections(body)
     if not sections:
         raise SourceError(where, "has no text")
-    title = str(meta.get("title") or h1 or fallback_title).strip()
-    doc_id = str(meta["id"]) if meta.get("id") else None
-    url = str(meta["url"]) if meta.get("url") else None
-    kept = {k: _jsonable(v) for k, v in meta.items() if k not in ("title", "id", "url")}
-    return SourceDocument(doc_id=doc_id or "", title=title, sections=sections, url=url,
-                          metadata=kept)
+    title = (text_field(meta.get("title"), "title", where) or h1 or fallback_title).strip()
+    doc_id = id_field(meta["id"], where) if meta.get("id") is not None else None
+    url = text_field(meta.get("url"), "url", where)
+    kept = {k: v for k, v in plain(meta).items() if k not in ("title", "id", "url")}
+    return SourceDocument(doc_id=doc_id or "", title=title, sections=sections, url=url or None,
+                          metadata=kept, named_id=bool(doc_id))
 
 
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
+def id_field(value: Any, where: str) -> str:
+    """An "id" as text: a string or a whole number (``true`` and ``1.5`` are no ids)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise SourceError(where, f'"id" must be a string or a whole number, not {_type_name(value)}')
+    return str(value)
+
+
+def text_field(value: Any, name: str, where: str) -> str | None:
+    """A field that is text (a title, a kind, a URL): a string, or a number or date written
+    as one; a list or an object is refused rather than stored as a Python repr."""
+    if value is None or isinstance(value, str):
         return value
-    except TypeError:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise SourceError(where, f'"{name}" must be text, not {_type_name(value)}')
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, bool):
+        return "true or false"
+    return f"{value!r}" if isinstance(value, float) else type(value).__name__
 
 
 # -- Plain text, HTML, PDF ------------------------------------------------------------
@@ -356,23 +371,58 @@ def load_file(path: Path) -> SourceDocument:
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, SourceDocument | SourceError]]:
-    """Yield (line number, document or the error for that line). Blank lines are skipped."""
+    """Yield (line number, document or the error for that line). Blank lines are skipped.
+
+    Whatever one line holds (nesting 100,000 deep, NaN, a gigabyte without a newline) is
+    that line's error; the lines after it are still read."""
     where = str(path)
     with open_source(path) as handle:
-        for number, raw in enumerate(handle, start=1):
+        for number, raw in enumerate(_lines(handle), start=1):
             at = f"{where}:{number}"
+            if raw is None:
+                yield number, SourceError(at, f"is longer than {MAX_LINE_BYTES} bytes, the limit "
+                                              "for one line")
+                continue
             if not raw.strip():
                 continue
             try:
-                line = raw.decode("utf-8")
-                record = json.loads(line)
+                record = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
             except UnicodeDecodeError:
                 yield number, SourceError(at, "is not UTF-8")
+                continue
+            except _NotANumber as exc:
+                yield number, SourceError(at, f"is not JSON: {exc} is not a number JSON allows")
                 continue
             except json.JSONDecodeError as exc:
                 yield number, SourceError(at, f"is not JSON ({exc.msg})")
                 continue
+            except RecursionError:
+                yield number, SourceError(at, "is nested too deeply to read")
+                continue
             yield number, _jsonl_document(record, at, path)
+
+
+MAX_LINE_BYTES = MAX_FILE_BYTES  # one line is one document: the limit of one file
+
+
+def _lines(handle: BinaryIO) -> Iterator[bytes | None]:
+    """The file's lines; None for one over ``MAX_LINE_BYTES``, which is skipped, not held."""
+    limit = MAX_LINE_BYTES
+    while line := handle.readline(limit + 1):
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line
+            continue
+        while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
+            pass
+        yield None
+
+
+class _NotANumber(ValueError):
+    """NaN or Infinity in a JSON line: Python reads them, JSON (and PostgreSQL) do not."""
+
+
+def _no_constant(name: str):
+    raise _NotANumber(name)
 
 
 def _jsonl_document(record: Any, at: str, path: Path) -> SourceDocument | SourceError:
@@ -381,11 +431,14 @@ def _jsonl_document(record: Any, at: str, path: Path) -> SourceDocument | Source
     doc_id, text = record.get("id"), record.get("text")
     if doc_id is None or (isinstance(doc_id, str) and not doc_id.strip()):
         return SourceError(at, 'has no "id"')
-    if not isinstance(doc_id, str | int):
-        return SourceError(at, '"id" must be a string or a number')
-    if not isinstance(text, str) or not text.strip():
-        return SourceError(at, 'has no "text"')
-    title = record.get("title")
+    try:
+        doc_id = id_field(doc_id, at)
+        if not isinstance(text, str) or not text.strip():
+            return SourceError(at, 'has no "text"')
+        title = text_field(record.get("title"), "title", at)
+        kind = text_field(record.get("kind"), "kind", at)
+    except SourceError as exc:
+        return exc
     url = record.get("url")
     metadata = record.get("metadata")
     metadata = {} if metadata is None else metadata
@@ -393,6 +446,6 @@ def _jsonl_document(record: Any, at: str, path: Path) -> SourceDocument | Source
         return SourceError(at, '"metadata" must be an object')
     if url is not None and not isinstance(url, str):
         return SourceError(at, '"url" must be a string')
-    title = str(title).strip() if title else normalise_whitespace(text)[:80]
-    return SourceDocument(doc_id=str(doc_id), title=title, sections=[Section(None, text)],
-                          url=url or None, metadata=metadata, kind=str(record.get("kind") or "doc"))
+    title = title.strip() if title else normalise_whitespace(text)[:80]
+    return SourceDocument(doc_id=doc_id, title=title, sections=[Section(None, text)],
+                          url=url or None, metadata=metadata, kind=kind or "doc", named_id=True)

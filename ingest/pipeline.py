@@ -3,32 +3,43 @@
 Incremental by construction: a document whose content hash is unchanged is skipped; a
 chunk whose exact text was embedded before reuses that embedding. Each document is
 written in its own transaction, so an ingest killed midway leaves a consistent store and
-running it again finishes the job. Bad sources are reported and skipped.
+running it again finishes the job. Bad sources are reported and skipped, one item at a time:
+a line, file or feed entry that cannot be read, or that one database would store and the
+other refuse (a NUL character, NaN), is reported with its file and line and the run goes
+on. An id named by a document itself may not replace a document of another source.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from sqlalchemy.exc import DataError, IntegrityError
+
 from knowledge.errors import SourceError
 from knowledge.kb import KnowledgeBase
+from knowledge.models import Document
 from knowledge.store import ChunkRecord, DocumentRecord
 from knowledge.text import embedding_text, sha256
 
 from .chunking import CHUNKER_VERSION, Section, chunk_sections
 from .documents import SourceDocument
+from .folders import folder_files
 from .loaders import JSONL, SUPPORTED_SUFFIXES, iter_jsonl, load_file, open_source, parse_html
 from .web import Fetcher, document_from_fetched, is_feed, parse_feed
 
 __all__ = ["Ingestor", "IngestReport"]
 
 log = logging.getLogger(__name__)
+MAX_METADATA_DEPTH = 32
+# What PostgreSQL refuses and SQLite takes: longer values than these columns hold.
+_LIMITS = {"id": Document.doc_id.type.length, "kind": Document.kind.type.length}
 
 
 @dataclass
@@ -58,6 +69,7 @@ class _Pending:
     record: DocumentRecord
     texts: list[str]  # what gets embedded for each chunk
     existed: bool
+    where: str  # the file (and line) or URL it came from, for a report
 
 
 class Ingestor:
@@ -72,15 +84,18 @@ class Ingestor:
         self.progress = progress
         self.batch_chunks = batch_chunks
         self._extra_metadata: dict = {}
+        self._follow_links = False
 
     # -- entry points -----------------------------------------------------------------
     def run(self, targets: Iterable[str], *, prune: bool = False, kind: str | None = None,
             added_by: str | None = None, refresh_index: bool = True,
-            metadata: dict | None = None) -> IngestReport:
-        """Ingest targets; ``metadata`` (e.g. a curator's note) is added to every document."""
+            metadata: dict | None = None, follow_links: bool = False) -> IngestReport:
+        """Ingest targets; ``metadata`` (e.g. a curator's note) is added to every document.
+        ``follow_links``: follow links out of a folder (by default they are reported)."""
         report = IngestReport()
         started = time.perf_counter()
         self._extra_metadata = dict(metadata or {})
+        self._follow_links = follow_links
         with self._counted(report):
             for target in targets:
                 try:
@@ -132,10 +147,11 @@ class Ingestor:
         resolved = path.resolve()
         if path.is_dir():
             # Anything but a folder: a dangling link or a FIFO named like a document is
-            # reported (and what it stored is kept), not silently passed over.
-            files = sorted(p for p in resolved.rglob("*")
-                           if p.suffix.lower() in SUPPORTED_SUFFIXES and not p.is_dir()
-                           and not any(part.startswith(".") for part in p.relative_to(resolved).parts))
+            # reported (and what it stored is kept), not silently passed over. A link out of
+            # the folder is reported too, and what it stored is pruned: it is refused.
+            entries = folder_files(resolved, SUPPORTED_SUFFIXES, follow_links=self._follow_links)
+            refused = {str(f) for f, error in entries if error is not None}
+            files = [f for f, error in entries if error is None]
             source = str(resolved)
             jsonl_sources: set[str] = set()
             for file in [f for f in files if f.suffix.lower() in JSONL]:
@@ -146,14 +162,15 @@ class Ingestor:
                                     added_by=added_by)
                 except SourceError as exc:  # one unreadable file does not stop the folder
                     self._problem(report, str(exc))
-            plain = [f for f in files if f.suffix.lower() not in JSONL]
+            plain = [(f, error) for f, error in entries if error is not None or f.suffix.lower() not in JSONL]
             loaded: dict[str, str] = {}  # doc id -> the file it came from in this run
             failed: set[str] = set()
 
             def tracked():
                 for where, item in self._load_files(plain, kind):
                     if isinstance(item, SourceError):
-                        failed.add(str(where))
+                        if where not in refused:
+                            failed.add(str(where))
                     elif item.doc_id in loaded:
                         item = SourceError(str(where), f"repeats id {item.doc_id!r} of "
                                            f"{loaded[item.doc_id]}; the first one was kept")
@@ -175,16 +192,25 @@ class Ingestor:
             self._run_jsonl(resolved, report, source=str(resolved), prune=prune, kind=kind,
                             added_by=added_by)
         else:
-            self._ingest_stream(self._load_files([resolved], kind), report,
+            self._ingest_stream(self._load_files([(resolved, None)], kind), report,
                                 source=str(resolved), added_by=added_by, total=1,
                                 label=str(path))
 
-    def _load_files(self, files: list[Path], kind: str | None) -> Iterator[tuple[str | None, SourceDocument | SourceError]]:
-        for file in files:
+    def _load_files(self, files: list[tuple[Path, SourceError | None]],
+                    kind: str | None) -> Iterator[tuple[str | None, SourceDocument | SourceError]]:
+        """Each file's document, or its error: the one given (a refused link) or the loader's."""
+        for file, refused in files:
+            if refused is not None:
+                yield str(file), refused
+                continue
             try:
                 document = load_file(file)
             except SourceError as exc:
                 yield str(file), exc
+                continue
+            except Exception as exc:  # a parser that gives up badly on one file stops nothing
+                log.exception("could not load %s", file)
+                yield str(file), SourceError(str(file), f"could not be read ({type(exc).__name__}: {exc})")
                 continue
             if kind:
                 document.kind = kind
@@ -193,11 +219,12 @@ class Ingestor:
     def _run_jsonl(self, path: Path, report: IngestReport, *, source: str, prune: bool,
                    kind: str | None, added_by: str | None) -> None:
         seen: set[str] = set()
-        bad_lines = 0
+        bad_lines = lines = 0
 
         def stream():
-            nonlocal bad_lines
+            nonlocal bad_lines, lines
             for number, item in iter_jsonl(path):
+                lines += 1
                 if isinstance(item, SourceError):
                     bad_lines += 1
                     yield f"{path}:{number}", item
@@ -210,11 +237,11 @@ class Ingestor:
                     item.kind = kind
                 yield f"{path}:{number}", item
 
-        with open_source(path) as handle:
-            total = sum(1 for line in handle if line.strip())
-        self._ingest_stream(stream(), report, source=source, added_by=added_by, total=total,
-                            label=str(path))
-        if prune:
+        self._ingest_stream(stream(), report, source=source, added_by=added_by,
+                            total=_count_lines(path), label=str(path))
+        if not lines:  # like an empty file of any other kind; and an emptied file prunes nothing
+            self._problem(report, f"{path}: is empty" + ("; nothing was pruned" if prune else ""))
+        elif prune:
             if bad_lines:
                 self._problem(report, f"{path}: not pruned, because {bad_lines} line(s) could not be read")
             else:
@@ -241,7 +268,10 @@ class Ingestor:
                 continue
             try:
                 document = document_from_fetched(self.fetcher.fetch(entry.link), source_url=entry.link)
-            except SourceError as exc:
+            except Exception as exc:
+                if not isinstance(exc, SourceError):  # one odd entry stops no other
+                    log.exception("could not ingest %s", entry.link)
+                    exc = SourceError(entry.link, f"could not be read ({type(exc).__name__}: {exc})")
                 if not entry.content:
                     yield entry.link, exc
                     continue
@@ -253,6 +283,7 @@ class Ingestor:
                     yield entry.link, inner
                     continue
                 document.doc_id = document.url = entry.link
+                document.named_id = True  # the feed's word for what the page says
             if entry.title:
                 document.title = entry.title
             document.kind = kind or "article"
@@ -271,16 +302,21 @@ class Ingestor:
         pending: list[_Pending] = []
         pending_chunks = 0
         try:
-            for _where, item in items:
+            for where, item in items:
                 bar.update(1)
                 if isinstance(item, SourceError):
                     self._problem(report, str(item))
                     continue
+                where = where or item.path or item.doc_id
                 try:
-                    prepared = self._prepare(item, source=source, added_by=added_by, report=report)
+                    prepared = self._prepare(item, source=source, added_by=added_by, report=report,
+                                             where=where)
+                except SourceError as exc:
+                    self._problem(report, str(exc))
+                    continue
                 except Exception as exc:  # one odd document must not stop the ingest
                     log.exception("could not prepare %s", item.doc_id)
-                    self._problem(report, f"{item.path or item.doc_id}: could not be processed "
+                    self._problem(report, f"{where}: could not be processed "
                                           f"({type(exc).__name__}: {exc})")
                     continue
                 if prepared is None:
@@ -295,17 +331,27 @@ class Ingestor:
             bar.close()
 
     def _prepare(self, document: SourceDocument, *, source: str, added_by: str | None,
-                 report: IngestReport) -> _Pending | None:
+                 report: IngestReport, where: str) -> _Pending | None:
         embedder = self.kb.embedder
         model = embedder.name
         if self._extra_metadata:
             document.metadata = {**document.metadata, **self._extra_metadata}
+        problem = unstorable(document)
+        if problem:
+            raise SourceError(where, problem)
+        owner = self.kb.store.owners([document.doc_id]).get(document.doc_id)
+        if owner is not None and document.named_id and owner.source != source:
+            theirs = _origin(owner.source, owner.path)
+            if theirs != _origin(source, document.path):
+                named = theirs if theirs == owner.source else f"{theirs} (ingested with {owner.source})"
+                raise SourceError(where, f"has id {document.doc_id!r}, already used by {named}; "
+                                         "not replaced: give this document another id")
         metadata_json = json.dumps(document.metadata, sort_keys=True, default=str)
         # The model's family, not its tuned version: chunking depends on the tokenizer, which
         # tuning keeps, and adopting a tuned model re-embeds every passage itself.
         content_hash = sha256(CHUNKER_VERSION, embedder.family, document.title, document.url or "",
                               document.kind, metadata_json, document.text)
-        existing = self.kb.store.content_hashes([document.doc_id]).get(document.doc_id)
+        existing = owner.content_hash if owner is not None else None
         if existing == content_hash:
             report.unchanged += 1
             return None
@@ -326,7 +372,7 @@ class Ingestor:
                                 embed_hash=sha256(model, t), model=model, embedding=None)
                     for p, t in zip(passages, texts, strict=True)],
         )
-        return _Pending(record=record, texts=texts, existed=existing is not None)
+        return _Pending(record=record, texts=texts, existed=existing is not None, where=where)
 
     @staticmethod
     def _embed_text(title: str, heading: str | None, text: str) -> str:
@@ -351,8 +397,13 @@ class Ingestor:
         for item in pending:
             record = item.record
             record.chunks = [replace(c, embedding=known[c.embed_hash]) for c in record.chunks]
+            try:
+                self.kb.store.upsert(record)
+            except (DataError, IntegrityError) as exc:  # what the checks did not foresee
+                reason = str(exc.orig or exc).strip().splitlines()[0][:200]
+                self._problem(report, f"{item.where}: could not be stored ({reason})")
+                continue
             report.chunks_reused += sum(1 for c in record.chunks if c.embed_hash not in to_embed)
-            self.kb.store.upsert(record)
             if item.existed:
                 report.updated += 1
             else:
@@ -368,3 +419,58 @@ class Ingestor:
     def _problem(report: IngestReport, message: str) -> None:
         log.warning("skipped: %s", message)
         report.errors.append(message)
+
+
+def unstorable(document: SourceDocument) -> str | None:
+    """Why the database could not store ``document`` the same way on SQLite and PostgreSQL
+    (None: it can). PostgreSQL refuses a NUL character in text, NaN and Infinity in JSON,
+    and values longer than their column, all of which SQLite takes."""
+    for name, value in (("id", document.doc_id), ("title", document.title),
+                        ("kind", document.kind), ("url", document.url or ""),
+                        ("text", document.text)):
+        if "\x00" in value:
+            return f"has a NUL character in its {name}, which the database cannot store"
+        if name in _LIMITS and len(value) > _LIMITS[name]:
+            return f'has an "{name}" of {len(value)} characters; the limit is {_LIMITS[name]}'
+    return _unstorable_metadata(document.metadata)
+
+
+def _unstorable_metadata(metadata: dict) -> str | None:
+    pending = [(metadata, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_METADATA_DEPTH:
+            return f"has metadata nested more than {MAX_METADATA_DEPTH} deep"
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if isinstance(key, str) and "\x00" in key:
+                    return "has a NUL character in a metadata key, which the database cannot store"
+                pending.append((inner, depth + 1))
+        elif isinstance(value, list | tuple):
+            pending.extend((inner, depth + 1) for inner in value)
+        elif isinstance(value, str) and "\x00" in value:
+            return "has a NUL character in its metadata, which the database cannot store"
+        elif isinstance(value, float) and not math.isfinite(value):
+            return f"has {value} in its metadata (NaN and Infinity are not JSON numbers)"
+    return None
+
+
+def _origin(source: str, path: str | None) -> str:
+    """The file or address a document was read from: its path, else its JSONL file (a
+    source ``folder#file`` for one found in a folder), else its source."""
+    if path:
+        return path
+    folder, mark, inner = source.partition("#")
+    if mark and "://" not in source:
+        return str(Path(folder) / inner)
+    return source
+
+
+def _count_lines(path: Path) -> int:
+    """Lines in a file, for a progress bar: read in blocks, never a whole line at once."""
+    count, last = 0, b"\n"
+    with open_source(path) as handle:
+        while block := handle.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")

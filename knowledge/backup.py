@@ -3,7 +3,9 @@
 One record per line: a header, then documents (with their passages and, optionally,
 their embeddings), questions (with feedback), drafts (with versions, corrections,
 reviews and comments), digest schedules and followed feeds, then an end record with the
-counts, so a file cut short is refused instead of half restored. The FAISS index is not
+counts, so a file cut short is refused instead of half restored. Every record is checked
+before anything is written (types, sizes, embeddings' dimensions, references, the schema
+it came from), and the restore is one transaction: an import is whole or absent. The FAISS index is not
 part of it: it is rebuilt from the restored embeddings. Passages exported without
 embeddings, or embedded by another model than the one configured, are re-embedded, and
 so are the questions' vectors. Questions, drafts and corrections keep their ids (Slack
@@ -23,7 +25,9 @@ from typing import IO, Any
 
 import numpy as np
 from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 
+from .backup_checks import RecordChecks
 from .errors import DMLError
 from .models import (
     Chunk,
@@ -222,7 +226,11 @@ def _records(path: Path) -> Iterator[tuple[int, dict]]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(line, parse_constant=_no_constant)
+            except _NotANumber as exc:
+                raise BackupError(f"{path}:{number}: not JSON ({exc} is not a JSON number)") from None
+            except RecursionError:
+                raise BackupError(f"{path}:{number}: nested too deeply to read") from None
             except ValueError as exc:
                 if not line.endswith("\n"):  # the last line, and it stops half-way
                     raise BackupError(f"{path}:{number}: the line stops half-way: was the export cut short?"
@@ -231,6 +239,23 @@ def _records(path: Path) -> Iterator[tuple[int, dict]]:
             if not isinstance(record, dict) or record.get("type") not in KINDS:
                 raise BackupError(f"{path}:{number}: not a DML export record")
             yield number, record
+
+
+class _NotANumber(ValueError):
+    """NaN or Infinity: Python's json reads them, PostgreSQL's JSON does not."""
+
+
+def _no_constant(name: str):
+    raise _NotANumber(name)
+
+
+def _schemas() -> list[str]:
+    """The schema revisions this DML knows, newest first."""
+    from alembic.script import ScriptDirectory
+
+    from .db import MIGRATIONS
+
+    return [script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()]
 
 
 REQUIRED = {
@@ -264,9 +289,13 @@ def _missing_items(kind: str, record: dict) -> str | None:
     return None
 
 
-def check_export(path: Path) -> dict:
-    """Read the whole file once before writing anything: returns the header."""
+def check_export(path: Path, *, model: str | None = None,
+                 dimension: Callable[[], int] | None = None) -> dict:
+    """Read the whole file once before writing anything: returns the header. ``model`` is
+    the configured embedding model: its vectors are carried, and must have ``dimension()``
+    values."""
     header, end, counts = None, None, dict.fromkeys(REQUIRED, 0)
+    checks: RecordChecks | None = None
     for number, record in _records(path):
         kind = record["type"]
         if (kind != "header") == (header is None):  # blank lines before the header are fine
@@ -277,7 +306,11 @@ def check_export(path: Path) -> dict:
             if not isinstance(record.get("version"), int) or record["version"] > VERSION:
                 raise BackupError(f"{path}: export version {record.get('version')!r} is newer than this DML "
                                   f"reads ({VERSION}); upgrade DML first")
+            _check_header(path, record)
             header = record
+            checks = RecordChecks(model=model, dimension=dimension,
+                                  carry_questions=record.get("model") == model
+                                  and record.get("embeddings") is not False)
             continue
         if end is not None:
             raise BackupError(f"{path}:{number}: records after the end record")
@@ -287,7 +320,7 @@ def check_export(path: Path) -> dict:
         missing = [key for key in REQUIRED[kind] if record.get(key) in (None, "")]
         if missing:
             raise BackupError(f"{path}:{number}: {kind} without {', '.join(missing)}")
-        problem = _missing_items(kind, record)
+        problem = _missing_items(kind, record) or checks(kind, record)
         if problem:
             raise BackupError(f"{path}:{number}: {problem}")
         counts[kind] += 1
@@ -295,10 +328,23 @@ def check_export(path: Path) -> dict:
         raise BackupError(f"{path}: empty, or not a DML export")
     if end is None:
         raise BackupError(f"{path}: the export is incomplete (no end record): was it cut short?")
-    expected = {k: int(v) for k, v in (end.get("counts") or {}).items() if k in counts}
+    given = end.get("counts") or {}
+    if not isinstance(given, dict) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                              for v in given.values()):
+        raise BackupError(f"{path}: the end record's counts are not whole numbers by record type")
+    expected = {k: v for k, v in given.items() if k in counts}
     if expected and expected != {k: counts[k] for k in expected}:
         raise BackupError(f"{path}: the end record counts {expected}, the file holds {counts}")
     return header
+
+
+def _check_header(path: Path, header: dict) -> None:
+    schema, known = header.get("schema"), _schemas()
+    if schema is not None and schema not in known:
+        raise BackupError(f"{path}: exported from database schema {schema!r}, which this DML does not know "
+                          f"(its newest is {known[0]}); upgrade DML first")
+    if not isinstance(header.get("model"), str | None) or not isinstance(header.get("embeddings"), bool | None):
+        raise BackupError(f"{path}: the header's model or embeddings field is malformed")
 
 
 def import_knowledge(kb, path: Path, *, progress: Callable[[Iterable], Iterable] | None = None) -> ImportReport:
@@ -306,8 +352,8 @@ def import_knowledge(kb, path: Path, *, progress: Callable[[Iterable], Iterable]
     (documents with the same id are replaced). Passages keep their embeddings when they
     came from the configured model; the others are re-embedded, and so are questions'.
     Questions, drafts and corrections keep their ids, which Slack buttons carry.
-    Rebuilds the index."""
-    header = check_export(path)
+    Everything is checked first, then written in one transaction. Rebuilds the index."""
+    header = check_export(path, model=kb.embedder.name, dimension=lambda: kb.embedder.dimension)
     database = kb.database
     with database.session() as session:
         questions = session.execute(select(func.count(Question.id))).scalar_one()
@@ -322,67 +368,66 @@ def import_knowledge(kb, path: Path, *, progress: Callable[[Iterable], Iterable]
     questions_vectors = {"carry": header.get("model") == model and not dropped, "dropped": dropped}
     records = (record for _, record in _records(path))
     try:
-        _restore(kb, progress(records) if progress else records, model, questions_vectors, report)
-    finally:
-        _move_sequences_on(database)
+        with database.session() as session, session.begin():
+            _restore(kb, session, progress(records) if progress else records, model, questions_vectors,
+                     report)
+            _move_sequences_on(session)
+    except SQLAlchemyError as exc:  # what the checks did not foresee: nothing was written
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+        raise BackupError(f"{path}: nothing was imported: the database refused it ({reason})") from exc
     kb.refresh_index()
     return report
 
 
-def _restore(kb, records: Iterable[dict], model: str, vectors: dict, report: ImportReport) -> None:
-    database = kb.database
+def _restore(kb, session, records: Iterable[dict], model: str, vectors: dict, report: ImportReport) -> None:
     pending: list[dict] = []
     asked: list[dict] = []
     for record in records:
         kind = record["type"]
         if kind != "document" and pending:  # citations need the passages in place
-            _restore_documents(kb, pending, model, report)
+            _restore_documents(kb, session, pending, model, report)
             pending = []
         if kind == "document":
             pending.append(record)
             if len(pending) >= 200:
-                _restore_documents(kb, pending, model, report)
+                _restore_documents(kb, session, pending, model, report)
                 pending = []
         elif kind == "question":
             asked.append(record)
             if len(asked) >= 200:
-                _restore_questions(kb, asked, **vectors)
+                _restore_questions(kb, session, asked, **vectors)
                 asked = []
         elif kind == "draft":
-            _restore_draft(database, record)
+            _restore_draft(session, record)
         elif kind == "digest_schedule":
-            with database.session() as session, session.begin():
-                session.merge(DigestSchedule(
-                    channel=record["channel"], weekday=int(record["weekday"]), hour=int(record["hour"]),
-                    minute=int(record["minute"]), timezone=record["timezone"], created_by=record.get("created_by"),
-                    created_at=_parse_when(record.get("created_at")) or datetime.now(UTC)))
+            session.merge(DigestSchedule(
+                channel=record["channel"], weekday=int(record["weekday"]), hour=int(record["hour"]),
+                minute=int(record["minute"]), timezone=record["timezone"], created_by=record.get("created_by"),
+                created_at=_parse_when(record.get("created_at")) or datetime.now(UTC)))
         elif kind == "feed":
-            with database.session() as session, session.begin():
-                if session.scalars(select(Feed.id).where(Feed.url == record["url"])).first() is None:
-                    session.add(Feed(url=record["url"], added_by=record.get("added_by"),
-                                     added_at=_parse_when(record.get("added_at")) or datetime.now(UTC),
-                                     last_polled_at=_parse_when(record.get("last_polled_at")),
-                                     last_error=record.get("last_error"),
-                                     error_reported=bool(record.get("error_reported"))))
+            if session.scalars(select(Feed.id).where(Feed.url == record["url"])).first() is None:
+                session.add(Feed(url=record["url"], added_by=record.get("added_by"),
+                                 added_at=_parse_when(record.get("added_at")) or datetime.now(UTC),
+                                 last_polled_at=_parse_when(record.get("last_polled_at")),
+                                 last_error=record.get("last_error"),
+                                 error_reported=bool(record.get("error_reported"))))
         else:
             continue
         if kind != "document":
             report.counts[kind] += 1
-    _restore_documents(kb, pending, model, report)
-    _restore_questions(kb, asked, **vectors)
+    _restore_documents(kb, session, pending, model, report)
+    _restore_questions(kb, session, asked, **vectors)
 
 
-def _move_sequences_on(database) -> None:
+def _move_sequences_on(session) -> None:
     """PostgreSQL hands out ids from sequences, which rows inserted with their own id don't move."""
-    if database.engine.dialect.name != "postgresql":
-        return
-    with database.session() as session, session.begin():
+    if session.get_bind().dialect.name == "postgresql":
         for table in ("questions", "drafts", "corrections"):
             session.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                                  f"COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"))
 
 
-def _restore_documents(kb, records: list[dict], model: str, report: ImportReport) -> None:
+def _restore_documents(kb, session, records: list[dict], model: str, report: ImportReport) -> None:
     if not records:
         return
     embed: list[tuple[int, int, str]] = []  # (record, chunk, text) needing the current model
@@ -408,22 +453,23 @@ def _restore_documents(kb, records: list[dict], model: str, report: ImportReport
             chunk_records.append(ChunkRecord(position=int(chunk.get("position", c)), heading=chunk.get("heading"),
                                              text=chunk["text"], embed_hash=sha256(model, text), model=model,
                                              embedding=vector))
-        kb.store.upsert(DocumentRecord(
+        kb.store.write(session, DocumentRecord(
             doc_id=record["doc_id"], source=record["source"], kind=record["kind"], title=record["title"],
             text=record["text"], content_hash=record["content_hash"], url=record.get("url"),
             path=record.get("path"), metadata=record.get("metadata") or {}, added_by=record.get("added_by"),
             chunks=chunk_records))
         report.counts["document"] += 1
     # A restored document is not new: the weekly digest lists documents by their dates.
-    with kb.database.session() as session, session.begin():
-        for record in records:
-            dates = {key: _parse_when(record.get(key)) for key in ("created_at", "updated_at")}
-            if any(dates.values()):
-                session.execute(update(Document).where(Document.doc_id == record["doc_id"])
-                                .values({k: v for k, v in dates.items() if v}))
+    for record in records:
+        dates = {key: _parse_when(record.get(key)) for key in ("created_at", "updated_at")}
+        if any(dates.values()):
+            session.execute(update(Document).where(Document.doc_id == record["doc_id"])
+                            .values({k: v for k, v in dates.items() if v}))
+    session.flush()
+    session.expunge_all()  # written in the transaction; not kept in memory until it ends
 
 
-def _restore_questions(kb, records: list[dict], *, carry: bool, dropped: bool) -> None:
+def _restore_questions(kb, session, records: list[dict], *, carry: bool, dropped: bool) -> None:
     """``carry``: the vectors are the configured model's. Otherwise they are re-embedded from
     the question's text, as a model switch does: those exported, or all when the export
     ``dropped`` every vector."""
@@ -433,77 +479,76 @@ def _restore_questions(kb, records: list[dict], *, carry: bool, dropped: bool) -
     vectors = kb.embedder.embed_queries([r["text"] for r in redo]) if redo else []
     fresh = {id(r): np.asarray(v, "<f4").tobytes() for r, v in zip(redo, vectors, strict=True)}
     for record in records:
-        _restore_question(kb.database, record,
-                          _blob(record.get("embedding")) if carry else fresh.get(id(record)))
+        _restore_question(session, record, _blob(record.get("embedding")) if carry else fresh.get(id(record)))
+    session.flush()
+    session.expunge_all()
 
 
-def _restore_question(database, record: dict, embedding: bytes | None) -> None:
-    with database.session() as session, session.begin():
-        citations = []
-        for citation in record.get("citations") or []:
-            if not isinstance(citation, dict):
-                continue
-            chunk_id = None
-            if citation.get("doc_id") and citation.get("position") is not None:
-                chunk_id = session.execute(
-                    select(Chunk.id).join(Document, Document.id == Chunk.document_id)
-                    .where(Document.doc_id == citation["doc_id"], Chunk.position == int(citation["position"]))
-                ).scalar_one_or_none()
-            citations.append({k: v for k, v in {**citation, "chunk_id": chunk_id}.items() if k != "position"})
-        question = Question(
-            id=int(record["id"]), asked_at=_parse_when(record.get("asked_at")) or datetime.now(UTC),
-            asker=record.get("asker"),
-            channel=record.get("channel"), origin_channel=record.get("origin_channel"),
-            thread_ts=record.get("thread_ts"), answer_ts=record.get("answer_ts"),
-            private=bool(record.get("private")), text=record["text"], answer=record["answer"],
-            abstained=bool(record.get("abstained")), citations=citations,
-            status=record["status"], embedding=embedding,
-            resolved_doc_id=record.get("resolved_doc_id"))
-        session.add(question)
-        session.flush()
-        for vote in record.get("feedback") or []:
-            session.add(Feedback(question_id=question.id, user=vote.get("user"), helpful=bool(vote.get("helpful")),
-                                 reason=vote.get("reason"), comment=vote.get("comment"),
-                                 created_at=_parse_when(vote.get("created_at")) or datetime.now(UTC)))
+def _restore_question(session, record: dict, embedding: bytes | None) -> None:
+    citations = []
+    for citation in record.get("citations") or []:
+        if not isinstance(citation, dict):
+            continue
+        chunk_id = None
+        if citation.get("doc_id") and citation.get("position") is not None:
+            chunk_id = session.execute(
+                select(Chunk.id).join(Document, Document.id == Chunk.document_id)
+                .where(Document.doc_id == citation["doc_id"], Chunk.position == int(citation["position"]))
+            ).scalar_one_or_none()
+        citations.append({k: v for k, v in {**citation, "chunk_id": chunk_id}.items() if k != "position"})
+    question = Question(
+        id=int(record["id"]), asked_at=_parse_when(record.get("asked_at")) or datetime.now(UTC),
+        asker=record.get("asker"),
+        channel=record.get("channel"), origin_channel=record.get("origin_channel"),
+        thread_ts=record.get("thread_ts"), answer_ts=record.get("answer_ts"),
+        private=bool(record.get("private")), text=record["text"], answer=record["answer"],
+        abstained=bool(record.get("abstained")), citations=citations,
+        status=record["status"], embedding=embedding,
+        resolved_doc_id=record.get("resolved_doc_id"))
+    session.add(question)
+    session.flush()
+    for vote in record.get("feedback") or []:
+        session.add(Feedback(question_id=question.id, user=vote.get("user"), helpful=bool(vote.get("helpful")),
+                             reason=vote.get("reason"), comment=vote.get("comment"),
+                             created_at=_parse_when(vote.get("created_at")) or datetime.now(UTC)))
 
 
-def _restore_draft(database, record: dict) -> None:
+def _restore_draft(session, record: dict) -> None:
     now = datetime.now(UTC)
-    with database.session() as session, session.begin():
-        draft = Draft(
-            id=int(record["id"]), author=record["author"], title=record["title"], tags=record.get("tags") or [],
-            reviewers=record.get("reviewers") or [], review_channel=record.get("review_channel"),
-            open_to_channel=bool(record.get("open_to_channel")), private=bool(record.get("private")),
-            due=date.fromisoformat(record["due"]) if record.get("due") else None,
-            source_url=record.get("source_url"), status=record["status"], version=int(record["version"]),
-            review_ts=record.get("review_ts"), created_at=_parse_when(record.get("created_at")) or now,
-            updated_at=_parse_when(record.get("updated_at")) or now, closed_at=_parse_when(record.get("closed_at")),
-            published_doc_id=record.get("published_doc_id"))
-        session.add(draft)
+    draft = Draft(
+        id=int(record["id"]), author=record["author"], title=record["title"], tags=record.get("tags") or [],
+        reviewers=record.get("reviewers") or [], review_channel=record.get("review_channel"),
+        open_to_channel=bool(record.get("open_to_channel")), private=bool(record.get("private")),
+        due=date.fromisoformat(record["due"]) if record.get("due") else None,
+        source_url=record.get("source_url"), status=record["status"], version=int(record["version"]),
+        review_ts=record.get("review_ts"), created_at=_parse_when(record.get("created_at")) or now,
+        updated_at=_parse_when(record.get("updated_at")) or now, closed_at=_parse_when(record.get("closed_at")),
+        published_doc_id=record.get("published_doc_id"))
+    session.add(draft)
+    session.flush()
+    for v in record["versions"]:
+        session.add(DraftVersion(draft_id=draft.id, number=int(v["number"]), body=v["body"],
+                                 created_by=v.get("created_by"), reason=v.get("reason") or "",
+                                 created_at=_parse_when(v.get("created_at")) or now))
+    ids: dict[int, int] = {}
+    for c in record.get("corrections") or []:
+        row = Correction(id=int(c["id"]), draft_id=draft.id, version=int(c["version"]), passage=int(c["passage"]),
+                         passage_text=c["passage_text"], text=c["text"], source_url=c.get("source_url"),
+                         reviewer=c["reviewer"], status=c["status"], reason=c.get("reason"),
+                         applied_version=c.get("applied_version"),
+                         created_at=_parse_when(c.get("created_at")) or now,
+                         decided_at=_parse_when(c.get("decided_at")), notice_channel=c.get("notice_channel"),
+                         notice_ts=c.get("notice_ts"))
+        session.add(row)
         session.flush()
-        for v in record["versions"]:
-            session.add(DraftVersion(draft_id=draft.id, number=int(v["number"]), body=v["body"],
-                                     created_by=v.get("created_by"), reason=v.get("reason") or "",
-                                     created_at=_parse_when(v.get("created_at")) or now))
-        ids: dict[int, int] = {}
-        for c in record.get("corrections") or []:
-            row = Correction(id=int(c["id"]), draft_id=draft.id, version=int(c["version"]), passage=int(c["passage"]),
-                             passage_text=c["passage_text"], text=c["text"], source_url=c.get("source_url"),
-                             reviewer=c["reviewer"], status=c["status"], reason=c.get("reason"),
-                             applied_version=c.get("applied_version"),
-                             created_at=_parse_when(c.get("created_at")) or now,
-                             decided_at=_parse_when(c.get("decided_at")), notice_channel=c.get("notice_channel"),
-                             notice_ts=c.get("notice_ts"))
-            session.add(row)
-            session.flush()
-            ids[int(c["id"])] = row.id
-        for r in record.get("reviews") or []:
-            session.add(DraftReview(draft_id=draft.id, user=r["user"], invited=bool(r.get("invited")),
-                                    invited_at=_parse_when(r.get("invited_at")),
-                                    reminded_at=_parse_when(r.get("reminded_at")),
-                                    acted_at=_parse_when(r.get("acted_at")), approved_version=r.get("approved_version")))
-        for c in record.get("comments") or []:
-            old = c.get("correction_id")
-            session.add(DraftComment(draft_id=draft.id, correction_id=ids.get(int(old)) if old is not None else None,
-                                     user=c.get("user"), text=c["text"], slack_ts=c.get("slack_ts"),
-                                     created_at=_parse_when(c.get("created_at")) or now))
+        ids[int(c["id"])] = row.id
+    for r in record.get("reviews") or []:
+        session.add(DraftReview(draft_id=draft.id, user=r["user"], invited=bool(r.get("invited")),
+                                invited_at=_parse_when(r.get("invited_at")),
+                                reminded_at=_parse_when(r.get("reminded_at")),
+                                acted_at=_parse_when(r.get("acted_at")), approved_version=r.get("approved_version")))
+    for c in record.get("comments") or []:
+        old = c.get("correction_id")
+        session.add(DraftComment(draft_id=draft.id, correction_id=ids.get(int(old)) if old is not None else None,
+                                 user=c.get("user"), text=c["text"], slack_ts=c.get("slack_ts"),
+                                 created_at=_parse_when(c.get("created_at")) or now))

@@ -23,7 +23,7 @@ from .text import embedding_text, sha256
 
 __all__ = ["Store", "DocumentRecord", "ChunkRecord", "PassageRow", "StoreStats", "SourceEntry",
            "RecentDocument", "visible_in", "PRIVATE_CHANNEL", "PassageText", "ModelSwitch",
-           "ACTIVE_MODEL"]
+           "ACTIVE_MODEL", "DocumentOwner"]
 
 GENERATION = "generation"
 # The embedding model (version) every stored passage and question vector comes from, once
@@ -98,6 +98,14 @@ class SourceEntry(NamedTuple):
     path: str | None
 
 
+class DocumentOwner(NamedTuple):
+    """Where a stored document came from, and what it holds (its content hash)."""
+
+    source: str
+    path: str | None
+    content_hash: str
+
+
 class PassageText(NamedTuple):
     """A chunk with what re-embedding and pair checking need of it."""
 
@@ -155,6 +163,17 @@ class Store:
                     found.update(session.execute(query.where(Document.doc_id.in_(part))).tuples().all())
                 return found
             return dict(session.execute(query).tuples().all())
+
+    def owners(self, doc_ids: Sequence[str]) -> dict[str, DocumentOwner]:
+        """Source, path and content hash of the stored documents with these ids."""
+        found: dict[str, DocumentOwner] = {}
+        with self.database.session() as session:
+            for start in range(0, len(doc_ids), 500):
+                rows = session.execute(
+                    select(Document.doc_id, Document.source, Document.path, Document.content_hash)
+                    .where(Document.doc_id.in_(list(doc_ids[start:start + 500])))).tuples()
+                found.update((doc_id, DocumentOwner(*rest)) for doc_id, *rest in rows)
+        return found
 
     def sources(self, *, prefix: str = "") -> list[str]:
         """The distinct sources documents came from (those starting with ``prefix``)."""
@@ -281,40 +300,44 @@ class Store:
     def upsert(self, record: DocumentRecord) -> None:
         """Insert or replace a document and all its chunks, atomically."""
         with self.database.session() as session, session.begin():
-            self._check_active_model(session, {chunk.model for chunk in record.chunks})
-            document = session.scalars(
-                select(Document).where(Document.doc_id == record.doc_id)
-            ).first()
-            now = utcnow()
-            if document is None:
-                document = Document(doc_id=record.doc_id, created_at=now)
-                session.add(document)
-            else:
-                session.execute(delete(Chunk).where(Chunk.document_id == document.id))
-            document.source = record.source
-            document.kind = record.kind
-            document.title = record.title
-            document.url = record.url
-            document.path = record.path
-            document.text = record.text
-            document.content_hash = record.content_hash
-            document.meta = record.metadata or {}
-            document.added_by = record.added_by or document.added_by
-            document.updated_at = now
-            session.flush()
-            session.add_all(
-                Chunk(
-                    document_id=document.id,
-                    position=chunk.position,
-                    heading=chunk.heading,
-                    text=chunk.text,
-                    embed_hash=chunk.embed_hash,
-                    model=chunk.model,
-                    embedding=np.asarray(chunk.embedding, dtype="<f4").tobytes(),
-                )
-                for chunk in record.chunks
+            self.write(session, record)
+
+    def write(self, session: Session, record: DocumentRecord) -> None:
+        """``upsert`` inside the caller's transaction (an import writes all in one)."""
+        self._check_active_model(session, {chunk.model for chunk in record.chunks})
+        document = session.scalars(
+            select(Document).where(Document.doc_id == record.doc_id)
+        ).first()
+        now = utcnow()
+        if document is None:
+            document = Document(doc_id=record.doc_id, created_at=now)
+            session.add(document)
+        else:
+            session.execute(delete(Chunk).where(Chunk.document_id == document.id))
+        document.source = record.source
+        document.kind = record.kind
+        document.title = record.title
+        document.url = record.url
+        document.path = record.path
+        document.text = record.text
+        document.content_hash = record.content_hash
+        document.meta = record.metadata or {}
+        document.added_by = record.added_by or document.added_by
+        document.updated_at = now
+        session.flush()
+        session.add_all(
+            Chunk(
+                document_id=document.id,
+                position=chunk.position,
+                heading=chunk.heading,
+                text=chunk.text,
+                embed_hash=chunk.embed_hash,
+                model=chunk.model,
+                embedding=np.asarray(chunk.embedding, dtype="<f4").tobytes(),
             )
-            self._bump(session)
+            for chunk in record.chunks
+        )
+        self._bump(session)
 
     def delete(self, doc_ids: Iterable[str]) -> int:
         doc_ids = list(doc_ids)

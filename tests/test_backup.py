@@ -26,6 +26,7 @@ from knowledge.backup import (
     import_knowledge,
 )
 from knowledge.drafts import NewDraft
+from knowledge.embedding import DEFAULT_MODEL_NAME
 from knowledge.kb import KnowledgeBase
 from knowledge.models import (
     Chunk,
@@ -488,6 +489,87 @@ BAD_FILES = {
 }
 
 
+def vector(values) -> str:
+    return base64.b64encode(np.asarray(values, "<f4").tobytes()).decode()
+
+
+def passage(**changes) -> dict:
+    return {**DOCUMENT, "chunks": [{**DOCUMENT["chunks"][0], **changes}]}
+
+
+def document_end(documents: int = 1, **counts) -> dict:
+    return {**END, "counts": {"document": documents, **counts}}
+
+
+def one_draft(**changes) -> dict:
+    return {**DRAFT, **changes}
+
+
+# Files that parse and have every field, but would break a database or the knowledge base
+# once written: each is refused before anything is written, on SQLite as on PostgreSQL.
+INVALID_FILES = {
+    "unknown schema": (lines({**HEADER, "schema": "0099"}, DOCUMENT, END),
+                       r"database schema '0099', which this DML does not know \(its newest is 0004\)"),
+    "wrong dimension": (lines(HEADER, passage(model=DEFAULT_MODEL_NAME, embedding=vector(np.ones(7))), END),
+                        r":2: document passage 1's embedding has 7 dimensions; all-MiniLM-L6-v2 makes 384"),
+    "bad base64": (lines(HEADER, passage(model=DEFAULT_MODEL_NAME, embedding="not base64!"), END),
+                   r":2: document passage 1's embedding is not valid base64"),
+    "bad base64, other model": (lines(HEADER, passage(embedding="@@@@"), END), r"is not valid base64"),
+    "not float32": (lines(HEADER, passage(embedding=base64.b64encode(b"abcde").decode()), END),
+                    r"is 5 bytes, not float32 values"),
+    "NaN in a vector": (lines(HEADER, passage(model=DEFAULT_MODEL_NAME,
+                                              embedding=vector([np.nan] + [0.0] * 383)), END),
+                        r"values that are not finite"),
+    "position as text": (lines(HEADER, passage(position="first"), END),
+                         r":2: document passage 1 whose position is 'first', not a whole number"),
+    "repeated position": (lines(HEADER, {**DOCUMENT, "chunks": DOCUMENT["chunks"] * 2}, END),
+                          r"passage 2 repeats position 0"),
+    "title as an object": (lines(HEADER, {**DOCUMENT, "title": {"en": "T"}}, END),
+                           r"document whose title is an object, not text"),
+    "kind too long": (lines(HEADER, {**DOCUMENT, "kind": "k" * 40}, END),
+                      r"document whose kind is 40 characters; the limit is 32"),
+    "NUL in text": (lines(HEADER, {**DOCUMENT, "text": "Bo\x00dy."}, END), r"NUL character"),
+    "NaN in metadata": (lines(HEADER, '{"type": "document", "doc_id": "d1", "source": "s", "kind": "doc", '
+                                      '"title": "T", "text": "B.", "content_hash": "h", "metadata": {"s": NaN}, '
+                                      '"chunks": [{"text": "B."}]}', END), r":2: not JSON \(NaN is not"),
+    "nested too deeply": (lines(HEADER, '{"type": "document", "metadata": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                                END), r":2: nested too deeply"),
+    "bad date": (lines(HEADER, {**DOCUMENT, "created_at": "yesterday"}, END),
+                 r"document whose created_at is 'yesterday', not an ISO date"),
+    "repeated document": (lines(HEADER, DOCUMENT, DOCUMENT, document_end(2)), r":3: document doc_id 'd1' appears twice"),
+    "id true": (lines(HEADER, one_draft(id=True), document_end(0, draft=1)),
+                r":2: draft whose id is true or false, not a whole number"),
+    "id out of range": (lines(HEADER, one_draft(id=2**40), document_end(0, draft=1)), r"out of range"),
+    "draft at a version it lacks": (lines(HEADER, one_draft(version=3), document_end(0, draft=1)),
+                                    r"draft is at version 3, which it does not hold"),
+    "unknown draft status": (lines(HEADER, one_draft(status="lost"), document_end(0, draft=1)),
+                             r"draft whose status is 'lost', not one of open, published, withdrawn"),
+    "comment on a missing correction": (
+        lines(HEADER, one_draft(comments=[{"text": "Agreed.", "correction_id": 99}]), document_end(0, draft=1)),
+        r"draft comment 1 answers correction 99, which the draft does not hold"),
+    "repeated correction id": (
+        lines(HEADER, *[one_draft(id=n, corrections=[{"id": 5, "version": 1, "passage": 0, "passage_text": "B.",
+                                                       "text": "C.", "reviewer": BOB, "status": "pending"}])
+                        for n in (1, 2)], document_end(0, draft=2)),
+        r":3: draft correction 1 repeats id 5"),
+    "citation position as text": (
+        lines(HEADER, {"type": "question", "id": 1, "text": "Q?", "answer": "A.", "status": "answered",
+                       "citations": [{"doc_id": "d1", "position": "0"}]}, document_end(0, question=1)),
+        r"question citation 1 has a position that is not a whole number"),
+    "weekday out of range": (
+        lines(HEADER, {"type": "digest_schedule", "channel": "C1", "weekday": 9, "hour": 9, "minute": 0,
+                       "timezone": "UTC"}, document_end(0, digest_schedule=1)),
+        r"digest_schedule whose weekday is 9, not between 0 and 6"),
+    "unknown time zone": (
+        lines(HEADER, {"type": "digest_schedule", "channel": "C1", "weekday": 1, "hour": 9, "minute": 0,
+                       "timezone": "Mars/Olympus"}, document_end(0, digest_schedule=1)),
+        r"timezone 'Mars/Olympus' is not a time zone"),
+    "counts that are not numbers": (lines(HEADER, DOCUMENT, {**END, "counts": {"document": "one"}}),
+                                    r"the end record's counts are not whole numbers"),
+}
+BAD_FILES.update(INVALID_FILES)
+
+
 @pytest.mark.parametrize("content,message", BAD_FILES.values(), ids=BAD_FILES.keys())
 def test_a_bad_file_is_refused_and_nothing_is_written(kb, tmp_path, content, message):
     path = tmp_path / "bad.jsonl"
@@ -505,6 +587,40 @@ def test_the_smallest_good_file_is_accepted(tmp_path):
     path = tmp_path / "good.jsonl"
     path.write_text("\n" + lines(HEADER, DOCUMENT, END) + "\n", encoding="utf-8")
     assert check_export(path)["format"] == FORMAT
+
+
+def test_an_import_that_fails_midway_leaves_nothing_behind(kb, populated, restored, tmp_path, monkeypatch):
+    path = tmp_path / "knowledge.jsonl"
+    export_to(kb, path)
+    empty = row_counts(restored)
+
+    def crash(session, record):
+        raise RuntimeError("the disk filled up")
+
+    monkeypatch.setattr("knowledge.backup._restore_draft", crash)  # after the documents and questions
+    with pytest.raises(RuntimeError, match="disk filled up"):
+        import_knowledge(restored, path)
+
+    assert row_counts(restored) == empty == dict.fromkeys(empty, 0)
+    monkeypatch.undo()
+    assert import_knowledge(restored, path).counts["draft"] == 2  # and it can be run again
+
+
+def test_what_the_database_refuses_after_the_checks_is_a_clear_error_and_nothing_is_written(
+        kb, populated, restored, tmp_path, monkeypatch):
+    from sqlalchemy.exc import DataError
+
+    path = tmp_path / "knowledge.jsonl"
+    export_to(kb, path)
+
+    def refuse(session, record):
+        raise DataError("INSERT INTO drafts", {}, ValueError("value too long for type character varying(16)"))
+
+    monkeypatch.setattr("knowledge.backup._restore_draft", refuse)
+    with pytest.raises(BackupError, match=r"nothing was imported: the database refused it "
+                                          r"\(value too long for type character varying\(16\)\)"):
+        import_knowledge(restored, path)
+    assert sum(row_counts(restored).values()) == 0
 
 
 # -- the command line ----------------------------------------------------------------------
@@ -549,6 +665,22 @@ def test_dml_export_then_dml_import(cli_env, kb, populated, other_settings, tmp_
     assert "Traceback" not in again.output
     asked = dml(other_settings, "ask", "--json", "How long do we warm up the learning rate?")
     assert json.loads(asked.stdout)["citations"][0]["doc_id"] == "team/learning-rate-warmup"
+
+
+def test_dml_import_of_a_bad_embedding_says_which_line_and_writes_nothing(cli_env, tmp_path):
+    settings = Settings(data_dir=tmp_path / "data")
+    path = tmp_path / "bad.jsonl"
+    path.write_text(lines(HEADER, DOCUMENT, {**passage(model=DEFAULT_MODEL_NAME, embedding="%%%"), "doc_id": "d2"},
+                          document_end(2)), encoding="utf-8")
+    result = dml(settings, "import", str(path))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {path}:3: document passage 1's embedding is not valid base64")
+    assert "Traceback" not in result.output
+    knowledge = KnowledgeBase(settings=settings)
+    try:
+        assert knowledge.store.stats().documents == 0
+    finally:
+        knowledge.close()
 
 
 def test_dml_import_of_a_bad_file_says_which_line(cli_env, tmp_path):
