@@ -32,6 +32,7 @@ from .logs import ContextThreadPool, request_id, slack_event_id
 from .scheduler import DMLScheduler
 from .settings import SlackSettings
 from .slack_retry import ServerErrorBackoff
+from .verification import is_response_url
 
 __all__ = ["build_app", "build_client", "CountSlackErrors", "LISTENED_EVENTS", "COMMANDS",
            "SHORTCUTS", "ACTIONS"]
@@ -119,13 +120,24 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
     drafts = DraftFlows(kb=kb, bot=bot)
     app._dml_drafts = drafts  # for the scheduler's reminders and tests
 
+    # The HTTP adapter checks Slack's signature with it before Bolt sees a request.
+    app._dml_signing_secret = settings.signing_secret if verify_requests else None
+
     @app.use
-    def remember_event_id(body, next):  # noqa: A002 - Bolt passes arguments by name
+    def remember_event_id(body, context, next):  # noqa: A002 - Bolt passes arguments by name
         # Bolt runs global middleware one after another, not nested: the id stays set for
         # the rest of this request (a fresh thread per HTTP request; a Socket Mode worker
         # thread gets the next request's id, or None, here).
         slack_event_id.set(request_id(body))
         log.info("received %s", _describe(body))
+        # Global middleware runs after Bolt's own (signature included): what gets here was
+        # verified, and only then may the error handler answer anyone named in the body.
+        context[_VERIFIED] = True
+        if context.get("response_url") and not is_response_url(context["response_url"],
+                                                              api_url=client.base_url):
+            log.warning("ignoring a response_url that is not Slack's")
+            context["response_url"] = None  # respond() then refuses instead of POSTing
+            context.pop("respond", None)
         next()
     app._dml = bot  # for tests and the console
 
@@ -337,7 +349,11 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
     register_drafts(app, drafts, _tell)
 
     @app.error
-    def on_error(error, body, logger):
+    def on_error(error, body, context, logger):
+        if not context.get(_VERIFIED):  # failed before it was verified: act on nothing in it
+            log.warning("a request failed before it was verified: %s: %s",
+                        type(error).__name__, error)
+            return
         # Log with context; the person gets a short apology, never a stack trace.
         event = body.get("event") or {}
         log.error("handler failed: %s (type=%s event_id=%s channel=%s)", error, body.get("type"),
@@ -349,7 +365,7 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
                 client.chat_postMessage(channel=event["channel"],
                                         thread_ts=event.get("thread_ts") or event.get("ts"),
                                         text=APOLOGY)
-            elif body.get("response_url"):
+            elif is_response_url(body.get("response_url"), api_url=client.base_url):
                 from slack_sdk.webhook import WebhookClient
 
                 WebhookClient(body["response_url"]).send(text=APOLOGY, response_type="ephemeral")
@@ -357,6 +373,9 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
             log.exception("could not deliver the apology")
 
     return app
+
+
+_VERIFIED = "dml_verified"  # set in the context once Bolt's own middleware has passed
 
 
 def _describe(body: dict) -> str:

@@ -41,6 +41,16 @@ class DMLGroup(click.Group):
             raise click.ClickException(str(exc)) from exc
 
 
+def _echo_skipped(problems: list[str]) -> None:
+    """What was skipped, on standard error, with secrets (a URL's password) redacted as in
+    the log."""
+    from bot.logs import Redactor, secrets_from_env
+
+    redact = Redactor(secrets_from_env(os.environ))
+    for problem in problems:
+        click.echo(f"skipped: {redact(problem)}", err=True)
+
+
 @click.group(cls=DMLGroup)
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="Where the SQLite database and index live (default: $DML_DATA_DIR or ./.dml).")
@@ -75,8 +85,10 @@ def main(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
 @click.option("--kind", default=None, help='Kind of knowledge, e.g. "doc" or "article".')
 @click.option("--added-by", default=None, help="Who added it (shown in the digest).")
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal).")
+@click.option("--follow-links", is_flag=True,
+              help="Follow links that lead out of a folder (by default they are reported, not read).")
 @click.pass_context
-def ingest(ctx, targets, prune, kind, added_by, progress):
+def ingest(ctx, targets, prune, kind, added_by, progress, follow_links):
     """Add files, folders, URLs, RSS/Atom feeds or JSONL files to the knowledge base.
 
     Unchanged documents are skipped; changed ones replace their passages.
@@ -84,9 +96,9 @@ def ingest(ctx, targets, prune, kind, added_by, progress):
     from ingest import Ingestor
 
     ingestor = Ingestor(kb=_kb(ctx), progress=progress)
-    report = ingestor.run(targets, prune=prune, kind=kind, added_by=added_by)
-    for problem in report.errors:
-        click.echo(f"skipped: {problem}", err=True)
+    report = ingestor.run(targets, prune=prune, kind=kind, added_by=added_by,
+                          follow_links=follow_links)
+    _echo_skipped(report.errors)
     click.echo(report.summary())
     if report.errors and not (report.added or report.updated or report.unchanged):
         sys.exit(1)
@@ -122,8 +134,7 @@ def eval_(ctx, questions, as_json, keyword_weight, progress):
     from knowledge.evaluation import METRIC_KEYS, evaluate, load_questions
 
     items, problems = load_questions(questions)
-    for problem in problems:
-        click.echo(f"skipped: {problem}", err=True)
+    _echo_skipped(problems)
     if not items:
         raise click.ClickException(f"{questions}: no usable questions")
     kb = _kb(ctx)
@@ -291,7 +302,7 @@ def scheduler_command(ctx, host, port):
         if port is not None:
             operations = HTTPServer(None, kb, host=host, port=port).start()
             log.warning("DML scheduler health and metrics on http://%s:%d (/healthz /readyz /metrics)",
-                        host, operations.server.server_address[1])
+                        host, operations.port)
         click.echo(f"DML scheduler started ({scheduler.lease.holder}); Ctrl-C stops it.", err=True)
         threading.Event().wait()
     except KeyboardInterrupt:
