@@ -39,7 +39,7 @@ _FIRST_PERSON = re.compile(r"(?<![\w-])(I|I'm|I’m|I've|I’ve|I'd|I’d|I'll|I
 _ASIDE = re.compile(
     r"\b(my|me|myself)\b|\b(this|the|last|previous|next|my|our|a future|upcoming)\s+(post|article|"
     r"tutorial|series)s?\b|\bcheck\s+(out\s+)?(my|this|the)\b|\bin the (following|next) "
-    r"(discussion|section|part|chapter)s?\b|\bpart\s+\d+\s+(will|would)\b|\bwe\s+will\s+(discuss|"
+    r"(discussion|section|part|chapter)s?\b|\bpart\s+\d+\s+(will|would|introduces|covers|focuses|of (this|the))\b|\bwe\s+will\s+(discuss|"
     r"cover|use|see|talk|introduce|describe|look|go|focus|start|dive|learn)\b|\bstay tuned\b|"
     r"\blater in this\b|\bkeep (on )?reading\b|\bin this (section|chapter)\b", re.I)
 # Math or a link dropped from the text leaves a word followed by bare punctuation.

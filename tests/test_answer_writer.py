@@ -163,6 +163,7 @@ def test_an_abstention_has_no_quote(feature_kb):
     ("Check my toy implementation of UCB1 here.", False),
     ("In this post, we will cover the basics of bandits.", False),
     ("Part 4 will cover multiple fast object detection algorithms.", False),
+    ("The Part 1 introduces the concept of gradient vectors and the HOG algorithm.", False),
     ("Fig. 3. The reparameterization trick (Image source: Kingma).", False),
     ('Chapelle, et al. "An empirical evaluation of thompson sampling." NIPS 2011.', False),
     ('"An empirical evaluation of thompson sampling.', False),
