@@ -109,3 +109,23 @@ def test_installed_requirements_are_consistent():
     out = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_every_module_imports_in_a_fresh_interpreter():
+    """Each module of the product imports on its own (a dependency missing from a fresh
+    install, or one only ever imported lazily, shows up here rather than in production)."""
+    modules = sorted(".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+                     for p in product_files() if "migrations" not in p.parts)
+    code = ("import importlib, sys\n"
+            "failed = []\n"
+            "for name in sys.argv[1:]:\n"
+            "    try:\n"
+            "        importlib.import_module(name)\n"
+            "    except Exception as exc:\n"
+            "        failed.append(f'{name}: {type(exc).__name__}: {exc}')\n"
+            "print('\\n'.join(failed))\n"
+            "sys.exit(1 if failed else 0)\n")
+    out = subprocess.run([sys.executable, "-c", code, *modules], capture_output=True, text=True,
+                         timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    assert len(modules) > 40
