@@ -198,6 +198,9 @@ class ExtractiveWriter:
     def candidates(self, result: SearchResult) -> list[_Candidate]:
         """Quotable sentences of the top passages, scored."""
         best = result.hits[0].score if result.hits else 1.0
+        query_terms = set(result.terms)
+        idf = result.idf
+        mass = sum(idf.get(t, 0.0) for t in query_terms) or 1.0
         out: list[_Candidate] = []
         for doc_rank, hit in enumerate(result.hits[: self.max_docs]):
             for passage in hit.passages:
@@ -212,31 +215,26 @@ class ExtractiveWriter:
                     if not quotable(sentence):
                         previous = None
                         continue
-                    candidate = _Candidate(doc_rank, passage.position, order, sentence,
-                                           frozenset(keyword_terms(sentence)), hit, passage.text,
-                                           passage.chunk_id, relative=relative,
+                    terms = frozenset(keyword_terms(sentence))
+                    overlap = sum(idf.get(t, 0.0) for t in query_terms & terms) / mass
+                    candidate = _Candidate(doc_rank, passage.position, order, sentence, terms,
+                                           hit, passage.text, passage.chunk_id, overlap=overlap,
+                                           relative=relative,
                                            dangling=bool(DANGLING.match(sentence)),
                                            previous=previous)
                     out.append(candidate)
                     previous = candidate
-        out = self._shortlist(out, result)
+        out = self._shortlist(out)
         self._score(out, result)
         return out
 
-    def _shortlist(self, candidates: list[_Candidate], result: SearchResult) -> list[_Candidate]:
+    def _shortlist(self, candidates: list[_Candidate]) -> list[_Candidate]:
         """At most ``max_embedded`` sentences, the best by shared terms and passage rank: a
         bound on what one question can cost the model (a cold cache embeds every one)."""
         if len(candidates) <= self.max_embedded:
             return candidates
-        idf = result.idf
-        query_terms = set(result.terms)
-        mass = sum(idf.get(t, 0.0) for t in query_terms) or 1.0
-
-        def lexical(c: _Candidate) -> float:
-            overlap = sum(idf.get(t, 0.0) for t in query_terms & c.terms) / mass
-            return overlap + 0.5 * c.relative - 0.1 * c.doc_rank
-
-        kept = set(map(id, sorted(candidates, key=lexical, reverse=True)[: self.max_embedded]))
+        kept = set(map(id, sorted(candidates, reverse=True, key=lambda c: (
+            c.overlap + 0.5 * c.relative - 0.1 * c.doc_rank))[: self.max_embedded]))
         return [c for c in candidates if id(c) in kept]
 
     def _meanings(self, candidates: list[_Candidate], result: SearchResult) -> np.ndarray | None:
@@ -251,7 +249,6 @@ class ExtractiveWriter:
     def _score(self, candidates: list[_Candidate], result: SearchResult) -> None:
         query_terms = set(result.terms)
         idf = result.idf
-        mass = sum(idf.get(t, 0.0) for t in query_terms) or 1.0
         # The question's subject: its rarest terms ("focal loss", "YOLO").
         subject = set(sorted(query_terms, key=lambda t: -idf.get(t, 0.0))[:2])
         definition = question_shape(result.question) is DEFINITION
@@ -260,7 +257,6 @@ class ExtractiveWriter:
         if meanings is None:  # no vectors: shared terms carry the meaning's weight too
             w_terms, w_meaning = w_terms + w_meaning, 0.0
         for i, c in enumerate(candidates):
-            c.overlap = sum(idf.get(t, 0.0) for t in query_terms & c.terms) / mass
             c.meaning = float(meanings[i]) if meanings is not None else 0.0
             c.score = (w_meaning * c.meaning + w_terms * c.overlap + w_rank * c.relative
                        - self.doc_penalty * c.doc_rank)
@@ -283,6 +279,7 @@ class ExtractiveWriter:
         if lead is None:
             return []
         chosen = self._with_antecedent(lead)
+        head = len(chosen)  # the lead and the sentences it needs before it, in reading order
         words = sum(len(c.text.split()) for c in chosen)
         while len(chosen) < shape.sentences:
             # The sentence right after a chosen one usually goes on with its thought: a
@@ -302,9 +299,8 @@ class ExtractiveWriter:
                     break
             if not added:
                 break
-        head = [c for c in chosen if c.key in {lead.key} | ({lead.previous.key} if lead.dangling and lead.previous else set())]
-        rest = sorted((c for c in chosen if c not in head), key=lambda c: (c.doc_rank, c.position, c.order))
-        return sorted(head, key=lambda c: c.order) + rest
+        rest = sorted(chosen[head:], key=lambda c: (c.doc_rank, c.position, c.order))
+        return chosen[:head] + rest
 
     @staticmethod
     def _follows(candidate: _Candidate, taken: set[tuple[int, int]]) -> float:
@@ -343,9 +339,7 @@ class ExtractiveWriter:
 
     @staticmethod
     def _repeats(candidate: _Candidate, chosen: Sequence[_Candidate]) -> bool:
-        return any(_jaccard(candidate.terms, c.terms) > 0.5
-                   or (c.meaning and candidate.meaning and abs(c.meaning - candidate.meaning) < 1e-6)
-                   for c in chosen)
+        return any(_jaccard(candidate.terms, c.terms) > 0.5 for c in chosen)
 
     @staticmethod
     def _adds(candidate: _Candidate, chosen: Sequence[_Candidate]) -> bool:

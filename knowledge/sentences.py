@@ -95,6 +95,8 @@ class SentenceVectors:
         return model, hashlib.blake2b(sentence.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
     def get(self, model: str, sentences: Sequence[str]) -> np.ndarray:
+        if not sentences:
+            return np.zeros((0, 0), dtype=np.float32)
         keys = [self._key(model, s) for s in sentences]
         found: dict[int, np.ndarray] = {}
         with self._lock:
@@ -113,6 +115,4 @@ class SentenceVectors:
                 while len(self._vectors) > self.capacity:
                     self._vectors.popitem(last=False)
                 self.computed += len(missing)
-        if not sentences:
-            return np.zeros((0, 0), dtype=np.float32)
         return np.stack([found[i] for i in range(len(sentences))]).astype(np.float32, copy=False)

@@ -83,6 +83,8 @@ def test_a_dangling_opener_comes_only_after_its_antecedent(feature_kb):
     assert "This removes a whole class of training-serving skew bugs." in text
     assert "It keeps offline and online features consistent" in text
     assert text.index("It keeps offline") < text.index("This removes")
+    # "It keeps…" needs the sentence before it too: the three read in the article's order.
+    assert text.index("A feature store is a central service") < text.index("It keeps offline")
 
 
 def test_near_duplicates_and_a_second_source_without_a_new_fact_are_left_out(feature_kb):
