@@ -16,6 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -70,6 +71,17 @@ class _Pending:
     texts: list[str]  # what gets embedded for each chunk
     existed: bool
     where: str  # the file (and line) or URL it came from, for a report
+
+
+@dataclass
+class _Flush:
+    """A batch on its way to the store: its documents, the vectors stored before, and the
+    embedding of the rest (running on the worker thread)."""
+
+    pending: list[_Pending]
+    known: dict
+    to_embed: dict[str, str]
+    vectors: Future | None
 
 
 class Ingestor:
@@ -301,6 +313,10 @@ class Ingestor:
                    disable=None if self.progress is None else not self.progress, leave=False)
         pending: list[_Pending] = []
         pending_chunks = 0
+        # The model embeds one batch on a worker thread while this thread reads, cleans and
+        # chunks the next (the runtimes release the GIL); batches are stored in order, here.
+        embedding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dml-embed")
+        in_flight: _Flush | None = None
         try:
             for where, item in items:
                 bar.update(1)
@@ -324,10 +340,19 @@ class Ingestor:
                 pending.append(prepared)
                 pending_chunks += len(prepared.texts)
                 if pending_chunks >= self.batch_chunks:
-                    self._flush(pending, report)
+                    if in_flight is not None:
+                        self._store(in_flight, report)
+                    in_flight = self._embed(pending, embedding)
                     pending, pending_chunks = [], 0
-            self._flush(pending, report)
+            if in_flight is not None:
+                self._store(in_flight, report)
+                in_flight = None
+            if pending:
+                self._store(self._embed(pending, embedding), report)
         finally:
+            # Interrupted: the batch being embedded is not stored (as before: nothing is
+            # half stored, and the next run embeds it again).
+            embedding.shutdown(wait=True, cancel_futures=True)
             bar.close()
 
     def _prepare(self, document: SourceDocument, *, source: str, added_by: str | None,
@@ -379,9 +404,8 @@ class Ingestor:
         # One definition, shared with tuning's re-embedding (knowledge.text).
         return embedding_text(title, heading, text)
 
-    def _flush(self, pending: list[_Pending], report: IngestReport) -> None:
-        if not pending:
-            return
+    def _embed(self, pending: list[_Pending], executor: ThreadPoolExecutor) -> _Flush:
+        """Start embedding what the batch needs (texts embedded before are looked up)."""
         embedder = self.kb.embedder
         hashes = [c.embed_hash for p in pending for c in p.record.chunks]
         known = self.kb.store.embeddings_by_hash(hashes, embedder.name)
@@ -390,11 +414,15 @@ class Ingestor:
             for chunk, text in zip(item.record.chunks, item.texts, strict=True):
                 if chunk.embed_hash not in known:
                     to_embed.setdefault(chunk.embed_hash, text)
-        if to_embed:
-            vectors = embedder.embed(list(to_embed.values()))
-            known.update(zip(to_embed.keys(), vectors, strict=True))
+        vectors = executor.submit(embedder.embed, list(to_embed.values())) if to_embed else None
+        return _Flush(pending=pending, known=known, to_embed=to_embed, vectors=vectors)
+
+    def _store(self, flush: _Flush, report: IngestReport) -> None:
+        known, to_embed = flush.known, flush.to_embed
+        if flush.vectors is not None:
+            known.update(zip(to_embed.keys(), flush.vectors.result(), strict=True))
         report.chunks_embedded += len(to_embed)
-        for item in pending:
+        for item in flush.pending:
             record = item.record
             record.chunks = [replace(c, embedding=known[c.embed_hash]) for c in record.chunks]
             try:
