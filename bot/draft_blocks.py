@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from knowledge.draft_text import passages
 from knowledge.drafts import (
     ACCEPTED,
     MAX_CORRECTION,
@@ -19,6 +18,7 @@ from knowledge.drafts import (
     WITHDRAWN,
     CorrectionView,
     DraftView,
+    passages,
 )
 
 from .blocks import MAX_BLOCKS, MAX_SECTION, _button, _section, escape, link, mention, split_text

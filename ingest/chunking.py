@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from knowledge.text import split_blocks
+from knowledge.search import split_blocks
 
 __all__ = ["Section", "Passage", "chunk_sections", "CHUNKER_VERSION"]
 

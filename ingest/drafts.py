@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from knowledge.drafts import DraftRefused, Drafts, DraftView
 from knowledge.errors import SourceError
 from knowledge.kb import KnowledgeBase
-from knowledge.store import PRIVATE_CHANNEL
+from knowledge.search import PRIVATE_CHANNEL
 
 from .documents import SourceDocument
 from .loaders import parse_markdown

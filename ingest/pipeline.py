@@ -24,9 +24,8 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from knowledge.errors import SourceError
 from knowledge.kb import KnowledgeBase
-from knowledge.models import Document
-from knowledge.store import ChunkRecord, DocumentRecord
-from knowledge.text import embedding_text, sha256
+from knowledge.ops import Document
+from knowledge.search import ChunkRecord, DocumentRecord, embedding_text, sha256
 
 from .chunking import CHUNKER_VERSION, Section, chunk_sections
 from .documents import SourceDocument

@@ -5,20 +5,25 @@ from __future__ import annotations
 import logging
 import time
 
-from .answer import Answer, ExtractiveWriter, LLMWriter
-from .db import Database
-from .drafts import Drafts
-from .embedding import Embedder
+from knowledge.drafts import Drafts
+from knowledge.ops import Database, Metrics
+from knowledge.search import (
+    Answer,
+    Embedder,
+    ExtractiveWriter,
+    FeedbackStore,
+    IndexManager,
+    LLMWriter,
+    QuestionLog,
+    Retriever,
+    SearchResult,
+    SentenceVectors,
+    Store,
+)
+from knowledge.tuning import ModelVersions
+
 from .errors import StoreError
-from .feedback import FeedbackStore
-from .index import IndexManager
-from .metrics import Metrics
-from .model_versions import ModelVersions
-from .questions import QuestionLog
-from .retrieval import Retriever, SearchResult
-from .sentences import SentenceVectors
 from .settings import Settings
-from .store import Store
 
 __all__ = ["KnowledgeBase"]
 

@@ -6,9 +6,9 @@ from datetime import timedelta
 import pytest
 
 from ingest.drafts import WRITE_UP, publish_draft
-from knowledge.digest import build_digest
-from knowledge.drafts import PUBLISHED, WITHDRAWN, DraftRefused, Drafts, NewDraft
-from knowledge.models import utcnow
+from knowledge.digests.build import build_digest
+from knowledge.drafts.rules import PUBLISHED, WITHDRAWN, DraftRefused, Drafts, NewDraft
+from knowledge.ops.models import utcnow
 
 AUTHOR, ALICE, BOB = "UAUTHOR", "UALICE", "UBOB"
 PRIVATE, OTHER = "CPRIVATE", "COTHER"

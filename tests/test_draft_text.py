@@ -4,7 +4,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from knowledge.draft_text import (
+from knowledge.drafts.passages import (
     LONG_PARAGRAPH,
     MAX_PASSAGES,
     Passage,

@@ -7,8 +7,8 @@ from datetime import date, timedelta
 
 import pytest
 
-import knowledge.drafts as drafts_module
-from knowledge.drafts import (
+import knowledge.drafts.rules as drafts_module
+from knowledge.drafts.rules import (
     ACCEPTED,
     MAX_BODY,
     MAX_CORRECTION,
@@ -34,7 +34,7 @@ from knowledge.drafts import (
     validate_new_draft,
 )
 from knowledge.kb import KnowledgeBase
-from knowledge.models import utcnow
+from knowledge.ops.models import utcnow
 
 AUTHOR, ALICE, BOB, CAROL, STRANGER = "UAUTHOR", "UALICE", "UBOB", "UCAROL", "USTRANGER"
 CHANNEL = "CREVIEW"

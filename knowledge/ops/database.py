@@ -15,13 +15,13 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .errors import StoreError
-from .settings import Settings
+from knowledge.errors import StoreError
+from knowledge.settings import Settings
 
 __all__ = ["Database", "is_transient", "retried"]
 
 log = logging.getLogger(__name__)
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 T = TypeVar("T")
 
 

@@ -27,9 +27,8 @@ import numpy as np
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from .backup_checks import RecordChecks
-from .errors import DMLError
-from .models import (
+from knowledge.errors import DMLError
+from knowledge.ops import (
     Chunk,
     Correction,
     DigestSchedule,
@@ -42,8 +41,9 @@ from .models import (
     Feedback,
     Question,
 )
-from .store import ChunkRecord, DocumentRecord
-from .text import embedding_text, sha256
+from knowledge.search import ChunkRecord, DocumentRecord, embedding_text, sha256
+
+from .checks import RecordChecks
 
 __all__ = ["export_knowledge", "import_knowledge", "BackupError", "ImportReport", "FORMAT", "VERSION"]
 
@@ -253,7 +253,7 @@ def _schemas() -> list[str]:
     """The schema revisions this DML knows, newest first."""
     from alembic.script import ScriptDirectory
 
-    from .db import MIGRATIONS
+    from knowledge.ops import MIGRATIONS
 
     return [script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()]
 

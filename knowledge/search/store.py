@@ -16,9 +16,9 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .db import Database
-from .errors import ModelChangedError
-from .models import Chunk, Document, Meta, Question, utcnow
+from knowledge.errors import ModelChangedError
+from knowledge.ops import Chunk, Database, Document, Meta, Question, utcnow
+
 from .text import embedding_text, sha256
 
 __all__ = ["Store", "DocumentRecord", "ChunkRecord", "PassageRow", "StoreStats", "SourceEntry",

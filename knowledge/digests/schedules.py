@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .db import Database
-from .digest import DigestStats
-from .errors import DMLError
-from .models import DigestRun, DigestSchedule, Feed, utcnow
+from knowledge.errors import DMLError
+from knowledge.ops import Database, DigestRun, DigestSchedule, Feed, utcnow
+
+from .build import DigestStats
 
 __all__ = ["Schedule", "Schedules", "DigestRuns", "Feeds", "parse_schedule", "WEEKDAYS"]
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import StoreError
+from knowledge.errors import StoreError
+
 from .store import Store
 from .text import keyword_terms
 

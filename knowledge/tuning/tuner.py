@@ -37,15 +37,22 @@ from pathlib import Path
 
 import numpy as np
 
+from knowledge.errors import TooFewPairsError, TuningError
+from knowledge.search import (
+    Embedder,
+    EvalQuestion,
+    IndexSnapshot,
+    PassageText,
+    Retriever,
+    embedding_text,
+    evaluate,
+    keyword_text,
+    normalise_whitespace,
+    sha256,
+)
+
 from .calibration import OFF_TOPIC, abstained_share, matching_offset
-from .embedding import Embedder
-from .errors import TooFewPairsError, TuningError
-from .evaluation import EvalQuestion, evaluate
-from .index import IndexSnapshot
 from .pairs import Pair, PairSet, RawPair, read_pairs_file, resolve_pairs, split_pairs, team_pairs
-from .retrieval import Retriever
-from .store import PassageText, keyword_text
-from .text import embedding_text, normalise_whitespace, sha256
 from .training import TOWERS, Recipe, Target, TrainStats, train_on_corpus
 
 __all__ = ["Tuner", "TuneResult", "Trained", "Comparison", "SwitchResult", "MIN_TRAIN_PAIRS",

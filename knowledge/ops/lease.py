@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .db import Database
+from .database import Database
 from .models import Meta
 
 __all__ = ["Lease", "LeaderElection"]

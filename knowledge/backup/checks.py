@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import JSON, Boolean, Date, DateTime, Integer, LargeBinary, String, Text
 
-from .drafts import ACCEPTED, OPEN, PENDING, PUBLISHED, REJECTED, WITHDRAWN
-from .models import (
+from knowledge.drafts import ACCEPTED, OPEN, PENDING, PUBLISHED, REJECTED, WITHDRAWN
+from knowledge.ops import (
     Chunk,
     Correction,
     DigestSchedule,

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding import Embedder
-from .errors import TuningError
+from knowledge.errors import TuningError
+from knowledge.search import Embedder
 
 __all__ = ["ModelVersions", "MANIFEST"]
 
@@ -168,7 +168,7 @@ class ModelVersions:
     def model_path(self, version: str) -> Path:
         """Where a version's weights are (to train from)."""
         if self.is_base(version):
-            from .embedding import bundled_model_path
+            from knowledge.search import bundled_model_path
 
             return self.base.model_path or bundled_model_path()
         return self.path(version)

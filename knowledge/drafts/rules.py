@@ -19,10 +19,18 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .db import Database
-from .draft_text import Passage, find_passage, passages, replace_passage, version_diff
-from .errors import DMLError
-from .models import Correction, Draft, DraftComment, DraftReview, DraftVersion, utcnow
+from knowledge.errors import DMLError
+from knowledge.ops import (
+    Correction,
+    Database,
+    Draft,
+    DraftComment,
+    DraftReview,
+    DraftVersion,
+    utcnow,
+)
+
+from .passages import Passage, find_passage, passages, replace_passage, version_diff
 
 __all__ = [
     "Drafts", "DraftView", "CorrectionView", "DraftRefused", "NewDraft",

@@ -12,12 +12,9 @@ from datetime import date, datetime
 import numpy as np
 from sqlalchemy import func, select
 
-from .answer import readable_sentences
-from .db import Database
-from .drafts import Drafts
-from .models import Document, Feed, Feedback, Question
-from .questions import waiting_for_answer
-from .store import Store, visible_in
+from knowledge.drafts import Drafts
+from knowledge.ops import Database, Document, Feed, Feedback, Question
+from knowledge.search import Store, readable_sentences, visible_in, waiting_for_answer
 
 __all__ = ["Digest", "RetrievalChange", "DraftEntry", "NewDocument", "QuestionGroup", "DigestStats", "build_digest",
            "summarise", "group_questions"]
@@ -228,7 +225,7 @@ def build_digest(database: Database, *, since: datetime, until: datetime,
 
 def _retrieval_change(store: Store, *, since: datetime, until: datetime) -> RetrievalChange | None:
     """The tune adopted in the period, if any (``dml tune`` or the weekly job)."""
-    from .tuning import last_tune
+    from knowledge.tuning import last_tune
 
     last = last_tune(store)
     if not last or not last.get("adopted") or last.get("before") is None:

@@ -21,11 +21,9 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import case, func, select
 
-from .db import Database
-from .jsonl import read_objects
-from .models import Feedback, Question
-from .store import PRIVATE_CHANNEL, Store
-from .text import embedding_text, normalise_whitespace, sha256
+from knowledge.jsonl import read_objects
+from knowledge.ops import Database, Feedback, Question
+from knowledge.search import PRIVATE_CHANNEL, Store, embedding_text, normalise_whitespace, sha256
 
 __all__ = ["Pair", "RawPair", "PairSet", "read_pairs_file", "team_pairs", "resolve_pairs",
            "is_held_out", "split_pairs", "HELD_OUT_SHARE", "SPLIT_SEED"]
