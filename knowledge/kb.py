@@ -67,7 +67,7 @@ class KnowledgeBase:
                                       min_meaning=settings.min_sentence_similarity,
                                       sentence_vectors=self.sentence_vectors)
         self.extractive = extractive
-        self.writer = extractive
+        self.writer: ExtractiveWriter | LLMWriter = extractive
         if settings.llm_url:
             self.writer = LLMWriter(url=settings.llm_url, model=settings.llm_model,
                                     api_key=settings.llm_api_key, timeout=settings.llm_timeout,

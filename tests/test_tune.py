@@ -28,6 +28,7 @@ from bot.cli import main
 from ingest import Ingestor
 from knowledge.errors import ModelChangedError, StoreError, TooFewPairsError
 from knowledge.kb import KnowledgeBase
+from knowledge.ops.meta import set_meta_value
 from knowledge.ops.models import Chunk, Question
 from knowledge.search.retrieval import SearchResult
 from knowledge.search.store import ChunkRecord, DocumentRecord
@@ -734,7 +735,7 @@ def test_the_weekly_tune_waits_for_enough_new_pairs_and_runs_once_a_week(sqlite_
     # Another process (or a restart) in the same week does not tune again.
     assert not tuner.claim_weekly_run(min_new_pairs=3, now=monday + timedelta(days=2))
     # The last tune counted 3 team pairs: next week needs 3 more.
-    sqlite_kb.store.set_meta_value(tuner_module.LAST_TUNE, json.dumps({"team_pairs": 3}))
+    set_meta_value(sqlite_kb.database, tuner_module.LAST_TUNE, json.dumps({"team_pairs": 3}))
     next_monday = monday + timedelta(days=7)
     assert not tuner.claim_weekly_run(min_new_pairs=3, now=next_monday)
     resolved(3)
@@ -799,7 +800,7 @@ def test_the_digest_says_how_much_retrieval_improved(sqlite_kb):
     from knowledge.digests.build import build_digest
 
     now = datetime.now(UTC)
-    sqlite_kb.store.set_meta_value(tuner_module.LAST_TUNE, json.dumps({
+    set_meta_value(sqlite_kb.database, tuner_module.LAST_TUNE, json.dumps({
         "finished_at": (now - timedelta(days=1)).isoformat(), "version": "tuned-x",
         "adopted": True, "before": 41.7, "after": 48.3, "held_out": 60}))
     digest = build_digest(sqlite_kb.database, since=now - timedelta(days=7), until=now)

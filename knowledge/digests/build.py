@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from knowledge.drafts import Drafts
 from knowledge.ops import Database, Document, Feed, Feedback, Question
@@ -177,7 +177,7 @@ def build_digest(database: Database, *, since: datetime, until: datetime,
     private channels) and knowledge captured in a private channel appear only in a digest
     for that same channel, never in another one."""
     digest = Digest(since=since, until=until, previous=previous)
-    visible = Question.private.is_(False)
+    visible: ColumnElement[bool] = Question.private.is_(False)
     if channel:
         visible = visible | (Question.channel == channel)
     with database.session() as session:
@@ -202,9 +202,9 @@ def build_digest(database: Database, *, since: datetime, until: datetime,
         asked = questions()
         digest.top_questions = [g for g in group_questions(asked) if not g.abstained]
         digest.unanswered = group_questions(questions(waiting_for_answer()))
-        digest.failing_feeds = list(session.execute(
+        digest.failing_feeds = [(url, error or "") for url, error in session.execute(
             select(Feed.url, Feed.last_error)
-            .where(Feed.last_error.is_not(None), Feed.error_reported.is_(False))).tuples())
+            .where(Feed.last_error.is_not(None), Feed.error_reported.is_(False))).tuples()]
         votes = dict(session.execute(
             select(Feedback.helpful, func.count(Feedback.id))
             .where(Feedback.created_at >= since, Feedback.created_at < until)

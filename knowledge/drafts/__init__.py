@@ -4,7 +4,7 @@ publishing a corrected draft into the knowledge base.
 This is the package's public entry point: code outside it imports only these names.
 """
 
-from .passages import passages
+from .passages import DraftPassage, draft_passages
 from .rules import (
     ACCEPTED,
     MAX_CORRECTION,
@@ -27,4 +27,4 @@ from .rules import (
 
 __all__ = ["ACCEPTED", "CorrectionView", "DraftRefused", "DraftView", "Drafts", "MAX_CORRECTION",
     "MAX_TITLE", "NewDraft", "OPEN", "PENDING", "PUBLISHED", "REJECTED", "WITHDRAWN",
-    "check_decision", "check_open", "check_reviewer", "passages", "validate_new_draft"]
+    "check_decision", "check_open", "check_reviewer", "DraftPassage", "draft_passages", "validate_new_draft"]

@@ -27,10 +27,11 @@ from knowledge.ops import (
     DraftComment,
     DraftReview,
     DraftVersion,
+    changed_rows,
     utcnow,
 )
 
-from .passages import Passage, find_passage, passages, replace_passage, version_diff
+from .passages import DraftPassage, draft_passages, find_passage, replace_passage, version_diff
 
 __all__ = [
     "Drafts", "DraftView", "CorrectionView", "DraftRefused", "NewDraft",
@@ -101,8 +102,8 @@ class DraftView:
     published_doc_id: str | None = None
 
     @property
-    def passages(self) -> list[Passage]:
-        return passages(self.body)
+    def passages(self) -> list[DraftPassage]:
+        return draft_passages(self.body)
 
     @classmethod
     def of(cls, row: Draft, body: str) -> DraftView:
@@ -179,11 +180,11 @@ def check_reviewer(draft: DraftView, user: str | None, *, channel_member: bool) 
 
 
 def check_correction(draft: DraftView, *, version_body: str, version: int, passage: int,
-                     text: str, source_url: str | None) -> Passage:
+                     text: str, source_url: str | None) -> DraftPassage:
     check_open(draft, "take corrections")
     if not 1 <= version <= draft.version:
         raise DraftRefused(f"{_quoted(draft.title)} has no version {version}.")
-    options = passages(version_body)
+    options = draft_passages(version_body)
     if not 0 <= passage < len(options):
         raise DraftRefused("Pick the passage your correction concerns.")
     if not text.strip():
@@ -443,17 +444,17 @@ class Drafts:
                 new_version = draft.version + 1
         now = utcnow()
         with self.database.session() as session, session.begin():
-            claimed = session.execute(
+            claimed = changed_rows(session.execute(
                 update(Correction).where(Correction.id == correction_id, Correction.status == PENDING)
-                .values(status=ACCEPTED, decided_at=now, applied_version=new_version)).rowcount
+                .values(status=ACCEPTED, decided_at=now, applied_version=new_version)))
             if not claimed:
                 session.rollback()
                 return self._refuse_decided(correction_id, user, "accept")
             if new_version is not None:
-                moved = session.execute(
+                moved = changed_rows(session.execute(
                     update(Draft).where(Draft.id == draft.id, Draft.version == draft.version,
                                         Draft.status == OPEN)
-                    .values(version=new_version, updated_at=now)).rowcount
+                    .values(version=new_version, updated_at=now)))
                 if not moved:
                     session.rollback()
                     raise DraftRefused("The draft changed while you were accepting this correction: "
@@ -474,9 +475,9 @@ class Drafts:
         if len(reason) > MAX_REASON:
             raise DraftRefused(f"The reason can be at most {MAX_REASON:,} characters.")
         with self.database.session() as session, session.begin():
-            claimed = session.execute(
+            claimed = changed_rows(session.execute(
                 update(Correction).where(Correction.id == correction_id, Correction.status == PENDING)
-                .values(status=REJECTED, reason=reason, decided_at=utcnow())).rowcount
+                .values(status=REJECTED, reason=reason, decided_at=utcnow())))
             if not claimed:
                 session.rollback()
                 return self._refuse_decided(correction_id, user, "reject")
@@ -521,9 +522,9 @@ class Drafts:
             raise DraftRefused("Nothing changed: the text is the same as the current version.")
         now = utcnow()
         with self.database.session() as session, session.begin():
-            moved = session.execute(
+            moved = changed_rows(session.execute(
                 update(Draft).where(Draft.id == draft_id, Draft.version == draft.version, Draft.status == OPEN)
-                .values(version=draft.version + 1, updated_at=now)).rowcount
+                .values(version=draft.version + 1, updated_at=now)))
             if not moved:
                 session.rollback()
                 raise DraftRefused("The draft changed while you were editing it: open it again and retry.")
@@ -545,11 +546,11 @@ class Drafts:
                                             approved_version=draft.version, acted_at=now))
                 else:
                     # Compare-and-set: of two clicks racing, one moves it to this version.
-                    moved = session.execute(
+                    moved = changed_rows(session.execute(
                         update(DraftReview).where(
                             DraftReview.draft_id == draft_id, DraftReview.user == user,
                             (DraftReview.approved_version.is_(None)) | (DraftReview.approved_version != draft.version))
-                        .values(approved_version=draft.version, acted_at=now)).rowcount
+                        .values(approved_version=draft.version, acted_at=now)))
                     if not moved:
                         raise already
                 session.flush()
@@ -592,18 +593,18 @@ class Drafts:
     def mark_published(self, draft_id: int, *, version: int, doc_id: str) -> bool:
         """Close the draft as published at ``version``; False if it changed meanwhile."""
         with self.database.session() as session, session.begin():
-            return bool(session.execute(
+            return bool(changed_rows(session.execute(
                 update(Draft).where(Draft.id == draft_id, Draft.status == OPEN, Draft.version == version)
                 .values(status=PUBLISHED, closed_at=utcnow(), published_doc_id=doc_id,
-                        updated_at=utcnow())).rowcount)
+                        updated_at=utcnow()))))
 
     def withdraw(self, draft_id: int, *, user: str) -> DraftView:
         draft = self.get(draft_id)
         check_author(draft, user, "withdraw it")
         check_open(draft, "be withdrawn")
         with self.database.session() as session, session.begin():
-            done = session.execute(update(Draft).where(Draft.id == draft_id, Draft.status == OPEN)
-                                   .values(status=WITHDRAWN, closed_at=utcnow(), updated_at=utcnow())).rowcount
+            done = changed_rows(session.execute(update(Draft).where(Draft.id == draft_id, Draft.status == OPEN)
+                                   .values(status=WITHDRAWN, closed_at=utcnow(), updated_at=utcnow())))
         if not done:
             check_open(self.get(draft_id), "be withdrawn")
         return self.get(draft_id)
@@ -630,10 +631,10 @@ class Drafts:
     def mark_reminded(self, draft_id: int, user: str) -> bool:
         """True once per reviewer and draft (the reminder is sent only by whoever wins)."""
         with self.database.session() as session, session.begin():
-            return bool(session.execute(
+            return bool(changed_rows(session.execute(
                 update(DraftReview).where(DraftReview.draft_id == draft_id, DraftReview.user == user,
                                           DraftReview.reminded_at.is_(None))
-                .values(reminded_at=utcnow())).rowcount)
+                .values(reminded_at=utcnow()))))
 
     def for_digest(self, *, since: datetime, until: datetime) -> tuple[list[DraftView], list[DraftView]]:
         """(open drafts waiting for review, drafts published in the period)."""

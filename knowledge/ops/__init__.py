@@ -3,8 +3,9 @@
 This is the package's public entry point: code outside it imports only these names.
 """
 
-from .database import MIGRATIONS, Database, retried
+from .database import MIGRATIONS, Database, changed_rows, retried
 from .lease import LeaderElection, Lease
+from .meta import claim_meta_key, meta_value, set_meta_value
 from .metrics import CONTENT_TYPE, Metrics
 from .models import (
     Base,
@@ -25,7 +26,7 @@ from .models import (
     utcnow,
 )
 
-__all__ = ["Base", "CONTENT_TYPE", "Chunk", "Correction", "Database", "DigestRun",
+__all__ = ["changed_rows", "claim_meta_key", "meta_value", "set_meta_value", "Base", "CONTENT_TYPE", "Chunk", "Correction", "Database", "DigestRun",
     "DigestSchedule", "Document", "Draft", "DraftComment", "DraftReview", "DraftVersion", "Feed",
     "Feedback", "LeaderElection", "Lease", "MIGRATIONS", "Meta", "Metrics", "ProcessedEvent",
     "Question", "retried", "utcnow"]

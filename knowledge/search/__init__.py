@@ -13,20 +13,29 @@ from .questions import QuestionLog, waiting_for_answer
 from .retrieval import Retriever, SearchResult
 from .sentences import SentenceVectors
 from .store import (
+    ACTIVE_MODEL,
+    GENERATION,
     PRIVATE_CHANNEL,
     ChunkRecord,
     DocumentRecord,
-    PassageText,
+    Passage,
     Store,
-    keyword_text,
     visible_in,
 )
-from .text import embedding_text, keyword_terms, normalise_whitespace, sha256, split_blocks
+from .text import (
+    embedding_text,
+    keyword_terms,
+    keyword_text,
+    normalise_whitespace,
+    sentence_spans,
+    sha256,
+    split_blocks,
+)
 
 __all__ = ["Answer", "ChunkRecord", "Citation", "DocumentRecord", "Embedder", "EvalQuestion",
     "ExtractiveWriter", "FeedbackStore", "IndexManager", "IndexSnapshot", "LLMWriter",
-    "METRIC_KEYS", "PRIVATE_CHANNEL", "PassageText", "QuestionLog", "Quote", "REASONS",
+    "METRIC_KEYS", "PRIVATE_CHANNEL", "Passage", "ACTIVE_MODEL", "GENERATION", "QuestionLog", "Quote", "REASONS",
     "Retriever", "SearchResult", "SentenceVectors", "Store", "bundled_model_path",
     "embedding_text", "evaluate", "keyword_terms", "keyword_text", "load_questions",
-    "normalise_whitespace", "readable_sentences", "sha256", "split_blocks", "visible_in",
+    "normalise_whitespace", "sentence_spans", "readable_sentences", "sha256", "split_blocks", "visible_in",
     "waiting_for_answer"]
