@@ -177,6 +177,13 @@ def test_knowledge_features_are_used_only_through_their_public_entry_points(path
     assert deep_feature_imports(path) == []
 
 
+@pytest.mark.parametrize("path", python_files("knowledge"), ids=rel)
+def test_knowledge_builds_no_slack_markup(path):
+    # Mentions, links and formatting are rendered in bot/; knowledge returns structure
+    # (the drafts rules' refusals name the people and channels, the bot mentions them).
+    assert slack_markup(path) == []
+
+
 @pytest.mark.parametrize("path", [p for p in python_files("knowledge") + python_files("ingest")
                                   if rel(p) not in ENV_ALLOWED], ids=rel)
 def test_library_code_never_reads_the_environment(path):

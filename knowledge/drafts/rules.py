@@ -37,7 +37,8 @@ __all__ = [
     "Drafts", "DraftView", "CorrectionView", "DraftRefused", "NewDraft",
     "OPEN", "PUBLISHED", "WITHDRAWN", "PENDING", "ACCEPTED", "REJECTED",
     "check_open", "check_author", "check_reviewer", "check_correction", "check_decision",
-    "check_publish", "auto_publish_due", "validate_new_draft",
+    "check_publish", "auto_publish_due", "validate_new_draft", "Person", "Channel",
+    "IdentityRules", "ANY_ID",
     "MAX_BODY", "MAX_TITLE", "MAX_CORRECTION",
 ]
 
@@ -48,12 +49,52 @@ MAX_BODY = 200_000  # characters: a long article; a 1 MB paste is refused, not t
 MAX_CORRECTION = 3_000  # what one Slack text input holds
 MAX_REASON = 1_000
 MAX_TAGS = 10
-_USER = re.compile(r"^[UW][A-Z0-9]{1,20}$")
-_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{1,20}$")
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone a refusal names, by id; the edge decides how to show them (bot/: a mention)."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A channel a refusal names, by id; the edge decides how to show it."""
+
+    id: str
 
 
 class DraftRefused(DMLError):
-    """A draft action that the rules do not allow, with the reason for the person."""
+    """A draft action that the rules do not allow, with the reason for the person.
+
+    The reason is structured: ``parts`` are text and the ``Person``s and ``Channel``s it
+    names, so the edge can render them its way (``render``); ``str()`` shows plain ids.
+    """
+
+    def __init__(self, *parts: str | Person | Channel):
+        self.parts = parts
+        super().__init__(self.render())
+
+    def render(self, person: Callable[[str], str] = str, channel: Callable[[str], str] = str) -> str:
+        return "".join(part if isinstance(part, str)
+                       else person(part.id) if isinstance(part, Person) else channel(part.id)
+                       for part in self.parts)
+
+
+@dataclass(frozen=True)
+class IdentityRules:
+    """What the ids of people and channels look like where drafts are written, and how a
+    refusal says so. The edge supplies its own (bot/: Slack's); ``ANY_ID`` takes any
+    non-empty id."""
+
+    is_person: Callable[[str], bool] = bool
+    is_channel: Callable[[str], bool] = bool
+    person: str = "a person's id"
+    channel: str = "a channel id"
+
+
+ANY_ID = IdentityRules()
 
 
 # -- snapshots --------------------------------------------------------------------------
@@ -163,7 +204,8 @@ def check_open(draft: DraftView, doing: str) -> None:
 
 def check_author(draft: DraftView, user: str | None, doing: str) -> None:
     if user != draft.author:
-        raise DraftRefused(f"Only the author of {_quoted(draft.title)} (<@{draft.author}>) can {doing}.")
+        raise DraftRefused(f"Only the author of {_quoted(draft.title)} (", Person(draft.author),
+                           f") can {doing}.")
 
 
 def check_reviewer(draft: DraftView, user: str | None, *, channel_member: bool) -> None:
@@ -174,9 +216,10 @@ def check_reviewer(draft: DraftView, user: str | None, *, channel_member: bool) 
         raise DraftRefused("You wrote this draft: change it directly instead of reviewing it.")
     if user in draft.reviewers or (draft.open_to_channel and channel_member):
         return
-    where = (f" or members of <#{draft.review_channel}>"
-             if draft.open_to_channel and draft.review_channel else "")
-    raise DraftRefused(f"Only the reviewers <@{draft.author}> invited{where} can review {_quoted(draft.title)}.")
+    where = ((" or members of ", Channel(draft.review_channel))
+             if draft.open_to_channel and draft.review_channel else ())
+    raise DraftRefused("Only the reviewers ", Person(draft.author), " invited", *where,
+                       f" can review {_quoted(draft.title)}.")
 
 
 def check_correction(draft: DraftView, *, version_body: str, version: int, passage: int,
@@ -228,8 +271,9 @@ def _clean_tags(tags: Sequence[str]) -> list[str]:
     return seen[:MAX_TAGS]
 
 
-def validate_new_draft(new: NewDraft, *, today: date) -> NewDraft:
-    """The submission cleaned, or ``DraftRefused`` naming what to fix."""
+def validate_new_draft(new: NewDraft, *, today: date, ids: IdentityRules = ANY_ID) -> NewDraft:
+    """The submission cleaned, or ``DraftRefused`` naming what to fix; ``ids`` says what
+    the ids of people and channels must look like."""
     title = re.sub(r"\s+", " ", new.title or "").strip()
     body = (new.body or "").replace("\r\n", "\n").strip("\n")
     if not title:
@@ -241,16 +285,16 @@ def validate_new_draft(new: NewDraft, *, today: date) -> NewDraft:
     if len(body) > MAX_BODY:
         raise DraftRefused(f"The draft is too long to review: {len(body):,} characters, the limit "
                            f"is {MAX_BODY:,}. Split it into several drafts.")
-    if not _USER.match(new.author or ""):
-        raise DraftRefused(f"The author must be a Slack user id like U0123ABCD, not {str(new.author)[:40]!r}.")
+    if not ids.is_person(new.author or ""):
+        raise DraftRefused(f"The author must be {ids.person}, not {str(new.author)[:40]!r}.")
     reviewers = []
     for user in new.reviewers:
-        if not _USER.match(user or ""):
-            raise DraftRefused(f"A reviewer must be a Slack user id like U0123ABCD, not {str(user)[:40]!r}.")
+        if not ids.is_person(user or ""):
+            raise DraftRefused(f"A reviewer must be {ids.person}, not {str(user)[:40]!r}.")
         if user != new.author and user not in reviewers:
             reviewers.append(user)
-    if new.review_channel and not _CHANNEL.match(new.review_channel):
-        raise DraftRefused(f"Not a Slack channel id: {new.review_channel[:40]!r}.")
+    if new.review_channel and not ids.is_channel(new.review_channel):
+        raise DraftRefused(f"Not {ids.channel}: {new.review_channel[:40]!r}.")
     if new.open_to_channel and not new.review_channel:
         raise DraftRefused("Pick the channel whose members may review it.")
     if not reviewers and not new.review_channel:
@@ -461,7 +505,7 @@ class Drafts:
                                        "open it again and retry.")
                 session.add(DraftVersion(draft_id=draft.id, number=new_version, body=body,
                                          created_by=user,
-                                         reason=f"accepted correction {correction_id} from <@{correction.reviewer}>",
+                                         reason=f"accepted correction {correction_id} from {correction.reviewer}",
                                          created_at=now))
         return Decision(self.correction(correction_id), self.get(draft.id), new_version)
 
