@@ -207,6 +207,46 @@ def test_each_knowledge_feature_exports_what_it_lists(feature):
         assert hasattr(package, name), f"knowledge.{feature}.{name}"
 
 
+# bot/settings.py (Slack's) and knowledge/settings.py move to shell/ on another branch.
+NAME_CLASHES_ALLOWED = {"settings"}
+
+
+def module_name_clashes(files: list[Path]) -> dict[str, list[str]]:
+    """Module names used in two places (a package and a module count: bot/drafts.py and
+    knowledge/drafts/ are one feature's two sides, so packages are left out)."""
+    seen: dict[str, list[str]] = {}
+    for path in files:
+        if path.name != "__init__.py" and "migrations" not in path.parts:
+            seen.setdefault(path.stem, []).append(rel(path))
+    return {name: paths for name, paths in seen.items()
+            if len(paths) > 1 and name not in NAME_CLASHES_ALLOWED}
+
+
+def class_name_clashes(files: list[Path]) -> dict[str, list[str]]:
+    """Public class names defined in two modules (one type per meaning)."""
+    seen: dict[str, list[str]] = {}
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                seen.setdefault(node.name, []).append(rel(path))
+    return {name: paths for name, paths in seen.items() if len(paths) > 1}
+
+
+def test_names_say_one_thing_each():
+    files = python_files("bot") + python_files("ingest") + python_files("knowledge")
+    assert module_name_clashes(files) == {}
+    assert class_name_clashes(files) == {}
+
+
+def test_name_checks_catch_clashes(fake_repo_file):
+    files = [fake_repo_file("knowledge/search/text.py", "class Passage:\n    pass\n"),
+             fake_repo_file("knowledge/drafts/text.py", "class Passage:\n    pass\n"),
+             fake_repo_file("bot/settings.py", "class _Local:\n    pass\n"),
+             fake_repo_file("knowledge/settings.py", "class _Local:\n    pass\n")]
+    assert module_name_clashes(files) == {"text": ["knowledge/search/text.py", "knowledge/drafts/text.py"]}
+    assert class_name_clashes(files) == {"Passage": ["knowledge/search/text.py", "knowledge/drafts/text.py"]}
+
+
 def test_knowledge_is_organised_by_feature():
     assert knowledge_features() == ["backup", "digests", "drafts", "ops", "search", "tuning"]
 
