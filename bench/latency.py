@@ -17,7 +17,7 @@ from common import CACHE, markdown_table, mlquestions_dev, need_shared, save_res
 from sqlalchemy import insert, select
 
 from knowledge.kb import KnowledgeBase
-from knowledge.models import Chunk, Document, Meta, utcnow
+from knowledge.ops import Chunk, Document, Meta, utcnow
 from knowledge.settings import Settings
 
 

@@ -20,8 +20,8 @@ from common import (
 )
 
 from ingest import Ingestor
-from knowledge.evaluation import EvalQuestion, evaluate
 from knowledge.kb import KnowledgeBase
+from knowledge.search import EvalQuestion, evaluate
 from knowledge.settings import Settings
 
 

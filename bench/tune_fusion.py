@@ -10,9 +10,8 @@ import numpy as np
 from common import CACHE, markdown_table, mlquestions_dev, need_shared, save_result
 
 from knowledge.kb import KnowledgeBase
-from knowledge.retrieval import Retriever
+from knowledge.search import Retriever, keyword_terms
 from knowledge.settings import Settings
-from knowledge.text import keyword_terms
 
 
 def main() -> None:
@@ -25,7 +24,7 @@ def main() -> None:
     with kb.database.session() as session:
         from sqlalchemy import select
 
-        from knowledge.models import Chunk, Document
+        from knowledge.ops import Chunk, Document
         for chunk_id, doc_id in session.execute(select(Chunk.id, Document.doc_id).join(Document)):
             chunk_to_doc[chunk_id] = doc_id
     cached = []

@@ -43,13 +43,10 @@ from common import (
 )
 
 from ingest import Ingestor
-from knowledge.evaluation import EvalQuestion, evaluate
 from knowledge.kb import KnowledgeBase
-from knowledge.pairs import split_pairs
+from knowledge.search import EvalQuestion, evaluate, sha256
 from knowledge.settings import Settings
-from knowledge.text import sha256
-from knowledge.training import Recipe
-from knowledge.tuning import Tuner
+from knowledge.tuning import Recipe, Tuner, split_pairs
 
 METRICS = ["recall@1", "recall@5", "recall@20", "recall@100", "mrr@10", "ndcg@10"]
 

@@ -21,7 +21,7 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from knowledge.kb import KnowledgeBase
-from knowledge.metrics import Metrics
+from knowledge.ops import Metrics
 
 from . import blocks as ui
 from .digest_commands import DigestCommands

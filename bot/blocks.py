@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from knowledge.answer import Answer, Citation, Quote
-from knowledge.feedback import REASONS
+from knowledge.search import REASONS, Answer, Citation, Quote
 
 __all__ = [
     "MAX_BLOCKS", "MAX_SECTION", "escape", "age", "answer_message", "handoff_message",

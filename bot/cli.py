@@ -131,7 +131,7 @@ def ask(ctx, question, as_json):
 @click.pass_context
 def eval_(ctx, questions, as_json, keyword_weight, progress):
     """Measure retrieval on labelled questions (JSONL: {"question", "relevant": [ids]})."""
-    from knowledge.evaluation import METRIC_KEYS, evaluate, load_questions
+    from knowledge.search import METRIC_KEYS, evaluate, load_questions
 
     items, problems = load_questions(questions)
     _echo_skipped(problems)
@@ -168,7 +168,7 @@ def db():
 @click.pass_context
 def db_upgrade(ctx):
     """Apply migrations up to the newest schema."""
-    from knowledge.db import Database
+    from knowledge.ops import Database
 
     database = Database.from_settings(_settings(ctx.find_root()))
     database.upgrade()
@@ -237,7 +237,7 @@ def _stop_on_signals() -> None:
 
 def _scheduler(kb, client):
     from bot.scheduler import DMLScheduler
-    from knowledge.lease import Lease
+    from knowledge.ops import Lease
 
     lease = Lease(kb.database, "scheduler", ttl=kb.settings.leader_lease)
     return DMLScheduler(kb=kb, client=client, lease=lease)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from knowledge.digest import Digest, DigestStats, DraftEntry, QuestionGroup, RetrievalChange
+from knowledge.digests import Digest, DigestStats, DraftEntry, QuestionGroup, RetrievalChange
 
 from .blocks import MAX_BLOCKS, MAX_SECTION, escape, link
 

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 
 from slack_sdk import WebClient
 
+from knowledge.digests import parse_schedule
 from knowledge.errors import DMLError
-from knowledge.schedules import parse_schedule
 
 from .blocks import escape
 from .digests import DigestService

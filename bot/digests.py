@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from knowledge.digest import Digest, QuestionGroup, build_digest
+from knowledge.digests import Digest, DigestRuns, Feeds, QuestionGroup, Schedules, build_digest
 from knowledge.kb import KnowledgeBase
-from knowledge.schedules import DigestRuns, Feeds, Schedules
 
 from .digest_blocks import digest_message
 

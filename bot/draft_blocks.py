@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from knowledge.draft_text import passages
 from knowledge.drafts import (
     ACCEPTED,
     MAX_CORRECTION,
@@ -19,6 +18,7 @@ from knowledge.drafts import (
     WITHDRAWN,
     CorrectionView,
     DraftView,
+    draft_passages,
 )
 
 from .blocks import MAX_BLOCKS, MAX_SECTION, _button, _section, escape, link, mention, split_text
@@ -162,7 +162,7 @@ def _option(text: str, value: str) -> dict:
 
 def correction_modal(draft: DraftView) -> dict:
     """Pick the passage, write the correction, maybe a source."""
-    options = [_option(f"{p.index + 1}. {' '.join(p.text.split())}", str(p.index)) for p in passages(draft.body)]
+    options = [_option(f"{p.index + 1}. {' '.join(p.text.split())}", str(p.index)) for p in draft_passages(draft.body)]
     return {
         "type": "modal", "callback_id": "draft_correction", "private_metadata": f"{draft.id}:{draft.version}",
         "title": {"type": "plain_text", "text": "Suggest a correction"},

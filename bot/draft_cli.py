@@ -37,11 +37,11 @@ def submit(ctx, file, author, reviewers, channel, open_to_channel, title, tags, 
     import frontmatter
 
     from bot.app import build_client
-    from bot.drafts import DraftFlows
+    from bot.drafts import DraftFlows, validate_new_draft
     from bot.handlers import DMLBot
     from bot.settings import SlackSettings
     from ingest import decode_text
-    from knowledge.drafts import NewDraft, validate_new_draft
+    from knowledge.drafts import NewDraft
 
     text = decode_text(file.read_bytes(), str(file))
     try:

@@ -16,7 +16,7 @@ from knowledge.drafts import DraftRefused
 
 from . import draft_blocks as ui
 from .blocks import escape
-from .drafts import DraftFlows, parse_submission
+from .drafts import DraftFlows, parse_submission, refusal_text
 
 __all__ = ["register_drafts", "USAGE"]
 
@@ -44,7 +44,7 @@ def register_drafts(app: App, flows: DraftFlows, tell: Callable[[WebClient, dict
         try:
             note = work()
         except DraftRefused as exc:
-            note = str(exc)
+            note = refusal_text(exc)
         if note:
             tell(client, body, note)
 

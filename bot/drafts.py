@@ -8,21 +8,41 @@ the person who clicked — in the modal when one is open, else as a private note
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, date, datetime, timedelta
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from knowledge.drafts import DraftRefused, DraftView, NewDraft, validate_new_draft
+from knowledge.drafts import DraftRefused, DraftView, IdentityRules, NewDraft, publish_draft
+from knowledge.drafts import validate_new_draft as check_new_draft
 from knowledge.errors import DMLError
 from knowledge.kb import KnowledgeBase
 
 from . import draft_blocks as ui
 from .blocks import escape, mention
 
-__all__ = ["DraftFlows", "parse_submission", "values_of"]
+__all__ = ["DraftFlows", "parse_submission", "values_of", "validate_new_draft", "refusal_text",
+           "SLACK_IDS"]
 
 log = logging.getLogger(__name__)
+
+_USER = re.compile(r"^[UW][A-Z0-9]{1,20}$")
+_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{1,20}$")
+# Drafts are written in Slack: people and channels are Slack ids.
+SLACK_IDS = IdentityRules(is_person=lambda value: bool(_USER.match(value)),
+                          is_channel=lambda value: bool(_CHANNEL.match(value)),
+                          person="a Slack user id like U0123ABCD", channel="a Slack channel id")
+
+
+def validate_new_draft(new: NewDraft, *, today: date) -> NewDraft:
+    """The drafts rules' check of a submission, with Slack's ids."""
+    return check_new_draft(new, today=today, ids=SLACK_IDS)
+
+
+def refusal_text(refused: DraftRefused) -> str:
+    """A refusal as Slack text: the people and channels it names, mentioned."""
+    return refused.render(person=mention, channel=lambda channel: f"<#{channel}>")
 
 
 def values_of(view: dict) -> dict[str, dict]:
@@ -74,7 +94,7 @@ def parse_submission(view: dict, user: str, *, today: date) -> tuple[NewDraft | 
     try:
         new = validate_new_draft(new, today=today)
     except DraftRefused as exc:
-        message = str(exc)
+        message = refusal_text(exc)
         block = ("title" if "title" in message else "due" if "due date" in message
                  else "reviewers" if "reviewer" in message or "channel" in message else "body")
         return None, None, {block: message[:150]}
@@ -107,7 +127,7 @@ class DraftFlows:
         try:
             draft = self.drafts.submit(NewDraft(**{**new.__dict__, "private": private}))
         except DraftRefused as exc:
-            self._dm(client, new.author, f"I couldn't take that draft: {escape(str(exc))}")
+            self._dm(client, new.author, f"I couldn't take that draft: {escape(refusal_text(exc))}")
             return None
         self.circulate(client, draft)
         return draft
@@ -168,8 +188,9 @@ class DraftFlows:
                 source_url=_text(values, "source") or None,
                 channel_member=self.channel_member(client, draft, user))
         except DraftRefused as exc:
-            block = "passage" if "passage" in str(exc) else "source" if "source" in str(exc) else "correction"
-            return {block: str(exc)[:150]}, None
+            message = refusal_text(exc)
+            block = "passage" if "passage" in message else "source" if "source" in message else "correction"
+            return {block: message[:150]}, None
         return {}, lambda: self._notify_author(client, draft, correction)
 
     def _notify_author(self, client: WebClient, draft: DraftView, correction) -> None:
@@ -225,7 +246,7 @@ class DraftFlows:
                 correction = self.drafts.reply(correction_id, user=user, text=reply)
                 return {}, lambda: self._after_reply(client, correction, user, reply)
         except DraftRefused as exc:
-            return {block: str(exc)[:150]}, None
+            return {block: refusal_text(exc)[:150]}, None
         return {}, lambda: self._after_decision(client, decision)
 
     def _after_decision(self, client: WebClient, decision) -> None:
@@ -245,11 +266,12 @@ class DraftFlows:
                                 f"(passage {correction.passage + 1}):\n>{escape(reply)[:2500]}")
 
     def publish(self, client: WebClient, *, draft_id: int, user: str | None, automatic: bool = False) -> str:
-        from ingest import publish_draft
+        from ingest import Ingestor
 
         draft = self.drafts.get(draft_id)
         url = self._permalink(client, draft)
-        published = publish_draft(self.kb, self.drafts, draft_id, user=user, automatic=automatic, url=url)
+        published = publish_draft(self.kb, self.drafts, draft_id, ingest=Ingestor(kb=self.kb, progress=False),
+                                  user=user, automatic=automatic, url=url)
         self._refresh_review_post(client, draft_id, credits=published.credits, url=url)
         for reviewer in published.credits:
             self._dm(client, reviewer, f"*{escape(draft.title)}* by {mention(draft.author)} is published "

@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 
 from knowledge.errors import DMLError
 from knowledge.kb import KnowledgeBase
-from knowledge.store import PRIVATE_CHANNEL
+from knowledge.search import PRIVATE_CHANNEL
 
 from . import blocks as ui
 from .settings import SlackSettings

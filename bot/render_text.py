@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from knowledge.answer import Answer, Citation
+from knowledge.search import Answer, Citation
 
 __all__ = ["render_answer_text"]
 

@@ -25,7 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
 
 from knowledge.kb import KnowledgeBase
-from knowledge.lease import LeaderElection, Lease
+from knowledge.ops import LeaderElection, Lease
 
 from .digests import DigestService
 

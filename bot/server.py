@@ -22,7 +22,7 @@ from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
 from slack_bolt.request import BoltRequest
 
 from knowledge.kb import KnowledgeBase
-from knowledge.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from knowledge.ops import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 from .verification import MAX_BODY_BYTES, RequestRefused, SlackRequestCheck
 

@@ -64,8 +64,7 @@ def tune(ctx, pairs_file, from_team, dry_run, rollback, use_version, list_versio
     import time
 
     from bot.cli import _kb
-    from knowledge.training import Recipe
-    from knowledge.tuning import Tuner, peak_rss_mb
+    from knowledge.tuning import Recipe, Tuner, peak_rss_mb
 
     if sum(bool(x) for x in (rollback, use_version, list_versions)) > 1:
         raise click.UsageError("choose one of --rollback, --use and --list")

@@ -5,13 +5,12 @@ This is the package's public entry point; the bot imports nothing else from ``in
 
 from .chunking import Section
 from .documents import SourceDocument
-from .drafts import fetch_draft_body, publish_draft
 from .loaders import decode_text
-from .pipeline import Ingestor, IngestReport
+from .pipeline import Ingestor, IngestReport, fetch_draft_body
 from .web import Fetcher, check_url
 
 __all__ = ["Ingestor", "IngestReport", "Fetcher", "SourceDocument", "Section", "check_url",
-           "sample_knowledge_dir", "publish_draft", "fetch_draft_body", "decode_text"]
+           "sample_knowledge_dir", "fetch_draft_body", "decode_text"]
 
 
 def sample_knowledge_dir():

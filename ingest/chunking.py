@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from knowledge.text import split_blocks
+from knowledge.search import split_blocks
 
-__all__ = ["Section", "Passage", "chunk_sections", "CHUNKER_VERSION"]
+__all__ = ["Section", "TextChunk", "chunk_sections", "CHUNKER_VERSION"]
 
 # Bump when chunking changes: content hashes include it, so documents get re-chunked.
 CHUNKER_VERSION = "5"
@@ -25,7 +25,9 @@ class Section:
 
 
 @dataclass(frozen=True)
-class Passage:
+class TextChunk:
+    """A chunk of a document's text as the chunker cuts it, before it is embedded and stored."""
+
     position: int
     heading: str | None
     text: str
@@ -72,12 +74,12 @@ def chunk_sections(
     count_tokens: Callable[[Sequence[str]], list[int]],
     *,
     budget: int = 200,
-) -> list[Passage]:
+) -> list[TextChunk]:
     """Pack sentences into passages of at most ``budget`` wordpieces (title excluded)."""
     # (heading, starts section, starts paragraph, sentence, tokens)
     units: list[tuple[str | None, bool, bool, str, int]] = []
     headings = sorted({s.heading for s in sections if s.heading})
-    heading_tokens = dict(zip(headings, count_tokens(headings), strict=True))
+    heading_tokens: dict[str | None, int] = dict(zip(headings, count_tokens(headings), strict=True))
     for section in sections:
         blocks = split_blocks(section.text)
         sentences = [sentence for block in blocks for sentence in block]
@@ -100,7 +102,7 @@ def chunk_sections(
                               part_tokens + (extra if first else 0)))
                 first = False
 
-    passages: list[Passage] = []
+    passages: list[TextChunk] = []
     current: list[str] = []
     current_tokens = 0
     current_heading: str | None = None
@@ -110,7 +112,7 @@ def chunk_sections(
         nonlocal current, current_tokens
         if current:
             text = "".join(current).strip()
-            passages.append(Passage(len(passages), current_heading, text))
+            passages.append(TextChunk(len(passages), current_heading, text))
         current, current_tokens = [], 0
 
     for heading, starts_section, starts_paragraph, sentence, tokens in units:

@@ -38,7 +38,7 @@ _MULTI_ARG = re.compile(r"([_^])\{([^{}]{2,40})\}")
 
 
 def is_reference_heading(heading: str | None) -> bool:
-    return bool(heading) and bool(_REFERENCE_HEADING.match(heading))
+    return heading is not None and bool(_REFERENCE_HEADING.match(heading))
 
 
 def is_caption(text: str) -> bool:

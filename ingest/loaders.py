@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from knowledge.errors import SourceError
-from knowledge.text import normalise_whitespace
+from knowledge.search import normalise_whitespace
 
 from .chunking import Section
 from .cleaning import (

@@ -23,16 +23,24 @@ from pathlib import Path
 
 from sqlalchemy.exc import DataError, IntegrityError
 
+from knowledge.drafts import DraftDocument
 from knowledge.errors import SourceError
 from knowledge.kb import KnowledgeBase
-from knowledge.models import Document
-from knowledge.store import ChunkRecord, DocumentRecord
-from knowledge.text import embedding_text, sha256
+from knowledge.ops import Document
+from knowledge.search import ChunkRecord, DocumentRecord, embedding_text, sha256
 
 from .chunking import CHUNKER_VERSION, Section, chunk_sections
 from .documents import SourceDocument
 from .folders import folder_files
-from .loaders import JSONL, SUPPORTED_SUFFIXES, iter_jsonl, load_file, open_source, parse_html
+from .loaders import (
+    JSONL,
+    SUPPORTED_SUFFIXES,
+    iter_jsonl,
+    load_file,
+    open_source,
+    parse_html,
+    parse_markdown,
+)
 from .web import Fetcher, document_from_fetched, is_feed, parse_feed
 
 __all__ = ["Ingestor", "IngestReport"]
@@ -132,6 +140,19 @@ class Ingestor:
                 self.kb.refresh_index()
         report.seconds = time.perf_counter() - started
         return report
+
+    def ingest_markdown(self, document: DraftDocument, *, source: str,
+                        added_by: str | None = None) -> tuple[int, list[str]]:
+        """A Markdown document built elsewhere (a published draft): (passages stored, errors).
+
+        This is ``knowledge.drafts.DocumentIngest``; ``SourceError`` when it has no text.
+        """
+        parsed = parse_markdown(document.body, document.doc_id, fallback_title=document.title)
+        report = self.ingest_documents(
+            [SourceDocument(doc_id=document.doc_id, title=document.title, sections=parsed.sections,
+                            kind=document.kind, url=document.url, metadata=document.metadata)],
+            source=source, added_by=added_by)
+        return sum(chunks for _, _, chunks in report.documents), report.errors
 
     @contextmanager
     def _counted(self, report: IngestReport):
@@ -502,3 +523,15 @@ def _count_lines(path: Path) -> int:
             count += block.count(b"\n")
             last = block[-1:]
     return count + (last != b"\n")
+
+
+def fetch_draft_body(kb: KnowledgeBase, url: str) -> tuple[str, str]:
+    """(title, text) of the document at ``url`` (a draft given as a link), fetched with the
+    usual safety checks."""
+    url = url.strip().strip("<>").split("|")[0]
+    ingestor = Ingestor(kb=kb, progress=False)
+    document = document_from_fetched(ingestor.fetcher.fetch(url), source_url=url)
+    text = document.text.strip()
+    if not text:
+        raise SourceError(url, "has no text to review")
+    return document.title, text

@@ -94,7 +94,7 @@ def check_url(url: str, *, allow_private: bool = False) -> tuple[str, ...]:
         raise UnsafeURLError(url, "has an invalid host name") from None
     addresses = []
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         reason = _internal_reason(address)
         if reason:
             raise UnsafeURLError(

@@ -5,20 +5,25 @@ from __future__ import annotations
 import logging
 import time
 
-from .answer import Answer, ExtractiveWriter, LLMWriter
-from .db import Database
-from .drafts import Drafts
-from .embedding import Embedder
+from knowledge.drafts import Drafts
+from knowledge.ops import Database, Metrics
+from knowledge.search import (
+    Answer,
+    Embedder,
+    ExtractiveWriter,
+    FeedbackStore,
+    IndexManager,
+    LLMWriter,
+    QuestionLog,
+    Retriever,
+    SearchResult,
+    SentenceVectors,
+    Store,
+)
+from knowledge.tuning import ModelVersions
+
 from .errors import StoreError
-from .feedback import FeedbackStore
-from .index import IndexManager
-from .metrics import Metrics
-from .model_versions import ModelVersions
-from .questions import QuestionLog
-from .retrieval import Retriever, SearchResult
-from .sentences import SentenceVectors
 from .settings import Settings
-from .store import Store
 
 __all__ = ["KnowledgeBase"]
 
@@ -62,7 +67,7 @@ class KnowledgeBase:
                                       min_meaning=settings.min_sentence_similarity,
                                       sentence_vectors=self.sentence_vectors)
         self.extractive = extractive
-        self.writer = extractive
+        self.writer: ExtractiveWriter | LLMWriter = extractive
         if settings.llm_url:
             self.writer = LLMWriter(url=settings.llm_url, model=settings.llm_model,
                                     api_key=settings.llm_api_key, timeout=settings.llm_timeout,

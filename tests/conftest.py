@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from knowledge.embedding import Embedder
 from knowledge.kb import KnowledgeBase
+from knowledge.search.embedding import Embedder
 from knowledge.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -199,7 +199,7 @@ def handbook_copy(handbook_data_dir, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def handbook_export(handbook_data_dir, embedder, tmp_path_factory) -> Path:
     """The handbook as a ``dml export`` file with its embeddings (written once per session)."""
-    from knowledge.backup import export_knowledge
+    from knowledge.backup.transfer import export_knowledge
 
     path = tmp_path_factory.mktemp("handbook-export") / "handbook.jsonl"
     knowledge = KnowledgeBase(settings=Settings(data_dir=handbook_data_dir), embedder=embedder)
@@ -218,7 +218,7 @@ def handbook_settings(request, tmp_path, embedder) -> Settings:
     re-embedded; the index is built in a new data dir)."""
     if request.param == "sqlite":
         return Settings(data_dir=request.getfixturevalue("handbook_copy"))
-    from knowledge.backup import import_knowledge
+    from knowledge.backup.transfer import import_knowledge
 
     settings = Settings(data_dir=tmp_path / "handbook-data",
                         database_url=request.getfixturevalue("postgres_url"))

@@ -15,8 +15,8 @@ import pytest
 from bot.blocks import MAX_CONTEXT_TEXT, answer_message, quote_block
 from bot.render_text import render_answer_text
 from ingest import Ingestor
-from knowledge.answer import DEFINITION, EXPLANATION, Quote, question_shape
-from knowledge.sentences import quotable
+from knowledge.search.answers import DEFINITION, EXPLANATION, Quote, question_shape
+from knowledge.search.sentences import quotable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from answer_checks import flaw  # noqa: E402

@@ -1,10 +1,13 @@
 """The shape of the code: imports go one way (``ingest → knowledge ← bot``), the bot uses
-``ingest`` only through its public entry point, and library code never reads the
-environment (settings are read once, at the edge)."""
+``ingest`` only through its public entry point, each feature of ``knowledge`` (``search``,
+``drafts``, ``digests``, ``tuning``, ``ops``, ``backup``) is used from outside it only through
+its public entry point, and library code never reads the environment (settings are read
+once, at the edge)."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ import pytest
 from .conftest import REPO
 
 ENV_ALLOWED = {"knowledge/settings.py"}  # Settings.from_env: the one place that reads it
-ENV_WRITES_ALLOWED = {"knowledge/embedding.py"}  # forces HF offline mode; never reads
+ENV_WRITES_ALLOWED = {"knowledge/search/embedding.py"}  # forces HF offline mode; never reads
 
 
 def python_files(package: str) -> list[Path]:
@@ -50,6 +53,27 @@ def top(module: str) -> str:
     return module.split(".", 1)[0]
 
 
+def knowledge_features() -> list[str]:
+    """The subpackages of ``knowledge`` (its migrations are Alembic's, not a feature)."""
+    return sorted(p.parent.name for p in (REPO / "knowledge").glob("*/__init__.py")
+                  if p.parent.name != "migrations")
+
+
+def public_names(feature: str) -> set[str]:
+    """``__all__`` of ``knowledge/<feature>/__init__.py``, read from the source."""
+    tree = ast.parse((REPO / "knowledge" / feature / "__init__.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__"
+                                                for t in node.targets):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
+def feature_of(module: str, features: list[str]) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "knowledge" and parts[1] in features else None
+
+
 # -- the checks, as functions so they can be shown to catch what they should ----------------
 def forbidden_imports(path: Path, forbidden: set[str]) -> list[str]:
     return [f"{rel(path)}:{line} imports {module}"
@@ -61,6 +85,45 @@ def deep_ingest_imports(path: Path) -> list[str]:
     for line, module, _names in imported_modules(path):
         if top(module) == "ingest" and module != "ingest":
             problems.append(f"{rel(path)}:{line} imports {module}")
+    return problems
+
+
+def deep_feature_imports(path: Path) -> list[str]:
+    """Imports of a knowledge feature from outside it that go past its public entry point."""
+    features = knowledge_features()
+    own = feature_of(".".join(path.relative_to(REPO).with_suffix("").parts), features)
+    problems = []
+    for line, module, names in imported_modules(path):
+        feature = feature_of(module, features)
+        if feature is None or feature == own:
+            continue
+        if module != f"knowledge.{feature}":
+            problems.append(f"{rel(path)}:{line} imports {module}")
+            continue
+        unknown = sorted(set(names) - public_names(feature))
+        if unknown:
+            problems.append(f"{rel(path)}:{line} imports {unknown}, not in knowledge.{feature}.__all__")
+    return problems
+
+
+# Slack's markup: a user or channel mention, a special mention, a link with its label.
+SLACK_MARKUP = re.compile(r"<[@#!][A-Za-z]|<https?://[^>]*\|")
+
+
+def slack_markup(path: Path) -> list[str]:
+    """String literals (f-string parts included) that build Slack markup."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    problems = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+            text = re.sub(r"\{\}", "X", text)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+        else:
+            continue
+        if SLACK_MARKUP.search(text):
+            problems.append(f"{rel(path)}:{node.lineno} builds Slack markup: {text[:60]!r}")
     return problems
 
 
@@ -108,6 +171,20 @@ def test_bot_uses_ingest_only_through_its_public_entry_point(path):
 
 
 @pytest.mark.parametrize("path", [p for p in python_files("knowledge") + python_files("ingest")
+                                  + python_files("bot") + python_files("bench")
+                                  if "migrations" not in p.parts], ids=rel)
+def test_knowledge_features_are_used_only_through_their_public_entry_points(path):
+    assert deep_feature_imports(path) == []
+
+
+@pytest.mark.parametrize("path", python_files("knowledge"), ids=rel)
+def test_knowledge_builds_no_slack_markup(path):
+    # Mentions, links and formatting are rendered in bot/; knowledge returns structure
+    # (the drafts rules' refusals name the people and channels, the bot mentions them).
+    assert slack_markup(path) == []
+
+
+@pytest.mark.parametrize("path", [p for p in python_files("knowledge") + python_files("ingest")
                                   if rel(p) not in ENV_ALLOWED], ids=rel)
 def test_library_code_never_reads_the_environment(path):
     assert environment_reads(path) == []
@@ -118,6 +195,60 @@ def test_the_public_entry_point_exports_what_it_lists():
 
     for name in ingest.__all__:
         assert hasattr(ingest, name), name
+
+
+@pytest.mark.parametrize("feature", knowledge_features())
+def test_each_knowledge_feature_exports_what_it_lists(feature):
+    import importlib
+
+    package = importlib.import_module(f"knowledge.{feature}")
+    assert sorted(package.__all__) == sorted(public_names(feature))
+    for name in package.__all__:
+        assert hasattr(package, name), f"knowledge.{feature}.{name}"
+
+
+# bot/settings.py (Slack's) and knowledge/settings.py move to shell/ on another branch.
+NAME_CLASHES_ALLOWED = {"settings"}
+
+
+def module_name_clashes(files: list[Path]) -> dict[str, list[str]]:
+    """Module names used in two places (a package and a module count: bot/drafts.py and
+    knowledge/drafts/ are one feature's two sides, so packages are left out)."""
+    seen: dict[str, list[str]] = {}
+    for path in files:
+        if path.name != "__init__.py" and "migrations" not in path.parts:
+            seen.setdefault(path.stem, []).append(rel(path))
+    return {name: paths for name, paths in seen.items()
+            if len(paths) > 1 and name not in NAME_CLASHES_ALLOWED}
+
+
+def class_name_clashes(files: list[Path]) -> dict[str, list[str]]:
+    """Public class names defined in two modules (one type per meaning)."""
+    seen: dict[str, list[str]] = {}
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                seen.setdefault(node.name, []).append(rel(path))
+    return {name: paths for name, paths in seen.items() if len(paths) > 1}
+
+
+def test_names_say_one_thing_each():
+    files = python_files("bot") + python_files("ingest") + python_files("knowledge")
+    assert module_name_clashes(files) == {}
+    assert class_name_clashes(files) == {}
+
+
+def test_name_checks_catch_clashes(fake_repo_file):
+    files = [fake_repo_file("knowledge/search/text.py", "class Passage:\n    pass\n"),
+             fake_repo_file("knowledge/drafts/text.py", "class Passage:\n    pass\n"),
+             fake_repo_file("bot/settings.py", "class _Local:\n    pass\n"),
+             fake_repo_file("knowledge/settings.py", "class _Local:\n    pass\n")]
+    assert module_name_clashes(files) == {"text": ["knowledge/search/text.py", "knowledge/drafts/text.py"]}
+    assert class_name_clashes(files) == {"Passage": ["knowledge/search/text.py", "knowledge/drafts/text.py"]}
+
+
+def test_knowledge_is_organised_by_feature():
+    assert knowledge_features() == ["backup", "digests", "drafts", "ops", "search", "tuning"]
 
 
 # -- the checks themselves catch what they should -------------------------------------------
@@ -150,7 +281,38 @@ def test_checks_catch_violations(fake_repo_file):
                                           "c = os.environ.get('Z')\n")
     assert len(environment_reads(env)) == 4
 
-    writes = fake_repo_file("knowledge/embedding.py",
+    writes = fake_repo_file("knowledge/search/embedding.py",
                             "import os\nos.environ.setdefault('HF_HUB_OFFLINE', '1')\n"
                             "token = os.environ.get('HF_TOKEN')\n")
-    assert environment_reads(writes) == ["knowledge/embedding.py:3 uses os.environ"]
+    assert environment_reads(writes) == ["knowledge/search/embedding.py:3 uses os.environ"]
+
+
+def test_feature_check_catches_imports_past_the_entry_point(fake_repo_file):
+    fake_repo_file("knowledge/search/__init__.py", "from .store import Store\n__all__ = ['Store']\n")
+    fake_repo_file("knowledge/drafts/__init__.py", "__all__ = []\n")
+    fake_repo_file("knowledge/migrations/__init__.py", "")
+    outside = fake_repo_file("bot/deep.py", "from knowledge.search.store import Store\n"
+                                            "import knowledge.search.index\n"
+                                            "from knowledge.search import Store, visible_in\n"
+                                            "from knowledge.search import store\n"
+                                            "from knowledge.errors import DMLError\n")
+    assert deep_feature_imports(outside) == [
+        "bot/deep.py:1 imports knowledge.search.store", "bot/deep.py:2 imports knowledge.search.index",
+        "bot/deep.py:3 imports ['visible_in'], not in knowledge.search.__all__",
+        "bot/deep.py:4 imports ['store'], not in knowledge.search.__all__"]
+    sibling = fake_repo_file("knowledge/drafts/rules.py", "from ..search.store import Store\n"
+                                                          "from knowledge.search import Store\n")
+    assert deep_feature_imports(sibling) == ["knowledge/drafts/rules.py:1 imports knowledge.search.store"]
+    inside = fake_repo_file("knowledge/search/retrieval.py", "from .store import Store\n"
+                                                            "from knowledge.search.index import X\n")
+    assert deep_feature_imports(inside) == []
+
+
+def test_markup_check_catches_slack_markup(fake_repo_file):
+    bad = fake_repo_file("knowledge/drafts/rules.py",
+                         "a = f'Only <@{author}> can'\nb = f'members of <#{channel}>'\n"
+                         "c = '<!channel> hi'\nd = f'<{url}|the link>'\ne = '<https://x.org|x>'\n"
+                         "ok = f'{a} < {b}, x<y'\n")
+    assert [p.split(" builds")[0] for p in slack_markup(bad)] == [
+        "knowledge/drafts/rules.py:1", "knowledge/drafts/rules.py:2", "knowledge/drafts/rules.py:3",
+        "knowledge/drafts/rules.py:5"]

@@ -17,7 +17,7 @@ from sqlalchemy import func, inspect, select
 
 from bot.cli import main
 from ingest import Ingestor, Section, SourceDocument
-from knowledge.backup import (
+from knowledge.backup.transfer import (
     FORMAT,
     VERSION,
     BackupError,
@@ -25,10 +25,10 @@ from knowledge.backup import (
     export_knowledge,
     import_knowledge,
 )
-from knowledge.drafts import NewDraft
-from knowledge.embedding import DEFAULT_MODEL_NAME
+from knowledge.digests.schedules import Feeds, Schedules, parse_schedule
+from knowledge.drafts.rules import NewDraft
 from knowledge.kb import KnowledgeBase
-from knowledge.models import (
+from knowledge.ops.models import (
     Chunk,
     Correction,
     DigestSchedule,
@@ -42,10 +42,10 @@ from knowledge.models import (
     Question,
     utcnow,
 )
-from knowledge.schedules import Feeds, Schedules, parse_schedule
+from knowledge.search.embedding import DEFAULT_MODEL_NAME
+from knowledge.search.store import ChunkRecord, DocumentRecord
+from knowledge.search.text import embedding_text, sha256
 from knowledge.settings import Settings
-from knowledge.store import ChunkRecord, DocumentRecord
-from knowledge.text import embedding_text, sha256
 
 TABLES = (Document, Chunk, Question, Feedback, Draft, DraftVersion, Correction, DraftReview,
           DraftComment, DigestSchedule, Feed)
@@ -597,7 +597,7 @@ def test_an_import_that_fails_midway_leaves_nothing_behind(kb, populated, restor
     def crash(session, record):
         raise RuntimeError("the disk filled up")
 
-    monkeypatch.setattr("knowledge.backup._restore_draft", crash)  # after the documents and questions
+    monkeypatch.setattr("knowledge.backup.transfer._restore_draft", crash)  # after the documents and questions
     with pytest.raises(RuntimeError, match="disk filled up"):
         import_knowledge(restored, path)
 
@@ -616,7 +616,7 @@ def test_what_the_database_refuses_after_the_checks_is_a_clear_error_and_nothing
     def refuse(session, record):
         raise DataError("INSERT INTO drafts", {}, ValueError("value too long for type character varying(16)"))
 
-    monkeypatch.setattr("knowledge.backup._restore_draft", refuse)
+    monkeypatch.setattr("knowledge.backup.transfer._restore_draft", refuse)
     with pytest.raises(BackupError, match=r"nothing was imported: the database refused it "
                                           r"\(value too long for type character varying\(16\)\)"):
         import_knowledge(restored, path)
@@ -701,7 +701,7 @@ def test_a_failed_export_leaves_no_half_written_file(cli_env, kb, populated, tmp
         yield from ()
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr("knowledge.backup._drafts", broken)
+    monkeypatch.setattr("knowledge.backup.transfer._drafts", broken)
     result = dml(kb.settings, "export", str(path))
 
     assert result.exit_code != 0

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import main
-from knowledge.answer import ABSTAIN_TEXT
+from knowledge.search.answers import ABSTAIN_TEXT
 
 from .conftest import DATA, REPO
 
@@ -47,7 +47,7 @@ class EmbedCounter:
     answer is chosen from, are not counted)."""
 
     def __init__(self, embedder, monkeypatch):
-        from knowledge.sentences import SentenceVectors
+        from knowledge.search.sentences import SentenceVectors
 
         self.texts = 0
         self.answering = False

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from bot.blocks import MAX_BLOCKS, MAX_SECTION
 from bot.digest_blocks import digest_message
 from ingest import Ingestor
-from knowledge.digest import Digest, DigestStats, NewDocument, build_digest, summarise
+from knowledge.digests.build import Digest, DigestStats, NewDocument, build_digest, summarise
 
 
 def _texts(blocks):

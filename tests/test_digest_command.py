@@ -13,8 +13,8 @@ from bot.digests import DigestService
 from bot.scheduler import DMLScheduler
 from bot.server import HTTPServer
 from bot.settings import SlackSettings
+from knowledge.digests.schedules import Feeds, Schedules
 from knowledge.kb import KnowledgeBase
-from knowledge.schedules import Feeds, Schedules
 
 from .conftest import CURATOR, EXPERT, SIGNING_SECRET, BotHarness
 from .slack_stub import block_actions, slash_command

@@ -30,8 +30,8 @@ from bot.blocks import MAX_BLOCKS, MAX_SECTION
 from bot.scheduler import DMLScheduler, scheduler_config
 from bot.settings import SlackSettings
 from ingest import Ingestor
+from knowledge.digests.schedules import DigestRuns, Feeds, Schedule, Schedules
 from knowledge.kb import KnowledgeBase
-from knowledge.schedules import DigestRuns, Feeds, Schedule, Schedules
 from knowledge.settings import Settings
 
 GRACE = timedelta(hours=6)  # the product's default grace period

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from knowledge.drafts import ACCEPTED, PENDING, PUBLISHED, REJECTED, NewDraft
+from knowledge.drafts.rules import ACCEPTED, PENDING, PUBLISHED, REJECTED, NewDraft
 
 from .slack_stub import (
     block_actions,
@@ -443,7 +443,7 @@ def test_the_scheduler_sends_the_reminders_hourly(bot):
     from sqlalchemy import update
 
     from bot.scheduler import REMINDERS_JOB, DMLScheduler, send_draft_reminders_job
-    from knowledge.models import DraftReview
+    from knowledge.ops.models import DraftReview
 
     draft = submit(bot)
     scheduler = DMLScheduler(kb=bot.kb, client=bot.app.client).start()

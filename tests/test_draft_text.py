@@ -4,22 +4,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from knowledge.draft_text import (
+from knowledge.drafts.passages import (
     LONG_PARAGRAPH,
     MAX_PASSAGES,
-    Passage,
+    DraftPassage,
+    draft_passages,
     find_passage,
-    passages,
     replace_passage,
     version_diff,
 )
 
 
 def _texts(body: str) -> list[str]:
-    return [p.text for p in passages(body)]
+    return [p.text for p in draft_passages(body)]
 
 
-def _assert_spans(body: str, found: list[Passage], limit: int = MAX_PASSAGES) -> None:
+def _assert_spans(body: str, found: list[DraftPassage], limit: int = MAX_PASSAGES) -> None:
     assert len(found) <= limit
     previous_end = 0
     for i, passage in enumerate(found):
@@ -32,13 +32,13 @@ def _assert_spans(body: str, found: list[Passage], limit: int = MAX_PASSAGES) ->
 
 # -- what a passage is ------------------------------------------------------------------
 def test_an_empty_or_blank_body_has_no_passages():
-    assert passages("") == []
-    assert passages("   \n\n\t\n") == []
+    assert draft_passages("") == []
+    assert draft_passages("   \n\n\t\n") == []
 
 
 def test_paragraphs_are_passages_without_their_surrounding_blank_lines():
     body = "\n\nFirst paragraph, two\nlines long.\n\n\n  Second paragraph.  \n"
-    found = passages(body)
+    found = draft_passages(body)
     assert [p.text for p in found] == ["First paragraph, two\nlines long.", "Second paragraph."]
     _assert_spans(body, found)
 
@@ -94,7 +94,7 @@ def test_a_long_paragraph_is_offered_sentence_by_sentence_and_abbreviations_do_n
     ]
     body = " ".join(sentences)
     assert len(body) > LONG_PARAGRAPH
-    found = passages(body)
+    found = draft_passages(body)
     assert [p.text for p in found] == sentences
     _assert_spans(body, found)
 
@@ -108,7 +108,7 @@ def test_a_short_paragraph_is_not_split_into_sentences():
 def test_crlf_line_endings_give_the_same_passages_without_carriage_returns():
     unix = "# Title\n\nFirst paragraph\ncontinues.\n\n- item one\n- item two\n\n```\ncode\n\nmore\n```\n"
     windows = unix.replace("\n", "\r\n")
-    found = passages(windows)
+    found = draft_passages(windows)
     assert [p.text.replace("\r\n", "\n") for p in found] == _texts(unix)
     assert not any(p.text.endswith("\r") or p.text.startswith("\n") for p in found)
     _assert_spans(windows, found)
@@ -117,7 +117,7 @@ def test_crlf_line_endings_give_the_same_passages_without_carriage_returns():
 # -- at most a select menu's worth ------------------------------------------------------
 def test_more_than_a_hundred_paragraphs_are_grouped_into_at_most_a_hundred_passages():
     body = "\n\n".join(f"Paragraph number {i} says something." for i in range(250))
-    found = passages(body)
+    found = draft_passages(body)
     assert 50 <= len(found) <= MAX_PASSAGES
     _assert_spans(body, found)
     # Grouping loses nothing: the passages together cover every paragraph, in order.
@@ -129,14 +129,14 @@ def test_long_paragraphs_stay_whole_when_their_sentences_would_exceed_the_limit(
     paragraph = " ".join(f"Sentence {i} of a long paragraph is here." for i in range(12))
     assert len(paragraph) > LONG_PARAGRAPH
     body = "\n\n".join([paragraph] * 20)  # 240 sentences, 20 paragraphs
-    found = passages(body)
+    found = draft_passages(body)
     assert [p.text for p in found] == [paragraph] * 20
     _assert_spans(body, found)
 
 
 def test_the_limit_can_be_lowered():
     body = "\n\n".join(f"P{i}." for i in range(10))
-    found = passages(body, limit=3)
+    found = draft_passages(body, limit=3)
     assert len(found) == 3
     _assert_spans(body, found, limit=3)
     assert found[0].text.startswith("P0.") and found[-1].text.endswith("P9.")
@@ -145,7 +145,7 @@ def test_the_limit_can_be_lowered():
 # -- replacing and finding ----------------------------------------------------------------
 def test_replace_passage_changes_exactly_that_span():
     body = "# Title\n\nThe rate is 0.1.\n\n- keep me\n- and me\n"
-    target = passages(body)[1]
+    target = draft_passages(body)[1]
     assert target.text == "The rate is 0.1."
     new = replace_passage(body, target, "  The rate is 0.001.\n")
     assert new == "# Title\n\nThe rate is 0.001.\n\n- keep me\n- and me\n"
@@ -154,10 +154,10 @@ def test_replace_passage_changes_exactly_that_span():
 
 
 def test_replace_passage_refuses_a_passage_of_another_body():
-    other = passages("Something else entirely.\n\nSecond.")[0]
+    other = draft_passages("Something else entirely.\n\nSecond.")[0]
     with pytest.raises(ValueError, match="does not belong"):
         replace_passage("The rate is 0.1.\n\nSecond.", other, "x")
-    shifted = Passage(0, 1, 5, "The ")
+    shifted = DraftPassage(0, 1, 5, "The ")
     with pytest.raises(ValueError):
         replace_passage("The rate is 0.1.", shifted, "x")
 
@@ -204,7 +204,7 @@ _bodies = st.one_of(st.text(max_size=400), st.lists(_pieces, max_size=300).map("
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_bodies)
 def test_passages_of_any_text_are_ordered_disjoint_spans_of_the_body(body):
-    _assert_spans(body, passages(body))
+    _assert_spans(body, draft_passages(body))
 
 
 @settings(max_examples=50, deadline=None)
@@ -212,12 +212,12 @@ def test_passages_of_any_text_are_ordered_disjoint_spans_of_the_body(body):
                                  "Long sentence here. " * 20]), min_size=90, max_size=260))
 def test_passages_of_long_documents_stay_within_the_limit(blocks):
     body = "\n\n".join(blocks)
-    _assert_spans(body, passages(body))
+    _assert_spans(body, draft_passages(body))
 
 
 def test_a_corrected_list_item_or_heading_keeps_its_marker():
     body = "# Dropout\n\n- drops weights\n- at test time too\n\n1. first step"
-    found = passages(body)
+    found = draft_passages(body)
     item = next(p for p in found if p.text == "- at test time too")
     assert replace_passage(body, item, "only during training") == (
         "# Dropout\n\n- drops weights\n- only during training\n\n1. first step")

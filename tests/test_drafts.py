@@ -7,8 +7,9 @@ from datetime import date, timedelta
 
 import pytest
 
-import knowledge.drafts as drafts_module
-from knowledge.drafts import (
+import knowledge.drafts.rules as drafts_module
+from bot.drafts import SLACK_IDS, refusal_text
+from knowledge.drafts.rules import (
     ACCEPTED,
     MAX_BODY,
     MAX_CORRECTION,
@@ -19,11 +20,13 @@ from knowledge.drafts import (
     PUBLISHED,
     REJECTED,
     WITHDRAWN,
+    Channel,
     CorrectionView,
     DraftRefused,
     Drafts,
     DraftView,
     NewDraft,
+    Person,
     auto_publish_due,
     check_author,
     check_correction,
@@ -34,7 +37,7 @@ from knowledge.drafts import (
     validate_new_draft,
 )
 from knowledge.kb import KnowledgeBase
-from knowledge.models import utcnow
+from knowledge.ops.models import utcnow
 
 AUTHOR, ALICE, BOB, CAROL, STRANGER = "UAUTHOR", "UALICE", "UBOB", "UCAROL", "USTRANGER"
 CHANNEL = "CREVIEW"
@@ -115,7 +118,7 @@ def _correct(drafts, draft, *, reviewer=ALICE, passage=1, text="Start with 0.01 
 ])
 def test_a_submission_is_refused_with_what_to_fix(changes, message):
     with pytest.raises(DraftRefused) as refused:
-        validate_new_draft(_new(**changes), today=TODAY)
+        validate_new_draft(_new(**changes), today=TODAY, ids=SLACK_IDS)
     assert message in str(refused.value)
 
 
@@ -145,7 +148,7 @@ def test_check_open_names_why_a_closed_draft_refuses():
 
 def test_check_author_and_check_reviewer():
     check_author(_view(), AUTHOR, "edit it")
-    with pytest.raises(DraftRefused, match=f"Only the author .*<@{AUTHOR}>.* can edit it"):
+    with pytest.raises(DraftRefused, match=f"Only the author .*{AUTHOR}.* can edit it"):
         check_author(_view(), ALICE, "edit it")
     check_reviewer(_view(), ALICE, channel_member=False)
     with pytest.raises(DraftRefused, match="You wrote this draft"):
@@ -156,8 +159,23 @@ def test_check_author_and_check_reviewer():
         check_reviewer(_view(), STRANGER, channel_member=True)  # the channel is not invited
     assert CHANNEL not in str(refused.value)
     check_reviewer(_view(open_to_channel=True), STRANGER, channel_member=True)
-    with pytest.raises(DraftRefused, match=f"or members of <#{CHANNEL}>"):
+    with pytest.raises(DraftRefused, match=f"or members of {CHANNEL} can"):
         check_reviewer(_view(open_to_channel=True), STRANGER, channel_member=False)
+
+
+def test_a_refusal_names_people_and_channels_as_structure_the_bot_renders():
+    with pytest.raises(DraftRefused) as refused:
+        check_reviewer(_view(open_to_channel=True), STRANGER, channel_member=False)
+    assert Person(AUTHOR) in refused.value.parts and Channel(CHANNEL) in refused.value.parts
+    assert "<@" not in str(refused.value) and "<#" not in str(refused.value)
+    assert refusal_text(refused.value) == (f"Only the reviewers <@{AUTHOR}> invited or members of "
+                                           f"<#{CHANNEL}> can review “Picking a learning rate”.")
+
+
+def test_the_rules_take_the_ids_the_edge_uses():
+    assert validate_new_draft(_new(author="alice", reviewers=["bob"]), today=TODAY).author == "alice"
+    with pytest.raises(DraftRefused, match="The author must be a person's id"):
+        validate_new_draft(_new(author=""), today=TODAY)
 
 
 def test_check_correction():
@@ -256,7 +274,7 @@ def test_who_may_correct(drafts, draft):
     with pytest.raises(DraftRefused, match="Only the reviewers"):  # the channel was not opened
         _correct(drafts, draft, reviewer=STRANGER, channel_member=True)
     open_draft = drafts.submit(_new(reviewers=[], review_channel=CHANNEL, open_to_channel=True))
-    with pytest.raises(DraftRefused, match=f"or members of <#{CHANNEL}>"):
+    with pytest.raises(DraftRefused, match=f"or members of {CHANNEL} can"):
         _correct(drafts, open_draft, reviewer=STRANGER)
     member = _correct(drafts, open_draft, reviewer=STRANGER, channel_member=True)
     assert member.reviewer == STRANGER
@@ -287,7 +305,7 @@ def test_accepting_makes_a_new_version_with_exactly_that_passage_replaced(drafts
     assert decision.correction.status == ACCEPTED and decision.correction.applied_version == 2
     assert drafts.version_body(draft.id, 1) == BODY
     assert drafts.get(draft.id).body == BODY.replace("Start with 0.1 for SGD.", "Start with 0.01 for SGD.")
-    assert drafts.versions(draft.id)[1][1] == f"accepted correction {correction.id} from <@{ALICE}>"
+    assert drafts.versions(draft.id)[1][1] == f"accepted correction {correction.id} from {ALICE}"
     with pytest.raises(DraftRefused, match=r"already accepted \(version 2\)"):
         drafts.accept(correction.id, user=AUTHOR)
     with pytest.raises(DraftRefused, match="already accepted"):

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from knowledge.evaluation import EvalQuestion, evaluate, score_ranking
+from knowledge.search.evaluation import EvalQuestion, evaluate, score_ranking
 
 
 def test_a_question_scores_by_its_first_relevant_document():

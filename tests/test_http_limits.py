@@ -16,7 +16,7 @@ import pytest
 
 from bot.server import CHANNEL_TIMEOUT, MAX_BODY_BYTES
 from knowledge.kb import KnowledgeBase
-from knowledge.lease import Lease
+from knowledge.ops.lease import Lease
 from knowledge.settings import Settings
 
 from .conftest import SIGNING_SECRET

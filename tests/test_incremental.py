@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from ingest import Ingestor
 from knowledge.kb import KnowledgeBase
-from knowledge.models import Chunk, Document
+from knowledge.ops.models import Chunk, Document
 from knowledge.settings import Settings
 
 from .conftest import REPO

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from ingest import Ingestor
-from knowledge.index import CURRENT
 from knowledge.kb import KnowledgeBase
+from knowledge.search.index import CURRENT
 from knowledge.settings import Settings
 
 QUESTIONS = [

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from ingest import Ingestor
-from knowledge.models import Chunk, Document
+from knowledge.ops.models import Chunk, Document
 
 DROPOUT = (
     "Dropout switches off a random half of the hidden units at every training step. "

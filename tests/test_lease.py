@@ -11,9 +11,9 @@ import time
 import pytest
 from sqlalchemy import select
 
-from knowledge.db import Database
-from knowledge.lease import LeaderElection, Lease
-from knowledge.models import Meta
+from knowledge.ops.database import Database
+from knowledge.ops.lease import LeaderElection, Lease
+from knowledge.ops.models import Meta
 
 TTL = 30.0
 

@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from knowledge.answer import ABSTAIN_TEXT
 from knowledge.kb import KnowledgeBase
+from knowledge.search.answers import ABSTAIN_TEXT
 from knowledge.settings import Settings
 
 QUESTION = "What is overfitting?"

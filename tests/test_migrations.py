@@ -3,8 +3,8 @@
 import pytest
 import sqlalchemy as sa
 
-from knowledge.db import Database
-from knowledge.models import Base
+from knowledge.ops.database import Database
+from knowledge.ops.models import Base
 
 
 def _url(settings):
@@ -67,7 +67,7 @@ def test_upgrade_a_populated_database_from_every_earlier_revision(settings, star
             "draft_comments"} <= tables
     database.dispose()
     # The product opens it and works: a draft can be submitted on the upgraded schema.
-    from knowledge.drafts import Drafts, NewDraft
+    from knowledge.drafts.rules import Drafts, NewDraft
 
     upgraded = Database(url=_url(settings))
     draft = Drafts(upgraded).submit(NewDraft(author="U1", title="T", body="Body.", reviewers=["U2"]))

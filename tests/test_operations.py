@@ -25,8 +25,8 @@ from bot.app import build_app, build_client
 from bot.logs import Redactor, log_handler, secrets_from_env
 from bot.server import HTTPServer
 from bot.settings import SlackSettings
-from knowledge.db import Database
 from knowledge.kb import KnowledgeBase
+from knowledge.ops.database import Database
 from knowledge.settings import Settings
 
 from .conftest import EXPERT, SIGNING_SECRET, BotHarness

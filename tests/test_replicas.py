@@ -22,9 +22,9 @@ import pytest
 from sqlalchemy import select
 
 from ingest import Ingestor
-from knowledge.db import Database
 from knowledge.kb import KnowledgeBase
-from knowledge.models import Meta
+from knowledge.ops.database import Database
+from knowledge.ops.models import Meta
 from knowledge.settings import Settings
 
 from .conftest import REPO, SIGNING_SECRET

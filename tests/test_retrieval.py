@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ingest import Ingestor
-from knowledge.retrieval import fuse
+from knowledge.search.retrieval import fuse
 
 DOCS = [
     {"id": "gpu-oom", "title": "GPU memory errors",

@@ -18,10 +18,10 @@ import bot.scheduler
 from bot.app import build_client
 from bot.scheduler import DMLScheduler, JobScheduler, run_digest_job, scheduler_config
 from bot.settings import SlackSettings
+from knowledge.digests.schedules import Schedule, Schedules
 from knowledge.kb import KnowledgeBase
-from knowledge.lease import Lease
-from knowledge.models import Meta
-from knowledge.schedules import Schedule, Schedules
+from knowledge.ops.lease import Lease
+from knowledge.ops.models import Meta
 
 TTL = 1.2
 

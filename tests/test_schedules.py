@@ -4,8 +4,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from knowledge.digests.schedules import (
+    CLAIM_LEASE,
+    DigestRuns,
+    Feeds,
+    Schedule,
+    Schedules,
+    parse_schedule,
+)
 from knowledge.errors import DMLError
-from knowledge.schedules import CLAIM_LEASE, DigestRuns, Feeds, Schedule, Schedules, parse_schedule
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -82,7 +89,7 @@ def test_a_failing_feed_is_reported_once_until_it_recovers(kb):
     def unreported():
         from sqlalchemy import select
 
-        from knowledge.models import Feed
+        from knowledge.ops.models import Feed
         with kb.database.session() as session:
             return list(session.scalars(select(Feed.url).where(Feed.last_error.is_not(None),
                                                                Feed.error_reported.is_(False))))

@@ -13,7 +13,7 @@ import time
 
 from sqlalchemy import select
 
-from knowledge.models import Document, Feedback
+from knowledge.ops.models import Document, Feedback
 
 from .conftest import CURATOR, EXPERT
 from .slack_stub import (

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.blocks import MAX_BLOCKS, MAX_SECTION, answer_message, split_text
-from knowledge.answer import Answer, Citation
+from knowledge.search.answers import Answer, Citation
 
 from .slack_stub import (
     BOT_ID,

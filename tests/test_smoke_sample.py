@@ -5,7 +5,7 @@ import json
 import pytest
 
 from ingest import Ingestor
-from knowledge.answer import ABSTAIN_TEXT
+from knowledge.search.answers import ABSTAIN_TEXT
 
 from .conftest import DATA
 

@@ -23,19 +23,20 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, update
 
-import knowledge.tuning
+import knowledge.tuning.tuner as tuner_module
 from bot.cli import main
 from ingest import Ingestor
-from knowledge.calibration import OFF_TOPIC, abstained_share, matching_offset
 from knowledge.errors import ModelChangedError, StoreError, TooFewPairsError
 from knowledge.kb import KnowledgeBase
-from knowledge.models import Chunk, Question
-from knowledge.pairs import is_held_out, split_pairs
-from knowledge.retrieval import SearchResult
+from knowledge.ops.meta import set_meta_value
+from knowledge.ops.models import Chunk, Question
+from knowledge.search.retrieval import SearchResult
+from knowledge.search.store import ChunkRecord, DocumentRecord
 from knowledge.settings import Settings
-from knowledge.store import ChunkRecord, DocumentRecord
-from knowledge.training import Recipe
-from knowledge.tuning import Tuner
+from knowledge.tuning.calibration import OFF_TOPIC, abstained_share, matching_offset
+from knowledge.tuning.pairs import is_held_out, split_pairs
+from knowledge.tuning.training import Recipe
+from knowledge.tuning.tuner import Tuner
 
 from .conftest import REPO
 
@@ -123,7 +124,7 @@ def make_version(kb: KnowledgeBase, *, noise: float, seed: int = 0) -> str:
 def spy_on_training(monkeypatch, *, rows: int | None = None) -> list[str]:
     """The questions training really sees (and, given ``rows``, that every passage is there)."""
     trained_on: list[str] = []
-    real_train = knowledge.tuning.train_on_corpus
+    real_train = tuner_module.train_on_corpus
 
     def spy(model_path, targets, passages, recipe, **kwargs):
         trained_on.extend(t.question for t in targets)
@@ -131,7 +132,7 @@ def spy_on_training(monkeypatch, *, rows: int | None = None) -> list[str]:
             assert passages.shape == (rows, 384)
         return real_train(model_path, targets, passages, recipe, **kwargs)
 
-    monkeypatch.setattr(knowledge.tuning, "train_on_corpus", spy)
+    monkeypatch.setattr(tuner_module, "train_on_corpus", spy)
     return trained_on
 
 
@@ -247,9 +248,9 @@ def test_the_cli_refuses_too_few_pairs_with_a_message_not_a_traceback(sqlite_set
 # -- what training sees ---------------------------------------------------------------------
 def test_each_pair_targets_every_row_of_its_passage_and_ignores_the_rest_of_its_document(
         kb, tmp_path):
-    from knowledge.pairs import RawPair, resolve_pairs
-    from knowledge.text import embedding_text
-    from knowledge.tuning import query_targets
+    from knowledge.search.text import embedding_text
+    from knowledge.tuning.pairs import RawPair, resolve_pairs
+    from knowledge.tuning.tuner import query_targets
 
     ingest_pages(kb, tmp_path)
     twice = "Features are computed once in the nightly batch and served from the online store."
@@ -305,8 +306,8 @@ def test_the_off_topic_questions_are_many_distinct_and_not_about_ml():
 
 
 def test_training_refuses_targets_outside_the_matrix_and_both_sides_without_texts(tmp_path):
-    from knowledge.embedding import bundled_model_path
-    from knowledge.training import Target, train_on_corpus
+    from knowledge.search.embedding import bundled_model_path
+    from knowledge.tuning.training import Target, train_on_corpus
 
     matrix = np.eye(3, 384, dtype=np.float32)
     with pytest.raises(ValueError, match="outside the passage matrix"):
@@ -481,7 +482,7 @@ def test_a_query_side_tune_learns_the_team_words_and_re_embeds_no_passage(settin
     added = {c: v for c, v in stored_vectors(kb).items() if c not in after}
     (model, blob), = added.values()
     assert model == version
-    from knowledge.text import embedding_text
+    from knowledge.search.text import embedding_text
     expected = real_embed([embedding_text("Limits", None, text)])[0]
     assert cosine(np.frombuffer(blob, dtype="<f4"), expected) > 0.9999
 
@@ -531,9 +532,9 @@ def test_a_worse_model_is_never_adopted_automatically(sqlite_kb, tmp_path, monke
         shutil.rmtree(output_dir)
         shutil.copytree(sqlite_kb.model_versions.path(version), output_dir)
         shutil.rmtree(sqlite_kb.model_versions.path(version))
-        return knowledge.tuning.TrainStats(examples=len(examples), steps=1, epochs=1, seconds=0.0)
+        return tuner_module.TrainStats(examples=len(examples), steps=1, epochs=1, seconds=0.0)
 
-    monkeypatch.setattr(knowledge.tuning, "train_on_corpus", ruin)
+    monkeypatch.setattr(tuner_module, "train_on_corpus", ruin)
     result = Tuner(kb=sqlite_kb, progress=False).tune(pairs_file=pairs_file, from_team=False)
 
     assert not result.adopted and "not adopted" in result.reason
@@ -542,7 +543,7 @@ def test_a_worse_model_is_never_adopted_automatically(sqlite_kb, tmp_path, monke
     assert sqlite_kb.store.active_model() == sqlite_kb.base_embedder.name
     assert sqlite_kb.search("Where is the Quillfeather page?").model == sqlite_kb.base_embedder.name
     assert sqlite_kb.model_versions.manifest(result.version)["status"] == "rejected"
-    assert knowledge.tuning.last_tune(sqlite_kb.store)["adopted"] is False
+    assert tuner_module.last_tune(sqlite_kb.store)["adopted"] is False
 
 
 def test_a_dry_run_adopts_nothing_and_its_candidate_can_be_adopted_by_hand(kb, tmp_path,
@@ -558,9 +559,9 @@ def test_a_dry_run_adopts_nothing_and_its_candidate_can_be_adopted_by_hand(kb, t
         shutil.rmtree(output_dir)
         shutil.copytree(kb.model_versions.path(version), output_dir)
         shutil.rmtree(kb.model_versions.path(version))
-        return knowledge.tuning.TrainStats(examples=len(examples), steps=1, epochs=1, seconds=0.0)
+        return tuner_module.TrainStats(examples=len(examples), steps=1, epochs=1, seconds=0.0)
 
-    monkeypatch.setattr(knowledge.tuning, "train_on_corpus", copy_of_base)
+    monkeypatch.setattr(tuner_module, "train_on_corpus", copy_of_base)
     result = Tuner(kb=kb, progress=False).tune(pairs_file=pairs_file, from_team=False, dry_run=True)
     assert not result.adopted and result.reason.startswith("dry run")
     assert stored_vectors(kb) == before and kb.store.active_model() is None
@@ -734,7 +735,7 @@ def test_the_weekly_tune_waits_for_enough_new_pairs_and_runs_once_a_week(sqlite_
     # Another process (or a restart) in the same week does not tune again.
     assert not tuner.claim_weekly_run(min_new_pairs=3, now=monday + timedelta(days=2))
     # The last tune counted 3 team pairs: next week needs 3 more.
-    sqlite_kb.store.set_meta_value(knowledge.tuning.LAST_TUNE, json.dumps({"team_pairs": 3}))
+    set_meta_value(sqlite_kb.database, tuner_module.LAST_TUNE, json.dumps({"team_pairs": 3}))
     next_monday = monday + timedelta(days=7)
     assert not tuner.claim_weekly_run(min_new_pairs=3, now=next_monday)
     resolved(3)
@@ -796,10 +797,10 @@ def test_the_scheduler_has_a_weekly_tune_job_only_when_it_is_on(sqlite_settings,
 
 def test_the_digest_says_how_much_retrieval_improved(sqlite_kb):
     from bot.digest_blocks import digest_message
-    from knowledge.digest import build_digest
+    from knowledge.digests.build import build_digest
 
     now = datetime.now(UTC)
-    sqlite_kb.store.set_meta_value(knowledge.tuning.LAST_TUNE, json.dumps({
+    set_meta_value(sqlite_kb.database, tuner_module.LAST_TUNE, json.dumps({
         "finished_at": (now - timedelta(days=1)).isoformat(), "version": "tuned-x",
         "adopted": True, "before": 41.7, "after": 48.3, "held_out": 60}))
     digest = build_digest(sqlite_kb.database, since=now - timedelta(days=7), until=now)

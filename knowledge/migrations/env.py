@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from knowledge.models import Base
+from knowledge.ops import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -21,11 +21,9 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import case, func, select
 
-from .db import Database
-from .jsonl import read_objects
-from .models import Feedback, Question
-from .store import PRIVATE_CHANNEL, Store
-from .text import embedding_text, normalise_whitespace, sha256
+from knowledge.jsonl import read_objects
+from knowledge.ops import Database, Feedback, Question
+from knowledge.search import PRIVATE_CHANNEL, Store, embedding_text, normalise_whitespace, sha256
 
 __all__ = ["Pair", "RawPair", "PairSet", "read_pairs_file", "team_pairs", "resolve_pairs",
            "is_held_out", "split_pairs", "HELD_OUT_SHARE", "SPLIT_SEED"]
@@ -92,7 +90,8 @@ def is_held_out(question: str, *, share: float = HELD_OUT_SHARE, seed: str = SPL
 def split_pairs(pairs: Sequence[Pair], *, share: float = HELD_OUT_SHARE,
                 seed: str = SPLIT_SEED) -> tuple[list[Pair], list[Pair]]:
     """(train, held out): by question, so one question never lands on both sides."""
-    train, held_out = [], []
+    train: list[Pair] = []
+    held_out: list[Pair] = []
     for pair in pairs:
         (held_out if is_held_out(pair.question, share=share, seed=seed) else train).append(pair)
     return train, held_out
@@ -225,7 +224,7 @@ def resolve_pairs(raw: Iterable[RawPair], store: Store,
             scored = [(float(stored[c] @ vector) if c in stored else -1.0, c, text)
                       for c, text, _ in chunks]
             _, chunk_id, text = max(scored)
-            resolved[i] = Pair(normalise_whitespace(item.question), text, item.doc_id.strip(),
+            resolved[i] = Pair(normalise_whitespace(item.question), text, (item.doc_id or "").strip(),
                                chunk_id, item.origin)
     seen: dict[tuple[str, str], str] = {}
     for item, pair in zip(raw, resolved, strict=True):

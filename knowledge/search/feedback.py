@@ -12,9 +12,8 @@ import time
 import numpy as np
 from sqlalchemy import select
 
-from .db import Database
-from .metrics import Metrics
-from .models import Feedback, Meta, Question, utcnow
+from knowledge.ops import Database, Feedback, Meta, Metrics, Question, utcnow
+
 from .store import ACTIVE_MODEL
 
 __all__ = ["FeedbackStore", "REASONS"]

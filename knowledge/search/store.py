@@ -7,23 +7,22 @@ generation it was built from, so a stale or half-written index is noticed and re
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from .db import Database
-from .errors import ModelChangedError
-from .models import Chunk, Document, Meta, Question, utcnow
-from .text import embedding_text, sha256
+from knowledge.errors import ModelChangedError
+from knowledge.ops import Chunk, Database, Document, Meta, utcnow
 
-__all__ = ["Store", "DocumentRecord", "ChunkRecord", "PassageRow", "StoreStats", "SourceEntry",
-           "RecentDocument", "visible_in", "PRIVATE_CHANNEL", "PassageText", "ModelSwitch",
-           "ACTIVE_MODEL", "DocumentOwner"]
+from .text import keyword_text
+
+__all__ = ["Store", "DocumentRecord", "ChunkRecord", "Passage", "StoreStats", "SourceEntry",
+           "RecentDocument", "visible_in", "PRIVATE_CHANNEL", "ACTIVE_MODEL", "GENERATION",
+           "DocumentOwner"]
 
 GENERATION = "generation"
 # The embedding model (version) every stored passage and question vector comes from, once
@@ -32,11 +31,6 @@ ACTIVE_MODEL = "embedding_model"
 # Document metadata key: the private channel a document was captured in. Such a document
 # is only ever shown or cited in that channel.
 PRIVATE_CHANNEL = "private_channel"
-
-
-def keyword_text(title: str, heading: str | None, text: str) -> str:
-    """What the keyword signal indexes for a passage."""
-    return f"{title}\n{heading or ''}\n{text}"
 
 
 def visible_in(metadata: dict | None, channel: str | None) -> bool:
@@ -52,7 +46,7 @@ class ChunkRecord:
     text: str
     embed_hash: str
     model: str
-    embedding: np.ndarray  # float32, normalised
+    embedding: np.ndarray | None  # float32, normalised; None until ingest has embedded it
 
 
 @dataclass
@@ -71,20 +65,37 @@ class DocumentRecord:
 
 
 @dataclass(frozen=True)
-class PassageRow:
-    """A chunk with what a citation needs of its document."""
+class Passage:
+    """A stored passage (a chunk of a document) with what its readers need of its document:
+    a citation (title, link, kind, date), re-embedding and tuning (document key, model)."""
 
     chunk_id: int
+    document_key: int
     position: int
     heading: str | None
     text: str
+    model: str
     doc_id: str
     title: str
     url: str | None
     path: str | None
     kind: str
     updated_at: Any
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any]
+
+
+# The columns a Passage is read from, after the chunk id (Store._passage builds it).
+_PASSAGE_COLUMNS = (Chunk.document_id, Chunk.position, Chunk.heading, Chunk.text, Chunk.model,
+                    Document.doc_id, Document.title, Document.url, Document.path, Document.kind,
+                    Document.updated_at, Document.meta)
+
+
+def _passage(row: Sequence[Any]) -> Passage:
+    """A Passage from (chunk id, *_PASSAGE_COLUMNS)."""
+    (chunk_id, document_key, position, heading, text, model, doc_id, title, url, path, kind,
+     updated_at, meta) = row
+    return Passage(chunk_id, document_key, position, heading, text, model, doc_id, title, url,
+                   path, kind, updated_at, meta or {})
 
 
 class RecentDocument(NamedTuple):
@@ -104,30 +115,6 @@ class DocumentOwner(NamedTuple):
     source: str
     path: str | None
     content_hash: str
-
-
-class PassageText(NamedTuple):
-    """A chunk with what re-embedding and pair checking need of it."""
-
-    chunk_id: int
-    document_key: int
-    doc_id: str
-    title: str
-    heading: str | None
-    text: str
-    model: str
-    meta: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ModelSwitch:
-    """What switching every stored vector to a new model did."""
-
-    chunks: int
-    embedded_late: int  # passages added while the new vectors were being computed
-    questions: int
-    chunk_ids: tuple[int, ...]  # the chunks as switched, by id
-    generation: str  # the store's generation after the switch
 
 
 @dataclass(frozen=True)
@@ -172,7 +159,8 @@ class Store:
                 rows = session.execute(
                     select(Document.doc_id, Document.source, Document.path, Document.content_hash)
                     .where(Document.doc_id.in_(list(doc_ids[start:start + 500])))).tuples()
-                found.update((doc_id, DocumentOwner(*rest)) for doc_id, *rest in rows)
+                found.update((doc_id, DocumentOwner(source, path, content_hash))
+                             for doc_id, source, path, content_hash in rows)
         return found
 
     def sources(self, *, prefix: str = "") -> list[str]:
@@ -259,12 +247,10 @@ class Store:
             row = (chunk_id, document_key, blob, keyword_text(title, heading, text))
             yield (*row, model) if models else row
 
-    def iter_passages(self, batch: int = 5000) -> Iterator[PassageText]:
-        """Every chunk's text and document, by chunk id (for re-embedding and tuning)."""
-        for row in self._chunk_rows(Chunk.document_id, Document.doc_id, Document.title,
-                                    Chunk.heading, Chunk.text, Chunk.model, Document.meta,
-                                    batch=batch):
-            yield PassageText(*row[:-1], meta=row[-1] or {})
+    def iter_passages(self, batch: int = 5000) -> Iterator[Passage]:
+        """Every stored passage with its document, by chunk id (for re-embedding and tuning)."""
+        for row in self._chunk_rows(*_PASSAGE_COLUMNS, batch=batch):
+            yield _passage(row)
 
     def iter_vectors(self, batch: int = 5000, *, models: bool = False) -> Iterator[tuple]:
         """(chunk id, stored embedding) for every chunk, by chunk id; with ``models``, the
@@ -283,18 +269,16 @@ class Store:
                 found.update((chunk_id, np.frombuffer(blob, dtype="<f4")) for chunk_id, blob in rows)
         return found
 
-    def passages(self, chunk_ids: Sequence[int]) -> dict[int, PassageRow]:
+    def passages(self, chunk_ids: Sequence[int]) -> dict[int, Passage]:
         if not chunk_ids:
             return {}
         with self.database.session() as session:
             rows = session.execute(
-                select(Chunk.id, Chunk.position, Chunk.heading, Chunk.text, Document.doc_id,
-                       Document.title, Document.url, Document.path, Document.kind,
-                       Document.updated_at, Document.meta)
+                select(Chunk.id, *_PASSAGE_COLUMNS)
                 .join(Document, Document.id == Chunk.document_id)
                 .where(Chunk.id.in_([int(i) for i in chunk_ids]))
             ).tuples()
-            return {row[0]: PassageRow(*row[:-1], meta=row[-1] or {}) for row in rows}
+            return {row[0]: _passage(row) for row in rows}
 
     # -- writes -----------------------------------------------------------------------
     def upsert(self, record: DocumentRecord) -> None:
@@ -357,53 +341,23 @@ class Store:
                 self._bump(session)
         return removed
 
-    # -- the embedding model (tuning) -------------------------------------------------
-    def meta_value(self, key: str) -> str | None:
-        with self.database.session() as session:
-            row = session.get(Meta, key)
-            return row.value if row else None
-
-    def set_meta_value(self, key: str, value: str) -> None:
-        with self.database.session() as session, session.begin():
-            session.merge(Meta(key=key, value=value))
-
-    def claim_meta_key(self, key: str, value: str) -> bool:
-        """Insert a key once: True for the first caller on any process, False after."""
-        try:
-            with self.database.session() as session, session.begin():
-                session.add(Meta(key=key, value=value))
-            return True
-        except IntegrityError:
-            return False
-
+    # -- the embedding model -----------------------------------------------------------
     def active_model(self) -> str | None:
-        """The model version every stored vector comes from (None: never recorded)."""
+        """The model version every stored vector comes from (None: never recorded).
+
+        Tuning records it and switches it (``knowledge.tuning``); writes check against it.
+        """
         with self.database.session() as session:
             row = session.get(Meta, ACTIVE_MODEL)
             return row.value if row else None
-
-    def record_active_model(self, model: str) -> str:
-        """Record the active model if none is recorded yet; returns the recorded one.
-
-        Done before tuning starts, so every write from then on checks against it.
-        """
-        try:
-            with self.database.session() as session, session.begin():
-                row = session.get(Meta, ACTIVE_MODEL)
-                if row is not None:
-                    return row.value
-                session.add(Meta(key=ACTIVE_MODEL, value=model))
-                return model
-        except IntegrityError:  # another process recorded it first
-            return self.active_model() or model
 
     @staticmethod
     def _check_active_model(session: Session, models: set[str]) -> None:
         """Refuse vectors from another model than the active one.
 
         The row is read FOR SHARE (PostgreSQL; SQLite has one writer at a time anyway): a
-        model switch, which updates it, waits for writes in flight, and writes after it
-        see the new model.
+        model switch (``knowledge.tuning``), which updates it, waits for writes in flight,
+        and writes after it see the new model.
         """
         if not models:
             return
@@ -413,57 +367,3 @@ class Store:
             raise ModelChangedError(
                 f"the embedding model changed to {active} while this was being embedded with "
                 f"{', '.join(sorted(models))}; nothing was saved, add it again")
-
-    def switch_model(self, model: str, vectors: Mapping[int, np.ndarray], *,
-                     question_vectors: Mapping[int, np.ndarray],
-                     embed: Callable[[list[str]], np.ndarray],
-                     embed_queries: Callable[[list[str]], np.ndarray] | None = None,
-                     generation: str) -> ModelSwitch:
-        """Replace every stored vector (passages and questions) by ``model``'s, in one transaction.
-
-        ``vectors`` are the new model's passage vectors by chunk id, computed beforehand;
-        passages and questions added since are embedded here with ``embed`` (passages) and
-        ``embed_queries`` (questions; ``embed`` when the model has one tower). Readers see
-        the old vectors until the commit and the new ones after it, never a mix.
-        ``generation`` becomes the store's generation if the passages are exactly those of
-        ``vectors`` (an index prepared for them is then current); otherwise a fresh one.
-        """
-        with self.database.session() as session, session.begin():
-            # Taking the row first makes concurrent writers wait (see _check_active_model).
-            changed = session.execute(update(Meta).where(Meta.key == ACTIVE_MODEL)
-                                      .values(value=model)).rowcount
-            if not changed:
-                session.add(Meta(key=ACTIVE_MODEL, value=model))
-                session.flush()
-            rows = session.execute(
-                select(Chunk.id, Document.title, Chunk.heading, Chunk.text)
-                .join(Document, Document.id == Chunk.document_id).order_by(Chunk.id)).tuples().all()
-            late = [row for row in rows if row[0] not in vectors]
-            extra: dict[int, np.ndarray] = {}
-            if late:
-                embedded = embed([embedding_text(title, heading, text) for _, title, heading, text in late])
-                extra = {row[0]: vector for row, vector in zip(late, embedded, strict=True)}
-            updates = []
-            for chunk_id, title, heading, text in rows:
-                vector = extra[chunk_id] if chunk_id in extra else vectors[chunk_id]
-                updates.append({"id": chunk_id, "model": model,
-                                "embed_hash": sha256(model, embedding_text(title, heading, text)),
-                                "embedding": np.asarray(vector, dtype="<f4").tobytes()})
-            for start in range(0, len(updates), 1000):
-                session.execute(update(Chunk), updates[start:start + 1000])
-            asked = session.execute(select(Question.id, Question.text)
-                                    .where(Question.embedding.is_not(None))).tuples().all()
-            missing = [(qid, text) for qid, text in asked if qid not in question_vectors]
-            more = dict(zip([qid for qid, _ in missing],
-                            (embed_queries or embed)([text for _, text in missing]) if missing else [],
-                            strict=True))
-            question_updates = [{"id": qid, "embedding": np.asarray(
-                more[qid] if qid in more else question_vectors[qid], dtype="<f4").tobytes()}
-                for qid, _ in asked]
-            for start in range(0, len(question_updates), 1000):
-                session.execute(update(Question), question_updates[start:start + 1000])
-            exact = not late and len(rows) == len(vectors)
-            generation = generation if exact else uuid.uuid4().hex
-            session.merge(Meta(key=GENERATION, value=generation))
-        return ModelSwitch(chunks=len(rows), embedded_late=len(late), questions=len(asked),
-                           chunk_ids=tuple(row[0] for row in rows), generation=generation)

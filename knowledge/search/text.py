@@ -7,7 +7,7 @@ import re
 from functools import lru_cache
 
 __all__ = ["split_sentences", "split_blocks", "keyword_terms", "exact_terms", "normalise_whitespace", "sha256",
-           "embedding_text"]
+           "embedding_text", "keyword_text", "sentence_spans"]
 
 _ABBREVIATIONS = {
     "e.g", "i.e", "etc", "vs", "cf", "al", "fig", "eq", "dr", "mr", "mrs", "ms", "prof",
@@ -37,6 +37,11 @@ def embedding_text(title: str, heading: str | None, text: str) -> str:
     return f"{title}\n{text}"
 
 
+def keyword_text(title: str, heading: str | None, text: str) -> str:
+    """What the keyword signal indexes for a passage."""
+    return f"{title}\n{heading or ''}\n{text}"
+
+
 def sha256(*parts: str) -> str:
     digest = hashlib.sha256()
     for part in parts:
@@ -51,6 +56,25 @@ def _ends_with_abbreviation(fragment: str) -> bool:
     return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
 
 
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of ``text[start:end]`` in order, untrimmed.
+
+    The one sentence splitter: answers quote the sentences of passages (``split_blocks``),
+    and a draft's long paragraphs are offered to reviewers sentence by sentence
+    (``knowledge.drafts``). A sentence ends at . ! ? followed by space and something that
+    can start a sentence, unless the word before is an abbreviation (e.g., Fig., Dr.).
+    """
+    end = len(text) if end is None else end
+    spans, cursor = [], start
+    for match in _BOUNDARY.finditer(text, start, end):
+        if _ends_with_abbreviation(text[cursor:match.start()]):
+            continue
+        spans.append((cursor, match.start()))
+        cursor = match.end()
+    spans.append((cursor, end))
+    return spans
+
+
 def split_blocks(text: str) -> list[list[str]]:
     """Paragraphs and list items (blank lines, bullets), each split into sentences."""
     blocks: list[list[str]] = []
@@ -58,20 +82,7 @@ def split_blocks(text: str) -> list[list[str]]:
         block = normalise_whitespace(block.replace("\n", " "))
         if not block:
             continue
-        sentences: list[str] = []
-        start = 0
-        pending = ""
-        for match in _BOUNDARY.finditer(block):
-            piece = block[start:match.start()]
-            start = match.end()
-            if _ends_with_abbreviation(piece):
-                pending += piece + " "
-                continue
-            sentences.append((pending + piece).strip())
-            pending = ""
-        tail = (pending + block[start:]).strip()
-        if tail:
-            sentences.append(tail)
+        sentences = [block[s:e].strip() for s, e in sentence_spans(block)]
         sentences = [s for s in sentences if s]
         if sentences:
             blocks.append(sentences)

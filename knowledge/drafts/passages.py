@@ -10,20 +10,22 @@ import difflib
 import re
 from dataclasses import dataclass
 
-__all__ = ["Passage", "passages", "replace_passage", "find_passage", "version_diff", "MAX_PASSAGES"]
+from knowledge.search import sentence_spans
+
+__all__ = ["DraftPassage", "draft_passages", "replace_passage", "find_passage", "version_diff", "MAX_PASSAGES"]
 
 MAX_PASSAGES = 100  # what one Slack select menu can offer
 LONG_PARAGRAPH = 320  # characters; longer paragraphs are offered sentence by sentence
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
-_SENTENCE_END = re.compile(r"""(?<=[.!?])["'”’)\]]*\s+(?=["'“‘(\[]?[A-Z0-9])""")
-_ABBREVIATION = re.compile(r"(?:\b(?:e\.g|i\.e|etc|vs|cf|al|approx|incl)|\b[A-Za-z])\.$", re.I)
 
 
 _MARKER = re.compile(r"^(?:#{1,6}\s+|[-*+•]\s+|\d+[.)]\s+|>\s*)")
 
 
 @dataclass(frozen=True)
-class Passage:
+class DraftPassage:
+    """A span of a draft's body a reviewer can point at (``index`` in the body's order)."""
+
     index: int
     start: int
     end: int
@@ -79,17 +81,11 @@ def _trim(body: str, start: int, end: int) -> tuple[int, int]:
 
 
 def _sentences(body: str, start: int, end: int) -> list[tuple[int, int]]:
-    spans, cursor = [], start
-    for match in _SENTENCE_END.finditer(body, start, end):
-        if _ABBREVIATION.search(body[cursor:match.start()]):
-            continue
-        spans.append((cursor, match.start()))
-        cursor = match.end()
-    spans.append((cursor, end))
-    return [_trim(body, s, e) for s, e in spans if body[s:e].strip()]
+    # The answers' sentence splitter, so a draft and an answer agree on what a sentence is.
+    return [_trim(body, s, e) for s, e in sentence_spans(body, start, end) if body[s:e].strip()]
 
 
-def passages(body: str, *, limit: int = MAX_PASSAGES) -> list[Passage]:
+def draft_passages(body: str, *, limit: int = MAX_PASSAGES) -> list[DraftPassage]:
     """The body's passages in order; long paragraphs split into sentences while that keeps
     the count within ``limit``; beyond it neighbouring blocks are grouped."""
     blocks = _blocks(body)
@@ -105,10 +101,10 @@ def passages(body: str, *, limit: int = MAX_PASSAGES) -> list[Passage]:
     if len(spans) > limit:
         size = -(-len(spans) // limit)
         spans = [(spans[i][0], spans[min(i + size, len(spans)) - 1][1]) for i in range(0, len(spans), size)]
-    return [Passage(i, s, e, body[s:e]) for i, (s, e) in enumerate(spans)]
+    return [DraftPassage(i, s, e, body[s:e]) for i, (s, e) in enumerate(spans)]
 
 
-def replace_passage(body: str, passage: Passage, new_text: str) -> str:
+def replace_passage(body: str, passage: DraftPassage, new_text: str) -> str:
     """The body with exactly ``passage``'s span replaced."""
     if body[passage.start:passage.end] != passage.text:
         raise ValueError("the passage does not belong to this body")
@@ -120,9 +116,9 @@ def replace_passage(body: str, passage: Passage, new_text: str) -> str:
     return body[:passage.start] + new_text + body[passage.end:]
 
 
-def find_passage(body: str, text: str, near: int) -> Passage | None:
+def find_passage(body: str, text: str, near: int) -> DraftPassage | None:
     """The passage of ``body`` with exactly this text (the one closest to index ``near``)."""
-    found = [p for p in passages(body) if p.text == text]
+    found = [p for p in draft_passages(body) if p.text == text]
     return min(found, key=lambda p: abs(p.index - near)) if found else None
 
 

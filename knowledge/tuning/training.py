@@ -146,6 +146,7 @@ def train_on_corpus(model_path: Path | str, targets: Sequence[Target], passages,
     both = recipe.tower == "both"
     if both and (passage_texts is None or len(passage_texts) != matrix.shape[0]):
         raise ValueError("training both sides needs the text of every passage row")
+    passage_list: Sequence[str] = passage_texts or ()
     model = SentenceTransformer(str(model_path), device="cpu")
     steps_per_epoch = math.ceil(len(targets) / recipe.batch_size)
     total = steps_per_epoch * recipe.epochs
@@ -171,7 +172,7 @@ def train_on_corpus(model_path: Path | str, targets: Sequence[Target], passages,
                 scores = recipe.scale * q @ matrix.T
                 if both:
                     rows = sorted({t.positives[0] for t in batch})
-                    fresh = model(_tokenize(model, [passage_texts[r] for r in rows],
+                    fresh = model(_tokenize(model, [passage_list[r] for r in rows],
                                             recipe.max_passage_tokens))["sentence_embedding"]
                     scores = scores.index_copy(1, torch.tensor(rows),
                                                recipe.scale * q @ F.normalize(fresh, dim=-1).T)

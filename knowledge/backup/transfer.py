@@ -21,15 +21,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from .backup_checks import RecordChecks
-from .errors import DMLError
-from .models import (
+from knowledge.errors import DMLError
+from knowledge.ops import (
     Chunk,
     Correction,
     DigestSchedule,
@@ -42,8 +41,9 @@ from .models import (
     Feedback,
     Question,
 )
-from .store import ChunkRecord, DocumentRecord
-from .text import embedding_text, sha256
+from knowledge.search import ChunkRecord, DocumentRecord, embedding_text, sha256
+
+from .checks import RecordChecks
 
 __all__ = ["export_knowledge", "import_knowledge", "BackupError", "ImportReport", "FORMAT", "VERSION"]
 
@@ -235,7 +235,7 @@ def _records(path: Path) -> Iterator[tuple[int, dict]]:
                 if not line.endswith("\n"):  # the last line, and it stops half-way
                     raise BackupError(f"{path}:{number}: the line stops half-way: was the export cut short?"
                                       ) from None
-                raise BackupError(f"{path}:{number}: not JSON ({exc.msg})") from None
+                raise BackupError(f"{path}:{number}: not JSON ({getattr(exc, 'msg', exc)})") from None
             if not isinstance(record, dict) or record.get("type") not in KINDS:
                 raise BackupError(f"{path}:{number}: not a DML export record")
             yield number, record
@@ -253,7 +253,7 @@ def _schemas() -> list[str]:
     """The schema revisions this DML knows, newest first."""
     from alembic.script import ScriptDirectory
 
-    from .db import MIGRATIONS
+    from knowledge.ops import MIGRATIONS
 
     return [script.revision for script in ScriptDirectory(str(MIGRATIONS)).walk_revisions()]
 
@@ -266,7 +266,7 @@ REQUIRED = {
     "feed": ("url",),
 }
 # Lists inside a record: (what one item is called, the fields it cannot do without).
-REQUIRED_ITEMS = {
+REQUIRED_ITEMS: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
     "document": {"chunks": ("passage", ("text",))},
     "question": {"feedback": ("vote", ("helpful",))},
     "draft": {"versions": ("version", ("number", "body")),
@@ -320,6 +320,7 @@ def check_export(path: Path, *, model: str | None = None,
         missing = [key for key in REQUIRED[kind] if record.get(key) in (None, "")]
         if missing:
             raise BackupError(f"{path}:{number}: {kind} without {', '.join(missing)}")
+        assert checks is not None  # set by the header, which the first line must be
         problem = _missing_items(kind, record) or checks(kind, record)
         if problem:
             raise BackupError(f"{path}:{number}: {problem}")
@@ -448,7 +449,8 @@ def _restore_documents(kb, session, records: list[dict], model: str, report: Imp
             if (r, c) in fresh:
                 vector = fresh[(r, c)]
             else:
-                vector = np.frombuffer(_blob(chunk["embedding"]), dtype="<f4").copy()
+                vector = np.frombuffer(cast(bytes, _blob(chunk["embedding"])),  # checked present
+                                       dtype="<f4").copy()
                 report.passages_carried += 1
             chunk_records.append(ChunkRecord(position=int(chunk.get("position", c)), heading=chunk.get("heading"),
                                              text=chunk["text"], embed_hash=sha256(model, text), model=model,

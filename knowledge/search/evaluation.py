@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .jsonl import read_objects
+from knowledge.jsonl import read_objects
 
 __all__ = ["EvalQuestion", "load_questions", "score_ranking", "evaluate", "METRIC_KEYS"]
 

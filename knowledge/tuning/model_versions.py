@@ -4,7 +4,7 @@ A version folder is a sentence-transformers model plus ``manifest.json`` (which 
 when, the recipe, the held-out comparison, whether and when it was adopted, the version
 it replaced). Folders are written under a temporary name and renamed into place, so a
 tune killed midway leaves at most a ``.tmp-…`` folder, never a half-written version.
-Which version is live is not decided here: the store records it (``Store.active_model``),
+Which version is live is not decided here: the store records it (``Store.active_model``; ``model_switch`` changes it),
 beside the vectors it made.
 
 ``embeddings-<model>.npz`` files keep the passage vectors a model made, by content hash,
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding import Embedder
-from .errors import TuningError
+from knowledge.errors import TuningError
+from knowledge.search import Embedder
 
 __all__ = ["ModelVersions", "MANIFEST"]
 
@@ -168,7 +168,7 @@ class ModelVersions:
     def model_path(self, version: str) -> Path:
         """Where a version's weights are (to train from)."""
         if self.is_base(version):
-            from .embedding import bundled_model_path
+            from knowledge.search import bundled_model_path
 
             return self.base.model_path or bundled_model_path()
         return self.path(version)

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import JSON, Boolean, Date, DateTime, Integer, LargeBinary, String, Text
 
-from .drafts import ACCEPTED, OPEN, PENDING, PUBLISHED, REJECTED, WITHDRAWN
-from .models import (
+from knowledge.drafts import ACCEPTED, OPEN, PENDING, PUBLISHED, REJECTED, WITHDRAWN
+from knowledge.ops import (
     Chunk,
     Correction,
     DigestSchedule,
@@ -135,7 +135,7 @@ class RecordChecks:
             return "draft repeats a version number"
         if record["version"] not in numbers:
             return f"draft is at version {record['version']}, which it does not hold"
-        corrections = set()
+        corrections: set[int] = set()
         for n, correction in enumerate(record.get("corrections") or [], 1):
             if correction["id"] in self.seen["correction"] | corrections:
                 return f"draft correction {n} repeats id {correction['id']}"
@@ -205,7 +205,7 @@ def _value(kind, value: Any) -> str | None:
     return None
 
 
-def _when(value: Any, parse: type) -> str | None:
+def _when(value: Any, parse: type[date] | type[datetime]) -> str | None:
     if value == "":
         return None
     try:

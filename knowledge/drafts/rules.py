@@ -19,16 +19,26 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .db import Database
-from .draft_text import Passage, find_passage, passages, replace_passage, version_diff
-from .errors import DMLError
-from .models import Correction, Draft, DraftComment, DraftReview, DraftVersion, utcnow
+from knowledge.errors import DMLError
+from knowledge.ops import (
+    Correction,
+    Database,
+    Draft,
+    DraftComment,
+    DraftReview,
+    DraftVersion,
+    changed_rows,
+    utcnow,
+)
+
+from .passages import DraftPassage, draft_passages, find_passage, replace_passage, version_diff
 
 __all__ = [
     "Drafts", "DraftView", "CorrectionView", "DraftRefused", "NewDraft",
     "OPEN", "PUBLISHED", "WITHDRAWN", "PENDING", "ACCEPTED", "REJECTED",
     "check_open", "check_author", "check_reviewer", "check_correction", "check_decision",
-    "check_publish", "auto_publish_due", "validate_new_draft",
+    "check_publish", "auto_publish_due", "validate_new_draft", "Person", "Channel",
+    "IdentityRules", "ANY_ID",
     "MAX_BODY", "MAX_TITLE", "MAX_CORRECTION",
 ]
 
@@ -39,12 +49,52 @@ MAX_BODY = 200_000  # characters: a long article; a 1 MB paste is refused, not t
 MAX_CORRECTION = 3_000  # what one Slack text input holds
 MAX_REASON = 1_000
 MAX_TAGS = 10
-_USER = re.compile(r"^[UW][A-Z0-9]{1,20}$")
-_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{1,20}$")
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone a refusal names, by id; the edge decides how to show them (bot/: a mention)."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A channel a refusal names, by id; the edge decides how to show it."""
+
+    id: str
 
 
 class DraftRefused(DMLError):
-    """A draft action that the rules do not allow, with the reason for the person."""
+    """A draft action that the rules do not allow, with the reason for the person.
+
+    The reason is structured: ``parts`` are text and the ``Person``s and ``Channel``s it
+    names, so the edge can render them its way (``render``); ``str()`` shows plain ids.
+    """
+
+    def __init__(self, *parts: str | Person | Channel):
+        self.parts = parts
+        super().__init__(self.render())
+
+    def render(self, person: Callable[[str], str] = str, channel: Callable[[str], str] = str) -> str:
+        return "".join(part if isinstance(part, str)
+                       else person(part.id) if isinstance(part, Person) else channel(part.id)
+                       for part in self.parts)
+
+
+@dataclass(frozen=True)
+class IdentityRules:
+    """What the ids of people and channels look like where drafts are written, and how a
+    refusal says so. The edge supplies its own (bot/: Slack's); ``ANY_ID`` takes any
+    non-empty id."""
+
+    is_person: Callable[[str], bool] = bool
+    is_channel: Callable[[str], bool] = bool
+    person: str = "a person's id"
+    channel: str = "a channel id"
+
+
+ANY_ID = IdentityRules()
 
 
 # -- snapshots --------------------------------------------------------------------------
@@ -93,8 +143,8 @@ class DraftView:
     published_doc_id: str | None = None
 
     @property
-    def passages(self) -> list[Passage]:
-        return passages(self.body)
+    def passages(self) -> list[DraftPassage]:
+        return draft_passages(self.body)
 
     @classmethod
     def of(cls, row: Draft, body: str) -> DraftView:
@@ -154,7 +204,8 @@ def check_open(draft: DraftView, doing: str) -> None:
 
 def check_author(draft: DraftView, user: str | None, doing: str) -> None:
     if user != draft.author:
-        raise DraftRefused(f"Only the author of {_quoted(draft.title)} (<@{draft.author}>) can {doing}.")
+        raise DraftRefused(f"Only the author of {_quoted(draft.title)} (", Person(draft.author),
+                           f") can {doing}.")
 
 
 def check_reviewer(draft: DraftView, user: str | None, *, channel_member: bool) -> None:
@@ -165,17 +216,18 @@ def check_reviewer(draft: DraftView, user: str | None, *, channel_member: bool) 
         raise DraftRefused("You wrote this draft: change it directly instead of reviewing it.")
     if user in draft.reviewers or (draft.open_to_channel and channel_member):
         return
-    where = (f" or members of <#{draft.review_channel}>"
-             if draft.open_to_channel and draft.review_channel else "")
-    raise DraftRefused(f"Only the reviewers <@{draft.author}> invited{where} can review {_quoted(draft.title)}.")
+    where = ((" or members of ", Channel(draft.review_channel))
+             if draft.open_to_channel and draft.review_channel else ())
+    raise DraftRefused("Only the reviewers ", Person(draft.author), " invited", *where,
+                       f" can review {_quoted(draft.title)}.")
 
 
 def check_correction(draft: DraftView, *, version_body: str, version: int, passage: int,
-                     text: str, source_url: str | None) -> Passage:
+                     text: str, source_url: str | None) -> DraftPassage:
     check_open(draft, "take corrections")
     if not 1 <= version <= draft.version:
         raise DraftRefused(f"{_quoted(draft.title)} has no version {version}.")
-    options = passages(version_body)
+    options = draft_passages(version_body)
     if not 0 <= passage < len(options):
         raise DraftRefused("Pick the passage your correction concerns.")
     if not text.strip():
@@ -219,8 +271,9 @@ def _clean_tags(tags: Sequence[str]) -> list[str]:
     return seen[:MAX_TAGS]
 
 
-def validate_new_draft(new: NewDraft, *, today: date) -> NewDraft:
-    """The submission cleaned, or ``DraftRefused`` naming what to fix."""
+def validate_new_draft(new: NewDraft, *, today: date, ids: IdentityRules = ANY_ID) -> NewDraft:
+    """The submission cleaned, or ``DraftRefused`` naming what to fix; ``ids`` says what
+    the ids of people and channels must look like."""
     title = re.sub(r"\s+", " ", new.title or "").strip()
     body = (new.body or "").replace("\r\n", "\n").strip("\n")
     if not title:
@@ -232,16 +285,16 @@ def validate_new_draft(new: NewDraft, *, today: date) -> NewDraft:
     if len(body) > MAX_BODY:
         raise DraftRefused(f"The draft is too long to review: {len(body):,} characters, the limit "
                            f"is {MAX_BODY:,}. Split it into several drafts.")
-    if not _USER.match(new.author or ""):
-        raise DraftRefused(f"The author must be a Slack user id like U0123ABCD, not {str(new.author)[:40]!r}.")
+    if not ids.is_person(new.author or ""):
+        raise DraftRefused(f"The author must be {ids.person}, not {str(new.author)[:40]!r}.")
     reviewers = []
     for user in new.reviewers:
-        if not _USER.match(user or ""):
-            raise DraftRefused(f"A reviewer must be a Slack user id like U0123ABCD, not {str(user)[:40]!r}.")
+        if not ids.is_person(user or ""):
+            raise DraftRefused(f"A reviewer must be {ids.person}, not {str(user)[:40]!r}.")
         if user != new.author and user not in reviewers:
             reviewers.append(user)
-    if new.review_channel and not _CHANNEL.match(new.review_channel):
-        raise DraftRefused(f"Not a Slack channel id: {new.review_channel[:40]!r}.")
+    if new.review_channel and not ids.is_channel(new.review_channel):
+        raise DraftRefused(f"Not {ids.channel}: {new.review_channel[:40]!r}.")
     if new.open_to_channel and not new.review_channel:
         raise DraftRefused("Pick the channel whose members may review it.")
     if not reviewers and not new.review_channel:
@@ -435,24 +488,24 @@ class Drafts:
                 new_version = draft.version + 1
         now = utcnow()
         with self.database.session() as session, session.begin():
-            claimed = session.execute(
+            claimed = changed_rows(session.execute(
                 update(Correction).where(Correction.id == correction_id, Correction.status == PENDING)
-                .values(status=ACCEPTED, decided_at=now, applied_version=new_version)).rowcount
+                .values(status=ACCEPTED, decided_at=now, applied_version=new_version)))
             if not claimed:
                 session.rollback()
                 return self._refuse_decided(correction_id, user, "accept")
             if new_version is not None:
-                moved = session.execute(
+                moved = changed_rows(session.execute(
                     update(Draft).where(Draft.id == draft.id, Draft.version == draft.version,
                                         Draft.status == OPEN)
-                    .values(version=new_version, updated_at=now)).rowcount
+                    .values(version=new_version, updated_at=now)))
                 if not moved:
                     session.rollback()
                     raise DraftRefused("The draft changed while you were accepting this correction: "
                                        "open it again and retry.")
                 session.add(DraftVersion(draft_id=draft.id, number=new_version, body=body,
                                          created_by=user,
-                                         reason=f"accepted correction {correction_id} from <@{correction.reviewer}>",
+                                         reason=f"accepted correction {correction_id} from {correction.reviewer}",
                                          created_at=now))
         return Decision(self.correction(correction_id), self.get(draft.id), new_version)
 
@@ -466,9 +519,9 @@ class Drafts:
         if len(reason) > MAX_REASON:
             raise DraftRefused(f"The reason can be at most {MAX_REASON:,} characters.")
         with self.database.session() as session, session.begin():
-            claimed = session.execute(
+            claimed = changed_rows(session.execute(
                 update(Correction).where(Correction.id == correction_id, Correction.status == PENDING)
-                .values(status=REJECTED, reason=reason, decided_at=utcnow())).rowcount
+                .values(status=REJECTED, reason=reason, decided_at=utcnow())))
             if not claimed:
                 session.rollback()
                 return self._refuse_decided(correction_id, user, "reject")
@@ -513,9 +566,9 @@ class Drafts:
             raise DraftRefused("Nothing changed: the text is the same as the current version.")
         now = utcnow()
         with self.database.session() as session, session.begin():
-            moved = session.execute(
+            moved = changed_rows(session.execute(
                 update(Draft).where(Draft.id == draft_id, Draft.version == draft.version, Draft.status == OPEN)
-                .values(version=draft.version + 1, updated_at=now)).rowcount
+                .values(version=draft.version + 1, updated_at=now)))
             if not moved:
                 session.rollback()
                 raise DraftRefused("The draft changed while you were editing it: open it again and retry.")
@@ -537,11 +590,11 @@ class Drafts:
                                             approved_version=draft.version, acted_at=now))
                 else:
                     # Compare-and-set: of two clicks racing, one moves it to this version.
-                    moved = session.execute(
+                    moved = changed_rows(session.execute(
                         update(DraftReview).where(
                             DraftReview.draft_id == draft_id, DraftReview.user == user,
                             (DraftReview.approved_version.is_(None)) | (DraftReview.approved_version != draft.version))
-                        .values(approved_version=draft.version, acted_at=now)).rowcount
+                        .values(approved_version=draft.version, acted_at=now)))
                     if not moved:
                         raise already
                 session.flush()
@@ -584,18 +637,18 @@ class Drafts:
     def mark_published(self, draft_id: int, *, version: int, doc_id: str) -> bool:
         """Close the draft as published at ``version``; False if it changed meanwhile."""
         with self.database.session() as session, session.begin():
-            return bool(session.execute(
+            return bool(changed_rows(session.execute(
                 update(Draft).where(Draft.id == draft_id, Draft.status == OPEN, Draft.version == version)
                 .values(status=PUBLISHED, closed_at=utcnow(), published_doc_id=doc_id,
-                        updated_at=utcnow())).rowcount)
+                        updated_at=utcnow()))))
 
     def withdraw(self, draft_id: int, *, user: str) -> DraftView:
         draft = self.get(draft_id)
         check_author(draft, user, "withdraw it")
         check_open(draft, "be withdrawn")
         with self.database.session() as session, session.begin():
-            done = session.execute(update(Draft).where(Draft.id == draft_id, Draft.status == OPEN)
-                                   .values(status=WITHDRAWN, closed_at=utcnow(), updated_at=utcnow())).rowcount
+            done = changed_rows(session.execute(update(Draft).where(Draft.id == draft_id, Draft.status == OPEN)
+                                   .values(status=WITHDRAWN, closed_at=utcnow(), updated_at=utcnow())))
         if not done:
             check_open(self.get(draft_id), "be withdrawn")
         return self.get(draft_id)
@@ -622,10 +675,10 @@ class Drafts:
     def mark_reminded(self, draft_id: int, user: str) -> bool:
         """True once per reviewer and draft (the reminder is sent only by whoever wins)."""
         with self.database.session() as session, session.begin():
-            return bool(session.execute(
+            return bool(changed_rows(session.execute(
                 update(DraftReview).where(DraftReview.draft_id == draft_id, DraftReview.user == user,
                                           DraftReview.reminded_at.is_(None))
-                .values(reminded_at=utcnow())).rowcount)
+                .values(reminded_at=utcnow()))))
 
     def for_digest(self, *, since: datetime, until: datetime) -> tuple[list[DraftView], list[DraftView]]:
         """(open drafts waiting for review, drafts published in the period)."""

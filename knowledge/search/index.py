@@ -22,10 +22,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .errors import StoreError
+from knowledge.errors import StoreError
+
 from .store import Store
 from .text import keyword_terms
 
@@ -73,8 +75,10 @@ class IndexSnapshot:
     generation: str
     chunk_ids: np.ndarray  # int64, position -> chunk id
     doc_keys: np.ndarray  # int64, position -> document row id (groups passages by document)
-    dense: object  # faiss.Index
-    keyword: object | None  # bm25s.BM25, None when there is no text at all
+    # faiss.Index, typed Any: faiss's stubs describe the SWIG signatures (search(n, x, k,
+    # distances, labels)), not the numpy wrappers it installs when imported.
+    dense: Any
+    keyword: Any | None  # bm25s.BM25 (untyped), None when there is no text at all
     dimension: int
     # The embedding model (version) the vectors come from: questions must be embedded by
     # the same one (the retriever asks for it by this name).

@@ -11,15 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import numpy as np
 
 from .embedding import Embedder
-from .index import IndexManager, IndexSnapshot
+from .index import IndexSnapshot
 from .store import Store, visible_in
 from .text import exact_terms, keyword_terms
 
-__all__ = ["Retriever", "Passage", "DocumentHit", "SearchResult", "fuse"]
+__all__ = ["Retriever", "PassageHit", "DocumentHit", "SearchResult", "fuse"]
 
 # Weight of keyword coverage in the answer confidence (tuned on the sample handbook's
 # on- and off-topic questions, tests/data).
@@ -31,8 +32,17 @@ RARE_TERM_SHARE = 0.002
 EXACT_BONUS = 1.0
 
 
+class SnapshotSource(Protocol):
+    """Where the retriever gets the index it searches: the ``IndexManager``, or one fixed
+    snapshot (tuning compares a candidate model's)."""
+
+    def snapshot(self) -> IndexSnapshot: ...
+
+
 @dataclass(frozen=True)
-class Passage:
+class PassageHit:
+    """A passage retrieved for a question, with its scores (a hit's passages are best first)."""
+
     chunk_id: int
     position: int
     heading: str | None
@@ -50,11 +60,11 @@ class DocumentHit:
     kind: str
     updated_at: datetime | None
     score: float
-    passages: list[Passage] = field(default_factory=list)
+    passages: list[PassageHit] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
 
     @property
-    def best(self) -> Passage:
+    def best(self) -> PassageHit:
         return self.passages[0]
 
 
@@ -84,7 +94,7 @@ def fuse(dense: np.ndarray, keyword: np.ndarray, weight: float) -> np.ndarray:
 
 
 class Retriever:
-    def __init__(self, *, store: Store, index: IndexManager, embedder: Embedder,
+    def __init__(self, *, store: Store, index: SnapshotSource, embedder: Embedder,
                  keyword_weight: float = 0.15, dense_candidates: int = 200,
                  keyword_candidates: int = 100,
                  adjuster: Callable[[np.ndarray, str], dict[int, float]] | None = None,
@@ -217,7 +227,7 @@ class Retriever:
                 row = rows.get(int(snapshot.chunk_ids[positions[i]]))
                 if row is None:  # deleted since the snapshot was built
                     continue
-                passages.append(Passage(row.chunk_id, row.position, row.heading, row.text,
+                passages.append(PassageHit(row.chunk_id, row.position, row.heading, row.text,
                                         float(fused[i]), float(dense[i])))
             if not passages:
                 continue

@@ -10,14 +10,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
-from .answer import readable_sentences
-from .db import Database
-from .drafts import Drafts
-from .models import Document, Feed, Feedback, Question
-from .questions import waiting_for_answer
-from .store import Store, visible_in
+from knowledge.drafts import Drafts
+from knowledge.ops import Database, Document, Feed, Feedback, Question
+from knowledge.search import Store, readable_sentences, visible_in, waiting_for_answer
 
 __all__ = ["Digest", "RetrievalChange", "DraftEntry", "NewDocument", "QuestionGroup", "DigestStats", "build_digest",
            "summarise", "group_questions"]
@@ -180,7 +177,7 @@ def build_digest(database: Database, *, since: datetime, until: datetime,
     private channels) and knowledge captured in a private channel appear only in a digest
     for that same channel, never in another one."""
     digest = Digest(since=since, until=until, previous=previous)
-    visible = Question.private.is_(False)
+    visible: ColumnElement[bool] = Question.private.is_(False)
     if channel:
         visible = visible | (Question.channel == channel)
     with database.session() as session:
@@ -205,9 +202,9 @@ def build_digest(database: Database, *, since: datetime, until: datetime,
         asked = questions()
         digest.top_questions = [g for g in group_questions(asked) if not g.abstained]
         digest.unanswered = group_questions(questions(waiting_for_answer()))
-        digest.failing_feeds = list(session.execute(
+        digest.failing_feeds = [(url, error or "") for url, error in session.execute(
             select(Feed.url, Feed.last_error)
-            .where(Feed.last_error.is_not(None), Feed.error_reported.is_(False))).tuples())
+            .where(Feed.last_error.is_not(None), Feed.error_reported.is_(False))).tuples()]
         votes = dict(session.execute(
             select(Feedback.helpful, func.count(Feedback.id))
             .where(Feedback.created_at >= since, Feedback.created_at < until)
@@ -228,7 +225,7 @@ def build_digest(database: Database, *, since: datetime, until: datetime,
 
 def _retrieval_change(store: Store, *, since: datetime, until: datetime) -> RetrievalChange | None:
     """The tune adopted in the period, if any (``dml tune`` or the weekly job)."""
-    from .tuning import last_tune
+    from knowledge.tuning import last_tune
 
     last = last_tune(store)
     if not last or not last.get("adopted") or last.get("before") is None:

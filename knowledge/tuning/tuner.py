@@ -2,10 +2,10 @@
 
 ``Tuner.tune`` runs the whole of ``dml tune``:
 
-1. **Pairs**: from a JSONL file and/or what the team did in Slack (``knowledge.pairs``);
+1. **Pairs**: from a JSONL file and/or what the team did in Slack (``pairs``);
    bad pairs are reported and skipped; too few is a ``TooFewPairsError``.
 2. **Split**: held-out questions are fixed by a hash of the question and never trained on.
-3. **Train** (``knowledge.training``) into a temporary folder, from the configured model
+3. **Train** (``training``) into a temporary folder, from the configured model
    (default) or the live version, against every passage's stored vector: the question
    side only (default), or both sides.
 4. **Check**: (both sides: re-embed every passage with the candidate,) build its index in
@@ -37,15 +37,24 @@ from pathlib import Path
 
 import numpy as np
 
+from knowledge.errors import TooFewPairsError, TuningError
+from knowledge.ops import claim_meta_key, meta_value, set_meta_value
+from knowledge.search import (
+    Embedder,
+    EvalQuestion,
+    IndexSnapshot,
+    Passage,
+    Retriever,
+    embedding_text,
+    evaluate,
+    keyword_text,
+    normalise_whitespace,
+    sha256,
+)
+
 from .calibration import OFF_TOPIC, abstained_share, matching_offset
-from .embedding import Embedder
-from .errors import TooFewPairsError, TuningError
-from .evaluation import EvalQuestion, evaluate
-from .index import IndexSnapshot
+from .model_switch import record_active_model, switch_model
 from .pairs import Pair, PairSet, RawPair, read_pairs_file, resolve_pairs, split_pairs, team_pairs
-from .retrieval import Retriever
-from .store import PassageText, keyword_text
-from .text import embedding_text, normalise_whitespace, sha256
 from .training import TOWERS, Recipe, Target, TrainStats, train_on_corpus
 
 __all__ = ["Tuner", "TuneResult", "Trained", "Comparison", "SwitchResult", "MIN_TRAIN_PAIRS",
@@ -157,7 +166,7 @@ class Trained:
     their embedding texts and vectors by it, its index built in memory, and the cost."""
 
     embedder: Embedder
-    passages: list[PassageText]
+    passages: list[Passage]
     texts: dict[int, str]
     vectors: np.ndarray
     snapshot: IndexSnapshot
@@ -176,7 +185,7 @@ class _FixedIndex:
         return self._snapshot
 
 
-def query_targets(pairs: Sequence[Pair], passages: Sequence[PassageText], texts: dict[int, str],
+def query_targets(pairs: Sequence[Pair], passages: Sequence[Passage], texts: dict[int, str],
                   vectors: np.ndarray, embedder: Embedder
                   ) -> tuple[list[Target], np.ndarray, list[str]]:
     """Each pair's answer as rows of the passage matrix; the matrix and each row's text.
@@ -272,7 +281,7 @@ class Tuner:
         start_model = kb.model_versions.base.name if start == "base" else live_model
         if not dry_run:
             # From now on every write checks against the recorded model (see Store.upsert).
-            kb.store.record_active_model(live_model)
+            record_active_model(kb.store, live_model)
         version = kb.model_versions.new_name()
         workdir = kb.model_versions.workdir()
         trained = self.train(train_pairs, recipe, start_model=start_model, live_model=live_model,
@@ -329,12 +338,12 @@ class Tuner:
         self.on_stage("done")
         return result
 
-    def _passages(self) -> tuple[list[PassageText], dict[int, str]]:
+    def _passages(self) -> tuple[list[Passage], dict[int, str]]:
         """Every passage, and the text each is embedded from (title and heading included)."""
         passages = list(self.kb.store.iter_passages())
         return passages, {p.chunk_id: embedding_text(p.title, p.heading, p.text) for p in passages}
 
-    def _assemble(self, passages: Sequence[PassageText], vectors: np.ndarray,
+    def _assemble(self, passages: Sequence[Passage], vectors: np.ndarray,
                   model: str) -> IndexSnapshot:
         """The index of ``passages`` with ``vectors`` by ``model``, in memory (not written)."""
         return self.kb.index.assemble(
@@ -440,7 +449,7 @@ class Tuner:
         if not kb.model_versions.exists(version):
             raise TuningError(f"no model version {version} in {kb.model_versions.directory}")
         embedder = kb.model_versions.embedder(version)
-        kb.store.record_active_model(live)
+        record_active_model(kb.store, live)
         passages, texts = self._passages()
         vectors, embedded, _, _ = self._passage_vectors(embedder, passages, texts, live)
         prepared = self._assemble(passages, vectors, version)
@@ -467,7 +476,7 @@ class Tuner:
                                       rolled_back_at=datetime.now(UTC).isoformat())
         return result
 
-    def _switch(self, version: str, embedder: Embedder, passages: list[PassageText],
+    def _switch(self, version: str, embedder: Embedder, passages: list[Passage],
                 texts: dict[int, str], vectors: np.ndarray, prepared: IndexSnapshot, *,
                 previous: str, keep_previous: bool = False,
                 reason: str = "better on held-out pairs"):
@@ -490,8 +499,8 @@ class Tuner:
                                     embedder.embed_queries([text for _, text in asked]) if asked else [],
                                     strict=True))
         name = kb.index.write(prepared)  # beside the live snapshot; not current yet
-        switched = kb.store.switch_model(
-            version, dict(zip([p.chunk_id for p in passages], vectors, strict=True)),
+        switched = switch_model(
+            kb.database, version, dict(zip([p.chunk_id for p in passages], vectors, strict=True)),
             question_vectors=question_vectors, embed=embedder.embed,
             embed_queries=embedder.embed_queries,
             generation=prepared.generation)
@@ -512,7 +521,7 @@ class Tuner:
                  previous, version, switched.chunks, switched.questions)
         return switched
 
-    def _passage_vectors(self, embedder: Embedder, passages: Sequence[PassageText],
+    def _passage_vectors(self, embedder: Embedder, passages: Sequence[Passage],
                          texts: dict[int, str], live_model: str
                          ) -> tuple[np.ndarray, int, float, float]:
         """Every passage's vector by ``embedder`` (its passage model): the stored vectors when
@@ -537,7 +546,7 @@ class Tuner:
         spent = (time.perf_counter() - started, cpu_seconds() - cpu_before) if missing else (0.0, 0.0)
         return vectors, len(missing), *spent
 
-    def _embed_passages(self, embedder: Embedder, passages: Sequence[PassageText],
+    def _embed_passages(self, embedder: Embedder, passages: Sequence[Passage],
                         texts: dict[int, str]) -> np.ndarray:
         from tqdm import tqdm
 
@@ -567,7 +576,7 @@ class Tuner:
                   "mrr_after": comparison.candidate["mrr@10"] if comparison else None,
                   # What the scheduler compares with to decide whether enough is new.
                   "team_pairs": self.team_pair_count()}
-        self.kb.store.set_meta_value(LAST_TUNE, json.dumps(record))
+        set_meta_value(self.kb.database, LAST_TUNE, json.dumps(record))
 
     def last_result(self) -> dict | None:
         return last_tune(self.kb.store)
@@ -582,7 +591,7 @@ class Tuner:
             log.info("tune: %d new team pairs since the last tune, waiting for %d", new, min_new_pairs)
             return False
         week = (now or datetime.now(UTC)).strftime("%G-W%V")
-        if not self.kb.store.claim_meta_key(f"tune-run:{week}", datetime.now(UTC).isoformat()):
+        if not claim_meta_key(self.kb.database, f"tune-run:{week}", datetime.now(UTC).isoformat()):
             log.info("tune: this week's tune already ran or runs elsewhere")
             return False
         return True
@@ -590,7 +599,7 @@ class Tuner:
 
 def last_tune(store) -> dict | None:
     """The last tune's outcome (``Tuner._remember``), or None."""
-    raw = store.meta_value(LAST_TUNE)
+    raw = meta_value(store.database, LAST_TUNE)
     try:
         return json.loads(raw) if raw else None
     except ValueError:

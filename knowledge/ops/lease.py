@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .db import Database
+from .database import Database, changed_rows
 from .models import Meta
 
 __all__ = ["Lease", "LeaderElection"]
@@ -138,9 +138,9 @@ class Lease:
 
     def _swap(self, old: str, new: str) -> bool:
         with self.database.session() as session, session.begin():
-            changed = session.execute(
+            changed = changed_rows(session.execute(
                 update(Meta).where(Meta.key == self.key, Meta.value == old).values(value=new)
-            ).rowcount
+            ))
         return changed == 1
 
 

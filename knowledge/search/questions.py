@@ -9,9 +9,9 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .answer import Answer
-from .db import Database, retried
-from .models import Feedback, Meta, ProcessedEvent, Question, utcnow
+from knowledge.ops import Database, Feedback, Meta, ProcessedEvent, Question, retried, utcnow
+
+from .answers import Answer
 from .store import ACTIVE_MODEL
 
 __all__ = ["QuestionLog", "AskedQuestion", "waiting_for_answer"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from knowledge.errors import ConfigError
 
 __all__ = ["Embedder", "bundled_model_path", "DEFAULT_MODEL_NAME"]
 

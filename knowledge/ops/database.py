@@ -9,19 +9,19 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .errors import StoreError
-from .settings import Settings
+from knowledge.errors import StoreError
+from knowledge.settings import Settings
 
 __all__ = ["Database", "is_transient", "retried"]
 
 log = logging.getLogger(__name__)
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 T = TypeVar("T")
 
 
@@ -50,6 +50,16 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+
+def changed_rows(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE run through ``Session.execute`` changed.
+
+    Such a statement returns a ``CursorResult``; ``Session.execute`` is typed as returning
+    a plain ``Result``, which has no ``rowcount``.
+    """
+    return cast(CursorResult[Any], result).rowcount
 
 
 class Database:

@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .db import Database
-from .digest import DigestStats
-from .errors import DMLError
-from .models import DigestRun, DigestSchedule, Feed, utcnow
+from knowledge.errors import DMLError
+from knowledge.ops import Database, DigestRun, DigestSchedule, Feed, changed_rows, utcnow
+
+from .build import DigestStats
 
 __all__ = ["Schedule", "Schedules", "DigestRuns", "Feeds", "parse_schedule", "WEEKDAYS"]
 
@@ -93,7 +93,7 @@ class Schedules:
 
     def remove(self, channel: str) -> bool:
         with self.database.session() as session, session.begin():
-            return session.execute(delete(DigestSchedule).where(DigestSchedule.channel == channel)).rowcount > 0
+            return changed_rows(session.execute(delete(DigestSchedule).where(DigestSchedule.channel == channel))) > 0
 
     def get(self, channel: str) -> Schedule | None:
         with self.database.session() as session:
@@ -128,10 +128,10 @@ class DigestRuns:
             pass
         # Taken. Only a claim whose holder died before posting (lease expired) is retaken.
         with self.database.session() as session, session.begin():
-            retaken = session.execute(
+            retaken = changed_rows(session.execute(
                 update(DigestRun).where(DigestRun.key == key, DigestRun.status == "claimed",
                                         DigestRun.claimed_at < now - CLAIM_LEASE)
-                .values(claimed_at=now)).rowcount
+                .values(claimed_at=now)))
             if retaken:
                 return session.scalar(select(DigestRun.id).where(DigestRun.key == key))
         return None
@@ -171,7 +171,7 @@ class Feeds:
 
     def remove(self, url: str) -> bool:
         with self.database.session() as session, session.begin():
-            return session.execute(delete(Feed).where(Feed.url == url)).rowcount > 0
+            return changed_rows(session.execute(delete(Feed).where(Feed.url == url))) > 0
 
     def urls(self) -> list[str]:
         with self.database.session() as session:

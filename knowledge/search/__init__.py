@@ -1,0 +1,41 @@
+"""Search: the store of documents and passages, the embedder, the index, hybrid
+retrieval, the answer writers, the question log, feedback and retrieval evaluation.
+
+This is the package's public entry point: code outside it imports only these names.
+"""
+
+from .answers import Answer, Citation, ExtractiveWriter, LLMWriter, Quote, readable_sentences
+from .embedding import Embedder, bundled_model_path
+from .evaluation import METRIC_KEYS, EvalQuestion, evaluate, load_questions
+from .feedback import REASONS, FeedbackStore
+from .index import IndexManager, IndexSnapshot
+from .questions import QuestionLog, waiting_for_answer
+from .retrieval import Retriever, SearchResult
+from .sentences import SentenceVectors
+from .store import (
+    ACTIVE_MODEL,
+    GENERATION,
+    PRIVATE_CHANNEL,
+    ChunkRecord,
+    DocumentRecord,
+    Passage,
+    Store,
+    visible_in,
+)
+from .text import (
+    embedding_text,
+    keyword_terms,
+    keyword_text,
+    normalise_whitespace,
+    sentence_spans,
+    sha256,
+    split_blocks,
+)
+
+__all__ = ["Answer", "ChunkRecord", "Citation", "DocumentRecord", "Embedder", "EvalQuestion",
+    "ExtractiveWriter", "FeedbackStore", "IndexManager", "IndexSnapshot", "LLMWriter",
+    "METRIC_KEYS", "PRIVATE_CHANNEL", "Passage", "ACTIVE_MODEL", "GENERATION", "QuestionLog", "Quote", "REASONS",
+    "Retriever", "SearchResult", "SentenceVectors", "Store", "bundled_model_path",
+    "embedding_text", "evaluate", "keyword_terms", "keyword_text", "load_questions",
+    "normalise_whitespace", "sentence_spans", "readable_sentences", "sha256", "split_blocks", "visible_in",
+    "waiting_for_answer"]
