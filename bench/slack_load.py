@@ -29,10 +29,12 @@ sys.path.insert(0, str(REPO))  # tests/slack_stub.py: the Slack API stand-in and
 
 from bot.app import build_app, build_client  # noqa: E402
 from bot.server import HTTPServer  # noqa: E402
-from bot.settings import SlackSettings  # noqa: E402
 from ingest import Ingestor  # noqa: E402
 from knowledge.kb import KnowledgeBase  # noqa: E402
-from knowledge.settings import Settings  # noqa: E402
+from knowledge.settings import (
+    Settings,  # noqa: E402
+    SlackSettings,  # noqa: E402
+)
 from tests.slack_stub import SlackAPIStub, app_mention, event_callback, signed_post  # noqa: E402
 
 SECRET = "bench-signing-secret"

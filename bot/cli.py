@@ -15,13 +15,21 @@ from pathlib import Path
 import click
 
 from knowledge.errors import DMLError
-from knowledge.settings import Settings
+from knowledge.settings import RootSettings, Settings, SlackSettings
 
 log = logging.getLogger("dml")
 
 
+def _root(ctx: click.Context) -> RootSettings:
+    return ctx.find_root().obj["root"]
+
+
 def _settings(ctx: click.Context) -> Settings:
-    return ctx.obj["settings"]
+    return _root(ctx).knowledge
+
+
+def _slack(ctx: click.Context) -> SlackSettings:
+    return _root(ctx).slack
 
 
 def _kb(ctx: click.Context):
@@ -41,12 +49,12 @@ class DMLGroup(click.Group):
             raise click.ClickException(str(exc)) from exc
 
 
-def _echo_skipped(problems: list[str]) -> None:
+def _echo_skipped(ctx: click.Context, problems: list[str]) -> None:
     """What was skipped, on standard error, with secrets (a URL's password) redacted as in
     the log."""
-    from bot.logs import Redactor, secrets_from_env
+    from bot.logs import Redactor
 
-    redact = Redactor(secrets_from_env(os.environ))
+    redact = Redactor(_root(ctx).secrets())
     for problem in problems:
         click.echo(f"skipped: {redact(problem)}", err=True)
 
@@ -58,24 +66,22 @@ def _echo_skipped(problems: list[str]) -> None:
 @click.pass_context
 def main(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
     """DML, the team's designated machine learner: answers with cited sources."""
-    from bot.logs import LOG_FORMATS, configure_logging, secrets_from_env
+    from bot.logs import configure_logging
 
-    log_format = (os.environ.get("DML_LOG_FORMAT") or "text").strip().lower()
-    if log_format not in LOG_FORMATS:
-        raise click.ClickException(f"DML_LOG_FORMAT must be text or json, got {log_format!r}")
+    # The environment, read once: a bad value stops here, named, before anything runs.
+    try:
+        root = RootSettings.from_env(**({"data_dir": data_dir} if data_dir else {}))
+    except DMLError as exc:
+        raise click.ClickException(str(exc)) from exc
     # Secrets are known before anything can log them; every record is redacted.
-    configure_logging(verbose=verbose, log_format=log_format, secrets=secrets_from_env(os.environ))
-    if log_format == "json":
+    configure_logging(verbose=verbose, log_format=root.log_format, secrets=root.secrets())
+    if root.log_format == "json":
         # Every line on standard error is a JSON record: no model-loading progress bars.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     for noisy in ("bm25s", "httpx", "sentence_transformers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        settings = Settings.from_env(**({"data_dir": data_dir} if data_dir else {}))
-    except DMLError as exc:
-        raise click.ClickException(str(exc)) from exc
     ctx.ensure_object(dict)
-    ctx.obj["settings"] = settings
+    ctx.obj["root"] = root
 
 
 @main.command()
@@ -98,7 +104,7 @@ def ingest(ctx, targets, prune, kind, added_by, progress, follow_links):
     ingestor = Ingestor(kb=_kb(ctx), progress=progress)
     report = ingestor.run(targets, prune=prune, kind=kind, added_by=added_by,
                           follow_links=follow_links)
-    _echo_skipped(report.errors)
+    _echo_skipped(ctx, report.errors)
     click.echo(report.summary())
     if report.errors and not (report.added or report.updated or report.unchanged):
         sys.exit(1)
@@ -134,7 +140,7 @@ def eval_(ctx, questions, as_json, keyword_weight, progress):
     from knowledge.evaluation import METRIC_KEYS, evaluate, load_questions
 
     items, problems = load_questions(questions)
-    _echo_skipped(problems)
+    _echo_skipped(ctx, problems)
     if not items:
         raise click.ClickException(f"{questions}: no usable questions")
     kb = _kb(ctx)
@@ -246,9 +252,7 @@ def _scheduler(kb, client):
 def _serve(ctx, *, http_mode: bool, host: str, port: int, with_scheduler: bool = True) -> None:
     from bot.app import build_app, build_client
     from bot.server import serve_http, serve_socket_mode
-    from bot.settings import SlackSettings
-
-    slack = SlackSettings.from_env()
+    slack = _slack(ctx)
     socket_mode = bool(slack.app_token) and not http_mode
     slack.validate_for_serving(socket_mode=socket_mode)
     kb = _kb(ctx)
@@ -262,7 +266,7 @@ def _serve(ctx, *, http_mode: bool, host: str, port: int, with_scheduler: bool =
     try:
         if socket_mode:
             click.echo("DML is connecting to Slack (Socket Mode)…", err=True)
-            serve_socket_mode(app, slack.app_token, kb, host=host, port=port)
+            serve_socket_mode(app, slack.app_token_value, kb, host=host, port=port)
         else:
             serve_http(app, kb, host=host, port=port)
     except KeyboardInterrupt:
@@ -288,9 +292,8 @@ def scheduler_command(ctx, host, port):
 
     from bot.app import build_client
     from bot.server import HTTPServer
-    from bot.settings import SlackSettings
 
-    slack = SlackSettings.from_env()
+    slack = _slack(ctx)
     if not slack.bot_token:
         raise click.ClickException("SLACK_BOT_TOKEN is not set (digests are posted with it)")
     kb = _kb(ctx)
@@ -337,9 +340,8 @@ def digest(ctx, since, channel):
         click.echo(blocks_to_text(text, blocks))
         return
     from bot.app import build_client
-    from bot.settings import SlackSettings
 
-    slack = SlackSettings.from_env()
+    slack = _slack(ctx)
     if not slack.bot_token:
         raise click.ClickException("--post needs SLACK_BOT_TOKEN")
     client = build_client(slack)
@@ -358,8 +360,8 @@ def run(ctx, sample):
     from bot.console import run_console
 
     kb = _kb(ctx)
-    if os.environ.get("SLACK_BOT_TOKEN"):
-        _serve(ctx, http_mode=False, host="0.0.0.0", port=int(os.environ.get("PORT") or 3000))
+    if _slack(ctx).bot_token:
+        _serve(ctx, http_mode=False, host="0.0.0.0", port=_root(ctx).port)
         return
     if sample:
         _load_sample(kb)

@@ -39,7 +39,6 @@ def submit(ctx, file, author, reviewers, channel, open_to_channel, title, tags, 
     from bot.app import build_client
     from bot.drafts import DraftFlows
     from bot.handlers import DMLBot
-    from bot.settings import SlackSettings
     from ingest import decode_text
     from knowledge.drafts import NewDraft, validate_new_draft
 
@@ -56,7 +55,7 @@ def submit(ctx, file, author, reviewers, channel, open_to_channel, title, tags, 
                    due=due.date() if due else None)
     kb = _kb(ctx)
     new = validate_new_draft(new, today=date.today())  # refuse before needing Slack
-    slack = SlackSettings.from_env()
+    slack = ctx.find_root().obj["root"].slack
     if not slack.bot_token:
         raise click.ClickException("circulating a draft needs Slack: set SLACK_BOT_TOKEN")
     client = build_client(slack)

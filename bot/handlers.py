@@ -17,10 +17,10 @@ from slack_sdk.errors import SlackApiError
 
 from knowledge.errors import DMLError
 from knowledge.kb import KnowledgeBase
+from knowledge.settings import SlackSettings
 from knowledge.store import PRIVATE_CHANNEL
 
 from . import blocks as ui
-from .settings import SlackSettings
 
 __all__ = ["DMLBot", "APOLOGY", "WORKING_REACTION"]
 

@@ -18,19 +18,14 @@ import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from urllib.parse import unquote, urlsplit
 
 __all__ = ["slack_event_id", "request_id", "ContextThreadPool", "Redactor", "RedactSecrets",
-           "JSONFormatter", "TextFormatter", "log_handler", "configure_logging",
-           "secrets_from_env", "LOG_FORMATS"]
+           "JSONFormatter", "TextFormatter", "log_handler", "configure_logging"]
 
-LOG_FORMATS = ("text", "json")
 REDACTED = "[redacted]"
 # The Slack event (or command/action trigger) being handled on this thread, if any.
 slack_event_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("slack_event_id",
                                                                            default=None)
-_SECRET_VARIABLES = ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET",
-                     "DML_LLM_API_KEY")
 _PATTERNS = (
     # Slack tokens: bot, user, app-level, refresh/rotating (xoxe.xoxp-…, xoxe-…).
     (re.compile(r"\bxox[a-z](?:\.xox[a-z])?-[A-Za-z0-9-]+"), REDACTED),
@@ -65,20 +60,6 @@ class ContextThreadPool(ThreadPoolExecutor):
 
 
 # -- secrets ------------------------------------------------------------------------------
-def secrets_from_env(env: Mapping[str, str]) -> list[str]:
-    """The secret values the environment holds (the database URL's password included)."""
-    found = [env.get(name) or "" for name in _SECRET_VARIABLES]
-    for name in ("DATABASE_URL",):
-        url = env.get(name) or ""
-        try:
-            password = urlsplit(url).password if "://" in url else None
-        except ValueError:
-            password = None
-        if password:
-            found += [password, unquote(password)]
-    return [value for value in found if value]
-
-
 class Redactor:
     """Replaces known secret values and anything shaped like a token or URL password."""
 

@@ -28,11 +28,10 @@ import bot.scheduler
 from bot.app import build_client
 from bot.blocks import MAX_BLOCKS, MAX_SECTION
 from bot.scheduler import DMLScheduler, scheduler_config
-from bot.settings import SlackSettings
 from ingest import Ingestor
 from knowledge.kb import KnowledgeBase
 from knowledge.schedules import DigestRuns, Feeds, Schedule, Schedules
-from knowledge.settings import Settings
+from knowledge.settings import Settings, SlackSettings
 
 GRACE = timedelta(hours=6)  # the product's default grace period
 BERLIN = ZoneInfo("Europe/Berlin")

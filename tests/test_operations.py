@@ -22,12 +22,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import build_app, build_client
-from bot.logs import Redactor, log_handler, secrets_from_env
+from bot.logs import Redactor, log_handler
 from bot.server import HTTPServer
-from bot.settings import SlackSettings
 from knowledge.db import Database
 from knowledge.kb import KnowledgeBase
-from knowledge.settings import Settings
+from knowledge.settings import RootSettings, Settings, SlackSettings
 
 from .conftest import EXPERT, SIGNING_SECRET, BotHarness
 from .slack_stub import app_mention, block_actions, event_callback, signed_post, slash_command
@@ -286,8 +285,8 @@ def test_secrets_are_redacted_from_messages_and_exceptions():
     assert redact("http://host:8080/path@v1 and Bearer abc.def") == \
         "http://host:8080/path@v1 and Bearer [redacted]"
     assert redact("key=sk-live-key secret=s3cr3t-signing") == "key=[redacted] secret=[redacted]"
-    assert secrets_from_env({"DATABASE_URL": "postgresql://u:p%40ss@h/db", "DML_LLM_API_KEY": "k1",
-                             "SLACK_SIGNING_SECRET": ""}) == ["k1", "p%40ss", "p@ss"]
+    assert RootSettings.from_env({"DATABASE_URL": "postgresql://u:p%40ss@h/db", "DML_LLM_API_KEY": "k1",
+                                  "SLACK_SIGNING_SECRET": ""}).secrets() == ["k1", "p%40ss", "p@ss"]
     with json_logs(secrets=["sk-live-key"]) as lines:
         try:
             raise ValueError("auth failed with sk-live-key")

@@ -17,11 +17,11 @@ from sqlalchemy import update
 import bot.scheduler
 from bot.app import build_client
 from bot.scheduler import DMLScheduler, JobScheduler, run_digest_job, scheduler_config
-from bot.settings import SlackSettings
 from knowledge.kb import KnowledgeBase
 from knowledge.lease import Lease
 from knowledge.models import Meta
 from knowledge.schedules import Schedule, Schedules
+from knowledge.settings import SlackSettings
 
 TTL = 1.2
 
