@@ -25,12 +25,11 @@ from knowledge.metrics import Metrics
 from knowledge.settings import SlackSettings
 
 from . import blocks as ui
-from .digest_commands import DigestCommands
+from .digest_commands import DigestCommands, Schedules
 from .draft_listeners import register_drafts
 from .drafts import DraftFlows
 from .handlers import APOLOGY, DMLBot, clean_question
-from .logs import ContextThreadPool, request_id, slack_event_id
-from .scheduler import DMLScheduler
+from .request_context import ContextThreadPool, request_id, slack_event_id
 from .slack_retry import ServerErrorBackoff
 from .verification import is_response_url
 
@@ -103,7 +102,7 @@ def build_client(settings: SlackSettings, *, metrics: Metrics | None = None) -> 
 
 def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient | None = None,
               process_before_response: bool = False, verify_requests: bool = True,
-              scheduler: DMLScheduler | None = None) -> App:
+              scheduler: Schedules | None = None) -> App:
     """The Bolt app. ``scheduler``: told when /ml-digest changes a channel's schedule."""
     client = client or build_client(settings)
     app = App(

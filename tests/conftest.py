@@ -262,8 +262,8 @@ def bot(handbook_settings, embedder, slack_api):
     """The bot on the sample handbook (SQLite and PostgreSQL), experts UEXPERT, curators
     UCURATOR + experts."""
     from bot.app import build_app, build_client
-    from bot.server import HTTPServer
     from knowledge.settings import SlackSettings
+    from shell.server import HTTPServer
 
     settings = handbook_settings.replace(allow_private_urls=True, fetch_timeout=5.0)
     knowledge = KnowledgeBase(settings=settings, embedder=embedder)

@@ -1,6 +1,6 @@
-"""The shape of the code: imports go one way (``ingest → knowledge ← bot``), the bot uses
-``ingest`` only through its public entry point, and library code never reads the
-environment (settings are read once, at the edge)."""
+"""The shape of the code: imports go one way (``ingest → knowledge ← bot ← shell``, and
+``shell`` may use all three), the bot and the shell use ``ingest`` only through its public
+entry point, and only the settings module reads the environment (once, at start-up)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from .conftest import REPO
 
 ENV_ALLOWED = {"knowledge/settings.py"}  # RootSettings.from_env: the one place that reads it
 # os.environ.setdefault only: HF offline mode, and no progress bars under JSON logs.
-ENV_WRITES_ALLOWED = {"knowledge/embedding.py", "bot/cli.py"}
+ENV_WRITES_ALLOWED = {"knowledge/embedding.py", "shell/cli/root.py"}
+PACKAGES = ("knowledge", "ingest", "bot", "shell")
 
 
 def python_files(package: str) -> list[Path]:
@@ -65,6 +66,13 @@ def deep_ingest_imports(path: Path) -> list[str]:
     return problems
 
 
+def cli_cycles(path: Path) -> list[str]:
+    commands = {f"shell.cli.{p.stem}" for p in (REPO / "shell" / "cli").glob("*.py")}
+    allowed = {"shell.cli.root"}
+    return [f"{rel(path)}:{line} imports {module}" for line, module, _ in imported_modules(path)
+            if module == "shell.cli" or module in commands - allowed]
+
+
 def environment_reads(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     problems = []
@@ -88,17 +96,22 @@ def environment_reads(path: Path) -> list[str]:
 
 # -- the rules ------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", python_files("knowledge"), ids=rel)
-def test_knowledge_imports_neither_bot_nor_ingest(path):
-    assert forbidden_imports(path, {"bot", "ingest"}) == []
+def test_knowledge_imports_neither_bot_nor_ingest_nor_shell(path):
+    assert forbidden_imports(path, {"bot", "ingest", "shell"}) == []
 
 
 @pytest.mark.parametrize("path", python_files("knowledge") + python_files("ingest"), ids=rel)
 def test_library_code_knows_nothing_of_slack_or_the_bot(path):
-    assert forbidden_imports(path, {"bot", "slack_bolt", "slack_sdk"}) == []
+    assert forbidden_imports(path, {"bot", "shell", "slack_bolt", "slack_sdk"}) == []
 
 
 @pytest.mark.parametrize("path", python_files("bot"), ids=rel)
-def test_bot_uses_ingest_only_through_its_public_entry_point(path):
+def test_the_slack_adapter_never_imports_the_shell(path):
+    assert forbidden_imports(path, {"shell"}) == []
+
+
+@pytest.mark.parametrize("path", python_files("bot") + python_files("shell"), ids=rel)
+def test_bot_and_shell_use_ingest_only_through_its_public_entry_point(path):
     import ingest
 
     assert deep_ingest_imports(path) == []
@@ -108,9 +121,15 @@ def test_bot_uses_ingest_only_through_its_public_entry_point(path):
             assert unknown == [], f"{rel(path)}:{line} imports {unknown}, not in ingest.__all__"
 
 
-@pytest.mark.parametrize("path", [p for package in ("knowledge", "ingest", "bot")
-                                  for p in python_files(package) if rel(p) not in ENV_ALLOWED],
-                         ids=rel)
+@pytest.mark.parametrize("path", [p for p in python_files("shell/cli")
+                                  if p.name not in {"__init__.py", "__main__.py"}], ids=rel)
+def test_cli_command_modules_import_the_root_group_not_the_package_or_each_other(path):
+    # Subcommands are registered in shell/cli/__init__.py alone: no import cycles.
+    assert cli_cycles(path) == []
+
+
+@pytest.mark.parametrize("path", [p for package in PACKAGES for p in python_files(package)
+                                  if rel(p) not in ENV_ALLOWED], ids=rel)
 def test_only_the_settings_module_reads_the_environment(path):
     assert environment_reads(path) == []
 
@@ -139,20 +158,39 @@ def fake_repo_file(tmp_path, monkeypatch):
 
 
 def test_checks_catch_violations(fake_repo_file):
-    bad = fake_repo_file("knowledge/bad.py", "def f():\n    from bot.cli import main\n"
-                                             "import ingest.web\nfrom ..ingest import x\n")
-    assert len(forbidden_imports(bad, {"bot", "ingest"})) == 3
+    bad = fake_repo_file("knowledge/bad.py", "def f():\n    from bot.app import build_app\n"
+                                             "import ingest.web\nfrom ..ingest import x\n"
+                                             "from shell.cli import main\n")
+    assert len(forbidden_imports(bad, {"bot", "ingest", "shell"})) == 4
+
+    upward = fake_repo_file("bot/upward.py", "from shell.server import HTTPServer\n"
+                                             "def f():\n    from ..shell import scheduler\n"
+                                             "from knowledge.kb import KnowledgeBase\n")
+    assert forbidden_imports(upward, {"shell"}) == ["bot/upward.py:1 imports shell.server",
+                                                    "bot/upward.py:3 imports shell"]
 
     deep = fake_repo_file("bot/deep.py", "from ingest.web import Fetcher\nimport ingest.pipeline\n"
                                          "from ingest import Ingestor\nfrom . import ingest\n")
     assert len(deep_ingest_imports(deep)) == 2
 
+    fake_repo_file("shell/cli/root.py", "")
+    fake_repo_file("shell/cli/serving.py", "")
+    cycle = fake_repo_file("shell/cli/tune.py", "from .root import knowledge_base\n"
+                                                "from . import serving\nfrom shell.cli import main\n"
+                                                "def f():\n    from .serving import run\n")
+    assert cli_cycles(cycle) == ["shell/cli/tune.py:2 imports shell.cli",
+                                 "shell/cli/tune.py:3 imports shell.cli",
+                                 "shell/cli/tune.py:5 imports shell.cli.serving"]
+
     env = fake_repo_file("ingest/env.py", "import os\nfrom os import environ\n"
                                           "a = os.environ['X']\nb = os.getenv('Y')\n"
                                           "c = os.environ.get('Z')\n")
     assert len(environment_reads(env)) == 4
-    bot_env = fake_repo_file("bot/cli.py", "import os\nport = int(os.environ.get('PORT'))\n")
-    assert environment_reads(bot_env) == ["bot/cli.py:2 uses os.environ"]
+    bot_env = fake_repo_file("bot/app.py", "import os\ntoken = os.getenv('SLACK_BOT_TOKEN')\n")
+    assert environment_reads(bot_env) == ["bot/app.py:2 uses os.getenv"]
+    shell_env = fake_repo_file("shell/cli/root.py", "import os\nos.environ.setdefault('A', '1')\n"
+                                                    "port = int(os.environ.get('PORT'))\n")
+    assert environment_reads(shell_env) == ["shell/cli/root.py:3 uses os.environ"]
 
     writes = fake_repo_file("knowledge/embedding.py",
                             "import os\nos.environ.setdefault('HF_HUB_OFFLINE', '1')\n"

@@ -15,7 +15,6 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, inspect, select
 
-from bot.cli import main
 from ingest import Ingestor, Section, SourceDocument
 from knowledge.backup import (
     FORMAT,
@@ -46,6 +45,7 @@ from knowledge.schedules import Feeds, Schedules, parse_schedule
 from knowledge.settings import Settings
 from knowledge.store import ChunkRecord, DocumentRecord
 from knowledge.text import embedding_text, sha256
+from shell.cli import main
 
 TABLES = (Document, Chunk, Question, Feedback, Draft, DraftVersion, Correction, DraftReview,
           DraftComment, DigestSchedule, Feed)

@@ -10,8 +10,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import main
 from knowledge.answer import ABSTAIN_TEXT
+from shell.cli import main
 
 from .conftest import DATA, REPO
 

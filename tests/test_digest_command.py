@@ -9,11 +9,11 @@ import pytest
 
 from bot.app import build_app, build_client
 from bot.digests import DigestService
-from bot.scheduler import DMLScheduler
-from bot.server import HTTPServer
 from knowledge.kb import KnowledgeBase
 from knowledge.schedules import Feeds, Schedules
 from knowledge.settings import SlackSettings
+from shell.scheduler import DMLScheduler
+from shell.server import HTTPServer
 
 from .conftest import CURATOR, EXPERT, SIGNING_SECRET, BotHarness
 from .slack_stub import block_actions, slash_command

@@ -24,14 +24,14 @@ from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy import text
 
 import bot.digests
-import bot.scheduler
+import shell.scheduler
 from bot.app import build_client
 from bot.blocks import MAX_BLOCKS, MAX_SECTION
-from bot.scheduler import DMLScheduler, scheduler_config
 from ingest import Ingestor
 from knowledge.kb import KnowledgeBase
 from knowledge.schedules import DigestRuns, Feeds, Schedule, Schedules
 from knowledge.settings import Settings, SlackSettings
+from shell.scheduler import DMLScheduler, scheduler_config
 
 GRACE = timedelta(hours=6)  # the product's default grace period
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -78,7 +78,7 @@ def clock(monkeypatch) -> Clock:
     for module in (apscheduler.schedulers.base, apscheduler.executors.base,
                    apscheduler.triggers.interval, bot.digests):
         monkeypatch.setattr(module, "datetime", fake)
-    monkeypatch.setattr(bot.scheduler, "_running", None)  # restored after the test
+    monkeypatch.setattr(shell.scheduler, "_running", None)  # restored after the test
     return clock
 
 
@@ -109,7 +109,7 @@ class NodeExecutor(DebugExecutor):
         if self.before is not None:
             before, self.before = self.before, None
             before()
-        bot.scheduler._running = self.node.dml
+        shell.scheduler._running = self.node.dml
         super()._do_submit_job(job, run_times)
 
 

@@ -14,14 +14,14 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import update
 
-import bot.scheduler
+import shell.scheduler
 from bot.app import build_client
-from bot.scheduler import DMLScheduler, JobScheduler, run_digest_job, scheduler_config
 from knowledge.kb import KnowledgeBase
 from knowledge.lease import Lease
 from knowledge.models import Meta
 from knowledge.schedules import Schedule, Schedules
 from knowledge.settings import SlackSettings
+from shell.scheduler import DMLScheduler, JobScheduler, run_digest_job, scheduler_config
 
 TTL = 1.2
 
@@ -63,7 +63,7 @@ def wait_until(condition, timeout: float = 15.0) -> bool:
 def schedulers(settings, embedder, slack_api, monkeypatch):
     """make(name) -> a DMLScheduler with a lease, in a "process" of its own (its own
     KnowledgeBase and connection pool) on the test's one database."""
-    monkeypatch.setattr(bot.scheduler, "_running", None)
+    monkeypatch.setattr(shell.scheduler, "_running", None)
     client = build_client(SlackSettings(bot_token="xoxb-test", api_url=slack_api.url))
     made: list[DMLScheduler] = []
 
@@ -159,7 +159,7 @@ def test_a_leader_that_loses_its_lease_stops_and_can_lead_again(schedulers, slac
 def test_a_job_that_fires_where_the_lease_is_not_held_does_nothing(schedulers, slack_api):
     one = schedulers("one")
     seed_due_digest(one.kb, "C1")
-    bot.scheduler._running = one  # as if its APScheduler fired while the lease ran out
+    shell.scheduler._running = one  # as if its APScheduler fired while the lease ran out
     run_digest_job("C1")
     assert digests(slack_api, "C1") == []
 

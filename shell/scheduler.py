@@ -24,10 +24,9 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
 
+from bot.digests import DigestService
 from knowledge.kb import KnowledgeBase
 from knowledge.lease import LeaderElection, Lease
-
-from .digests import DigestService
 
 __all__ = ["DMLScheduler", "JobScheduler", "scheduler_config", "run_digest_job", "poll_feeds_job",
            "run_tune_job", "send_draft_reminders_job"]
@@ -60,7 +59,7 @@ def send_draft_reminders_job() -> None:
     """One reminder to each invited reviewer who has been silent for DML_DRAFT_REMIND_DAYS."""
     if _running is None or not _running.leading:
         return
-    from .drafts import DraftFlows
+    from bot.drafts import DraftFlows
 
     sent = DraftFlows(kb=_running.kb, bot=None).send_reminders(_running.client)
     if sent:
@@ -84,7 +83,7 @@ def run_tune_job() -> None:
     kb = _running.kb
     if not Tuner(kb=kb).claim_weekly_run(min_new_pairs=kb.settings.tune_min_new_pairs):
         return
-    command = [sys.executable, "-m", "bot.cli", "--data-dir", str(kb.settings.data_dir),
+    command = [sys.executable, "-m", "shell.cli", "--data-dir", str(kb.settings.data_dir),
                "tune", "--from-team", "--no-progress"]
     done = subprocess.run(command, capture_output=True, text=True)
     outcome = (done.stdout or "").strip().splitlines()
