@@ -453,8 +453,8 @@ def test_the_scheduler_sends_the_reminders_hourly(bot):
         with bot.kb.database.session() as session, session.begin():
             session.execute(update(DraftReview).where(DraftReview.draft_id == draft.id)
                             .values(invited_at=datetime.now(UTC) - timedelta(days=5)))
-        send_draft_reminders_job()
-        send_draft_reminders_job()  # the next hour: nobody is reminded twice
+        send_draft_reminders_job(context=scheduler.context)
+        send_draft_reminders_job(context=scheduler.context)  # the next hour: nobody is reminded twice
     finally:
         scheduler.shutdown()
     reminded = sorted(c.params["channel"] for c in bot.api.calls_of("chat.postMessage")

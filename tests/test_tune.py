@@ -750,9 +750,8 @@ def test_the_weekly_tune_waits_for_enough_new_pairs_and_runs_once_a_week(sqlite_
         kb = sqlite_kb.__class__(settings=sqlite_kb.settings.replace(tune_min_new_pairs=1),
                                  embedder=sqlite_kb.base_embedder)
 
-    monkeypatch.setattr(shell.scheduler, "_running", Leading)
     resolved(1)
-    shell.scheduler.run_tune_job()
+    shell.scheduler.run_tune_job(context=Leading)
     assert len(calls) == 1
     assert calls[0][calls[0].index("--data-dir") + 1] == str(sqlite_kb.settings.data_dir)
     assert calls[0][calls[0].index("--data-dir") + 2:] == ["tune", "--from-team", "--no-progress"]
