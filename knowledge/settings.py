@@ -334,18 +334,18 @@ class RootSettings(_Group):
         named in one ``ConfigError``; ``knowledge`` overrides the knowledge settings (the
         command line's --data-dir)."""
         env = os.environ if env is None else env
+        edge = _Environment(cls, env)()
         parts, problems = {}, []
         for name, build in (("knowledge", lambda: Settings.from_env(env, **knowledge)),
                             ("slack", lambda: SlackSettings.from_env(env)),
-                            ("edge", lambda: _Environment(cls, env)())):
+                            ("edge", lambda: cls(**edge))):  # the edge's own variables
             try:
                 parts[name] = build()
             except ConfigError as exc:
                 problems.append(str(exc))
         if problems:
             raise ConfigError("; ".join(problems))
-        edge = parts.pop("edge")
-        return cls(**parts, **edge)
+        return cls(knowledge=parts["knowledge"], slack=parts["slack"], **edge)
 
     @classmethod
     def variables(cls) -> list[Variable]:

@@ -128,6 +128,8 @@ def test_construction_by_keyword_reads_no_environment(monkeypatch):
     ({"SLACK_API_URL": "slack.com/api"}, "SLACK_API_URL must be an http(s) URL"),
     ({"DML_KEYWORD_WEIGHT": "2", "SLACK_API_URL": "x"},
      "DML_KEYWORD_WEIGHT must be between 0 and 1, got '2'; SLACK_API_URL must be an http(s) URL"),
+    ({"DML_DRAFT_APPROVALS": "2.5", "PORT": "abc"},
+     "DML_DRAFT_APPROVALS must be a whole number, got '2.5'; PORT must be a whole number"),
 ])
 def test_bad_values_are_refused_by_name(env, message):
     with pytest.raises(ConfigError) as refused:
