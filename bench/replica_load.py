@@ -90,7 +90,7 @@ class Replica:
         self.url: str | None = None
         self._ready = threading.Event()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve", "--http", "--no-scheduler",
+            [sys.executable, "-m", "shell.cli", "serve", "--http", "--no-scheduler",
              "--host", "127.0.0.1", "--port", "0"], env=env, cwd=REPO,
             stderr=subprocess.PIPE, text=True)
         threading.Thread(target=self._read, daemon=True).start()
@@ -213,7 +213,7 @@ def main() -> None:
         env = {**os.environ, "DATABASE_URL": database.url, "SLACK_BOT_TOKEN": "xoxb-bench",
                "SLACK_SIGNING_SECRET": SECRET, "DML_EXPERTS": "UEXPERT"}
         env.pop("SLACK_APP_TOKEN", None)
-        seed = subprocess.run([sys.executable, "-m", "bot.cli", "ingest", "--no-progress",
+        seed = subprocess.run([sys.executable, "-m", "shell.cli", "ingest", "--no-progress",
                                str(REPO / "knowledge" / "sample")], cwd=REPO, capture_output=True,
                               text=True, env={**env, "DML_DATA_DIR": str(workdir / "seed")})
         if seed.returncode != 0:

@@ -1,6 +1,6 @@
 """The Slack bot under a burst: 50 concurrent signed app_mention questions over real HTTP.
 
-The bot is served exactly as the tests serve it (bot.server.HTTPServer on 127.0.0.1, the
+The bot is served exactly as the tests serve it (shell.server.HTTPServer on 127.0.0.1, the
 sample handbook ingested into a fresh SQLite data dir, its Web API pointed at the Slack API
 stand-in from tests/slack_stub.py). Two numbers matter to Slack users:
 
@@ -28,11 +28,10 @@ from common import REPO, markdown_table, save_result
 sys.path.insert(0, str(REPO))  # tests/slack_stub.py: the Slack API stand-in and signed requests
 
 from bot.app import build_app, build_client  # noqa: E402
-from bot.server import HTTPServer  # noqa: E402
-from bot.settings import SlackSettings  # noqa: E402
 from ingest import Ingestor  # noqa: E402
 from knowledge.kb import KnowledgeBase  # noqa: E402
-from knowledge.settings import Settings  # noqa: E402
+from knowledge.settings import Settings, SlackSettings  # noqa: E402
+from shell.server import HTTPServer  # noqa: E402
 from tests.slack_stub import SlackAPIStub, app_mention, event_callback, signed_post  # noqa: E402
 
 SECRET = "bench-signing-secret"

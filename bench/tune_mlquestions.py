@@ -61,7 +61,7 @@ def run_cli(work: Path, pairs: Path, recipe: Recipe, dry_run: bool, start: str =
 
     # The index is built once before timing, as it is in a running deployment.
     KnowledgeBase(settings=Settings(data_dir=work)).warm_up()
-    command = [sys.executable, "-m", "bot.cli", "--data-dir", str(work), "tune", "--pairs",
+    command = [sys.executable, "-m", "shell.cli", "--data-dir", str(work), "tune", "--pairs",
                str(pairs), "--no-from-team", "--json", "--progress", "--tower", recipe.tower,
                "--scale", str(recipe.scale), "--epochs", str(recipe.epochs),
                "--batch-size", str(recipe.batch_size), "--learning-rate", str(recipe.learning_rate),

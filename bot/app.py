@@ -22,15 +22,14 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from knowledge.kb import KnowledgeBase
 from knowledge.ops import Metrics
+from knowledge.settings import SlackSettings
 
 from . import blocks as ui
-from .digest_commands import DigestCommands
+from .digest_commands import DigestCommands, DigestScheduler
 from .draft_listeners import register_drafts
 from .drafts import DraftFlows
 from .handlers import APOLOGY, DMLBot, clean_question
-from .logs import ContextThreadPool, request_id, slack_event_id
-from .scheduler import DMLScheduler
-from .settings import SlackSettings
+from .request_context import ContextThreadPool, request_id, slack_event_id
 from .slack_retry import ServerErrorBackoff
 from .verification import is_response_url
 
@@ -93,7 +92,7 @@ def build_client(settings: SlackSettings, *, metrics: Metrics | None = None) -> 
     With ``metrics``, every failed attempt is counted (``dml_slack_api_errors_total``).
     """
     counting = [CountSlackErrors(metrics)] if metrics is not None else []
-    return WebClient(token=settings.bot_token, base_url=settings.api_url, retry_handlers=[
+    return WebClient(token=settings.bot_token_value, base_url=settings.api_url, retry_handlers=[
         *counting,
         RateLimitErrorRetryHandler(max_retry_count=5),
         ServerErrorBackoff(),
@@ -103,12 +102,12 @@ def build_client(settings: SlackSettings, *, metrics: Metrics | None = None) -> 
 
 def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient | None = None,
               process_before_response: bool = False, verify_requests: bool = True,
-              scheduler: DMLScheduler | None = None) -> App:
+              scheduler: DigestScheduler | None = None) -> App:
     """The Bolt app. ``scheduler``: told when /ml-digest changes a channel's schedule."""
     client = client or build_client(settings)
     app = App(
         client=client,
-        signing_secret=settings.signing_secret or "unused-in-socket-mode",
+        signing_secret=settings.signing_secret_value or "unused-in-socket-mode",
         token_verification_enabled=False,  # no auth.test at start-up: starts offline too
         request_verification_enabled=verify_requests,
         process_before_response=process_before_response,
@@ -121,7 +120,7 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
     app._dml_drafts = drafts  # for the scheduler's reminders and tests
 
     # The HTTP adapter checks Slack's signature with it before Bolt sees a request.
-    app._dml_signing_secret = settings.signing_secret if verify_requests else None
+    app._dml_signing_secret = settings.signing_secret_value if verify_requests else None
 
     @app.use
     def remember_event_id(body, context, next):  # noqa: A002 - Bolt passes arguments by name

@@ -22,9 +22,9 @@ from slack_bolt.request import BoltRequest
 from slack_sdk import WebClient
 
 from knowledge.kb import KnowledgeBase
+from knowledge.settings import SlackSettings
 
 from .app import COMMANDS, build_app
-from .settings import SlackSettings
 
 __all__ = ["run_console", "blocks_to_text", "ConsoleSlack"]
 

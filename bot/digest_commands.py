@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Protocol
 
 from slack_sdk import WebClient
 
@@ -20,14 +21,23 @@ from .blocks import escape
 from .digests import DigestService
 from .handlers import DMLBot
 
-__all__ = ["DigestCommands", "USAGE"]
+__all__ = ["DigestCommands", "DigestScheduler", "USAGE"]
 
 USAGE = ("Usage: `/ml-digest` (this week's digest), `/ml-digest schedule <weekday> <HH:MM> "
          "[timezone]`, `/ml-digest off`, `/ml-digest feeds add|remove <url>`, `/ml-digest feeds list`")
 
 
+class DigestScheduler(Protocol):
+    """The running scheduler (shell/scheduler.py), as /ml-digest sees it: its digest service,
+    and told when a channel's schedule changes."""
+
+    digests: DigestService
+
+    def sync(self) -> None: ...
+
+
 class DigestCommands:
-    def __init__(self, *, bot: DMLBot, scheduler=None):
+    def __init__(self, *, bot: DMLBot, scheduler: DigestScheduler | None = None):
         self.bot = bot
         self.scheduler = scheduler
         self.service = scheduler.digests if scheduler is not None else DigestService(kb=bot.kb)

@@ -18,9 +18,9 @@ from slack_sdk.errors import SlackApiError
 from knowledge.errors import DMLError
 from knowledge.kb import KnowledgeBase
 from knowledge.search import PRIVATE_CHANNEL
+from knowledge.settings import SlackSettings
 
 from . import blocks as ui
-from .settings import SlackSettings
 
 __all__ = ["DMLBot", "APOLOGY", "WORKING_REACTION"]
 

@@ -70,7 +70,9 @@ class KnowledgeBase:
         self.writer: ExtractiveWriter | LLMWriter = extractive
         if settings.llm_url:
             self.writer = LLMWriter(url=settings.llm_url, model=settings.llm_model,
-                                    api_key=settings.llm_api_key, timeout=settings.llm_timeout,
+                                    api_key=(settings.llm_api_key.get_secret_value()
+                                             if settings.llm_api_key else None),
+                                    timeout=settings.llm_timeout,
                                     fallback=extractive)
 
     @property

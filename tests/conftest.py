@@ -7,7 +7,6 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -161,7 +160,7 @@ def http_server():
 @pytest.fixture
 def local_kb(settings, embedder):
     """``kb`` (SQLite and PostgreSQL) allowed to fetch from 127.0.0.1 (tests' HTTP server)."""
-    knowledge = KnowledgeBase(settings=replace(settings, allow_private_urls=True, fetch_timeout=3.0),
+    knowledge = KnowledgeBase(settings=settings.replace(allow_private_urls=True, fetch_timeout=3.0),
                               embedder=embedder)
     yield knowledge
     knowledge.close()
@@ -263,10 +262,10 @@ def bot(handbook_settings, embedder, slack_api):
     """The bot on the sample handbook (SQLite and PostgreSQL), experts UEXPERT, curators
     UCURATOR + experts."""
     from bot.app import build_app, build_client
-    from bot.server import HTTPServer
-    from bot.settings import SlackSettings
+    from knowledge.settings import SlackSettings
+    from shell.server import HTTPServer
 
-    settings = replace(handbook_settings, allow_private_urls=True, fetch_timeout=5.0)
+    settings = handbook_settings.replace(allow_private_urls=True, fetch_timeout=5.0)
     knowledge = KnowledgeBase(settings=settings, embedder=embedder)
     slack = SlackSettings(bot_token="xoxb-test", signing_secret=SIGNING_SECRET,
                           api_url=slack_api.url, experts=(EXPERT,), curators=(CURATOR, EXPERT))

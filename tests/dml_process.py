@@ -26,7 +26,7 @@ class DMLServe:
                "SLACK_API_URL": api_url, "DML_DATA_DIR": str(data_dir), **(extra_env or {})}
         env.pop("SLACK_APP_TOKEN", None)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve", "--http", "--host", "127.0.0.1",
+            [sys.executable, "-m", "shell.cli", "serve", "--http", "--host", "127.0.0.1",
              "--port", "0"], env=env, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self.url = self._wait_for_url(timeout=120)

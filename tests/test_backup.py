@@ -15,7 +15,6 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, inspect, select
 
-from bot.cli import main
 from ingest import Ingestor, Section, SourceDocument
 from knowledge.backup.transfer import (
     FORMAT,
@@ -46,6 +45,7 @@ from knowledge.search.embedding import DEFAULT_MODEL_NAME
 from knowledge.search.store import ChunkRecord, DocumentRecord
 from knowledge.search.text import embedding_text, sha256
 from knowledge.settings import Settings
+from shell.cli import main
 
 TABLES = (Document, Chunk, Question, Feedback, Draft, DraftVersion, Correction, DraftReview,
           DraftComment, DigestSchedule, Feed)

@@ -10,8 +10,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import main
 from knowledge.search.answers import ABSTAIN_TEXT
+from shell.cli import main
 
 from .conftest import DATA, REPO
 
@@ -26,7 +26,7 @@ def clean_env(monkeypatch, embedder):
     import os
 
     for name in list(os.environ):
-        if name.startswith("DML_") or name in {"DATABASE_URL", "SLACK_BOT_TOKEN"}:
+        if name.startswith(("DML_", "SLACK_")) or name in {"DATABASE_URL", "PORT"}:
             monkeypatch.delenv(name)
     # The CLI builds its own KnowledgeBase; give it the already-loaded real model instead
     # of loading the same weights again for every command.
@@ -280,6 +280,12 @@ def test_stats_index_rebuild_and_db_upgrade(runner, handbook_copy, embedder, mon
     ("DML_MIN_CONFIDENCE", "high", "DML_MIN_CONFIDENCE must be a number"),
     ("DML_ALLOW_PRIVATE_URLS", "maybe", "DML_ALLOW_PRIVATE_URLS must be true or false"),
     ("DML_LLM_URL", "localhost:8080", "DML_LLM_URL must be an http(s) URL"),
+    ("DML_DRAFT_APPROVALS", "2.5", "DML_DRAFT_APPROVALS must be a whole number, got '2.5'"),
+    ("DML_MAX_FETCH_BYTES", "-1", "DML_MAX_FETCH_BYTES must be at least 1, got '-1'"),
+    ("DML_LLM_TIMEOUT", "0", "DML_LLM_TIMEOUT must be positive"),
+    ("DML_LOG_FORMAT", "xml", "DML_LOG_FORMAT must be 'text' or 'json', got 'xml'"),
+    ("PORT", "abc", "PORT must be a whole number, got 'abc'"),
+    ("DML_EXPERTS", "alice", "DML_EXPERTS must list Slack user ids"),
 ])
 def test_bad_settings_in_the_environment_are_clear_errors(runner, tmp_path, name, value, message):
     result = dml(runner, tmp_path / "data", "stats", env={name: value})

@@ -15,7 +15,7 @@ from packaging.requirements import Requirement
 
 from .conftest import REPO
 
-LOCAL = {"bot", "knowledge", "ingest"}
+LOCAL = {"bot", "knowledge", "ingest", "shell"}
 
 
 def declared() -> set[str]:

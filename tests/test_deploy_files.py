@@ -34,7 +34,7 @@ import click
 import pytest
 import yaml
 
-from bot.cli import main as dml_cli
+from shell.cli import main as dml_cli
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
@@ -44,7 +44,7 @@ COMPOSE = DEPLOY / "docker-compose.yml"
 ENV_EXAMPLE = DEPLOY / "dml.env.example"
 DOCKERIGNORE = REPO / ".dockerignore"
 GUIDE = REPO / "docs" / "deployment.md"
-CODE_DIRS = ("bot", "knowledge", "ingest")
+CODE_DIRS = ("bot", "knowledge", "ingest", "shell")
 
 # Kubernetes versions the manifests must validate against: the oldest still common in
 # managed clusters, and the newest kubernetes-validate knows (None).
@@ -231,9 +231,9 @@ def code_strings() -> frozenset[str]:
 
 
 def served_paths() -> set[str]:
-    """Paths the HTTP servers match: string constants like "/readyz" in bot/."""
+    """Paths the HTTP servers match: string constants like "/readyz" in shell/."""
     found = set()
-    for path in (REPO / "bot").glob("*.py"):
+    for path in (REPO / "shell").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (isinstance(node, ast.Constant) and isinstance(node.value, str)
                     and re.fullmatch(r"/[a-z][a-z/]*", node.value)):
@@ -677,7 +677,7 @@ def test_probe_paths_are_served():
         if "prometheus.io/path" in annotations:
             probed.add(annotations["prometheus.io/path"])
     assert probed >= {"/healthz", "/readyz", "/metrics"}
-    assert probed <= served, f"no server in bot/ answers {sorted(probed - served)}"
+    assert probed <= served, f"no server in shell/ answers {sorted(probed - served)}"
 
 
 # -- the guide ----------------------------------------------------------------------------

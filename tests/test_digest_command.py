@@ -4,17 +4,16 @@ clicks in, and what the bot answered (the ack, the response_url, chat.postMessag
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import pytest
 
 from bot.app import build_app, build_client
 from bot.digests import DigestService
-from bot.scheduler import DMLScheduler
-from bot.server import HTTPServer
-from bot.settings import SlackSettings
 from knowledge.digests.schedules import Feeds, Schedules
 from knowledge.kb import KnowledgeBase
+from knowledge.settings import SlackSettings
+from shell.scheduler import DMLScheduler
+from shell.server import HTTPServer
 
 from .conftest import CURATOR, EXPERT, SIGNING_SECRET, BotHarness
 from .slack_stub import block_actions, slash_command
@@ -121,7 +120,7 @@ def test_the_digest_in_a_direct_message_has_no_post_button(bot):
 @pytest.fixture
 def scheduled_bot(handbook_settings, embedder, slack_api):
     """The bot as `dml serve` runs it: with its scheduler (real APScheduler, background thread)."""
-    settings = replace(handbook_settings, allow_private_urls=True, fetch_timeout=5.0)
+    settings = handbook_settings.replace(allow_private_urls=True, fetch_timeout=5.0)
     knowledge = KnowledgeBase(settings=settings, embedder=embedder)
     slack = SlackSettings(bot_token="xoxb-test", signing_secret=SIGNING_SECRET,
                           api_url=slack_api.url, experts=(EXPERT,), curators=(CURATOR, EXPERT))

@@ -24,15 +24,13 @@ from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy import text
 
 import bot.digests
-import bot.scheduler
 from bot.app import build_client
 from bot.blocks import MAX_BLOCKS, MAX_SECTION
-from bot.scheduler import DMLScheduler, scheduler_config
-from bot.settings import SlackSettings
 from ingest import Ingestor
 from knowledge.digests.schedules import DigestRuns, Feeds, Schedule, Schedules
 from knowledge.kb import KnowledgeBase
-from knowledge.settings import Settings
+from knowledge.settings import Settings, SlackSettings
+from shell.scheduler import DMLScheduler, scheduler_config
 
 GRACE = timedelta(hours=6)  # the product's default grace period
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -79,7 +77,6 @@ def clock(monkeypatch) -> Clock:
     for module in (apscheduler.schedulers.base, apscheduler.executors.base,
                    apscheduler.triggers.interval, bot.digests):
         monkeypatch.setattr(module, "datetime", fake)
-    monkeypatch.setattr(bot.scheduler, "_running", None)  # restored after the test
     return clock
 
 
@@ -98,8 +95,8 @@ class ManualScheduler(BackgroundScheduler):
 
 
 class NodeExecutor(DebugExecutor):
-    """Runs a job in the calling thread, as this node's process would (its own scheduler is
-    the one the job functions find). ``before`` runs first, once: a race, made deterministic."""
+    """Runs a job in the calling thread, as this node's process would (the node's DMLScheduler
+    hands each job its context). ``before`` runs first, once: a race, made deterministic."""
 
     def __init__(self, node: Node):
         super().__init__()
@@ -110,7 +107,6 @@ class NodeExecutor(DebugExecutor):
         if self.before is not None:
             before, self.before = self.before, None
             before()
-        bot.scheduler._running = self.node.dml
         super()._do_submit_job(job, run_times)
 
 
@@ -118,8 +114,9 @@ class Node:
     def __init__(self, settings: Settings, embedder, client, *, grace: timedelta = GRACE):
         self.kb = KnowledgeBase(settings=settings, embedder=embedder)
         self.executor = NodeExecutor(self)
-        aps = ManualScheduler(**scheduler_config(self.kb, grace), executors={"default": self.executor})
-        self.dml = DMLScheduler(kb=self.kb, client=client, grace=grace, scheduler=aps)
+        aps = ManualScheduler(**scheduler_config(self.kb, grace))
+        self.dml = DMLScheduler(kb=self.kb, client=client, grace=grace, scheduler=aps,
+                                executor=self.executor)
         self.events: list[tuple[str, str, datetime]] = []
         aps.add_listener(lambda e: self.events.append(
             ("executed" if e.code == EVENT_JOB_EXECUTED else "missed", e.job_id, e.scheduled_run_time)),

@@ -407,7 +407,7 @@ def test_silent_reviewers_get_one_reminder(bot):
 def test_dml_draft_submit_from_the_command_line(bot, tmp_path):
     from click.testing import CliRunner
 
-    from bot.cli import main
+    from shell.cli import main
 
     notes = tmp_path / "notes.md"
     notes.write_text("---\ntitle: Calibration notes\ntags: [calibration]\n---\n"
@@ -442,8 +442,8 @@ def test_the_scheduler_sends_the_reminders_hourly(bot):
 
     from sqlalchemy import update
 
-    from bot.scheduler import REMINDERS_JOB, DMLScheduler, send_draft_reminders_job
     from knowledge.ops.models import DraftReview
+    from shell.scheduler import REMINDERS_JOB, DMLScheduler, send_draft_reminders_job
 
     draft = submit(bot)
     scheduler = DMLScheduler(kb=bot.kb, client=bot.app.client).start()
@@ -453,8 +453,8 @@ def test_the_scheduler_sends_the_reminders_hourly(bot):
         with bot.kb.database.session() as session, session.begin():
             session.execute(update(DraftReview).where(DraftReview.draft_id == draft.id)
                             .values(invited_at=datetime.now(UTC) - timedelta(days=5)))
-        send_draft_reminders_job()
-        send_draft_reminders_job()  # the next hour: nobody is reminded twice
+        send_draft_reminders_job(context=scheduler.context)
+        send_draft_reminders_job(context=scheduler.context)  # the next hour: nobody is reminded twice
     finally:
         scheduler.shutdown()
     reminded = sorted(c.params["channel"] for c in bot.api.calls_of("chat.postMessage")

@@ -22,11 +22,10 @@ import pytest
 
 from bot.app import build_app, build_client
 from bot.handlers import APOLOGY
-from bot.server import HTTPServer
-from bot.settings import SlackSettings
 from ingest import Ingestor
 from knowledge.kb import KnowledgeBase
-from knowledge.settings import Settings
+from knowledge.settings import Settings, SlackSettings
+from shell.server import HTTPServer
 
 from .conftest import REPO, SIGNING_SECRET
 from .slack_stub import _Fault, app_mention, event_callback, signed_post

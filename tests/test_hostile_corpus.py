@@ -9,7 +9,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import main
+from shell.cli import main
 
 from .conftest import REPO
 from .hostile import CONTAINED, GOOD, HOSTILE, SECRETS, TAKEN_ID, write_corpus

@@ -14,10 +14,10 @@ import time
 import httpx
 import pytest
 
-from bot.server import CHANNEL_TIMEOUT, MAX_BODY_BYTES
 from knowledge.kb import KnowledgeBase
 from knowledge.ops.lease import Lease
 from knowledge.settings import Settings
+from shell.server import CHANNEL_TIMEOUT, MAX_BODY_BYTES
 
 from .conftest import SIGNING_SECRET
 from .dml_process import DMLServe

@@ -283,7 +283,7 @@ def test_an_ingest_killed_midway_leaves_a_consistent_store_and_the_next_run_fini
     db = data / "dml.sqlite3"
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DML_DATA_DIR")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "--data-dir", str(data), "ingest", str(path), "--no-progress"],
+        [sys.executable, "-m", "shell.cli", "--data-dir", str(data), "ingest", str(path), "--no-progress"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stored = 0
     try:

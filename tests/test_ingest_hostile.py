@@ -11,8 +11,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from bot.cli import main
 from ingest import Ingestor
+from shell.cli import main
 
 from .test_ingest_jsonl import write_jsonl
 from .test_ingest_web import rss, rss_item

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -256,7 +255,7 @@ def test_a_page_that_starts_failing_keeps_what_was_stored(local_kb, http_server)
 @pytest.fixture
 def strict_kb(settings, embedder):
     """Allowed to reach 127.0.0.1, but with a short time-out and a small size limit."""
-    knowledge = KnowledgeBase(settings=replace(settings, allow_private_urls=True, fetch_timeout=0.5,
+    knowledge = KnowledgeBase(settings=settings.replace(allow_private_urls=True, fetch_timeout=0.5,
                                                max_fetch_bytes=50_000), embedder=embedder)
     yield knowledge
     knowledge.close()

@@ -22,12 +22,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import build_app, build_client
-from bot.logs import Redactor, log_handler, secrets_from_env
-from bot.server import HTTPServer
-from bot.settings import SlackSettings
 from knowledge.kb import KnowledgeBase
 from knowledge.ops.database import Database
-from knowledge.settings import Settings
+from knowledge.settings import RootSettings, Settings, SlackSettings
+from shell.logs import Redactor, log_handler
+from shell.server import HTTPServer
 
 from .conftest import EXPERT, SIGNING_SECRET, BotHarness
 from .slack_stub import app_mention, block_actions, event_callback, signed_post, slash_command
@@ -95,7 +94,7 @@ def test_not_ready_before_the_index_is_loaded(sqlite_kb):
 def test_socket_mode_serves_the_operations_endpoints_on_its_port(sqlite_kb, monkeypatch):
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-    from bot.server import serve_socket_mode
+    from shell.server import serve_socket_mode
 
     connected, disconnect = threading.Event(), threading.Event()
     monkeypatch.setattr(SocketModeHandler, "__init__", lambda self, app, app_token: None)
@@ -286,8 +285,8 @@ def test_secrets_are_redacted_from_messages_and_exceptions():
     assert redact("http://host:8080/path@v1 and Bearer abc.def") == \
         "http://host:8080/path@v1 and Bearer [redacted]"
     assert redact("key=sk-live-key secret=s3cr3t-signing") == "key=[redacted] secret=[redacted]"
-    assert secrets_from_env({"DATABASE_URL": "postgresql://u:p%40ss@h/db", "DML_LLM_API_KEY": "k1",
-                             "SLACK_SIGNING_SECRET": ""}) == ["k1", "p%40ss", "p@ss"]
+    assert RootSettings.from_env({"DATABASE_URL": "postgresql://u:p%40ss@h/db", "DML_LLM_API_KEY": "k1",
+                                  "SLACK_SIGNING_SECRET": ""}).secrets() == ["k1", "p%40ss", "p@ss"]
     with json_logs(secrets=["sk-live-key"]) as lines:
         try:
             raise ValueError("auth failed with sk-live-key")
@@ -383,7 +382,7 @@ def test_dml_serve_never_logs_its_secrets(tmp_path, database_url, embedder, slac
     output = tmp_path / "output.log"
     with output.open("w") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "-v", "serve", "--http", "--host", "127.0.0.1",
+            [sys.executable, "-m", "shell.cli", "-v", "serve", "--http", "--host", "127.0.0.1",
              "--port", "0"], env=env, stdout=sink, stderr=subprocess.STDOUT, text=True)
     try:
         url = _wait_for_listening(process, output)

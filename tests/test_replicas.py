@@ -43,7 +43,7 @@ class Replica:
         self.name = name
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve", "--http", "--host", "127.0.0.1",
+            [sys.executable, "-m", "shell.cli", "serve", "--http", "--host", "127.0.0.1",
              "--port", "0", *args], env=env, stderr=subprocess.PIPE, text=True, cwd=REPO)
         self.url: str | None = None
         self._found = threading.Event()
@@ -185,7 +185,7 @@ def test_two_replicas_answer_each_event_once_post_one_digest_and_pick_up_a_new_i
                     "isotonic regression on yesterday's labelled transactions. If zorblat fails, "
                     "the fraud scores drift and the on-call data scientist reruns it by hand."}) + "\n")
         ingest = subprocess.run(
-            [sys.executable, "-m", "bot.cli", "ingest", "--no-progress", str(new_doc)],
+            [sys.executable, "-m", "shell.cli", "ingest", "--no-progress", str(new_doc)],
             env={**env, "DML_DATA_DIR": str(shared_dir)}, capture_output=True, text=True,
             timeout=240, cwd=REPO)
         assert ingest.returncode == 0, ingest.stderr
@@ -231,7 +231,7 @@ def test_a_scheduler_process_beside_a_replica_without_one(seeded, postgres_url, 
     replica = Replica("serve", env, "--no-scheduler")
     lines: list[str] = []
     scheduler = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "scheduler", "--host", "127.0.0.1", "--port", "0"],
+        [sys.executable, "-m", "shell.cli", "scheduler", "--host", "127.0.0.1", "--port", "0"],
         env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
     threading.Thread(target=lambda: lines.extend(scheduler.stderr), daemon=True).start()
     try:

@@ -14,20 +14,19 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import update
 
-import bot.scheduler
 from bot.app import build_client
-from bot.scheduler import DMLScheduler, JobScheduler, run_digest_job, scheduler_config
-from bot.settings import SlackSettings
 from knowledge.digests.schedules import Schedule, Schedules
 from knowledge.kb import KnowledgeBase
 from knowledge.ops.lease import Lease
 from knowledge.ops.models import Meta
+from knowledge.settings import SlackSettings
+from shell.scheduler import DMLScheduler, JobScheduler, run_digest_job, scheduler_config
 
 TTL = 1.2
 
 
 def seed_due_digest(kb: KnowledgeBase, channel: str, *, minutes_ago: int = 2,
-                    leader: DMLScheduler | None = None) -> datetime:
+                    leader: DMLScheduler | None = None, func=run_digest_job) -> datetime:
     """A weekly digest for ``channel`` that fell due ``minutes_ago`` while no scheduler ran
     (schedule row and stored job, as `/ml-digest schedule` and a stopped bot leave them).
     The next scheduler to start posts it at once, late but within the grace period.
@@ -41,9 +40,8 @@ def seed_due_digest(kb: KnowledgeBase, channel: str, *, minutes_ago: int = 2,
         Schedules(kb.database).set(schedule, user="U1")
         seeding = JobScheduler(**scheduler_config(kb, timedelta(hours=6)))
         seeding.start(paused=True)
-        seeding.add_job(run_digest_job, CronTrigger(day_of_week=schedule.weekday,
-                                                    hour=schedule.hour, minute=schedule.minute,
-                                                    timezone=schedule.zone),
+        seeding.add_job(func, CronTrigger(day_of_week=schedule.weekday, hour=schedule.hour,
+                                          minute=schedule.minute, timezone=schedule.zone),
                         id=f"digest:{channel}", args=[channel], name=f"weekly digest for {channel}",
                         next_run_time=fire, replace_existing=True)
         seeding.shutdown(wait=False)
@@ -63,7 +61,6 @@ def wait_until(condition, timeout: float = 15.0) -> bool:
 def schedulers(settings, embedder, slack_api, monkeypatch):
     """make(name) -> a DMLScheduler with a lease, in a "process" of its own (its own
     KnowledgeBase and connection pool) on the test's one database."""
-    monkeypatch.setattr(bot.scheduler, "_running", None)
     client = build_client(SlackSettings(bot_token="xoxb-test", api_url=slack_api.url))
     made: list[DMLScheduler] = []
 
@@ -156,11 +153,23 @@ def test_a_leader_that_loses_its_lease_stops_and_can_lead_again(schedulers, slac
     assert wait_until(lambda: len(digests(slack_api, "C9")) == 1)
 
 
+def test_a_digest_job_stored_before_the_scheduler_moved_still_posts(schedulers, slack_api):
+    """A job store written when the scheduler was bot/scheduler.py names its functions
+    "bot.scheduler:…": the due digest still posts, and the job is re-pointed, not re-added."""
+    one = schedulers("one")
+    fire = seed_due_digest(one.kb, "C3", func="bot.scheduler:run_digest_job")
+    one.start()
+    assert wait_until(lambda: len(digests(slack_api, "C3")) == 1)
+    job = one.scheduler.get_job("digest:C3")
+    assert job.func_ref == "shell.scheduler:run_digest_job"
+    assert job.next_run_time == fire + timedelta(days=7)
+
+
 def test_a_job_that_fires_where_the_lease_is_not_held_does_nothing(schedulers, slack_api):
     one = schedulers("one")
     seed_due_digest(one.kb, "C1")
-    bot.scheduler._running = one  # as if its APScheduler fired while the lease ran out
-    run_digest_job("C1")
+    run_digest_job("C1", context=one.context)  # as if its APScheduler fired while the lease ran out
+    run_digest_job("C1")  # run by an executor that hands it no context
     assert digests(slack_api, "C1") == []
 
 

@@ -22,7 +22,7 @@ def test_dml_serve_http_answers_a_signed_mention(handbook_copy, slack_api):
     env.pop("SLACK_APP_TOKEN", None)
     # Started the way a script's `dml serve &` is (no job control): with SIGINT ignored.
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve", "--http", "--host", "127.0.0.1", "--port", "0"],
+        [sys.executable, "-m", "shell.cli", "serve", "--http", "--host", "127.0.0.1", "--port", "0"],
         env=env, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:

@@ -24,7 +24,6 @@ from click.testing import CliRunner
 from sqlalchemy import select, update
 
 import knowledge.tuning.tuner as tuner_module
-from bot.cli import main
 from ingest import Ingestor
 from knowledge.errors import ModelChangedError, StoreError, TooFewPairsError
 from knowledge.kb import KnowledgeBase
@@ -37,6 +36,7 @@ from knowledge.tuning.calibration import OFF_TOPIC, abstained_share, matching_of
 from knowledge.tuning.pairs import is_held_out, split_pairs
 from knowledge.tuning.training import Recipe
 from knowledge.tuning.tuner import Tuner
+from shell.cli import main
 
 from .conftest import REPO
 
@@ -663,7 +663,7 @@ def test_kill_9_at_any_stage_leaves_the_live_model_and_index_untouched(sqlite_se
     kb.close()
     pairs_file = write_jsonl(tmp_path / "pairs.jsonl", nickname_pairs())
     env = {**os.environ, "DML_DATA_DIR": str(sqlite_settings.data_dir), "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "bot.cli", "tune", "--pairs", str(pairs_file),
+    command = [sys.executable, "-m", "shell.cli", "tune", "--pairs", str(pairs_file),
                "--no-from-team", "--no-progress", "--epochs", "3", "--batch-size", "16",
                "--learning-rate", "3e-4"]
 
@@ -717,7 +717,7 @@ def test_the_weekly_tune_waits_for_enough_new_pairs_and_runs_once_a_week(sqlite_
                                                                          monkeypatch):
     import subprocess
 
-    import bot.scheduler
+    import shell.scheduler
 
     ingest_pages(sqlite_kb, tmp_path)
     tuner = Tuner(kb=sqlite_kb)
@@ -751,9 +751,8 @@ def test_the_weekly_tune_waits_for_enough_new_pairs_and_runs_once_a_week(sqlite_
         kb = sqlite_kb.__class__(settings=sqlite_kb.settings.replace(tune_min_new_pairs=1),
                                  embedder=sqlite_kb.base_embedder)
 
-    monkeypatch.setattr(bot.scheduler, "_running", Leading)
     resolved(1)
-    bot.scheduler.run_tune_job()
+    shell.scheduler.run_tune_job(context=Leading)
     assert len(calls) == 1
     assert calls[0][calls[0].index("--data-dir") + 1] == str(sqlite_kb.settings.data_dir)
     assert calls[0][calls[0].index("--data-dir") + 2:] == ["tune", "--from-team", "--no-progress"]
@@ -764,8 +763,8 @@ def test_the_scheduler_has_a_weekly_tune_job_only_when_it_is_on(sqlite_settings,
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.schedulers.base import BaseScheduler
 
-    import bot.scheduler
-    from bot.scheduler import TUNE_JOB, DMLScheduler, scheduler_config
+    import shell.scheduler
+    from shell.scheduler import TUNE_JOB, DMLScheduler, scheduler_config
 
     class Manual(BackgroundScheduler):  # no thread: nothing fires during the test
         def start(self, paused=False):
@@ -786,7 +785,7 @@ def test_the_scheduler_has_a_weekly_tune_job_only_when_it_is_on(sqlite_settings,
         try:
             job = scheduler.scheduler.get_job(TUNE_JOB)
             if weekly:
-                assert job is not None and job.func is bot.scheduler.run_tune_job
+                assert job is not None and job.func is shell.scheduler.run_tune_job
                 assert "day_of_week='sun'" in repr(job.trigger)
             else:
                 assert job is None  # and a job left from when it was on is removed

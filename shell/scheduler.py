@@ -14,9 +14,15 @@ when they fire, and the digest run key lets only one post even if all else faile
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, timedelta
 
+from apscheduler.executors.base import BaseExecutor
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
@@ -24,67 +30,84 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from slack_sdk import WebClient
 
+from bot.digests import DigestService
 from knowledge.kb import KnowledgeBase
 from knowledge.ops import LeaderElection, Lease
 
-from .digests import DigestService
-
-__all__ = ["DMLScheduler", "JobScheduler", "scheduler_config", "run_digest_job", "poll_feeds_job",
-           "run_tune_job", "send_draft_reminders_job"]
+__all__ = ["DMLScheduler", "JobScheduler", "JobContext", "ContextExecutor", "scheduler_config",
+           "run_digest_job", "poll_feeds_job", "run_tune_job", "send_draft_reminders_job"]
 
 log = logging.getLogger(__name__)
+# Jobs stored before the scheduler moved here name their functions "bot.scheduler:…" (the
+# job store keeps "module:function"): they resolve to the functions here, and sync()
+# re-points them, keeping their next run (a run missed during the upgrade still fires).
+FORMER_MODULE = "bot.scheduler"
+sys.modules.setdefault(FORMER_MODULE, sys.modules[__name__])
 FEEDS_JOB = "feeds"
 TUNE_JOB = "tune"
 REMINDERS_JOB = "draft-reminders"
 # Weekly tuning of the embedding model (DML_TUNE_WEEKLY): a quiet hour, Sunday night UTC.
 TUNE_TRIGGER = {"day_of_week": "sun", "hour": 3, "minute": 0}
 
-# Jobs are stored as "module:function" plus picklable arguments, so the functions find
-# their collaborators here; set by DMLScheduler.start().
-_running: DMLScheduler | None = None
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a scheduled job works with. Stored jobs hold only picklable arguments (a channel
+    id); this process's collaborators are handed to each job as it runs, as its ``context``
+    keyword, by the executor ``DMLScheduler`` gives its APScheduler (``ContextExecutor``).
+    A job run without one (by any other executor) does nothing."""
+
+    kb: KnowledgeBase
+    client: WebClient | None
+    digests: DigestService
+    leads: Callable[[], bool]  # does scheduled work run in this process right now?
+
+    @property
+    def leading(self) -> bool:
+        return self.leads()
 
 
-def run_digest_job(channel: str) -> None:
-    if _running is None or not _running.leading:
+def run_digest_job(channel: str, *, context: JobContext | None = None) -> None:
+    if context is None or not context.leading:
         log.warning("digest job for %s fired where no scheduler leads; skipped", channel)
         return
-    _running.digests.run_scheduled(_running.client, channel)
+    context.digests.run_scheduled(context.client, channel)
 
 
-def poll_feeds_job() -> None:
-    if _running is not None and _running.leading:
-        _running.digests.poll_feeds()
+def poll_feeds_job(*, context: JobContext | None = None) -> None:
+    if context is not None and context.leading:
+        context.digests.poll_feeds()
 
 
-def send_draft_reminders_job() -> None:
+def send_draft_reminders_job(*, context: JobContext | None = None) -> None:
     """One reminder to each invited reviewer who has been silent for DML_DRAFT_REMIND_DAYS."""
-    if _running is None or not _running.leading:
+    if context is None or not context.leading:
         return
-    from .drafts import DraftFlows
+    from bot.drafts import DraftFlows
 
-    sent = DraftFlows(kb=_running.kb, bot=None).send_reminders(_running.client)
+    sent = DraftFlows(kb=context.kb, bot=None).send_reminders(context.client)
     if sent:
         log.info("sent %d draft review reminder(s)", sent)
 
 
-def run_tune_job() -> None:
+def run_tune_job(*, context: JobContext | None = None) -> None:
     """Tune the embedding model on the team's pairs when enough new ones came in.
 
     The tune itself runs as `dml tune` in a child process: training needs a few GB for a
     few minutes, which the bot should not keep, and a crash there cannot take the bot
     down. The bot picks the new model up like any other process (the store's generation).
     """
-    if _running is None or not _running.leading:
+    if context is None or not context.leading:
         return
     import subprocess
     import sys
 
     from knowledge.tuning import Tuner
 
-    kb = _running.kb
+    kb = context.kb
     if not Tuner(kb=kb).claim_weekly_run(min_new_pairs=kb.settings.tune_min_new_pairs):
         return
-    command = [sys.executable, "-m", "bot.cli", "--data-dir", str(kb.settings.data_dir),
+    command = [sys.executable, "-m", "shell.cli", "--data-dir", str(kb.settings.data_dir),
                "tune", "--from-team", "--no-progress"]
     done = subprocess.run(command, capture_output=True, text=True)
     outcome = (done.stdout or "").strip().splitlines()
@@ -93,6 +116,43 @@ def run_tune_job() -> None:
     else:
         log.warning("weekly tune did not finish (exit %s): %s", done.returncode,
                     (done.stderr or "").strip()[-2000:])
+
+
+class _JobWithContext:
+    """A stored job as APScheduler's ``run_job`` sees it, given ``context`` as a keyword;
+    everything else is the job's own."""
+
+    def __init__(self, job: Job, context: JobContext):
+        self._job = job
+        self.kwargs = {**job.kwargs, "context": context}
+
+    def __getattr__(self, name: str):
+        return getattr(self._job, name)
+
+    def __str__(self) -> str:
+        return str(self._job)
+
+
+class ContextExecutor(BaseExecutor):
+    """Runs jobs on ``inner`` (a thread pool by default), each handed ``context``."""
+
+    def __init__(self, context: JobContext, inner: BaseExecutor | None = None):
+        super().__init__()
+        self.context = context
+        self.inner = inner if inner is not None else ThreadPoolExecutor()
+
+    def start(self, scheduler, alias):
+        super().start(scheduler, alias)
+        self.inner.start(scheduler, alias)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.inner.shutdown(wait)
+
+    def submit_job(self, job: Job, run_times) -> None:
+        self.inner.submit_job(_JobWithContext(job, self.context), run_times)
+
+    def _do_submit_job(self, job, run_times):  # submit_job above hands every job to inner
+        raise NotImplementedError
 
 
 def scheduler_config(kb: KnowledgeBase, grace: timedelta) -> dict:
@@ -126,12 +186,19 @@ class DMLScheduler:
 
     def __init__(self, *, kb: KnowledgeBase, client: WebClient,
                  grace: timedelta = timedelta(hours=6), feed_interval: timedelta = timedelta(hours=1),
-                 scheduler: BackgroundScheduler | None = None, lease: Lease | None = None):
+                 scheduler: BackgroundScheduler | None = None, lease: Lease | None = None,
+                 executor: BaseExecutor | None = None):
+        """``scheduler`` and ``executor``: an APScheduler and the executor its jobs run on
+        (tests drive them by hand); the jobs get this scheduler's ``context`` either way."""
         self.kb = kb
         self.client = client
         self.digests = DigestService(kb=kb, grace=grace)
         self.feed_interval = feed_interval
         self.grace = grace
+        self.context = JobContext(kb=kb, client=client, digests=self.digests,
+                                  leads=lambda: self.leading)
+        if scheduler is not None:
+            scheduler.add_executor(ContextExecutor(self.context, executor), "default")
         self.scheduler = scheduler or self._new_scheduler()
         self.lease = lease
         self._election: LeaderElection | None = None
@@ -140,7 +207,8 @@ class DMLScheduler:
         self._sync_lock = threading.Lock()
 
     def _new_scheduler(self) -> BackgroundScheduler:
-        return JobScheduler(**scheduler_config(self.kb, self.grace))
+        return JobScheduler(**scheduler_config(self.kb, self.grace),
+                            executors={"default": ContextExecutor(self.context)})
 
     @property
     def leading(self) -> bool:
@@ -168,24 +236,19 @@ class DMLScheduler:
             self._end()
 
     def _begin(self) -> None:
-        global _running
         if self._spent:
             self.scheduler, self._spent = self._new_scheduler(), False
-        _running = self
         self._active = True  # before start(): a job due now fires at once and checks it
         self.scheduler.start()
         self.sync()
 
     def _end(self, *, finish_running: bool = False) -> None:
-        global _running
         if self._active:
             # Lease lost: no longer leading before the stop, so a job firing now does
             # nothing. Still leading (finish_running): jobs already fired finish first.
             self._active = finish_running
             self.scheduler.shutdown(wait=finish_running)
             self._active, self._spent = False, True
-        if _running is self:
-            _running = None
 
     def sync(self) -> None:
         """Make the stored jobs match the schedules table, keeping unchanged jobs as they are
@@ -200,6 +263,10 @@ class DMLScheduler:
                 self._sync()
 
     def _sync(self) -> None:
+        for job in self.scheduler.get_jobs():
+            module, _, function = job.func_ref.partition(":")
+            if module == FORMER_MODULE:
+                job.modify(func=f"{__name__}:{function}")
         wanted = {}
         for schedule in self.digests.schedules.all():
             trigger = CronTrigger(day_of_week=schedule.weekday, hour=schedule.hour,

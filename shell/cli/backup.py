@@ -9,13 +9,9 @@ from pathlib import Path
 
 import click
 
+from .root import knowledge_base
+
 __all__ = ["export", "import_"]
-
-
-def _kb(ctx: click.Context):
-    from bot.cli import _kb as kb_of
-
-    return kb_of(ctx)
 
 
 @click.command()
@@ -28,7 +24,7 @@ def export(ctx, file, embeddings):
     ("-" for standard output). The file is complete or absent: written aside, then renamed."""
     from knowledge.backup import export_knowledge
 
-    kb = _kb(ctx)
+    kb = knowledge_base(ctx)
     if str(file) == "-":
         counts = export_knowledge(kb.database, sys.stdout, model=kb.embedder.name, embeddings=embeddings)
     else:
@@ -66,5 +62,5 @@ def import_(ctx, file, progress):
 
         def bar(records):
             return tqdm(records, desc="importing", unit=" records")
-    report = import_knowledge(_kb(ctx), file, progress=bar)
+    report = import_knowledge(knowledge_base(ctx), file, progress=bar)
     click.echo(report.summary())

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from .root import knowledge_base
+
 __all__ = ["tune"]
 
 
@@ -63,12 +65,11 @@ def tune(ctx, pairs_file, from_team, dry_run, rollback, use_version, list_versio
     import dataclasses
     import time
 
-    from bot.cli import _kb
     from knowledge.tuning import Recipe, Tuner, peak_rss_mb
 
     if sum(bool(x) for x in (rollback, use_version, list_versions)) > 1:
         raise click.UsageError("choose one of --rollback, --use and --list")
-    kb = _kb(ctx.find_root())
+    kb = knowledge_base(ctx.find_root())
     tuner = Tuner(kb=kb, progress=progress, on_stage=_echo_stage)
     if list_versions:
         _list(kb, as_json)

@@ -7,13 +7,9 @@ from pathlib import Path
 
 import click
 
+from .root import knowledge_base, slack_settings_of
+
 __all__ = ["draft"]
-
-
-def _kb(ctx: click.Context):
-    from bot.cli import _kb as kb_of
-
-    return kb_of(ctx)
 
 
 @click.group()
@@ -39,7 +35,6 @@ def submit(ctx, file, author, reviewers, channel, open_to_channel, title, tags, 
     from bot.app import build_client
     from bot.drafts import DraftFlows, validate_new_draft
     from bot.handlers import DMLBot
-    from bot.settings import SlackSettings
     from ingest import decode_text
     from knowledge.drafts import NewDraft
 
@@ -54,9 +49,9 @@ def submit(ctx, file, author, reviewers, channel, open_to_channel, title, tags, 
                    body=body, tags=list(tags) or [str(t) for t in (meta.get("tags") or [])],
                    reviewers=list(reviewers), review_channel=channel, open_to_channel=open_to_channel,
                    due=due.date() if due else None)
-    kb = _kb(ctx)
+    kb = knowledge_base(ctx)
     new = validate_new_draft(new, today=date.today())  # refuse before needing Slack
-    slack = SlackSettings.from_env()
+    slack = slack_settings_of(ctx)
     if not slack.bot_token:
         raise click.ClickException("circulating a draft needs Slack: set SLACK_BOT_TOKEN")
     client = build_client(slack)
@@ -75,7 +70,7 @@ def submit(ctx, file, author, reviewers, channel, open_to_channel, title, tags, 
 @click.pass_context
 def list_(ctx, status):
     """Drafts, newest first."""
-    kb = _kb(ctx)
+    kb = knowledge_base(ctx)
     shown = kb.drafts.listed(status=status)
     if not shown:
         click.echo("no drafts")
@@ -92,7 +87,7 @@ def list_(ctx, status):
 @click.pass_context
 def show(ctx, draft_id, version, diff_from):
     """A draft's text, its versions and its corrections."""
-    kb = _kb(ctx)
+    kb = knowledge_base(ctx)
     shown = kb.drafts.get(draft_id)
     number = version or shown.version
     if diff_from is not None:

@@ -1,36 +1,27 @@
 """Logging at the edge: JSON lines or text, the Slack event id on every record, no secrets.
 
 ``configure_logging`` is called once by the ``dml`` command. Inside a Slack request the
-bot's middleware sets ``slack_event_id``; Bolt's listener threads get it through
-``ContextThreadPool``, so whatever the listeners log carries the id of what they handle.
-Secrets (Slack tokens, the signing secret, the LLM key, a database password) are
+bot's middleware sets ``slack_event_id`` (bot/request_context.py), so whatever its
+listeners log carries the id of what they handle. Secrets (Slack tokens, the signing secret, the LLM key, a database password) are
 replaced on the way out, whoever logs them.
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import re
 import sys
 import threading
-from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from urllib.parse import unquote, urlsplit
 
-__all__ = ["slack_event_id", "request_id", "ContextThreadPool", "Redactor", "RedactSecrets",
-           "JSONFormatter", "TextFormatter", "log_handler", "configure_logging",
-           "secrets_from_env", "LOG_FORMATS"]
+from bot.request_context import slack_event_id
 
-LOG_FORMATS = ("text", "json")
+__all__ = ["Redactor", "RedactSecrets", "JSONFormatter", "TextFormatter", "log_handler",
+           "configure_logging", "REDACTED"]
+
 REDACTED = "[redacted]"
-# The Slack event (or command/action trigger) being handled on this thread, if any.
-slack_event_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("slack_event_id",
-                                                                           default=None)
-_SECRET_VARIABLES = ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET",
-                     "DML_LLM_API_KEY")
 _PATTERNS = (
     # Slack tokens: bot, user, app-level, refresh/rotating (xoxe.xoxp-…, xoxe-…).
     (re.compile(r"\bxox[a-z](?:\.xox[a-z])?-[A-Za-z0-9-]+"), REDACTED),
@@ -42,43 +33,7 @@ _PATTERNS = (
 MIN_SECRET = 4  # shorter "secrets" would blank out ordinary words
 
 
-def request_id(body: Mapping) -> str | None:
-    """What identifies a Slack request in the logs: the Events API's event_id, else the
-    trigger_id of a command, shortcut, action or modal (else the view's id)."""
-    if not isinstance(body, Mapping):
-        return None
-    found = body.get("event_id") or body.get("trigger_id")
-    if not found:
-        actions = body.get("actions") or [{}]
-        found = (actions[0] or {}).get("action_ts") if isinstance(actions, list) else None
-    if not found:
-        found = (body.get("view") or {}).get("id") if isinstance(body.get("view"), Mapping) else None
-    return str(found) if found else None
-
-
-class ContextThreadPool(ThreadPoolExecutor):
-    """A thread pool whose tasks run in the submitter's context (contextvars), so Bolt's
-    listeners see the event id its middleware set on the request thread."""
-
-    def submit(self, fn, /, *args, **kwargs):
-        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
-
-
 # -- secrets ------------------------------------------------------------------------------
-def secrets_from_env(env: Mapping[str, str]) -> list[str]:
-    """The secret values the environment holds (the database URL's password included)."""
-    found = [env.get(name) or "" for name in _SECRET_VARIABLES]
-    for name in ("DATABASE_URL",):
-        url = env.get(name) or ""
-        try:
-            password = urlsplit(url).password if "://" in url else None
-        except ValueError:
-            password = None
-        if password:
-            found += [password, unquote(password)]
-    return [value for value in found if value]
-
-
 class Redactor:
     """Replaces known secret values and anything shaped like a token or URL password."""
 

@@ -21,10 +21,9 @@ from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
 from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
 from slack_bolt.request import BoltRequest
 
+from bot.verification import MAX_BODY_BYTES, RequestRefused, SlackRequestCheck
 from knowledge.kb import KnowledgeBase
 from knowledge.ops import CONTENT_TYPE as METRICS_CONTENT_TYPE
-
-from .verification import MAX_BODY_BYTES, RequestRefused, SlackRequestCheck
 
 __all__ = ["make_wsgi_app", "HTTPServer", "serve_http", "serve_socket_mode", "READY_TIMEOUT",
            "MAX_BODY_BYTES", "CHANNEL_TIMEOUT", "THREADS"]

@@ -1,0 +1,6 @@
+"""``python -m shell.cli``: the ``dml`` command, for child processes and tests."""
+
+from shell.cli import main
+
+if __name__ == "__main__":
+    main()
