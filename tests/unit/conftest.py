@@ -1,0 +1,78 @@
+"""Unit tier: pure functions and small objects; seconds, no embedding model, no database.
+
+The rule is kept, not hoped for: a unit test (its fixtures included) that loads the model or
+connects to a database fails, even when the code under test swallowed the refusal."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+
+import pytest
+
+
+class TierViolation(AssertionError):
+    """A unit test reached for the model or a database: it belongs in tests/integration."""
+
+
+_guards: list[list[str]] = []  # the active guards' attempt lists, innermost last
+
+
+def _refuse(what: str):
+    def refused(*args, **kwargs):
+        _guards[-1].append(what)
+        raise TierViolation(f"a unit test may not use {what}; move it to tests/integration")
+    return refused
+
+
+@contextlib.contextmanager
+def model_and_database_refused() -> Iterator[list[str]]:
+    """Within: loading the embedding model or opening a database (SQLAlchemy, sqlite3,
+    psycopg) raises ``TierViolation``; the list names each attempt, caught or not (an
+    attempt within a nested guard counts for that guard alone)."""
+    attempts: list[str] = []
+    _guards.append(attempts)
+    if len(_guards) > 1:
+        try:
+            yield attempts
+        finally:
+            _guards.pop()
+        return
+    from sqlalchemy import Engine, event
+
+    from knowledge.embedding import Embedder
+
+    on_connect = _refuse("a database (SQLAlchemy connection)")
+    event.listen(Engine, "do_connect", on_connect)
+    patches = pytest.MonkeyPatch()
+    try:
+        patches.setattr(Embedder, "_load", _refuse("the embedding model"))
+        patches.setattr(sqlite3, "connect", _refuse("a database (sqlite3.connect)"))
+        import psycopg
+
+        patches.setattr(psycopg, "connect", _refuse("a database (psycopg.connect)"))
+        patches.setattr(psycopg.Connection, "connect", _refuse("a database (psycopg)"))
+        yield attempts
+    finally:
+        patches.undo()
+        event.remove(Engine, "do_connect", on_connect)
+        _guards.pop()
+
+
+def _guarded(phase: str):
+    @pytest.hookimpl(wrapper=True)
+    def hook(item):
+        with model_and_database_refused() as attempts:
+            result = yield
+        if attempts:
+            raise TierViolation(f"unit test {item.nodeid} {phase} used {', '.join(attempts)}: "
+                                "unit tests take no model and no database (tests/integration)")
+        return result
+    hook.__name__ = f"pytest_runtest_{phase}"
+    return hook
+
+
+pytest_runtest_setup = _guarded("setup")
+pytest_runtest_call = _guarded("call")
+pytest_runtest_teardown = _guarded("teardown")
