@@ -106,11 +106,6 @@ def sqlite_kb(sqlite_settings, embedder):
     knowledge.close()
 
 
-@pytest.fixture(scope="session")
-def sample_kb_dir() -> Path:
-    return REPO / "knowledge" / "sample"
-
-
 # -- a real HTTP server on 127.0.0.1 --------------------------------------------------
 Route = tuple[int, dict[str, str], bytes] | Callable[[], tuple[int, dict[str, str], bytes]]
 

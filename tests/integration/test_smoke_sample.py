@@ -4,18 +4,19 @@ import json
 
 import pytest
 
-from ingest import Ingestor
 from knowledge.answer import ABSTAIN_TEXT
+from knowledge.kb import KnowledgeBase
 
 from ..conftest import DATA
 
 
 @pytest.fixture
-def handbook_kb(kb, sample_kb_dir):
-    report = Ingestor(kb=kb, progress=False).run([str(sample_kb_dir)])
-    assert report.errors == []
-    assert report.added == 14
-    return kb
+def handbook_kb(handbook_settings, embedder):
+    """The sample handbook, ingested once per session (its ingest asserts no errors and 14
+    documents added) and copied (SQLite) or imported (PostgreSQL) for each test."""
+    knowledge = KnowledgeBase(settings=handbook_settings, embedder=embedder)
+    yield knowledge
+    knowledge.close()
 
 
 def test_every_sentence_of_an_answer_is_cited(handbook_kb):

@@ -359,6 +359,7 @@ def test_a_small_real_tune_adopts_switches_every_vector_and_rolls_back(sqlite_se
     kb.close()
 
 
+@pytest.mark.slow  # trains a candidate with the real model
 def test_a_query_side_tune_learns_the_team_words_and_re_embeds_no_passage(settings, embedder,
                                                                           tmp_path, monkeypatch):
     """The default: only the question side learns. Passages keep their stored vectors (byte
@@ -443,6 +444,7 @@ def test_a_query_side_tune_learns_the_team_words_and_re_embeds_no_passage(settin
     kb.close()
 
 
+@pytest.mark.slow  # trains a candidate with the real model
 def test_training_a_candidate_alone_registers_and_switches_nothing(sqlite_kb, tmp_path):
     """Tuner.train (what bench/tune_mlquestions.py --cv runs per fold) leaves no trace: no
     version, no stored vector changed, the live model live; its retriever is the candidate's."""
@@ -465,6 +467,7 @@ def test_training_a_candidate_alone_registers_and_switches_nothing(sqlite_kb, tm
     assert sqlite_kb.search(question).model == live
 
 
+@pytest.mark.slow  # trains a candidate with the real model
 def test_a_worse_model_is_never_adopted_automatically(sqlite_kb, tmp_path, monkeypatch):
     ingest_pages(sqlite_kb, tmp_path)
     before = stored_vectors(sqlite_kb)
@@ -492,6 +495,7 @@ def test_a_worse_model_is_never_adopted_automatically(sqlite_kb, tmp_path, monke
     assert knowledge.tuning.last_tune(sqlite_kb.store)["adopted"] is False
 
 
+@pytest.mark.slow  # trains a candidate with the real model
 def test_a_dry_run_adopts_nothing_and_its_candidate_can_be_adopted_by_hand(kb, tmp_path,
                                                                            monkeypatch):
     ingest_pages(kb, tmp_path)
