@@ -6,8 +6,11 @@ connects to a database fails, even when the code under test swallowed the refusa
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.util
 import sqlite3
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -24,6 +27,38 @@ def _refuse(what: str):
         _guards[-1].append(what)
         raise TierViolation(f"a unit test may not use {what}; move it to tests/integration")
     return refused
+
+
+class _WhenImported(importlib.abc.MetaPathFinder):
+    """Calls ``then(module)`` once ``name`` is imported: patching sentence-transformers up
+    front would cost every unit run the import of torch."""
+
+    def __init__(self, name: str, then: Callable[[object], None]):
+        self.name, self.then = name, then
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)  # the real finders find it
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            sys.meta_path.insert(0, self)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _ThenLoader(spec.loader, self.then)
+        return spec
+
+
+class _ThenLoader(importlib.abc.Loader):
+    def __init__(self, loader, then):
+        self.loader, self.then = loader, then
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        self.then(module)
 
 
 @contextlib.contextmanager
@@ -46,6 +81,16 @@ def model_and_database_refused() -> Iterator[list[str]]:
     on_connect = _refuse("a database (SQLAlchemy connection)")
     event.listen(Engine, "do_connect", on_connect)
     patches = pytest.MonkeyPatch()
+
+    def refuse_sentence_transformers(module) -> None:  # tuning loads the model directly
+        patches.setattr(module.SentenceTransformer, "__init__", _refuse("the embedding model"))
+
+    finder = None
+    if "sentence_transformers" in sys.modules:
+        refuse_sentence_transformers(sys.modules["sentence_transformers"])
+    else:
+        finder = _WhenImported("sentence_transformers", refuse_sentence_transformers)
+        sys.meta_path.insert(0, finder)
     try:
         patches.setattr(Embedder, "_load", _refuse("the embedding model"))
         patches.setattr(sqlite3, "connect", _refuse("a database (sqlite3.connect)"))
@@ -55,6 +100,8 @@ def model_and_database_refused() -> Iterator[list[str]]:
         patches.setattr(psycopg.Connection, "connect", _refuse("a database (psycopg)"))
         yield attempts
     finally:
+        if finder is not None:
+            sys.meta_path.remove(finder)
         patches.undo()
         event.remove(Engine, "do_connect", on_connect)
         _guards.pop()

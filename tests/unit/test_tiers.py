@@ -17,6 +17,16 @@ def test_loading_the_model_is_refused_inside_the_guard():
     assert attempts == ["the embedding model"]
 
 
+def test_loading_the_model_directly_is_refused_inside_the_guard():
+    from knowledge.embedding import bundled_model_path
+
+    with model_and_database_refused() as attempts, pytest.raises(TierViolation):
+        from sentence_transformers import SentenceTransformer
+
+        SentenceTransformer(str(bundled_model_path()), device="cpu")
+    assert attempts == ["the embedding model"]
+
+
 def test_opening_a_database_is_refused_inside_the_guard(tmp_path):
     from knowledge.db import Database
 
