@@ -5,11 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# `make test` leaves out the tests marked slow (real replicas, kill -9, fault injection, a
-# real tune: about 5 minutes); CI runs everything with `make test PYTEST_ARGS=`.
+# Tests come in three tiers (tests/conftest.py says which is which): `make test` runs unit + integration, less the
+# tests marked slow (a real tune), in under 5 minutes on a quiet machine; `make test-system`
+# runs the system tier (HTTP serving, real processes, replicas, faults, kill -9); `make
+# test-all` runs all three, the slow tests included, as CI (.ci/run) does.
 PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: run test bench lint clean
+.PHONY: run test test-unit test-system test-all bench lint clean
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +24,16 @@ run: $(STAMP)
 	$(BIN)/dml run
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/unit tests/integration $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+test-system: $(STAMP)
+	$(BIN)/python -m pytest tests/system
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest tests/unit tests/integration tests/system
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

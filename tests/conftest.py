@@ -1,5 +1,10 @@
-"""Shared fixtures: the real bundled model (loaded once), SQLite and PostgreSQL stores,
-and a real HTTP server on 127.0.0.1 for URL and feed ingest."""
+"""Fixtures every tier may use: the real bundled model (loaded once), SQLite and PostgreSQL
+stores, a real HTTP server on 127.0.0.1 for URL and feed ingest, and the Slack API stand-in.
+
+The tiers: ``unit/`` (no model, no database: its conftest fails a test that touches either),
+``integration/`` (the model, SQLite and PostgreSQL, Slack flows dispatched in-process) and
+``system/`` (HTTP serving, real processes, replicas, faults). Each tier's conftest says how
+its ``bot`` reaches the Bolt app."""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import pytest
 from knowledge.kb import KnowledgeBase
 from knowledge.search.embedding import Embedder
 from knowledge.settings import Settings
+
+pytest_plugins = ["pytester"]  # tests/unit/test_tiers.py runs a unit test that breaks the rule
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -96,11 +103,6 @@ def sqlite_kb(sqlite_settings, embedder):
     knowledge = KnowledgeBase(settings=sqlite_settings, embedder=embedder)
     yield knowledge
     knowledge.close()
-
-
-@pytest.fixture(scope="session")
-def sample_kb_dir() -> Path:
-    return REPO / "knowledge" / "sample"
 
 
 # -- a real HTTP server on 127.0.0.1 --------------------------------------------------
@@ -230,7 +232,7 @@ def handbook_settings(request, tmp_path, embedder) -> Settings:
     return settings
 
 
-# -- the Slack bot over real HTTP, its Web API pointed at a stand-in ---------------------
+# -- the Slack bot, its Web API pointed at a stand-in (each tier's ``bot`` serves it) ----
 SIGNING_SECRET = "test-signing-secret"
 EXPERT = "UEXPERT"
 CURATOR = "UCURATOR"
@@ -244,33 +246,13 @@ def slack_api():
         yield stub
 
 
-class BotHarness:
-    """The bot served on 127.0.0.1: ``post(payload)`` delivers a Slack-signed request."""
-
-    def __init__(self, kb, app, server, api):
-        self.kb, self.app, self.server, self.api = kb, app, server, api
-        self.url = server.url + "/slack/events"
-
-    def post(self, payload, **kwargs):
-        from .slack_stub import signed_post
-
-        return signed_post(self.url, payload, secret=SIGNING_SECRET, **kwargs)
-
-
-@pytest.fixture
-def bot(handbook_settings, embedder, slack_api):
-    """The bot on the sample handbook (SQLite and PostgreSQL), experts UEXPERT, curators
-    UCURATOR + experts."""
+def bot_app(handbook_settings, embedder, slack_api, **app_options):
+    """The bot on the sample handbook, its Web API pointed at ``slack_api``: (kb, Bolt app)."""
     from bot.app import build_app, build_client
     from knowledge.settings import SlackSettings
-    from shell.server import HTTPServer
 
     settings = handbook_settings.replace(allow_private_urls=True, fetch_timeout=5.0)
     knowledge = KnowledgeBase(settings=settings, embedder=embedder)
     slack = SlackSettings(bot_token="xoxb-test", signing_secret=SIGNING_SECRET,
                           api_url=slack_api.url, experts=(EXPERT,), curators=(CURATOR, EXPERT))
-    app = build_app(slack, knowledge, client=build_client(slack))
-    server = HTTPServer(app, knowledge, port=0).start()
-    yield BotHarness(knowledge, app, server, slack_api)
-    server.stop()
-    knowledge.close()
+    return knowledge, build_app(slack, knowledge, client=build_client(slack), **app_options)

@@ -52,7 +52,9 @@ __all__ = [
     "message_shortcut",
     "reaction_added",
     "sign",
+    "signed_dispatch",
     "signed_post",
+    "signed_request",
     "slash_command",
     "thread_message",
     "view_submission",
@@ -397,8 +399,7 @@ def sign(body: str, *, secret: str, timestamp: int | str) -> str:
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
 
 
-def signed_post(
-    url: str,
+def signed_request(
     body: SlackPayload | str | bytes,
     *,
     secret: str,
@@ -407,14 +408,8 @@ def signed_post(
     retry_num: int | None = None,
     retry_reason: str = "http_timeout",
     forge: bool = False,
-    timeout: float = 10,
-) -> SignedResponse:
-    """POST `body` signed the way Slack signs it; returns (status, body, elapsed seconds).
-
-    `timestamp` lets tests send stale requests; `forge` signs with a wrong secret, as an
-    attacker without the secret would; `retry_num` marks Slack's redelivery after the bot
-    was too slow to answer within 3 seconds.
-    """
+) -> tuple[str, dict[str, str]]:
+    """`body` as text and the headers Slack sends with it, signed (see `signed_post`)."""
     if isinstance(body, SlackPayload):
         content_type = content_type or body.content_type
         text = body.body
@@ -431,6 +426,24 @@ def signed_post(
     if retry_num is not None:
         headers["X-Slack-Retry-Num"] = str(retry_num)
         headers["X-Slack-Retry-Reason"] = retry_reason
+    return text, headers
+
+
+def signed_post(
+    url: str,
+    body: SlackPayload | str | bytes,
+    *,
+    secret: str,
+    timeout: float = 10,
+    **signing: Any,
+) -> SignedResponse:
+    """POST `body` signed the way Slack signs it; returns (status, body, elapsed seconds).
+
+    `timestamp` lets tests send stale requests; `forge` signs with a wrong secret, as an
+    attacker without the secret would; `retry_num` marks Slack's redelivery after the bot
+    was too slow to answer within 3 seconds.
+    """
+    text, headers = signed_request(body, secret=secret, **signing)
     request = urllib.request.Request(url, data=text.encode(), headers=headers, method="POST")
     started = time.monotonic()
     try:
@@ -439,6 +452,20 @@ def signed_post(
     except urllib.error.HTTPError as error:  # 4xx/5xx are answers too, not failures
         status, raw = error.code, error.read()
     return SignedResponse(status, raw.decode("utf-8", "replace"), time.monotonic() - started)
+
+
+def signed_dispatch(app: Any, body: SlackPayload | str | bytes, *, secret: str,
+                    **signing: Any) -> SignedResponse:
+    """`signed_post` without HTTP: the same signed request handed to a Bolt `app` in-process
+    (as bolt-python's scenario tests do). Bolt checks the signature itself; an app built with
+    ``process_before_response=True`` has finished its listeners when this returns."""
+    from slack_bolt.request import BoltRequest
+
+    signing.pop("timeout", None)  # no connection to time out
+    text, headers = signed_request(body, secret=secret, **signing)
+    started = time.monotonic()
+    response = app.dispatch(BoltRequest(body=text, headers=headers))
+    return SignedResponse(response.status, response.body, time.monotonic() - started)
 
 
 @dataclass(frozen=True)

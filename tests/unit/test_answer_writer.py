@@ -1,0 +1,78 @@
+"""The extractive writer's choices, with the real model on small hand-made corpora: it
+leads with the sentence that answers, keeps a dangling opener only with its antecedent,
+skips near-duplicates, adds a second source only for a new fact, never quotes captions,
+references or asides, says "I don't know" off-topic, and shows where its first sentence
+stands (Slack's context block, the console)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.blocks import MAX_CONTEXT_TEXT, quote_block
+from knowledge.search.answers import DEFINITION, EXPLANATION, Quote, question_shape
+from knowledge.search.sentences import quotable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from answer_checks import flaw  # noqa: E402
+
+
+def test_question_shapes():
+    assert question_shape("What is a feature store?") is DEFINITION
+    assert question_shape("what does PSI mean?") is DEFINITION
+    assert question_shape("How do I backfill a feature?") is EXPLANATION
+    assert question_shape("Why does drift matter?") is EXPLANATION
+
+
+def test_the_quote_block_is_escaped_and_within_slack_limits():
+    hostile = Quote(n=2, title="<!channel> *bold* & co", text="<@U123> says x < y & " + "word " * 2000)
+    block = quote_block(hostile)
+    assert block["type"] == "context"
+    text = block["elements"][0]["text"]
+    assert len(text) <= MAX_CONTEXT_TEXT
+    assert "<!channel>" not in text and "<@U123>" not in text
+    assert "&lt;!channel&gt;" in text and "x &lt; y &amp;" in text
+    assert text.startswith("[2] From *") and text.endswith("”")
+
+
+@pytest.mark.parametrize(("sentence", "ok"), [
+    ("A feature store serves the same values to training and to inference.", True),
+    ("Check my toy implementation of UCB1 here.", False),
+    ("In this post, we will cover the basics of bandits.", False),
+    ("Part 4 will cover multiple fast object detection algorithms.", False),
+    ("The Part 1 introduces the concept of gradient vectors and the HOG algorithm.", False),
+    ("Fig. 3. The reparameterization trick (Image source: Kingma).", False),
+    ('Chapelle, et al. "An empirical evaluation of thompson sampling." NIPS 2011.', False),
+    ('"An empirical evaluation of thompson sampling.', False),
+    ("REINFORCE relies on , an estimated return, to update the policy parameter .", False),
+    ("where α is a single dense layer with ReLU and the glove embedding.", False),
+    ("Histogram of Oriented Gradients (HOG)", False),
+    ("What is AUC and why should we use it?", False),
+])
+def test_the_writer_only_quotes_sentences_about_the_subject(sentence, ok):
+    assert quotable(sentence) is ok
+
+
+# -- the benchmark's own detector (bench/answer_checks.py), written apart from the writer --
+@pytest.mark.parametrize(("sentence", "kind"), [
+    ("REINFORCE, also known as Monte-Carlo policy gradient, relies on , an estimated return.", "math-hole"),
+    ("The value is \\theta times the return of the episode.", "math-hole"),
+    ('"An empirical evaluation of thompson sampling.', "bibliography"),
+    ("Chapelle, O., & Li, L. (2011). An empirical evaluation of thompson sampling.", "bibliography"),
+    ('Pascal Vincent, et al. "Extracting and composing robust features with denoising autoencoders.',
+     "bibliography"),
+    ("Histogram of Oriented Gradients (HOG)", "fragment"),
+    ("The optimal action is:", "fragment"),
+    ("Fig. 3. The reparameterization trick (Image source: Kingma 2014).", "caption"),
+    ("Check my toy implementation of UCB1 and Bayesian UCB.", "aside"),
+    ("Recently I watched the talk on information theory in deep learning.", "aside"),
+    ("In the following discussion, we will use the skip-gram model as an example.", "aside"),
+    ("Part 4 will cover multiple fast object detection algorithms, including YOLO.", "aside"),
+    ("Thompson sampling picks the arm whose sampled reward is largest (Chapelle & Li, 2011).", None),
+    ("At the i-th step, the agent takes an action a and receives a reward r.", None),
+    ("REINFORCE relies on Q_π(s, a), an estimated return, to update the policy parameter θ.", None),
+])
+def test_the_benchmark_detector(sentence, kind):
+    assert flaw(sentence) == kind

@@ -1,0 +1,210 @@
+"""deploy/slack-manifest.yml declares exactly what bot/ uses: events, commands, shortcuts,
+and the bot scopes its Web API calls and events need, no more and no fewer."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+from slack_sdk import WebClient
+
+from bot import app as bot_app
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFEST = REPO / "deploy" / "slack-manifest.yml"
+BOT = REPO / "bot"
+REQUEST_URL = "https://YOUR-HOST/slack/events"
+
+# Bot-token scopes each Web API method needs, from Slack's method reference. Methods that
+# take any conversation need the scope of every conversation type the bot can meet there.
+METHOD_SCOPES: dict[str, tuple[str, ...]] = {
+    "chat.postMessage": ("chat:write",),
+    "chat.postEphemeral": ("chat:write",),
+    "chat.update": ("chat:write",),
+    "conversations.members": ("channels:read", "groups:read", "im:read", "mpim:read"),
+    "chat.getPermalink": (),  # no scope required
+    "reactions.add": ("reactions:write",),
+    "reactions.remove": ("reactions:write",),
+    "conversations.info": ("channels:read", "groups:read", "im:read", "mpim:read"),
+    "conversations.replies": ("channels:history", "groups:history", "im:history", "mpim:history"),
+    "usergroups.users.list": ("usergroups:read",),
+    "views.open": (),  # no scope required (a trigger_id is the permission)
+    "views.publish": (),  # no scope required
+}
+
+# Bot-token scopes each subscribed event needs, from Slack's event reference.
+EVENT_SCOPES: dict[str, tuple[str, ...]] = {
+    "app_mention": ("app_mentions:read",),
+    "message.im": ("im:history",),
+    "message.channels": ("channels:history",),
+    "message.groups": ("groups:history",),
+    "reaction_added": ("reactions:read",),
+    "app_home_opened": (),
+}
+
+# Slash commands and shortcuts need the `commands` scope.
+INTERACTIVE_SCOPES = ("commands",)
+
+
+@cache
+def manifest() -> dict:
+    return yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+
+
+def bot_scopes() -> list[str]:
+    return manifest()["oauth_config"]["scopes"]["bot"]
+
+
+def _api_method(name: str) -> str | None:
+    """The dotted Web API method a WebClient method calls, e.g. chat_postMessage → chat.postMessage."""
+    member = getattr(WebClient, name, None)
+    if not callable(member) or name.startswith("_"):
+        return None
+    found = re.search(r'api_call\(\s*"([^"]+)"', inspect.getsource(member))
+    return found.group(1) if found else None
+
+
+@cache
+def called_methods() -> dict[str, set[str]]:
+    """Web API methods bot/*.py calls: ``client.chat_postMessage(...)`` and names it looks up
+    with ``getattr(client, "reactions_add")``. Maps dotted method → files that call it."""
+    calls: dict[str, set[str]] = {}
+    for path in sorted(BOT.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute):
+                names.add(node.attr)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names.add(node.value)
+        for name in names:
+            if re.fullmatch(r"[a-z]+(_[a-zA-Z]+)+", name) and (method := _api_method(name)):
+                calls.setdefault(method, set()).add(path.name)
+    return calls
+
+
+@cache
+def decorated_listeners() -> dict[str, set[str]]:
+    """What bot/app.py (and the listener modules it registers) register:
+    {"event": {...}, "command": {...}, "shortcut": ..., "action": ..., "view": ...}."""
+    found: dict[str, set[str]] = {}
+    nodes = [node for name in ("app.py", "draft_listeners.py")
+             for node in ast.walk(ast.parse((BOT / name).read_text(encoding="utf-8")))]
+    for node in nodes:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        for decorator in node.decorator_list:
+            if (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)
+                    and isinstance(decorator.func.value, ast.Name) and decorator.func.value.id == "app"
+                    and decorator.args and isinstance(decorator.args[0], ast.Constant)):
+                found.setdefault(decorator.func.attr, set()).add(decorator.args[0].value)
+    return found
+
+
+def needed_scopes() -> set[str]:
+    scopes = {s for method in called_methods() for s in METHOD_SCOPES[method]}
+    scopes |= {s for event in bot_app.LISTENED_EVENTS for s in EVENT_SCOPES[event]}
+    if bot_app.COMMANDS or bot_app.SHORTCUTS:
+        scopes |= set(INTERACTIVE_SCOPES)
+    return scopes
+
+
+# -- the manifest matches what the app listens to ----------------------------------------
+def test_bot_events_are_exactly_the_listened_events():
+    events = manifest()["settings"]["event_subscriptions"]["bot_events"]
+    assert len(events) == len(set(events))
+    assert set(events) == set(bot_app.LISTENED_EVENTS)
+
+
+def test_slash_commands_are_exactly_the_apps_commands():
+    commands = manifest()["features"]["slash_commands"]
+    assert {c["command"] for c in commands} == set(bot_app.COMMANDS)
+    for command in commands:
+        assert command["description"].strip() and command["usage_hint"].strip(), command
+        assert command["should_escape"] is False, command  # the bot parses <url|text> itself
+        assert command["url"] == REQUEST_URL
+
+
+def test_shortcuts_are_exactly_the_apps_message_shortcuts():
+    shortcuts = manifest()["features"]["shortcuts"]
+    assert {s["callback_id"] for s in shortcuts} == set(bot_app.SHORTCUTS)
+    [shortcut] = [s for s in shortcuts if s["callback_id"] == "add_to_dml"]
+    assert shortcut == {**shortcut, "type": "message", "name": "Add to DML knowledge"}
+    assert shortcut["description"].strip()
+
+
+def test_app_home_interactivity_and_socket_mode():
+    features, settings = manifest()["features"], manifest()["settings"]
+    home = features["app_home"]
+    assert home["home_tab_enabled"] is True and home["messages_tab_enabled"] is True
+    assert home.get("messages_tab_read_only_enabled", False) is False  # people DM the bot
+    assert features["bot_user"]["display_name"]
+    assert settings["interactivity"] == {"is_enabled": True, "request_url": REQUEST_URL}
+    assert settings["event_subscriptions"]["request_url"] == REQUEST_URL
+    assert settings["socket_mode_enabled"] is True
+    assert settings["token_rotation_enabled"] is False
+    assert manifest()["display_information"]["name"]
+
+
+# -- the constants match the listeners app.py registers -----------------------------------
+def test_constants_match_the_registered_listeners():
+    listeners = decorated_listeners()
+    assert listeners["command"] == set(bot_app.COMMANDS)
+    assert listeners["shortcut"] == set(bot_app.SHORTCUTS)
+    assert listeners["action"] == set(bot_app.ACTIONS)
+    # One "message" listener serves every message.* subscription.
+    assert listeners["event"] == {e.split(".")[0] for e in bot_app.LISTENED_EVENTS}
+
+
+def test_every_action_listener_has_a_button():
+    source = "\n".join(p.read_text(encoding="utf-8") for p in BOT.glob("*.py") if p.name != "app.py")
+    missing = [a for a in bot_app.ACTIONS if f'"action_id": "{a}"' not in source
+               and f'"{a}", ' not in source]
+    assert not missing, f"no button renders action listener(s) {missing}"
+
+
+# -- scopes: exactly what the code uses ---------------------------------------------------
+def test_the_scan_finds_the_web_api_calls():
+    methods = called_methods()
+    # Spot checks that the scan sees both direct calls and getattr(client, "reactions_add").
+    assert {"chat.postMessage", "reactions.add", "reactions.remove", "views.publish"} <= set(methods)
+
+
+def test_every_called_method_is_in_the_scope_table():
+    unknown = sorted(set(called_methods()) - set(METHOD_SCOPES))
+    assert not unknown, (f"bot/ calls {unknown}: add their bot scopes (Slack's method reference) "
+                         "to METHOD_SCOPES and deploy/slack-manifest.yml")
+    stale = sorted(set(METHOD_SCOPES) - set(called_methods()))
+    assert not stale, f"METHOD_SCOPES lists methods bot/ no longer calls: {stale}"
+
+
+def test_every_listened_event_is_in_the_scope_table():
+    assert set(bot_app.LISTENED_EVENTS) <= set(EVENT_SCOPES)
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_SCOPES))
+def test_each_called_method_has_its_scopes(method):
+    if method not in called_methods():
+        pytest.skip(f"{method} is not called")
+    missing = sorted(set(METHOD_SCOPES[method]) - set(bot_scopes()))
+    assert not missing, f"{method} (called in {sorted(called_methods()[method])}) needs {missing}"
+
+
+def test_each_event_has_its_scopes():
+    missing = {e: s for e in bot_app.LISTENED_EVENTS
+               if (s := sorted(set(EVENT_SCOPES[e]) - set(bot_scopes())))}
+    assert not missing
+
+
+def test_manifest_requests_exactly_the_scopes_the_code_needs():
+    requested = bot_scopes()
+    assert len(requested) == len(set(requested)), "a scope is listed twice"
+    needed = needed_scopes()
+    assert not needed - set(requested), f"missing scopes: {sorted(needed - set(requested))}"
+    assert not set(requested) - needed, f"scopes nothing needs: {sorted(set(requested) - needed)}"
+    assert "user" not in manifest()["oauth_config"]["scopes"], "DML acts only as its bot user"
