@@ -16,6 +16,7 @@ from knowledge.search import (
     LLMWriter,
     QuestionLog,
     Retriever,
+    Runtime,
     SearchResult,
     SentenceVectors,
     Store,
@@ -52,7 +53,8 @@ class KnowledgeBase:
         self.drafts = Drafts(self.database, approvals_to_publish=settings.draft_approvals)
         # The configured model; tuned versions of it live under the data directory, and the
         # store records which one every stored vector comes from.
-        self.base_embedder = embedder or Embedder(model_path=settings.embedding_model)
+        self.base_embedder = embedder or Embedder(model_path=settings.embedding_model,
+                                                  runtime=Runtime.from_settings(settings))
         self.model_versions = ModelVersions(directory=settings.data_dir / "models",
                                             base=self.base_embedder)
         self._active_model: tuple[float, str] | None = None

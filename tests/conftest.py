@@ -28,6 +28,12 @@ SHARED = REPO.parent / "shared"
 DATA = Path(__file__).resolve().parent / "data"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
+# The `dml` processes the tests start embed on the default backend (DML_EMBED_BACKEND=auto):
+# one export of the bundled model, built by the first that needs it and checksummed by the
+# rest, instead of one per data directory.
+os.environ.setdefault("DML_EXPORT_DIR", str(Path(os.environ.get("TMPDIR", "/tmp"))
+                                          / f"dml-test-exports-{os.getuid()}"))
+
 
 @pytest.fixture(scope="session")
 def embedder() -> Embedder:

@@ -5,7 +5,8 @@ This is the package's public entry point: code outside it imports only these nam
 """
 
 from .answers import Answer, Citation, ExtractiveWriter, LLMWriter, Quote, readable_sentences
-from .embedding import Embedder, bundled_model_path
+from .embedding import CPU_BACKEND, Embedder, Runtime, bundled_model_path
+from .embedding_backends import BACKENDS, ExportCache
 from .evaluation import METRIC_KEYS, EvalQuestion, evaluate, load_questions
 from .feedback import REASONS, FeedbackStore
 from .index import IndexManager, IndexSnapshot
@@ -32,7 +33,7 @@ from .text import (
     split_blocks,
 )
 
-__all__ = ["Answer", "ChunkRecord", "Citation", "DocumentRecord", "Embedder", "EvalQuestion",
+__all__ = ["BACKENDS", "CPU_BACKEND", "ExportCache", "Runtime", "Answer", "ChunkRecord", "Citation", "DocumentRecord", "Embedder", "EvalQuestion",
     "ExtractiveWriter", "FeedbackStore", "IndexManager", "IndexSnapshot", "LLMWriter",
     "METRIC_KEYS", "PRIVATE_CHANNEL", "Passage", "ACTIVE_MODEL", "GENERATION", "QuestionLog", "Quote", "REASONS",
     "Retriever", "SearchResult", "SentenceVectors", "Store", "bundled_model_path",

