@@ -43,6 +43,7 @@ from common import (
 
 BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8")
 TORCH_KB = CACHE / "backends" / "torch-kb"
+EXPORTS = CACHE / "backends" / "exports"  # built before each backend's run: load s is loading only
 
 
 def available(backend: str) -> bool:
@@ -55,7 +56,7 @@ def available(backend: str) -> bool:
     return True
 
 
-def one(backend: str, questions: int, keep: Path | None) -> dict:
+def one(backend: str, questions: int, keep: Path | None, passages: int = 0) -> dict:
     """Everything measured for one backend, in this process."""
     from ingest import Ingestor
     from knowledge.kb import KnowledgeBase
@@ -65,10 +66,12 @@ def one(backend: str, questions: int, keep: Path | None) -> dict:
     data = keep or Path(tempfile.mkdtemp(prefix=f"dml-bench-{backend}-"))
     try:
         started = time.perf_counter()
-        kb = KnowledgeBase(settings=Settings(data_dir=data, embed_backend=backend))
+        kb = KnowledgeBase(settings=Settings(data_dir=data, embed_backend=backend, export_dir=EXPORTS))
         kb.embedder.embed_query("load the model")
         load_s = time.perf_counter() - started
-        corpus = write_jsonl(CACHE / "mlquestions-corpus.jsonl", mlquestions_documents())
+        documents = mlquestions_documents()
+        corpus = write_jsonl(CACHE / f"mlquestions-corpus-{passages or 'all'}.jsonl",
+                             documents[:passages] if passages else documents)
         started = time.perf_counter()
         report = Ingestor(kb=kb, progress=False, batch_chunks=256).run([str(corpus)])
         ingest_s = time.perf_counter() - started
@@ -86,7 +89,8 @@ def one(backend: str, questions: int, keep: Path | None) -> dict:
         # The same questions against passages torch embedded: a switch with no re-embedding.
         mixed = {}
         if backend != "torch" and TORCH_KB.exists():
-            other = KnowledgeBase(settings=Settings(data_dir=TORCH_KB, embed_backend=backend))
+            other = KnowledgeBase(settings=Settings(data_dir=TORCH_KB, embed_backend=backend,
+                                                    export_dir=EXPORTS))
             other.warm_up()
             mixed = evaluate(asked, lambda text: [h.doc_id for h in other.search(text, k=20).hits],
                              progress=False)
@@ -115,9 +119,11 @@ def export_seconds(backend: str) -> float | None:
     try:
         started = time.perf_counter()
         ExportCache(model_dir=bundled_model_path(), root=root).path(backend)
-        return round(time.perf_counter() - started, 1)
+        seconds = round(time.perf_counter() - started, 1)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    ExportCache(model_dir=bundled_model_path(), root=EXPORTS).path(backend)
+    return seconds
 
 
 def main() -> int:
@@ -125,12 +131,13 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--questions", type=int, default=1500)
+    parser.add_argument("--passages", type=int, default=0, help="only the first N (a quick try)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--keep", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     need_shared()
     if args.one:
-        print(json.dumps(one(args.one, args.questions, args.keep)))
+        print(json.dumps(one(args.one, args.questions, args.keep, args.passages)))
         return 0
     rows, results = [], []
     for backend in args.backends.split(","):
@@ -138,7 +145,8 @@ def main() -> int:
             print(f"  {backend}: not installed (pip install 'dml[openvino]'); left out")
             continue
         export_s = export_seconds(backend)
-        command = [sys.executable, __file__, "--one", backend, "--questions", str(args.questions)]
+        command = [sys.executable, __file__, "--one", backend, "--questions", str(args.questions),
+                   "--passages", str(args.passages)]
         if backend == "torch":
             shutil.rmtree(TORCH_KB, ignore_errors=True)
             TORCH_KB.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +173,9 @@ def main() -> int:
                             "query ms p50 / p95", "query vs torch", "R@1", "R@20",
                             "R@1 / R@20, passages by torch", "peak RSS MB"], rows)
     print(table)
-    save_result("embed_backends", {"cores": os.cpu_count(), "results": results, "table": table})
+    if not args.passages:
+        save_result("embed_backends", {"cores": os.cpu_count(), "results": results,
+                                       "table": table})
     return 0
 
 

@@ -20,6 +20,7 @@ STEPS = [
      ["tune_mlquestions.py", "--tower", "query", "--cv", "4", "--cv-only", "--cv-shares", "0.25",
       "0.5", "0.75", "1", "--name", "tune_mlquestions_curve"], "tune_mlquestions_curve"),
     ("Answer quality of the extractive writer, lil-log + ds-interviews", ["answers.py"], "answers"),
+    ("Embedding backends side by side, MLQuestions", ["embed_backends.py"], "embed_backends"),
     ("Ingest throughput, lil-log", ["ingest_throughput.py"], "ingest_throughput"),
     ("Ask latency at 100,000 passages", ["latency.py"], "latency"),
     ("Slack bot, 50 concurrent mentions", ["slack_load.py"], "slack_load"),

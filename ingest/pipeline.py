@@ -94,8 +94,11 @@ class _Flush:
 
 class Ingestor:
     def __init__(self, *, kb: KnowledgeBase, fetcher: Fetcher | None = None,
-                 progress: bool | None = None, batch_chunks: int = 64):
+                 progress: bool | None = None, batch_chunks: int = 64, overlap: bool = True):
         self.kb = kb
+        # Embed on a worker thread while the next batch is prepared (False: one after the
+        # other, as before; bench/ingest_throughput.py measures both).
+        self.overlap = overlap
         settings = kb.settings
         self.fetcher = fetcher or Fetcher(timeout=settings.fetch_timeout,
                                           max_bytes=settings.max_fetch_bytes,
@@ -435,7 +438,12 @@ class Ingestor:
             for chunk, text in zip(item.record.chunks, item.texts, strict=True):
                 if chunk.embed_hash not in known:
                     to_embed.setdefault(chunk.embed_hash, text)
-        vectors = executor.submit(embedder.embed, list(to_embed.values())) if to_embed else None
+        vectors: Future | None = None
+        if to_embed and self.overlap:
+            vectors = executor.submit(embedder.embed, list(to_embed.values()))
+        elif to_embed:
+            vectors = Future()
+            vectors.set_result(embedder.embed(list(to_embed.values())))
         return _Flush(pending=pending, known=known, to_embed=to_embed, vectors=vectors)
 
     def _store(self, flush: _Flush, report: IngestReport) -> None:

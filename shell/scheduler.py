@@ -5,7 +5,7 @@ loses no schedule. A run missed while the bot was down fires once, late, within 
 grace period (APScheduler's ``misfire_grace_time`` with ``coalesce``), and never after it.
 
 Scheduled work runs in one process at a time, whatever runs it (`dml scheduler`, or every
-`dml serve`): given a ``lease`` (knowledge/lease.py), a DMLScheduler starts APScheduler
+`dml serve`): given a ``lease`` (knowledge/ops/lease.py), a DMLScheduler starts APScheduler
 only while its process holds the lease and stops it as soon as it does not; APScheduler 3
 is not safe with two processes on one job store. The job functions check the lease again
 when they fire, and the digest run key lets only one post even if all else failed.

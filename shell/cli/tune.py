@@ -1,4 +1,4 @@
-"""``dml tune``: adapt the embedding model to the team's own questions (knowledge/tuning.py).
+"""``dml tune``: adapt the embedding model to the team's own questions (knowledge/tuning/).
 
 Heavy imports (torch, sentence-transformers) happen inside the command, so ``dml --help``
 stays fast.

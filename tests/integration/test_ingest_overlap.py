@@ -96,3 +96,11 @@ def test_a_failure_while_embedding_keeps_what_was_stored_and_stores_nothing_half
     report = Ingestor(kb=kb, progress=False, batch_chunks=2).ingest_documents(
         documents(8, []), source="notes")
     assert report.added == 8 - len(stored) and report.unchanged == len(stored)
+
+
+def test_without_overlap_each_batch_is_embedded_on_the_ingest_thread(kb, recording):
+    embedder = recording()
+    report = Ingestor(kb=kb, progress=False, batch_chunks=2, overlap=False).ingest_documents(
+        documents(4, []), source="notes")
+    assert report.added == 4
+    assert {name for name, _, _ in embedder.calls} == {threading.current_thread().name}
