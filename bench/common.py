@@ -58,6 +58,14 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not getrusage: Linux carries ru_maxrss
+    over from the parent into a child it starts, so a child would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

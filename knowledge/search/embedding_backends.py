@@ -47,7 +47,7 @@ EXPORTED = {
 OPSET = 17
 _WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 _MANIFEST = "manifest.json"
-_MANIFEST_VERSION = 1
+_MANIFEST_VERSION = 2  # 2: int8 from the fused graph, exported with eager attention
 
 
 def available_cores() -> int:
@@ -165,7 +165,8 @@ class ExportCache:
             self._write({onnx.name: lambda tmp: _export_onnx(self.model_dir, tmp)})
         if backend == "onnx-int8":
             log.info("quantising the ONNX export to int8 (onnxruntime)")
-            self._write({"model-int8.onnx": lambda tmp: _quantise_onnx(onnx, tmp)})
+            self._write({"model-int8.onnx":
+                         lambda tmp: _quantise_onnx(onnx, tmp, model_dir=self.model_dir)})
         elif backend == "openvino-int8":
             log.info("quantising the ONNX export to int8 (OpenVINO, NNCF)")
             self._write_openvino_int8(onnx)
@@ -219,7 +220,10 @@ def _export_onnx(model_dir: Path, out: Path) -> None:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # its per-tensor "Loading weights" bar
-    model = AutoModel.from_pretrained(str(model_dir)).eval()
+    # Eager attention exports the plain MatMul/Softmax pattern that onnxruntime's
+    # transformer optimizer fuses into one Attention op (the int8 model's speed on long
+    # passages); the SDPA export is not fused.
+    model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
 
     class Encoder(torch.nn.Module):
         def __init__(self, inner):
@@ -243,16 +247,42 @@ def _export_onnx(model_dir: Path, out: Path) -> None:
             opset_version=OPSET, dynamo=False)
 
 
-def _quantise_onnx(fp32: Path, out: Path) -> None:
-    """Dynamic int8 with per-channel weights: per-tensor scales measured a mean cosine of
-    0.93 with the fp32 vectors on lil-log passages, per-channel 0.99."""
+def _quantise_onnx(fp32: Path, out: Path, *, model_dir: Path) -> None:
+    """Fused (onnxruntime's transformer optimizer: Attention, SkipLayerNorm, BiasGelu),
+    then dynamic int8 with per-channel weights. Per-tensor scales measured a mean cosine of
+    0.93 with the fp32 vectors on lil-log passages, per-channel 0.99; fusing made int8
+    1.4 times faster on long passages (attention is most of their cost)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     logging.getLogger("root").disabled = True  # its advice to pre-process first, every time
     try:
-        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True)
+        source = fp32
+        fused = _fuse(fp32, out.with_name(out.name + ".fused"), model_dir=model_dir)
+        if fused is not None:
+            source = fused
+        quantize_dynamic(str(source), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         logging.getLogger("root").disabled = False
+        out.with_name(out.name + ".fused").unlink(missing_ok=True)
+
+
+def _fuse(fp32: Path, out: Path, *, model_dir: Path) -> Path | None:
+    """The graph with BERT's operators fused, or None when the optimizer does not know the
+    model (then the plain graph is quantised: slower, same vectors)."""
+    config = _read_json(model_dir / "config.json")
+    heads, hidden = config.get("num_attention_heads"), config.get("hidden_size")
+    if config.get("model_type") != "bert" or not heads or not hidden:
+        log.info("no attention fusion for a %s model: quantising the plain graph",
+                 config.get("model_type") or "unknown")
+        return None
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimized = optimize_model(str(fp32), model_type="bert", num_heads=int(heads),
+                               hidden_size=int(hidden), opt_level=1)
+    optimized.save_model_to_file(str(out))
+    return out
 
 
 def calibration_texts(limit: int = 120) -> list[str]:
