@@ -22,6 +22,10 @@ from knowledge.search.embedding_backends import (
     sha256_of,
 )
 
+# OpenVINO's int8 model takes NNCF a while to calibrate: built only by the tests marked slow.
+FAST = ("onnx", "onnx-int8", "openvino")
+SLOW_INT8 = pytest.param("openvino-int8", marks=pytest.mark.slow)
+
 TEXTS = [
     "Focal loss down-weights easy examples so that training focuses on hard negatives.",
     "A residual block adds its input to the output of two layers later.",
@@ -37,7 +41,7 @@ def built(tmp_path_factory) -> Path:
     """One export (both variants) for the module; tests copy it rather than rebuild."""
     root = tmp_path_factory.mktemp("onnx")
     cache = ExportCache(model_dir=bundled_model_path(), root=root)
-    for backend in EXPORTED:
+    for backend in FAST:
         cache.path(backend)
     return root
 
@@ -62,7 +66,7 @@ def test_fp32_vectors_match_the_torch_model(cache, embedder, backend):
     assert (vectors * reference).sum(1).min() > 0.9999
 
 
-@pytest.mark.parametrize("backend", ["onnx-int8", "openvino-int8"])
+@pytest.mark.parametrize("backend", ["onnx-int8", SLOW_INT8])
 def test_int8_vectors_stay_close_to_the_torch_model(cache, embedder, backend):
     cosines = (encode(cache, backend) * embedder.embed(TEXTS)).sum(1)
     prose = np.delete(cosines, TEXTS.index("x " * 600))
@@ -71,7 +75,7 @@ def test_int8_vectors_stay_close_to_the_torch_model(cache, embedder, backend):
     assert cosines.min() > 0.85
 
 
-@pytest.mark.parametrize("backend", list(EXPORTED))
+@pytest.mark.parametrize("backend", [*FAST, SLOW_INT8])
 def test_the_order_of_the_input_is_kept_whatever_the_batching(cache, backend):
     encoder = encoder_for(backend, cache, threads=1)
     one_by_one = np.vstack([encoder.encode([t]) for t in TEXTS])
@@ -92,7 +96,7 @@ def test_no_texts_give_an_empty_matrix_of_the_right_width(cache):
 
 def test_a_sound_cache_is_used_as_it_is(cache):
     files = {p.name: p.stat().st_mtime_ns for p in cache.folder.iterdir()}
-    for backend in EXPORTED:
+    for backend in FAST:
         cache.path(backend)
     assert {p.name: p.stat().st_mtime_ns for p in cache.folder.iterdir()} == files
 
