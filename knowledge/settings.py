@@ -113,10 +113,11 @@ def _explain(cls: type[_Group], exc: ValidationError) -> str:
     fields = cls.model_fields
     problems = []
     for error in exc.errors(include_url=False):
-        loc = error["loc"][0] if error["loc"] else None
-        field = fields.get(loc) or next((f for f in fields.values()
-                                         if f.validation_alias == loc), None)
-        name = field.validation_alias if field is not None else (loc or cls.__name__)
+        loc = str(error["loc"][0]) if error["loc"] else None
+        field = (fields.get(loc) if loc else None) or next(
+            (f for f in fields.values() if f.validation_alias == loc), None)
+        alias = field.validation_alias if field is not None else None
+        name = alias if isinstance(alias, str) else (loc or cls.__name__)
         secret = field is not None and _is_secret(field.annotation)
         problems.append(_problem(name, error, field, shown=not secret))
     return "; ".join(problems)
@@ -130,7 +131,7 @@ _REASONS = {
 }
 
 
-def _problem(name: str, error: dict, field: FieldInfo | None, *, shown: bool) -> str:
+def _problem(name: str, error: Mapping[str, Any], field: FieldInfo | None, *, shown: bool) -> str:
     kind, ctx = error["type"], error.get("ctx") or {}
     bounds = _bounds(field)
     if kind in _REASONS:
@@ -334,8 +335,8 @@ class RootSettings(_Group):
     """Everything one ``dml`` process is configured with, built once at start-up: the
     knowledge base's settings, Slack's, and the process edge's own."""
 
-    knowledge: Settings = Field(default_factory=Settings)
-    slack: SlackSettings = Field(default_factory=SlackSettings)
+    knowledge: Settings = Field(default_factory=lambda: Settings())
+    slack: SlackSettings = Field(default_factory=lambda: SlackSettings())
     # Log lines on standard error: text, or one JSON object per line.
     log_format: Literal["text", "json"] = variable("DML_LOG_FORMAT", "text")
     # The port `dml run` serves on when it connects to Slack (Slack's requests in HTTP
@@ -354,7 +355,8 @@ class RootSettings(_Group):
         command line's --data-dir)."""
         env = os.environ if env is None else env
         edge = _Environment(cls, env)()
-        parts, problems = {}, []
+        parts: dict[str, Any] = {}
+        problems: list[str] = []
         for name, build in (("knowledge", lambda: Settings.from_env(env, **knowledge)),
                             ("slack", lambda: SlackSettings.from_env(env)),
                             ("edge", lambda: cls(**edge))):  # the edge's own variables
