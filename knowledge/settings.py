@@ -169,6 +169,11 @@ def _bounds(field: FieldInfo | None) -> str:
     return f"must be at most {high:g}" if high is not None else "is out of range"
 
 
+def _lowercase(value: Any) -> Any:
+    """A choice as written in an env file (" JSON ", "ONNX-int8") to the name it means."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 def _http_url(value: str | None) -> str | None:
     if value and not value.startswith(("http://", "https://")):
         raise ValueError(f"must be an http(s) URL, got {value!r}")
@@ -233,10 +238,7 @@ class Settings(_Group):
     def _llm_url(cls, value: str | None) -> str | None:
         return _http_url(value)
 
-    @field_validator("embed_backend", "device", mode="before")
-    @classmethod
-    def _lower(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
+    _choices = field_validator("embed_backend", "device", mode="before")(_lowercase)
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -343,10 +345,7 @@ class RootSettings(_Group):
     # mode; /healthz, /readyz and /metrics in Socket Mode).
     port: int = variable("PORT", 3000, ge=0, le=65535)
 
-    @field_validator("log_format", mode="before")
-    @classmethod
-    def _log_format(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
+    _log_format = field_validator("log_format", mode="before")(_lowercase)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **knowledge: Any) -> RootSettings:

@@ -6,31 +6,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
-from pathlib import Path
-
-from packaging.requirements import Requirement
 
 from ..conftest import REPO
-
-LOCAL = {"bot", "knowledge", "ingest", "shell"}
-
-
-def declared() -> set[str]:
-    """The dependencies and the optional features' extras (an optional backend is imported
-    only when chosen); the dev extra does not count: the product must not need it."""
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    extras = [r for name, group in project.get("optional-dependencies", {}).items()
-              if name != "dev" for r in group]
-    return {normalise(Requirement(r).name) for r in project["dependencies"] + extras}
-
-
-def normalise(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
-
-
-def product_files() -> list[Path]:
-    return [p for package in sorted(LOCAL) for p in sorted((REPO / package).rglob("*.py"))]
+from ..unit.test_dependencies import product_files
 
 
 def test_html_page_ingests_in_a_fresh_interpreter(tmp_path):
