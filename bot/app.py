@@ -1,5 +1,10 @@
 """``build_app``: the Bolt app with every listener DML uses. No module-level app.
 
+Each feature's listeners live in a module of their own with a ``register(app, deps)``
+(``ask_listeners``, ``feedback_listeners``, ``curation_listeners``, ``digest_listeners``,
+``draft_listeners``, ``home_listeners``); this module wires them, the request middleware
+and the error handler, and returns a typed ``DMLApp``.
+
 Listeners acknowledge first and work after: Bolt acks events on receipt and runs
 listeners on its thread pool, and commands/actions call ``ack()`` before anything slow.
 Each event is answered once, on any replica, by claiming its id in the database.
@@ -9,9 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from slack_bolt import App
+from slack_bolt import App, BoltRequest, BoltResponse
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
 from slack_sdk.http_retry import RetryHandler
@@ -24,16 +31,21 @@ from knowledge.kb import KnowledgeBase
 from knowledge.ops import Metrics
 from knowledge.settings import SlackSettings
 
-from . import blocks as ui
+from . import ask_listeners as asking
+from . import curation_listeners as curation
+from . import digest_listeners as digests_feature
+from . import draft_listeners as drafts_feature
+from . import feedback_listeners as feedback
+from . import home_listeners as home
 from .digest_commands import DigestCommands, DigestScheduler
-from .draft_listeners import register_drafts
 from .drafts import DraftFlows
-from .handlers import APOLOGY, DMLBot, clean_question
+from .handlers import APOLOGY, DMLBot
+from .listener_deps import ListenerDeps
 from .request_context import ContextThreadPool, request_id, slack_event_id
 from .slack_retry import ServerErrorBackoff
 from .verification import is_response_url
 
-__all__ = ["build_app", "build_client", "CountSlackErrors", "LISTENED_EVENTS", "COMMANDS",
+__all__ = ["build_app", "build_client", "DMLApp", "CountSlackErrors", "LISTENED_EVENTS", "COMMANDS",
            "SHORTCUTS", "ACTIONS"]
 
 log = logging.getLogger(__name__)
@@ -100,9 +112,35 @@ def build_client(settings: SlackSettings, *, metrics: Metrics | None = None) -> 
     ])
 
 
+@dataclass(frozen=True)
+class DMLApp:
+    """The Bolt app and the services its listeners share.
+
+    ``signing_secret``: what the HTTP adapter checks Slack's signature with before Bolt sees
+    a request (None when verification is off: the console, in-process tests).
+    """
+
+    bolt: App
+    bot: DMLBot
+    drafts: DraftFlows
+    signing_secret: str | None
+
+    def dispatch(self, request: BoltRequest) -> BoltResponse:
+        return self.bolt.dispatch(request)
+
+    @property
+    def listener_executor(self) -> ThreadPoolExecutor:
+        return self.bolt.listener_runner.listener_executor  # type: ignore[return-value]
+
+
+# Registration order matters where listeners share an event: Bolt runs the first whose
+# matchers accept it (drafts' review-thread replies before asking's generic message).
+FEATURES = (drafts_feature, asking, feedback, curation, digests_feature, home)
+
+
 def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient | None = None,
               process_before_response: bool = False, verify_requests: bool = True,
-              scheduler: DigestScheduler | None = None) -> App:
+              scheduler: DigestScheduler | None = None) -> DMLApp:
     """The Bolt app. ``scheduler``: told when /ml-digest changes a channel's schedule."""
     client = client or build_client(settings)
     app = App(
@@ -117,11 +155,17 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
     )
     bot = DMLBot(kb=kb, settings=settings)
     drafts = DraftFlows(kb=kb, bot=bot)
-    app._dml_drafts = drafts  # for the scheduler's reminders and tests
+    deps = ListenerDeps(kb=kb, bot=bot, drafts=drafts,
+                        digests=DigestCommands(bot=bot, scheduler=scheduler))
+    _use_request_middleware(app, client)
+    for feature in FEATURES:
+        feature.register(app, deps)
+    _handle_errors(app, client)
+    return DMLApp(bolt=app, bot=bot, drafts=drafts,
+                  signing_secret=settings.signing_secret_value if verify_requests else None)
 
-    # The HTTP adapter checks Slack's signature with it before Bolt sees a request.
-    app._dml_signing_secret = settings.signing_secret_value if verify_requests else None
 
+def _use_request_middleware(app: App, client: WebClient) -> None:
     @app.use
     def remember_event_id(body, context, next):  # noqa: A002 - Bolt passes arguments by name
         # Bolt runs global middleware one after another, not nested: the id stays set for
@@ -138,215 +182,9 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
             context["response_url"] = None  # respond() then refuses instead of POSTing
             context.pop("respond", None)
         next()
-    app._dml = bot  # for tests and the console
 
-    def first_time(body: dict, event: dict) -> bool:
-        """Claim this delivery; False when another delivery (retry, replica) already did."""
-        # One key per delivery, claimed atomically: with two keys claimed one by one, two
-        # racing deliveries of the same event could each win one key and both give up.
-        if event.get("channel") and event.get("ts"):
-            # A message's channel+ts covers Slack's retries (same event_id) and the same
-            # message arriving as app_mention and as message (different event_ids).
-            return kb.questions.claim_event(f"msg:{event['channel']}:{event['ts']}")
-        if body.get("event_id"):
-            return kb.questions.claim_event(f"event:{body['event_id']}")
-        return True
 
-    def from_a_bot(event: dict) -> bool:
-        return bool(event.get("bot_id") or event.get("subtype") == "bot_message"
-                    or event.get("bot_profile"))
-
-    @app.event("app_mention")
-    def on_mention(body, event, client, logger):
-        if from_a_bot(event) or not first_time(body, event):
-            return
-        thread_ts = event.get("thread_ts")
-        asked = kb.questions.in_thread(event["channel"], thread_ts) if thread_ts else None
-        bot.answer_in_thread(client, question=clean_question(event.get("text", "")),
-                             user=event.get("user"), channel=event["channel"], ts=event["ts"],
-                             thread_ts=thread_ts, context=asked.text if asked else None,
-                             surface="mention")
-
-    @app.event("message")
-    def on_message(body, event, client, context):
-        if from_a_bot(event) or event.get("subtype"):
-            return  # edits, joins, bot posts
-        text = event.get("text", "")
-        bot_user = context.get("bot_user_id")
-        if bot_user and f"<@{bot_user}>" in text:
-            return  # app_mention answers it
-        channel, thread_ts = event.get("channel"), event.get("thread_ts")
-        if event.get("channel_type") == "im":
-            if first_time(body, event):
-                bot.answer_in_thread(client, question=clean_question(text), user=event.get("user"),
-                                     channel=channel, ts=event["ts"], thread_ts=thread_ts,
-                                     surface="dm")
-            return
-        if not thread_ts:
-            return
-        reviewed = kb.drafts.by_review_post(channel, thread_ts)
-        if reviewed is not None:  # a reply in a draft's review thread: kept as a comment
-            if first_time(body, event):
-                drafts.thread_reply(reviewed, user=event.get("user"), text=text, ts=event["ts"])
-            return
-        asked = kb.questions.in_thread(channel, thread_ts)
-        if asked is None or asked.status in ("handed_off", "open"):
-            return  # not our thread, or the designated machine learners are on it
-        if event.get("user") in bot.expert_users(client):
-            return
-        if first_time(body, event):
-            bot.answer_in_thread(client, question=clean_question(text), user=event.get("user"),
-                                 channel=channel, ts=event["ts"], thread_ts=thread_ts,
-                                 context=asked.text, surface="thread")
-
-    @app.event("reaction_added")
-    def on_reaction(body, event, client):
-        if first_time(body, {}):
-            bot.on_reaction(client, event)
-
-    @app.event("app_home_opened")
-    def on_home(event, client):
-        if event.get("tab", "home") == "home":
-            client.views_publish(user_id=event["user"], view=bot.home(event["user"]))
-
-    @app.command("/ml-ask")
-    def on_ask(ack, command, respond, client):
-        question = clean_question(command.get("text", ""))
-        if not question:
-            ack(text="Ask me something, e.g. `/ml-ask what is data leakage?`")
-            return
-        ack()
-        bot.answer_privately(client, respond, question=question, user=command.get("user_id"),
-                             channel=command.get("channel_id"))
-
-    @app.command("/ml-add")
-    def on_add(ack, command, respond, client):
-        text = (command.get("text") or "").strip()
-        user = command.get("user_id")
-        if not text:
-            ack(text="Usage: `/ml-add <url> [note]`")
-            return
-        if not bot.may_curate(client, user):
-            ack(text="Sorry, only the team's curators can add articles. Ask a designated machine "
-                     "learner to add it for you.")
-            return
-        url, _, note = text.partition(" ")
-        url = url.strip("<>").split("|")[0]
-        ack(text=f"Adding {url} …")
-        respond(text=bot.add_url(url, user=user, note=note or None), response_type="ephemeral",
-                replace_original=False)
-
-    digests = DigestCommands(bot=bot, scheduler=scheduler)
-
-    @app.command("/ml-digest")
-    def on_digest(ack, command, respond, client):
-        reply = digests.immediate_reply(command)
-        if reply is not None:
-            ack(text=reply)
-            return
-        ack()
-        digests.respond(client, respond, command)
-
-    @app.action("post_digest")
-    def on_post_digest(ack, body, action, client, respond):
-        ack()
-        digests.post(client, respond, channel=action.get("value") or "",
-                     user=(body.get("user") or {}).get("id"))
-
-    @app.shortcut("add_to_dml")
-    def on_add_shortcut(ack, shortcut, client, respond):
-        ack()
-        user = shortcut["user"]["id"]
-        channel = shortcut["channel"]["id"]
-        if not bot.may_curate(client, user):
-            respond(text="Sorry, only the team's curators can add to the knowledge base.",
-                    response_type="ephemeral")
-            return
-        respond(text=bot.add_message(client, message=shortcut["message"], channel=channel, user=user),
-                response_type="ephemeral")
-
-    def _question_id(action: dict) -> int | None:
-        try:
-            question_id = int(action.get("value", ""))
-        except (TypeError, ValueError):
-            return None
-        return question_id if 0 < question_id < 2**63 else None  # SQL INTEGER range
-
-    @app.action("feedback_up")
-    def on_helpful(ack, body, action, client):
-        ack()
-        question_id = _question_id(action)
-        if question_id is None or kb.questions.get(question_id) is None:
-            return
-        kb.feedback.record(question_id, user=body["user"]["id"], helpful=True)
-        _tell(client, body, "Thanks! Good answers like this one will rank higher next time.")
-
-    @app.action("feedback_down")
-    def on_not_helpful(ack, body, action, client):
-        ack()
-        question_id = _question_id(action)
-        if question_id is None or kb.questions.get(question_id) is None:
-            return
-        feedback_id = kb.feedback.record(question_id, user=body["user"]["id"], helpful=False)
-        client.views_open(trigger_id=body["trigger_id"], view=ui.feedback_modal(question_id, feedback_id))
-
-    @app.view("feedback_modal")
-    def on_feedback_modal(ack, view):
-        ack()
-        try:
-            _, feedback_id = (int(x) for x in view.get("private_metadata", "").split(":"))
-        except ValueError:
-            return
-        if not 0 < feedback_id < 2**63:  # SQL INTEGER range
-            return
-        values = view.get("state", {}).get("values", {})
-        reason = ((values.get("reason", {}).get("reason", {}) or {}).get("selected_option") or {}).get("value")
-        comment = (values.get("comment", {}).get("comment", {}) or {}).get("value")
-        kb.feedback.update_reason(feedback_id, reason=reason, comment=comment)
-
-    @app.action("ask_human")
-    def on_ask_human(ack, body, action, client):
-        ack()
-        question_id = _question_id(action)
-        asked = kb.questions.get(question_id) if question_id is not None else None
-        channel = (body.get("channel") or {}).get("id")
-        if asked is None or not channel:
-            return
-        message = body.get("message") or {}
-        bot.hand_off(client, question_id=asked.id, channel=channel,
-                     thread_ts=message.get("thread_ts") or message.get("ts"))
-
-    @app.action("share_answer")
-    def on_share(ack, body, action, client, respond):
-        ack()
-        question_id = _question_id(action)
-        if question_id is not None:
-            bot.share(client, respond, question_id=question_id, user=body["user"]["id"])
-
-    @app.action("save_answer")
-    def on_save(ack, body, action, client):
-        ack()
-        question_id = _question_id(action)
-        channel = (body.get("channel") or {}).get("id")
-        message = body.get("message") or {}
-        thread_ts = message.get("thread_ts") or message.get("ts")
-        if question_id is None or not channel or not thread_ts:
-            return
-        problem = bot.save_answer(client, question_id=question_id, user=body["user"]["id"],
-                                  channel=channel, thread_ts=thread_ts)
-        if problem:
-            _tell(client, body, problem)
-
-    def _tell(client: WebClient, body: dict, text: str) -> None:
-        channel = (body.get("channel") or {}).get("id")
-        user = (body.get("user") or {}).get("id")
-        if channel and user:
-            message = body.get("message") or {}
-            client.chat_postEphemeral(channel=channel, user=user, text=text,
-                                      thread_ts=message.get("thread_ts"))
-
-    register_drafts(app, drafts, _tell)
-
+def _handle_errors(app: App, client: WebClient) -> None:
     @app.error
     def on_error(error, body, context, logger):
         if not context.get(_VERIFIED):  # failed before it was verified: act on nothing in it
@@ -370,8 +208,6 @@ def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient |
                 WebhookClient(body["response_url"]).send(text=APOLOGY, response_type="ephemeral")
         except Exception:  # the apology is best effort
             log.exception("could not deliver the apology")
-
-    return app
 
 
 _VERIFIED = "dml_verified"  # set in the context once Bolt's own middleware has passed

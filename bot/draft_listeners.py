@@ -1,4 +1,5 @@
-"""The Bolt listeners of the drafts flow: ``/ml-draft``, its buttons and its modals.
+"""The Bolt listeners of the drafts flow: ``/ml-draft``, its buttons and its modals, and
+replies in a draft's review thread (kept as comments).
 
 Each acknowledges first; a modal's input is checked before its acknowledgement so a
 refusal shows in the modal, next to the field, with what was typed still there.
@@ -16,25 +17,34 @@ from knowledge.drafts import DraftRefused
 
 from . import draft_blocks as ui
 from .blocks import escape
-from .drafts import DraftFlows, parse_submission, refusal_text
+from .drafts import parse_submission, refusal_text
+from .listener_deps import ListenerDeps, action_id_number, from_a_bot
 
-__all__ = ["register_drafts", "USAGE"]
+__all__ = ["register", "USAGE"]
 
 log = logging.getLogger(__name__)
 USAGE = ("`/ml-draft` opens a form to circulate a write-up for corrections; "
          "`/ml-draft list` shows your open drafts.")
 
 
-def _id(value: object) -> int | None:
-    try:
-        number = int(str(value))
-    except (TypeError, ValueError):
-        return None
-    return number if 0 < number < 2**63 else None  # SQL INTEGER range
-
-
-def register_drafts(app: App, flows: DraftFlows, tell: Callable[[WebClient, dict, str], None]) -> None:
+def register(app: App, deps: ListenerDeps) -> None:
+    flows, tell = deps.drafts, deps.tell
     drafts = flows.drafts
+
+    def in_a_review_thread(event: dict, context) -> bool:
+        bot_user = context.get("bot_user_id")
+        if bot_user and f"<@{bot_user}>" in (event.get("text") or ""):
+            return False  # a mention: app_mention answers it
+        return bool(event.get("thread_ts") and event.get("channel_type") != "im"
+                    and not event.get("subtype") and not from_a_bot(event)
+                    and drafts.by_review_post(event.get("channel") or "", event["thread_ts"]))
+
+    @app.event("message", matchers=[in_a_review_thread])
+    def on_review_reply(body, event):
+        reviewed = drafts.by_review_post(event["channel"], event["thread_ts"])
+        if reviewed is not None and deps.first_time(body, event):
+            flows.thread_reply(reviewed, user=event.get("user"), text=event.get("text", ""),
+                               ts=event["ts"])
 
     def user_of(body: dict) -> str:
         return (body.get("user") or {}).get("id") or ""
@@ -79,7 +89,7 @@ def register_drafts(app: App, flows: DraftFlows, tell: Callable[[WebClient, dict
     @app.action("draft_correct")
     def on_correct(ack, body, action, client):
         ack()
-        draft_id = _id(action.get("value"))
+        draft_id = action_id_number(action.get("value"))
         if draft_id is None:
             return
 
@@ -100,14 +110,14 @@ def register_drafts(app: App, flows: DraftFlows, tell: Callable[[WebClient, dict
     @app.action("draft_approve")
     def on_approve(ack, body, action, client):
         ack()
-        draft_id = _id(action.get("value"))
+        draft_id = action_id_number(action.get("value"))
         if draft_id is not None:
             guarded(client, body, lambda: flows.approve(client, draft_id=draft_id, user=user_of(body)))
 
     @app.action("draft_read")
     def on_read(ack, body, action, client):
         ack()
-        draft_id = _id(action.get("value"))
+        draft_id = action_id_number(action.get("value"))
         if draft_id is not None:
             guarded(client, body, lambda: flows.read(client, draft_id=draft_id, trigger_id=body["trigger_id"]))
 
@@ -118,7 +128,7 @@ def register_drafts(app: App, flows: DraftFlows, tell: Callable[[WebClient, dict
                                                  trigger_id=body["trigger_id"]))
 
     def open_decision(body: dict, action: dict, client: WebClient, doing: str) -> None:
-        correction_id = _id(action.get("value"))
+        correction_id = action_id_number(action.get("value"))
         if correction_id is not None:
             guarded(client, body, lambda: flows.open_decision(
                 client, correction_id=correction_id, user=user_of(body),
@@ -162,13 +172,13 @@ def register_drafts(app: App, flows: DraftFlows, tell: Callable[[WebClient, dict
     @app.action("draft_publish")
     def on_publish(ack, body, action, client):
         ack()
-        draft_id = _id(action.get("value"))
+        draft_id = action_id_number(action.get("value"))
         if draft_id is not None:
             guarded(client, body, lambda: flows.publish(client, draft_id=draft_id, user=user_of(body)))
 
     @app.action("draft_withdraw")
     def on_withdraw(ack, body, action, client):
         ack()
-        draft_id = _id(action.get("value"))
+        draft_id = action_id_number(action.get("value"))
         if draft_id is not None:
             guarded(client, body, lambda: flows.withdraw(client, draft_id=draft_id, user=user_of(body)))

@@ -16,11 +16,11 @@ import logging
 import socket
 import threading
 
-from slack_bolt import App
 from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
 from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
 from slack_bolt.request import BoltRequest
 
+from bot.app import DMLApp
 from bot.verification import MAX_BODY_BYTES, RequestRefused, SlackRequestCheck
 from knowledge.kb import KnowledgeBase
 from knowledge.ops import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -53,7 +53,7 @@ def _reply(start_response, status: str, body: bytes, content_type: str = "applic
     return [body]
 
 
-def _slack_endpoint(app: App, check: SlackRequestCheck):
+def _slack_endpoint(app: DMLApp, check: SlackRequestCheck):
     """POST /slack/events: verified here, then handed to Bolt (which verifies again)."""
 
     def slack(environ, start_response):
@@ -76,7 +76,7 @@ def _slack_endpoint(app: App, check: SlackRequestCheck):
     return slack
 
 
-def make_wsgi_app(app: App | None, kb: KnowledgeBase, *, ready_timeout: float = READY_TIMEOUT,
+def make_wsgi_app(app: DMLApp | None, kb: KnowledgeBase, *, ready_timeout: float = READY_TIMEOUT,
                   signing_secret: str | None = None, max_body: int = MAX_BODY_BYTES):
     """The WSGI app; without a Bolt ``app`` (Socket Mode) only the operations endpoints.
 
@@ -85,7 +85,7 @@ def make_wsgi_app(app: App | None, kb: KnowledgeBase, *, ready_timeout: float = 
     """
     slack = None
     if app is not None:
-        secret = signing_secret or getattr(app, "_dml_signing_secret", None)
+        secret = signing_secret or app.signing_secret
         slack = _slack_endpoint(app, SlackRequestCheck(secret or "", max_body))
 
     def wsgi(environ, start_response):
@@ -113,7 +113,7 @@ class HTTPServer:
     """The bot over HTTP, served by waitress on a background thread (tests, `dml serve
     --http`); with ``app=None`` only the operations endpoints (Socket Mode, `dml scheduler`)."""
 
-    def __init__(self, app: App | None, kb: KnowledgeBase, *, host: str = "127.0.0.1",
+    def __init__(self, app: DMLApp | None, kb: KnowledgeBase, *, host: str = "127.0.0.1",
                  port: int = 3000, signing_secret: str | None = None,
                  max_body: int = MAX_BODY_BYTES, threads: int = THREADS,
                  channel_timeout: int = CHANNEL_TIMEOUT):
@@ -169,14 +169,14 @@ class HTTPServer:
             wasyncore.close_all(self._map)
         self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=STOP_GRACE)
         if self.app is not None and finish_answers > 0:
-            listeners = self.app.listener_runner.listener_executor
+            listeners = self.app.listener_executor
             finishing = threading.Thread(target=listeners.shutdown, kwargs={"wait": True},
                                          daemon=True, name="dml-http-finish")
             finishing.start()
             finishing.join(timeout=finish_answers)
 
 
-def serve_http(app: App, kb: KnowledgeBase, *, host: str, port: int) -> None:
+def serve_http(app: DMLApp, kb: KnowledgeBase, *, host: str, port: int) -> None:
     """Serves until Ctrl-C or SIGTERM (raised here as KeyboardInterrupt), then stops at once."""
     server = HTTPServer(app, kb, host=host, port=port).start()
     log.warning("DML listening on http://%s:%d%s", host, server.port, SLACK_PATH)
@@ -190,7 +190,7 @@ def serve_http(app: App, kb: KnowledgeBase, *, host: str, port: int) -> None:
         server.stop(finish_answers=0)
 
 
-def serve_socket_mode(app: App, app_token: str, kb: KnowledgeBase | None = None, *,
+def serve_socket_mode(app: DMLApp, app_token: str, kb: KnowledgeBase | None = None, *,
                       host: str = "0.0.0.0", port: int = 3000) -> None:
     """Socket Mode; with ``kb``, /healthz, /readyz and /metrics on ``host:port`` too."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
@@ -205,7 +205,7 @@ def serve_socket_mode(app: App, app_token: str, kb: KnowledgeBase | None = None,
             log.warning("DML health and metrics on http://%s:%d (/healthz /readyz /metrics)",
                         host, operations.port)
     try:
-        SocketModeHandler(app, app_token).start()
+        SocketModeHandler(app.bolt, app_token).start()
     finally:
         if operations is not None:
             operations.stop()

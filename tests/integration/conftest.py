@@ -29,5 +29,5 @@ def bot(handbook_settings, embedder, slack_api):
     UEXPERT, curators UCURATOR + experts."""
     knowledge, app = bot_app(handbook_settings, embedder, slack_api, process_before_response=True)
     yield InProcessBot(knowledge, app, slack_api)
-    app.listener_runner.listener_executor.shutdown(wait=True)
+    app.listener_executor.shutdown(wait=True)
     knowledge.close()

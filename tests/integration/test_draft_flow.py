@@ -392,11 +392,11 @@ def test_silent_reviewers_get_one_reminder(bot):
 
     draft = submit(bot)
     assert errors_of(bot.post(correction(draft, user=R1, passage=1, text="Reworded."))) == {}
-    flows = bot.app._dml_drafts
+    flows = bot.app.drafts
     later = datetime.now(UTC) + timedelta(days=4)
-    assert flows.send_reminders(bot.app.client, now=datetime.now(UTC)) == 0  # not yet due
-    assert flows.send_reminders(bot.app.client, now=later) == 1  # R2 only: R1 corrected
-    assert flows.send_reminders(bot.app.client, now=later + timedelta(days=7)) == 0  # once
+    assert flows.send_reminders(bot.app.bolt.client, now=datetime.now(UTC)) == 0  # not yet due
+    assert flows.send_reminders(bot.app.bolt.client, now=later) == 1  # R2 only: R1 corrected
+    assert flows.send_reminders(bot.app.bolt.client, now=later + timedelta(days=7)) == 0  # once
     reminders = [c for c in bot.api.calls_of("chat.postMessage")
                  if "A reminder" in blocks_text(c.params)]
     assert [c.params["channel"] for c in reminders] == [R2]
@@ -444,7 +444,7 @@ def test_the_scheduler_sends_the_reminders_hourly(bot):
     from shell.scheduler import REMINDERS_JOB, DMLScheduler, send_draft_reminders_job
 
     draft = submit(bot)
-    scheduler = DMLScheduler(kb=bot.kb, client=bot.app.client).start()
+    scheduler = DMLScheduler(kb=bot.kb, client=bot.app.bolt.client).start()
     try:
         job = scheduler.scheduler.get_job(REMINDERS_JOB)
         assert job is not None and job.trigger.interval == timedelta(hours=1)

@@ -514,7 +514,7 @@ def test_app_home_shows_size_recent_additions_open_questions_and_commands(bot):
 
 def test_a_dm_the_bot_cannot_answer_goes_to_the_experts_channel_and_the_answer_comes_back(bot):
 
-    dml = bot.app._dml
+    dml = bot.app.bot
     dml.settings = dml.settings.replace(experts_channel="CEXPERTS")
     bot.post(event_callback(message_im(OFF_TOPIC, user="U8", channel="D8", ts="1700001400.000100")))
     [handoff] = wait_post(bot, lambda c: c.params["channel"] == "CEXPERTS")

@@ -197,8 +197,8 @@ def test_json_logs_carry_the_slack_event_id_into_listener_threads(ops_bot, monke
         listener_log.warning("about to fail on %s", threading.current_thread().name)
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(ops_bot.app._dml, "answer_in_thread", broken)
-    monkeypatch.setattr(ops_bot.app._dml, "answer_privately", broken)
+    monkeypatch.setattr(ops_bot.app.bot, "answer_in_thread", broken)
+    monkeypatch.setattr(ops_bot.app.bot, "answer_privately", broken)
     command = slash_command("/ml-ask", "What is overfitting?",
                             response_url=ops_bot.api.url + "response/1")
     with json_logs() as lines:

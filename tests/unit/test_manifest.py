@@ -90,11 +90,11 @@ def called_methods() -> dict[str, set[str]]:
 
 @cache
 def decorated_listeners() -> dict[str, set[str]]:
-    """What bot/app.py (and the listener modules it registers) register:
+    """What the listener modules bot/app.py registers (its FEATURES) register:
     {"event": {...}, "command": {...}, "shortcut": ..., "action": ..., "view": ...}."""
     found: dict[str, set[str]] = {}
-    nodes = [node for name in ("app.py", "draft_listeners.py")
-             for node in ast.walk(ast.parse((BOT / name).read_text(encoding="utf-8")))]
+    files = [Path(feature.__file__) for feature in bot_app.FEATURES]
+    nodes = [node for path in files for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))]
     for node in nodes:
         if not isinstance(node, ast.FunctionDef):
             continue
