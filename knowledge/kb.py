@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from knowledge.channels import AssistantThreads
 from knowledge.drafts import Drafts
 from knowledge.ops import Database, Metrics
 from knowledge.search import (
@@ -51,6 +52,7 @@ class KnowledgeBase:
         self.questions = QuestionLog(self.database)
         self.feedback = FeedbackStore(self.database, metrics=self.metrics)
         self.drafts = Drafts(self.database, approvals_to_publish=settings.draft_approvals)
+        self.assistant_threads = AssistantThreads(self.database)
         # The configured model; tuned versions of it live under the data directory, and the
         # store records which one every stored vector comes from.
         self.base_embedder = embedder or Embedder(model_path=settings.embedding_model,

@@ -8,7 +8,9 @@ from .lease import LeaderElection, Lease
 from .meta import claim_meta_key, meta_value, set_meta_value
 from .metrics import CONTENT_TYPE, Metrics
 from .models import (
+    AssistantThread,
     Base,
+    ChannelSettings,
     Chunk,
     Correction,
     DigestRun,
@@ -26,7 +28,7 @@ from .models import (
     utcnow,
 )
 
-__all__ = ["changed_rows", "claim_meta_key", "meta_value", "set_meta_value", "Base", "CONTENT_TYPE", "Chunk", "Correction", "Database", "DigestRun",
+__all__ = ["AssistantThread", "ChannelSettings", "changed_rows", "claim_meta_key", "meta_value", "set_meta_value", "Base", "CONTENT_TYPE", "Chunk", "Correction", "Database", "DigestRun",
     "DigestSchedule", "Document", "Draft", "DraftComment", "DraftReview", "DraftVersion", "Feed",
     "Feedback", "LeaderElection", "Lease", "MIGRATIONS", "Meta", "Metrics", "ProcessedEvent",
     "Question", "retried", "utcnow"]

@@ -13,6 +13,7 @@ from sqlalchemy import (
     JSON,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -284,3 +285,36 @@ class DraftComment(Base):
     text: Mapped[str] = mapped_column(Text)
     slack_ts: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AssistantThread(Base):
+    """A conversation in Slack's assistant panel, and the channel its user was viewing
+    (kept here, not in Slack's message metadata, so every replica and a restart see it)."""
+
+    __tablename__ = "assistant_threads"
+
+    channel: Mapped[str] = mapped_column(String(64), primary_key=True)
+    thread_ts: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user: Mapped[str | None] = mapped_column(String(64))
+    context_channel: Mapped[str | None] = mapped_column(String(64))
+    context_team: Mapped[str | None] = mapped_column(String(64))
+    context_enterprise: Mapped[str | None] = mapped_column(String(64))
+    title: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ChannelSettings(Base):
+    """How DML behaves in one channel (``/ml-config``): auto-answer new questions without a
+    mention, and below which confidence it stays silent; the channel's experts (empty: the
+    global ones); which sources its answers may cite (empty: all)."""
+
+    __tablename__ = "channel_settings"
+
+    channel: Mapped[str] = mapped_column(String(64), primary_key=True)
+    auto_answer: Mapped[bool] = mapped_column(default=False)
+    min_confidence: Mapped[float | None] = mapped_column(Float)
+    experts: Mapped[list[str]] = mapped_column(JSON, default=list)
+    sources: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_by: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

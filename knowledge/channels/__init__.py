@@ -1,0 +1,9 @@
+"""Conversations and channels: the assistant panel's threads and their context, and how
+DML behaves in each channel (watched channels).
+
+This is the package's public entry point: code outside it imports only these names.
+"""
+
+from .assistant_threads import AssistantThreads, ThreadContext
+
+__all__ = ["AssistantThreads", "ThreadContext"]
