@@ -32,6 +32,7 @@ from knowledge.ops import Metrics
 from knowledge.settings import SlackSettings
 
 from . import ask_listeners as asking
+from . import assistant_listeners as assistant_panel
 from . import curation_listeners as curation
 from . import digest_listeners as digests_feature
 from . import draft_listeners as drafts_feature
@@ -52,10 +53,11 @@ log = logging.getLogger(__name__)
 
 # What the app listens to; deploy/slack-manifest.yml must declare exactly these.
 LISTENED_EVENTS = ("app_mention", "message.im", "message.channels", "message.groups",
-                   "reaction_added", "app_home_opened")
+                   "reaction_added", "app_home_opened", "assistant_thread_started",
+                   "assistant_thread_context_changed")
 COMMANDS = ("/ml-ask", "/ml-add", "/ml-digest", "/ml-draft")
 SHORTCUTS = ("add_to_dml",)
-ACTIONS = ("feedback_up", "feedback_down", "ask_human", "share_answer", "save_answer",
+ACTIONS = ("feedback_up", "feedback_down", "answer_feedback", "ask_human", "share_answer", "save_answer",
            "post_digest", "draft_correct", "draft_approve", "draft_read", "draft_accept",
            "draft_reject", "draft_reply", "draft_diff", "draft_publish", "draft_withdraw")
 
@@ -135,7 +137,8 @@ class DMLApp:
 
 # Registration order matters where listeners share an event: Bolt runs the first whose
 # matchers accept it (drafts' review-thread replies before asking's generic message).
-FEATURES = (drafts_feature, asking, feedback, curation, digests_feature, home)
+# The assistant panel comes first: Bolt's Assistant middleware takes the panel's events.
+FEATURES = (assistant_panel, drafts_feature, asking, feedback, curation, digests_feature, home)
 
 
 def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient | None = None,

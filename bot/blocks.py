@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from slack_sdk.models.blocks import ContextActionsBlock, FeedbackButtonsElement
+
 from knowledge.search import REASONS, Answer, Citation, Quote
 
 __all__ = [
@@ -127,9 +129,13 @@ def _limit(blocks: list[dict], tail: list[dict]) -> list[dict]:
 
 
 def answer_message(answer: Answer, question_id: int, *, ephemeral: bool = False,
-                   updated: dict[str, datetime | None] | None = None,
+                   assistant: bool = False, updated: dict[str, datetime | None] | None = None,
                    now: datetime | None = None) -> tuple[str, list[dict]]:
-    """(fallback text, blocks) for an answer with its Sources and feedback buttons."""
+    """(fallback text, blocks) for an answer with its Sources and feedback buttons.
+
+    ``assistant``: in the assistant panel, feedback is Slack's feedback buttons element for
+    AI apps (in a context_actions block) instead of the 👍/👎 buttons.
+    """
     updated = updated or {}
     blocks = [_section(part) for part in split_text(escape(answer.text)) if part]  # Slack rejects ""
     if answer.quote is not None and not answer.abstained:
@@ -140,6 +146,11 @@ def answer_message(answer: Answer, question_id: int, *, ephemeral: bool = False,
         for part in split_text(heading + "\n" + "\n".join(lines)):
             blocks.append(_section(part))
     value = str(question_id)
+    if assistant:
+        tail = [] if answer.abstained else [feedback_buttons(question_id), {
+            "type": "actions", "block_id": f"answer:{question_id}",
+            "elements": [_button("Ask a human", "ask_human", value)]}]
+        return escape(answer.text[:3000]), _limit(blocks, tail)
     buttons = [] if answer.abstained else [
         _button("👍 Helpful", "feedback_up", value), _button("👎 Not helpful", "feedback_down", value),
         _button("Ask a human", "ask_human", value)]
@@ -147,6 +158,18 @@ def answer_message(answer: Answer, question_id: int, *, ephemeral: bool = False,
         buttons.append(_button("Share in channel", "share_answer", value, "primary"))
     tail = [{"type": "actions", "block_id": f"answer:{question_id}", "elements": buttons}] if buttons else []
     return escape(answer.text[:3000]), _limit(blocks, tail)
+
+
+def feedback_buttons(question_id: int) -> dict:
+    """Slack's thumbs for AI apps: a context_actions block with a feedback_buttons element.
+    The clicked button's value ("up:ID" / "down:ID") comes back as ``answer_feedback``."""
+    element = FeedbackButtonsElement(
+        action_id="answer_feedback",
+        positive_button={"text": "Helpful", "accessibility_label": "This answer helped",
+                         "value": f"up:{question_id}"},
+        negative_button={"text": "Not helpful", "accessibility_label": "This answer did not help",
+                         "value": f"down:{question_id}"})
+    return ContextActionsBlock(block_id=f"feedback:{question_id}", elements=[element]).to_dict()
 
 
 def handoff_message(question_id: int, experts: Sequence[str]) -> tuple[str, list[dict]]:

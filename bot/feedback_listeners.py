@@ -1,5 +1,5 @@
-"""Feedback on answers: 👍, 👎 with its reasons modal. Recorded in the question log and used
-for ranking."""
+"""Feedback on answers: 👍, 👎 with its reasons modal, and the assistant panel's feedback
+buttons (the same record). Recorded in the question log and used for ranking."""
 
 from __future__ import annotations
 
@@ -31,6 +31,18 @@ def register(app: App, deps: ListenerDeps) -> None:
             return
         feedback_id = kb.feedback.record(question_id, user=body["user"]["id"], helpful=False)
         client.views_open(trigger_id=body["trigger_id"], view=ui.feedback_modal(question_id, feedback_id))
+
+    @app.action("answer_feedback")
+    def on_panel_feedback(ack, body, action, client):
+        ack()
+        vote, _, number = str(action.get("value") or "").partition(":")
+        question_id = action_id_number(number)
+        if vote not in ("up", "down") or question_id is None or kb.questions.get(question_id) is None:
+            return
+        feedback_id = kb.feedback.record(question_id, user=body["user"]["id"], helpful=vote == "up")
+        if vote == "down" and body.get("trigger_id"):
+            client.views_open(trigger_id=body["trigger_id"],
+                              view=ui.feedback_modal(question_id, feedback_id))
 
     @app.view("feedback_modal")
     def on_feedback_modal(ack, view):

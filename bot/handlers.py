@@ -134,7 +134,7 @@ class DMLBot:
             question_id = self.kb.questions.record(
                 answer, asker=user, channel=channel, thread_ts=reply_in or ts, private=private,
                 vector=answer.result.vector if answer.result else None)
-            text, blocks = ui.answer_message(answer, question_id, updated=self._updated(answer))
+            text, blocks = ui.answer_message(answer, question_id, updated=self.updated_dates(answer))
             posted = client.chat_postMessage(channel=channel, thread_ts=reply_in, text=text,
                                              blocks=blocks, unfurl_links=False, unfurl_media=False)
             self.kb.questions.set_answer_ts(question_id, posted.get("ts"))
@@ -157,7 +157,7 @@ class DMLBot:
             private=self.is_private(client, channel),
             vector=answer.result.vector if answer.result else None)
         text, blocks = ui.answer_message(answer, question_id, ephemeral=True,
-                                         updated=self._updated(answer))
+                                         updated=self.updated_dates(answer))
         respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
         if answer.abstained:
             note = self.hand_off_privately(client, question_id=question_id, user=user,
@@ -171,7 +171,7 @@ class DMLBot:
                     replace_original=False)
             return
         answer = self.kb.ask(asked.text, channel=asked.channel)
-        text, blocks = ui.answer_message(answer, question_id, updated=self._updated(answer))
+        text, blocks = ui.answer_message(answer, question_id, updated=self.updated_dates(answer))
         intro = {"type": "context", "elements": [{"type": "mrkdwn", "text":
                  f"{ui.mention(user)} asked: {ui.escape(asked.text)[:2500]}"}]}
         shared = [intro, *blocks][: ui.MAX_BLOCKS]
@@ -195,7 +195,8 @@ class DMLBot:
                                 unfurl_links=False, unfurl_media=False)
 
     def hand_off_privately(self, client: WebClient, *, question_id: int, user: str,
-                           question: str, notify: str | None) -> str:
+                           question: str, notify: str | None,
+                           thread_ts: str | None = None) -> str:
         """A question asked in private (DM, /ml-ask) goes to the experts' channel, if set.
 
         Returns what to tell the asker; with ``notify`` (a DM) it is also posted there.
@@ -215,7 +216,8 @@ class DMLBot:
             self.kb.questions.move(question_id, channel=where, thread_ts=posted.get("ts"))
             note = f"I've asked the designated machine learners in <#{where}>; I'll tell you here when they answer."
         if notify:
-            client.chat_postMessage(channel=notify, text=note, unfurl_links=False)
+            client.chat_postMessage(channel=notify, thread_ts=thread_ts, text=note,
+                                    unfurl_links=False)
         return note
 
     # -- capturing team answers -------------------------------------------------------
@@ -347,7 +349,8 @@ class DMLBot:
 
     # -- helpers ----------------------------------------------------------------------
     @staticmethod
-    def _updated(answer) -> dict:
+    def updated_dates(answer) -> dict:
+        """When each cited document was last updated, for the Sources lines."""
         hits = answer.result.hits if answer.result else []
         return {h.doc_id: h.updated_at for h in hits}
 

@@ -68,7 +68,7 @@ APP_ID = "A1"
 
 # Fields Slack's clients send as JSON text inside a form body; decoded so tests compare
 # structures, not serialisations.
-_JSON_FIELDS = ("blocks", "view", "attachments", "metadata", "unfurls")
+_JSON_FIELDS = ("blocks", "view", "attachments", "metadata", "unfurls", "prompts", "chunks")
 
 
 # ---------------------------------------------------------------------------
@@ -127,6 +127,8 @@ class SlackAPIStub:
         self.usergroups: dict[str, list[str]] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.members: dict[str, list[str]] = {}
+        # chat.startStream messages by ts: channel, thread, the text so far, stopped or not.
+        self.streams: dict[str, dict[str, Any]] = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         host, port = self._server.server_address[:2]
@@ -159,6 +161,7 @@ class SlackAPIStub:
             self.history.clear()
             self.usergroups.clear()
             self.users.clear()
+            self.streams.clear()
 
     # -- fault injection ---------------------------------------------------
 
@@ -300,6 +303,39 @@ class SlackAPIStub:
                 more = start + 2 < len(self.members[channel])
                 return {"ok": True, "members": page,
                         "response_metadata": {"next_cursor": str(start + 2) if more else ""}}
+            case "assistant.threads.setStatus" | "assistant.threads.setTitle" | \
+                    "assistant.threads.setSuggestedPrompts":
+                # Slack's reference: channel_id and thread_ts always; status / title / prompts.
+                needed = {"assistant.threads.setStatus": "status",
+                          "assistant.threads.setTitle": "title",
+                          "assistant.threads.setSuggestedPrompts": "prompts"}[method]
+                if not p.get("channel_id") or not p.get("thread_ts") or needed not in p:
+                    return {"ok": False, "error": "invalid_arguments"}
+                if needed == "prompts" and not 0 < len(p["prompts"]) <= 4:
+                    return {"ok": False, "error": "invalid_arguments"}
+                return {"ok": True}
+            case "chat.startStream":
+                if not channel or not p.get("thread_ts"):
+                    return {"ok": False, "error": "invalid_arguments"}
+                ts = self._next_ts()
+                self.streams[ts] = {"channel": channel, "thread_ts": p["thread_ts"],
+                                    "text": p.get("markdown_text", ""), "stopped": False}
+                return {"ok": True, "channel": channel, "ts": ts}
+            case "chat.appendStream" | "chat.stopStream":
+                stream = self.streams.get(str(p.get("ts", "")))
+                if stream is None or stream["channel"] != channel:
+                    return {"ok": False, "error": "message_not_found"}
+                if stream["stopped"]:
+                    return {"ok": False, "error": "message_not_in_streaming_state"}
+                stream["text"] += p.get("markdown_text", "")
+                if method == "chat.stopStream":
+                    stream["stopped"] = True
+                    message = {"type": "message", "text": stream["text"], "user": BOT_USER_ID,
+                               "bot_id": BOT_ID, "ts": p["ts"], "thread_ts": stream["thread_ts"]}
+                    if "blocks" in p:
+                        message["blocks"] = p["blocks"]
+                    return {"ok": True, "channel": channel, "ts": p["ts"], "message": message}
+                return {"ok": True, "channel": channel, "ts": p["ts"]}
             case "usergroups.users.list":
                 return {"ok": True, "users": list(self.usergroups.get(p.get("usergroup", ""), []))}
             case _:
@@ -559,6 +595,30 @@ def thread_message(text: str, *, thread_ts: str, user: str = "U1", channel: str 
     """A reply in a thread (message.channels), by default under one of the bot's messages."""
     event = _user_message("message", text, user=user, channel=channel, ts=ts, thread_ts=thread_ts)
     event.update(channel_type=channel_type, parent_user_id=parent_user_id)
+    return event
+
+
+def assistant_thread_started(*, user: str = "U1", channel: str = "D1",
+                             thread_ts: str | None = None,
+                             context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The user opened a new thread in the app's assistant panel (assistant_thread_started)."""
+    return {"type": "assistant_thread_started", "event_ts": _new_ts(), "assistant_thread": {
+        "user_id": user, "channel_id": channel, "thread_ts": thread_ts or _new_ts(),
+        "context": context if context is not None else {}}}
+
+
+def assistant_thread_context_changed(*, user: str = "U1", channel: str = "D1", thread_ts: str,
+                                     context: dict[str, Any]) -> dict[str, Any]:
+    """The user, with the panel open, went to another channel (its id in the context)."""
+    return {"type": "assistant_thread_context_changed", "event_ts": _new_ts(), "assistant_thread": {
+        "user_id": user, "channel_id": channel, "thread_ts": thread_ts, "context": context}}
+
+
+def assistant_message(text: str, *, thread_ts: str, user: str = "U1", channel: str = "D1",
+                      ts: str | None = None) -> dict[str, Any]:
+    """What the user typed in an assistant panel thread (a message.im in the thread)."""
+    event = message_im(text, user=user, channel=channel, ts=ts, thread_ts=thread_ts)
+    event["parent_user_id"] = BOT_USER_ID
     return event
 
 

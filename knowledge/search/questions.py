@@ -157,6 +157,26 @@ class QuestionLog:
             rows = session.scalars(query.order_by(Question.id.desc()).limit(limit)).all()
             return [AskedQuestion.of(r) for r in rows]
 
+    def well_answered(self, *, since: datetime, limit: int = 4) -> list[str]:
+        """The most-asked questions since ``since`` that got a 👍 or a team answer, most asked
+        first (ties: the most recent): each as the words of its latest asking. Questions
+        asked in private (DMs, private channels) are left out: anyone may be shown these."""
+        with self.database.session() as session:
+            helpful = select(Feedback.question_id).where(Feedback.helpful.is_(True))
+            rows = session.execute(
+                select(Question.text, Question.asked_at)
+                .where(Question.asked_at >= since, Question.private.is_(False),
+                       Question.abstained.is_(False) | (Question.status == "resolved"),
+                       (Question.status == "resolved") | Question.id.in_(helpful))
+                .order_by(Question.id.desc()).limit(2000)).all()
+        counts: dict[str, list] = {}
+        for text, _asked_at in rows:  # newest first: the first wording seen is the latest
+            key = " ".join(text.lower().rstrip("?!. ").split())
+            if key:
+                counts.setdefault(key, [text.strip(), 0])[1] += 1
+        ranked = sorted(counts.values(), key=lambda entry: -entry[1])  # stable: recent first
+        return [text for text, _ in ranked[:limit]]
+
     def embeddable(self) -> list[tuple[int, str]]:
         """(id, text) of every question stored with its embedding (re-embedded on a model switch)."""
         with self.database.session() as session:

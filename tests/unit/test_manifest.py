@@ -35,7 +35,26 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "usergroups.users.list": ("usergroups:read",),
     "views.open": (),  # no scope required (a trigger_id is the permission)
     "views.publish": (),  # no scope required
+    "assistant.threads.setStatus": ("assistant:write",),
+    "assistant.threads.setTitle": ("assistant:write",),
+    "assistant.threads.setSuggestedPrompts": ("assistant:write",),
+    "chat.startStream": ("chat:write",),
+    "chat.appendStream": ("chat:write",),
+    "chat.stopStream": ("chat:write",),
 }
+
+# Web API methods bot/ calls through Bolt's and slack_sdk's helpers rather than by name.
+HELPER_METHODS: dict[str, tuple[str, ...]] = {
+    "set_status": ("assistant.threads.setStatus",),
+    "set_title": ("assistant.threads.setTitle",),
+    "set_suggested_prompts": ("assistant.threads.setSuggestedPrompts",),
+    "chat_stream": ("chat.startStream", "chat.appendStream", "chat.stopStream"),
+}
+
+# Events Bolt's Assistant middleware listens to, by the decorator that registers them.
+ASSISTANT_EVENTS = {"thread_started": "assistant_thread_started",
+                    "thread_context_changed": "assistant_thread_context_changed",
+                    "user_message": "message"}
 
 # Bot-token scopes each subscribed event needs, from Slack's event reference.
 EVENT_SCOPES: dict[str, tuple[str, ...]] = {
@@ -45,6 +64,8 @@ EVENT_SCOPES: dict[str, tuple[str, ...]] = {
     "message.groups": ("groups:history",),
     "reaction_added": ("reactions:read",),
     "app_home_opened": (),
+    "assistant_thread_started": ("assistant:write",),
+    "assistant_thread_context_changed": ("assistant:write",),
 }
 
 # Slash commands and shortcuts need the `commands` scope.
@@ -76,14 +97,20 @@ def called_methods() -> dict[str, set[str]]:
     calls: dict[str, set[str]] = {}
     for path in sorted(BOT.glob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        names = set()
+        names: set[str] = set()
+        helpers: set[str] = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute):
                 names.add(node.attr)
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 names.add(node.value)
+            elif isinstance(node, ast.arg):  # Bolt passes its helpers by parameter name
+                helpers.add(node.arg)
         for name in names:
             if re.fullmatch(r"[a-z]+(_[a-zA-Z]+)+", name) and (method := _api_method(name)):
+                calls.setdefault(method, set()).add(path.name)
+        for name in names | helpers:
+            for method in HELPER_METHODS.get(name, ()):
                 calls.setdefault(method, set()).add(path.name)
     return calls
 
@@ -99,6 +126,9 @@ def decorated_listeners() -> dict[str, set[str]]:
         if not isinstance(node, ast.FunctionDef):
             continue
         for decorator in node.decorator_list:
+            if (isinstance(decorator, ast.Attribute) and isinstance(decorator.value, ast.Name)
+                    and decorator.value.id == "assistant" and decorator.attr in ASSISTANT_EVENTS):
+                found.setdefault("event", set()).add(ASSISTANT_EVENTS[decorator.attr])
             if (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)
                     and isinstance(decorator.func.value, ast.Name) and decorator.func.value.id == "app"
                     and decorator.args and isinstance(decorator.args[0], ast.Constant)):
@@ -164,7 +194,7 @@ def test_constants_match_the_registered_listeners():
 def test_every_action_listener_has_a_button():
     source = "\n".join(p.read_text(encoding="utf-8") for p in BOT.glob("*.py") if p.name != "app.py")
     missing = [a for a in bot_app.ACTIONS if f'"action_id": "{a}"' not in source
-               and f'"{a}", ' not in source]
+               and f'"{a}", ' not in source and f'action_id="{a}"' not in source]
     assert not missing, f"no button renders action listener(s) {missing}"
 
 

@@ -1,0 +1,129 @@
+"""Slack's assistant panel: the greeting and suggested prompts, a status line while DML
+works, the thread's title, and the cited answer (streamed when an LLM writes it).
+
+Follow-ups in a panel thread use its first question as context, as channel threads do.
+The channel the user is viewing (the thread's context, kept in the database) makes the
+knowledge captured in that channel citable for them, once they are shown to be a member
+of it; nothing else private is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from knowledge.kb import KnowledgeBase
+from knowledge.ops import utcnow
+
+from . import blocks as ui
+from .handlers import DMLBot, clean_question
+
+__all__ = ["AssistantPanel", "GREETING", "UNANSWERED_PROMPT", "PROMPT_WEEKS"]
+
+log = logging.getLogger(__name__)
+
+GREETING = ("Hi! I'm DML, the team's designated machine learner. Ask me an ML question and "
+            "I'll answer from our own docs and articles, with sources.")
+UNANSWERED_PROMPT = "What did people ask that we could not answer?"
+PROMPT_WEEKS = 4
+MAX_PROMPTS = 4  # Slack shows up to four
+TITLE_CHARS = 80
+# Used while the knowledge base has no well-answered questions yet.
+STARTERS = ("What is overfitting and how do I spot it?",
+            "How should I evaluate a classifier on imbalanced data?",
+            "What is data leakage?")
+
+
+class AssistantPanel:
+    def __init__(self, *, kb: KnowledgeBase, bot: DMLBot):
+        self.kb = kb
+        self.bot = bot
+
+    # -- a thread starts ----------------------------------------------------------------
+    def prompts_for(self, client: WebClient, user: str | None) -> list[dict[str, str]]:
+        """Up to four prompts: the most-asked questions of recent weeks that got a 👍 or a
+        team answer; for a designated machine learner, their open hand-offs first."""
+        texts: list[str] = []
+        if user and user in self.bot.expert_users(client):
+            texts.append(UNANSWERED_PROMPT)
+        since = utcnow() - timedelta(weeks=PROMPT_WEEKS)
+        texts += self.kb.questions.well_answered(since=since, limit=MAX_PROMPTS)
+        if len(texts) < MAX_PROMPTS:
+            texts += [s for s in STARTERS if s not in texts]
+        return [{"title": _short(text, 75), "message": text[:2000]} for text in texts[:MAX_PROMPTS]]
+
+    def start(self, client: WebClient, *, channel: str, thread_ts: str, user: str | None,
+              context: dict, say: Callable, set_suggested_prompts: Callable) -> None:
+        self.kb.assistant_threads.save(channel, thread_ts, user=user, context=context)
+        say(text=GREETING)
+        set_suggested_prompts(prompts=self.prompts_for(client, user), title="Try asking")
+
+    # -- a message in the panel ---------------------------------------------------------
+    def answer(self, client: WebClient, *, text: str, user: str | None, channel: str,
+               thread_ts: str, set_status: Callable, set_title: Callable) -> None:
+        question = clean_question(text)
+        thread = self.kb.assistant_threads.find(channel, thread_ts)
+        if not question:
+            client.chat_postMessage(channel=channel, thread_ts=thread_ts,
+                                    text="Ask me an ML question, e.g. _what is data leakage?_")
+            return
+        if question.rstrip("?. ").lower() == UNANSWERED_PROMPT.rstrip("?").lower() \
+                and user in self.bot.expert_users(client):
+            self._post(client, channel, thread_ts, self._open_handoffs())
+            return
+        passages = self.kb.index.snapshot().size  # loads the index now if it is not yet
+        self._best_effort(set_status, f"is searching {passages:,} passages…" if passages
+                          else "is searching the knowledge base…")
+        if thread is None or not thread.title:
+            self._best_effort(set_title, _short(question, TITLE_CHARS))
+            self.kb.assistant_threads.save(channel, thread_ts, title=_short(question, TITLE_CHARS))
+        earlier = self.kb.questions.in_thread(channel, thread_ts)
+        where = self._citable_channel(client, user, thread.context_channel if thread else None)
+        answer = self.kb.ask(question, channel=where or channel,
+                             context=earlier.text if earlier else None, surface="assistant")
+        question_id = self.kb.questions.record(
+            answer, asker=user, channel=channel, thread_ts=thread_ts, private=True,
+            vector=answer.result.vector if answer.result else None)
+        reply, blocks = ui.answer_message(answer, question_id, assistant=True,
+                                          updated=self.bot.updated_dates(answer))
+        posted = client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=reply,
+                                         blocks=blocks, unfurl_links=False, unfurl_media=False)
+        self.kb.questions.set_answer_ts(question_id, posted.get("ts"))
+        if answer.abstained and user:
+            self.bot.hand_off_privately(client, question_id=question_id, user=user,
+                                        question=question, notify=channel, thread_ts=thread_ts)
+
+    def _citable_channel(self, client: WebClient, user: str | None, viewed: str | None) -> str | None:
+        """The viewed channel, when the user is shown to be a member of it (else None)."""
+        if not viewed or not user or viewed.startswith("D"):
+            return None
+        return viewed if user in self.bot.channel_members(client, viewed) else None
+
+    def _open_handoffs(self) -> str:
+        waiting = [q for q in self.kb.questions.unanswered(limit=50)
+                   if not q.private or q.status == "handed_off"][:10]
+        if not waiting:
+            return "Nothing is waiting: every question asked lately got an answer."
+        lines = [f"• {ui.escape(_short(q.text, 200))} ({q.asked_at:%b %d})" for q in waiting]
+        return "Questions we could not answer yet, newest first:\n" + "\n".join(lines)
+
+    @staticmethod
+    def _post(client: WebClient, channel: str, thread_ts: str, text: str) -> None:
+        client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text,
+                                unfurl_links=False, unfurl_media=False)
+
+    @staticmethod
+    def _best_effort(call: Callable, *args) -> None:
+        try:
+            call(*args)
+        except SlackApiError as exc:  # a status or a title is a nicety; never fail the answer
+            log.info("assistant panel call failed: %s", exc.response.get("error"))
+
+
+def _short(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
