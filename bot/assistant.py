@@ -22,7 +22,8 @@ from knowledge.ops import utcnow
 from . import blocks as ui
 from .handlers import DMLBot, clean_question
 
-__all__ = ["AssistantPanel", "GREETING", "UNANSWERED_PROMPT", "PROMPT_WEEKS"]
+__all__ = ["AssistantPanel", "suggested_questions", "GREETING", "UNANSWERED_PROMPT",
+           "PROMPT_WEEKS"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,14 @@ STARTERS = ("What is overfitting and how do I spot it?",
             "What is data leakage?")
 
 
+def suggested_questions(kb: KnowledgeBase, *, limit: int = MAX_PROMPTS) -> list[str]:
+    """The most-asked questions of recent weeks that got a 👍 or a team answer (none asked
+    in private), topped up with a few starters while there are not enough."""
+    since = utcnow() - timedelta(weeks=PROMPT_WEEKS)
+    texts = kb.questions.well_answered(since=since, limit=limit)
+    return (texts + [s for s in STARTERS if s not in texts])[:limit]
+
+
 class AssistantPanel:
     def __init__(self, *, kb: KnowledgeBase, bot: DMLBot):
         self.kb = kb
@@ -47,13 +56,8 @@ class AssistantPanel:
     def prompts_for(self, client: WebClient, user: str | None) -> list[dict[str, str]]:
         """Up to four prompts: the most-asked questions of recent weeks that got a 👍 or a
         team answer; for a designated machine learner, their open hand-offs first."""
-        texts: list[str] = []
-        if user and user in self.bot.expert_users(client):
-            texts.append(UNANSWERED_PROMPT)
-        since = utcnow() - timedelta(weeks=PROMPT_WEEKS)
-        texts += self.kb.questions.well_answered(since=since, limit=MAX_PROMPTS)
-        if len(texts) < MAX_PROMPTS:
-            texts += [s for s in STARTERS if s not in texts]
+        texts = [UNANSWERED_PROMPT] if user and user in self.bot.expert_users(client) else []
+        texts += suggested_questions(self.kb)
         return [{"title": _short(text, 75), "message": text[:2000]} for text in texts[:MAX_PROMPTS]]
 
     def start(self, client: WebClient, *, channel: str, thread_ts: str, user: str | None,

@@ -25,6 +25,7 @@ from knowledge.kb import KnowledgeBase
 from knowledge.settings import SlackSettings
 
 from .app import COMMANDS, build_app
+from .assistant import suggested_questions
 
 __all__ = ["run_console", "blocks_to_text", "ConsoleSlack"]
 
@@ -144,6 +145,7 @@ def run_console(kb: KnowledgeBase, stdin: TextIO, stdout: TextIO,
     if interactive:
         stdout.write("DML local console: ask an ML question, or use "
                      f"{', '.join(COMMANDS)} (Ctrl-D to quit).\n")
+        stdout.write("Try asking:\n" + "".join(f"  • {q}\n" for q in suggested_questions(kb)))
     kb.warm_up()
     handled = 0
     try:

@@ -5,6 +5,7 @@ feedback buttons record like 👍/👎, and every delivery is answered once."""
 
 from __future__ import annotations
 
+import io
 import json
 
 from bot.app import build_app, build_client
@@ -271,3 +272,23 @@ def test_the_feedback_buttons_record_like_thumbs(bot):
         bot.post(block_actions("answer_feedback", value, channel="D1", action_type="feedback_buttons"))
     with bot.kb.database.session() as session:
         assert len(list(session.scalars(select(Feedback)))) == 2
+
+
+# -- the console ------------------------------------------------------------------------------
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_console_shows_the_suggested_prompts_at_start(bot):
+    from bot.console import run_console
+
+    question_id = bot.kb.questions.record(bot.kb.ask("What is data leakage?"), asker="U2",
+                                          channel="C1", thread_ts="4.0", private=False)
+    bot.kb.feedback.record(question_id, user="U3", helpful=True)
+    out = io.StringIO()
+    run_console(bot.kb, _Terminal(""), out)
+    shown_first = out.getvalue().split("Try asking:")[1]
+    assert shown_first.splitlines()[1] == "  • What is data leakage?"
+    listed = [line for line in shown_first.splitlines() if line.startswith("  • ")]
+    assert 1 < len(listed) <= 4 and len(set(listed)) == len(listed)  # starters, not repeated
