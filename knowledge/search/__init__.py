@@ -1,15 +1,17 @@
 """Search: the store of documents and passages, the embedder, the index, hybrid
-retrieval, the answer writers, the question log, feedback and retrieval evaluation.
+retrieval, the answer writers (extractive and LLM), the question log,
+feedback and retrieval evaluation.
 
 This is the package's public entry point: code outside it imports only these names.
 """
 
-from .answers import Answer, Citation, ExtractiveWriter, LLMWriter, Quote, readable_sentences
+from .answers import Answer, Citation, ExtractiveWriter, Quote, readable_sentences
 from .embedding import CPU_BACKEND, Embedder, Runtime, bundled_model_path
 from .embedding_backends import BACKENDS, ExportCache
 from .evaluation import METRIC_KEYS, EvalQuestion, evaluate, load_questions
 from .feedback import REASONS, FeedbackStore
 from .index import IndexManager, IndexSnapshot
+from .llm import LLMWriter
 from .questions import QuestionLog, waiting_for_answer
 from .retrieval import Retriever, SearchResult
 from .sentences import SentenceVectors

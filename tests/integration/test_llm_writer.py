@@ -1,5 +1,6 @@
-"""LLM mode against an OpenAI-compatible chat-completions stand-in on 127.0.0.1: what is
-sent, which citations survive, and the extractive answer whenever the endpoint fails."""
+"""LLM mode against an OpenAI-compatible chat-completions stand-in on 127.0.0.1, through the
+official openai client: what is sent, which citations survive, the client's retries, and
+the extractive answer whenever the endpoint fails."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from knowledge.kb import KnowledgeBase
+from knowledge.search import LLMWriter
 from knowledge.search.answers import ABSTAIN_TEXT
 from knowledge.settings import Settings
 
@@ -24,38 +26,46 @@ class ChatStandIn:
 
     def __init__(self):
         self.requests: list[dict] = []
-        self.reply: str | None = "Nothing yet [1]."
-        self.status = 200
-        self.raw: bytes | None = None  # sent as the body instead of a well-formed reply
-        self.delay = 0.0
         outer = self
+        self.reset()
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the API has
+
             def do_POST(self):  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                outer.requests.append({"path": self.path, "headers": dict(self.headers),
-                                       "json": json.loads(body)})
+                body = json.loads(self.rfile.read(length))
+                # The headers as sent (read case-insensitively: the client sends lowercase).
+                outer.requests.append({"path": self.path, "headers": self.headers,
+                                       "json": body})
                 if outer.delay:
                     time.sleep(outer.delay)
-                if outer.raw is not None:
-                    data = outer.raw
-                elif outer.status != 200:
-                    data = json.dumps({"error": {"message": "upstream exploded"}}).encode()
-                else:
-                    data = json.dumps({
-                        "id": "chatcmpl-test", "object": "chat.completion", "model": "test-model",
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": outer.reply}}],
-                    }).encode()
                 try:
-                    self.send_response(outer.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
+                    if outer.failures:
+                        outer.failures -= 1
+                        self.reply_json(500, {"error": {"message": "upstream exploded"}})
+                    elif outer.raw is not None:
+                        self.reply_bytes(outer.status, outer.raw)
+                    elif outer.status != 200:
+                        self.reply_json(outer.status, {"error": {"message": "upstream exploded"}})
+                    else:
+                        self.reply_json(200, {
+                            "id": "chatcmpl-test", "object": "chat.completion", "created": 1,
+                            "model": "test-model",
+                            "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                                "role": "assistant", "content": outer.reply}}]})
                 except OSError:
-                    pass  # the client gave up (time-out test)
+                    self.close_connection = True  # the client gave up (time-out tests)
+
+            def reply_json(self, status: int, payload: dict):
+                self.reply_bytes(status, json.dumps(payload).encode())
+
+            def reply_bytes(self, status: int, data: bytes):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def log_message(self, *args):
                 pass
@@ -71,7 +81,11 @@ class ChatStandIn:
 
     def reset(self):
         self.requests.clear()
-        self.reply, self.status, self.raw, self.delay = "Nothing yet [1].", 200, None, 0.0
+        self.reply: str | None = "Nothing yet [1]."
+        self.status = 200
+        self.raw: bytes | None = None  # sent as the body instead of a well-formed reply
+        self.delay = 0.0
+        self.failures = 0  # the next requests answered 500, then as configured
 
     def close(self):
         self.server.shutdown()
@@ -119,8 +133,11 @@ def test_request_carries_model_key_instructions_and_numbered_passages(kb, chat):
     request = chat.requests[0]
     assert request["path"] == "/v1/chat/completions"
     assert request["headers"]["Authorization"] == "Bearer sk-test"
+    assert request["headers"]["User-Agent"].startswith("OpenAI/Python")  # the official client
     body = request["json"]
     assert body["model"] == "test-model"
+    assert body["temperature"] == 0
+    assert not body.get("stream")
     system, user = body["messages"]
     assert system["role"] == "system" and user["role"] == "user"
     assert "ONLY the numbered passages" in system["content"]
@@ -178,14 +195,45 @@ def test_reply_without_a_valid_citation_falls_back_to_the_extractive_answer(kb, 
     assert "memorising the training set" not in answer.text
 
 
-@pytest.mark.parametrize("failure", ["http-500", "http-429", "timeout", "invalid-json",
-                                     "no-choices"])
-def test_endpoint_trouble_falls_back_to_the_extractive_answer(kb, chat, failure):
+@pytest.mark.parametrize("path", ["", "/", "/v1", "/v1/", "/v1/chat/completions",
+                                  "/chat/completions/"])
+def test_the_url_may_name_the_endpoint_or_its_base(kb, chat, path):
+    writer = LLMWriter(url=chat.base + path, model="m", fallback=kb.extractive)
+    chat.reply = "Overfitting is fitting noise [1]."
+    answer = writer.write(kb.search(QUESTION, k=5))
+
+    expected = "/v1/chat/completions" if path.startswith("/v1") else "/chat/completions"
+    assert [r["path"] for r in chat.requests] == [expected]
+    assert answer.writer == "llm"
+
+
+def test_without_a_key_the_client_sends_a_placeholder(kb, chat):
+    writer = LLMWriter(url=chat.base + "/v1", model="m", fallback=kb.extractive)
+    writer.write(kb.search(QUESTION, k=5))
+
+    assert chat.requests[0]["headers"]["Authorization"] == "Bearer unused"
+
+
+def test_a_failed_call_is_retried_by_the_client(kb, chat):
+    chat.failures = 1
+    chat.reply = "Overfitting is when a model memorises noise [1]."
+    answer = kb.ask(QUESTION)
+
+    assert len(chat.requests) == 2
+    assert chat.requests[0]["json"] == chat.requests[1]["json"]
+    assert answer.writer == "llm" and answer.text == chat.reply
+
+
+# failure -> requests made: the client retries 429, 5xx and time-outs twice, not the rest.
+FAILURES = {"http-500": 3, "http-429": 3, "timeout": 3, "http-400": 1, "invalid-json": 1,
+            "no-choices": 1}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_endpoint_trouble_falls_back_to_the_extractive_answer(kb, chat, failure, caplog):
     chat.reply = "This must not be used [1]."
-    if failure == "http-500":
-        chat.status = 500
-    elif failure == "http-429":
-        chat.status = 429
+    if failure.startswith("http-"):
+        chat.status = int(failure[5:])
     elif failure == "timeout":
         chat.delay = 4.0
     elif failure == "invalid-json":
@@ -197,12 +245,14 @@ def test_endpoint_trouble_falls_back_to_the_extractive_answer(kb, chat, failure)
     answer = kb.ask(QUESTION)
     elapsed = time.perf_counter() - started
 
-    assert len(chat.requests) == 1
+    assert len(chat.requests) == FAILURES[failure]
     assert answer.writer == "extractive"
     assert not answer.abstained
     assert answer.citations and answer.citations[0].doc_id == "handbook/overfitting-and-regularization"
     assert "must not be used" not in answer.text
-    assert elapsed < 3.5  # the configured 0.75 s time-out, not the server's 4 s delay
+    # Three attempts of the configured 0.75 s and two short back-offs, not the server's 4 s.
+    assert elapsed < 6.0
+    assert "LLM writer failed" in caplog.text and "sk-test" not in caplog.text
 
 
 def test_off_topic_question_abstains_without_calling_the_endpoint(kb, chat):
@@ -243,3 +293,4 @@ def test_the_endpoint_gets_the_cleaned_passages(chat, tmp_path, embedder):
     for junk in ("$$", "\\theta", "Fig. 1", "Image source", "@article", "Cited as", "Barto"):
         assert junk not in user, junk
     assert answer.writer == "llm" and answer.citations[0].title == "REINFORCE"
+
