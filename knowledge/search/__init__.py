@@ -1,5 +1,5 @@
 """Search: the store of documents and passages, the embedder, the index, hybrid
-retrieval, the answer writers (extractive and LLM), the question log,
+retrieval, the answer writers (extractive; LLM, whole or streamed), the question log,
 feedback and retrieval evaluation.
 
 This is the package's public entry point: code outside it imports only these names.
@@ -11,7 +11,7 @@ from .embedding_backends import BACKENDS, ExportCache
 from .evaluation import METRIC_KEYS, EvalQuestion, evaluate, load_questions
 from .feedback import REASONS, FeedbackStore
 from .index import IndexManager, IndexSnapshot
-from .llm import LLMWriter
+from .llm import AnswerStream, LLMWriter
 from .questions import QuestionLog, waiting_for_answer
 from .retrieval import Retriever, SearchResult
 from .sentences import SentenceVectors
@@ -35,7 +35,7 @@ from .text import (
     split_blocks,
 )
 
-__all__ = ["BACKENDS", "CPU_BACKEND", "ExportCache", "Runtime", "Answer", "ChunkRecord", "Citation", "DocumentRecord", "Embedder", "EvalQuestion",
+__all__ = ["BACKENDS", "CPU_BACKEND", "ExportCache", "Runtime", "Answer", "AnswerStream", "ChunkRecord", "Citation", "DocumentRecord", "Embedder", "EvalQuestion",
     "ExtractiveWriter", "FeedbackStore", "IndexManager", "IndexSnapshot", "LLMWriter",
     "METRIC_KEYS", "PRIVATE_CHANNEL", "Passage", "ACTIVE_MODEL", "GENERATION", "QuestionLog", "Quote", "REASONS",
     "Retriever", "SearchResult", "SentenceVectors", "Store", "bundled_model_path",

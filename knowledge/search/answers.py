@@ -63,6 +63,10 @@ class Answer:
     quote: Quote | None = None
     # The retrieval behind the answer (not serialised): its hits, the question's vector.
     result: SearchResult | None = field(default=None, repr=False, compare=False)
+    # The answer that ends an LLM stream (AnswerStream.finish) and whose text is not the text
+    # streamed: it must replace it, for the reason given (for the log and the asker).
+    replaces_stream: bool = False
+    replace_reason: str | None = None
 
     def to_json(self) -> dict:
         return {"answer": self.text, "abstained": self.abstained,
