@@ -10,6 +10,7 @@ from knowledge.drafts import Drafts
 from knowledge.ops import Database, Metrics
 from knowledge.search import (
     Answer,
+    AnswerStream,
     Embedder,
     ExtractiveWriter,
     FeedbackStore,
@@ -150,13 +151,40 @@ class KnowledgeBase:
         asked; re-answers (sharing an answer) leave it unset and are not counted.
         """
         started = time.perf_counter()
+        result = self._retrieve(question, channel=channel, context=context)
+        return self._answered(self.writer.write(result), result, surface=surface,
+                              started=started)
+
+    def ask_streaming(self, question: str, *, channel: str | None = None,
+                      context: str | None = None,
+                      surface: str | None = None) -> Answer | AnswerStream:
+        """As ``ask``, but an LLM answer comes as it is written: an ``AnswerStream`` to
+        iterate for its text, then ``finish()`` for the checked answer (which says when it
+        must replace what was streamed). An ``Answer`` comes back to post whole when there
+        is nothing to stream: the extractive writer, an abstention, or an endpoint that
+        failed before it began. The question is counted once, when its answer is final.
+        """
+        started = time.perf_counter()
+        result = self._retrieve(question, channel=channel, context=context)
+        if not isinstance(self.writer, LLMWriter):
+            return self._answered(self.writer.write(result), result, surface=surface,
+                                  started=started)
+        return self.writer.stream(result, on_finish=lambda answer: self._answered(
+            answer, result, surface=surface, started=started))
+
+    def _retrieve(self, question: str, *, channel: str | None,
+                  context: str | None) -> SearchResult:
         question = question.strip()
         query = f"{context.strip()}\n{question}" if context and context.strip() else question
         # Only reads: a database restarting under a question is waited for, not reported.
         result = self.database.retrying(lambda: self.search(query, k=5, channel=channel),
                                         what="answering a question")
         result.question = question
-        answer = self.writer.write(result)
+        return result
+
+    def _answered(self, answer: Answer, result: SearchResult, *, surface: str | None,
+                  started: float) -> Answer:
+        """The final answer, its retrieval attached, counted when someone asked it."""
         answer.result = result
         if surface:
             self.metrics.question(surface, seconds=time.perf_counter() - started,

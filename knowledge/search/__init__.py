@@ -1,15 +1,17 @@
 """Search: the store of documents and passages, the embedder, the index, hybrid
-retrieval, the answer writers, the question log, feedback and retrieval evaluation.
+retrieval, the answer writers (extractive; LLM, whole or streamed), the question log,
+feedback and retrieval evaluation.
 
 This is the package's public entry point: code outside it imports only these names.
 """
 
-from .answers import Answer, Citation, ExtractiveWriter, LLMWriter, Quote, readable_sentences
+from .answers import Answer, Citation, ExtractiveWriter, Quote, readable_sentences
 from .embedding import CPU_BACKEND, Embedder, Runtime, bundled_model_path
 from .embedding_backends import BACKENDS, ExportCache
 from .evaluation import METRIC_KEYS, EvalQuestion, evaluate, load_questions
 from .feedback import REASONS, FeedbackStore
 from .index import IndexManager, IndexSnapshot
+from .llm import AnswerStream, LLMWriter
 from .questions import QuestionLog, waiting_for_answer
 from .retrieval import Retriever, SearchResult
 from .sentences import SentenceVectors
@@ -33,7 +35,7 @@ from .text import (
     split_blocks,
 )
 
-__all__ = ["BACKENDS", "CPU_BACKEND", "ExportCache", "Runtime", "Answer", "ChunkRecord", "Citation", "DocumentRecord", "Embedder", "EvalQuestion",
+__all__ = ["BACKENDS", "CPU_BACKEND", "ExportCache", "Runtime", "Answer", "AnswerStream", "ChunkRecord", "Citation", "DocumentRecord", "Embedder", "EvalQuestion",
     "ExtractiveWriter", "FeedbackStore", "IndexManager", "IndexSnapshot", "LLMWriter",
     "METRIC_KEYS", "PRIVATE_CHANNEL", "Passage", "ACTIVE_MODEL", "GENERATION", "QuestionLog", "Quote", "REASONS",
     "Retriever", "SearchResult", "SentenceVectors", "Store", "bundled_model_path",

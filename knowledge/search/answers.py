@@ -1,5 +1,5 @@
-"""Answers with numbered citations: the extractive writer (default, offline) and the
-LLM writer (any OpenAI-compatible chat endpoint), whose citations are checked.
+"""Answers with numbered citations, and the extractive writer (default, offline) that
+composes them from the best sentences of the best passages (the LLM writer is in llm.py).
 
 Every sentence of an answer ends with ``[n]``; ``n`` resolves to a ``Citation`` (title,
 URL or path, and the passage the sentence came from).
@@ -7,7 +7,6 @@ URL or path, and the passage the sentence came from).
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,10 +17,9 @@ from .retrieval import DocumentHit, SearchResult
 from .sentences import DANGLING, SentenceVectors, clean_sentence, quotable, readable
 from .text import keyword_terms, split_sentences
 
-__all__ = ["Citation", "Quote", "Answer", "ExtractiveWriter", "LLMWriter", "ABSTAIN_TEXT",
+__all__ = ["Citation", "Quote", "Answer", "ExtractiveWriter", "ABSTAIN_TEXT",
            "readable_sentences", "question_shape"]
 
-log = logging.getLogger(__name__)
 ABSTAIN_TEXT = "I don't know that from our knowledge base."
 
 
@@ -65,6 +63,10 @@ class Answer:
     quote: Quote | None = None
     # The retrieval behind the answer (not serialised): its hits, the question's vector.
     result: SearchResult | None = field(default=None, repr=False, compare=False)
+    # The answer that ends an LLM stream (AnswerStream.finish) and whose text is not the text
+    # streamed: it must replace it, for the reason given (for the log and the asker).
+    replaces_stream: bool = False
+    replace_reason: str | None = None
 
     def to_json(self) -> dict:
         return {"answer": self.text, "abstained": self.abstained,
@@ -399,81 +401,3 @@ class ExtractiveWriter:
         if start > 0:
             text = "… " + text
         return Quote(n=n, title=first.hit.title, text=text)
-
-
-# -- LLM writer -----------------------------------------------------------------------
-SYSTEM_PROMPT = (
-    "You answer questions for an engineering team using ONLY the numbered passages you are "
-    "given. End every sentence with the number of the passage that supports it, like [1] or "
-    "[2]. Do not use outside knowledge. If the passages do not answer the question, reply "
-    "with exactly: NOT IN SOURCES"
-)
-_REF = re.compile(r"\[(\d{1,3})\]")
-
-
-class LLMWriter:
-    """Writes with an OpenAI-compatible chat endpoint; falls back to the extractive writer."""
-
-    name = "llm"
-
-    def __init__(self, *, url: str, model: str | None, api_key: str | None = None,
-                 timeout: float = 30.0, fallback: ExtractiveWriter, client=None,
-                 max_docs: int = 5):
-        import httpx
-
-        base = url.rstrip("/")
-        self.endpoint = base if base.endswith("/chat/completions") else base + "/chat/completions"
-        self.model = model or "default"
-        self.fallback = fallback
-        self.max_docs = max_docs
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = client or httpx.Client(timeout=timeout, headers=headers)
-
-    def _prompt(self, result: SearchResult) -> tuple[str, list[DocumentHit]]:
-        hits = result.hits[: self.max_docs]
-        blocks = []
-        for n, hit in enumerate(hits, start=1):
-            text = "\n".join(p.text for p in hit.passages[:2])
-            blocks.append(f"[{n}] {hit.title}\n{text}")
-        return "Passages:\n\n" + "\n\n".join(blocks) + f"\n\nQuestion: {result.question}", hits
-
-    def write(self, result: SearchResult) -> Answer:
-        if self.fallback.should_abstain(result):
-            return self.fallback.abstain(result)
-        prompt, hits = self._prompt(result)
-        try:
-            response = self.client.post(self.endpoint, json={
-                "model": self.model, "temperature": 0,
-                "messages": [{"role": "system", "content": SYSTEM_PROMPT},
-                             {"role": "user", "content": prompt}]})
-            response.raise_for_status()
-            content = response.json()["choices"][0]["message"]["content"] or ""
-        except Exception as exc:  # any endpoint trouble: the offline writer still answers
-            log.warning("LLM writer failed (%s: %s); using the extractive answer",
-                        type(exc).__name__, exc)
-            return self.fallback.write(result)
-        return self.check(content, hits, result) or self.fallback.write(result)
-
-    def check(self, content: str, hits: list[DocumentHit], result: SearchResult) -> Answer | None:
-        """Keep only citations of passages the model was given; renumber them in order."""
-        valid = set(range(1, len(hits) + 1))
-        renumber: dict[int, int] = {}
-        for match in _REF.finditer(content):
-            n = int(match.group(1))
-            if n in valid and n not in renumber:
-                renumber[n] = len(renumber) + 1
-        if not renumber or "NOT IN SOURCES" in content.upper():
-            return None
-
-        def replace(match: re.Match) -> str:
-            n = int(match.group(1))
-            return f"[{renumber[n]}]" if n in renumber else ""
-
-        text = re.sub(r"\s+([.,;:])", r"\1", _REF.sub(replace, content)).strip()
-        citations = []
-        for old, new in sorted(renumber.items(), key=lambda kv: kv[1]):
-            hit = hits[old - 1]
-            citations.append(Citation(n=new, doc_id=hit.doc_id, title=hit.title, url=hit.url,
-                                      path=hit.path, kind=hit.kind, passage=hit.best.text,
-                                      chunk_id=hit.best.chunk_id))
-        return Answer(result.question, text, False, citations, self.name, result.confidence)

@@ -79,7 +79,7 @@ def cli(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
     if root.log_format == "json":
         # Every line on standard error is a JSON record: no model-loading progress bars.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for noisy in ("bm25s", "httpx", "sentence_transformers", "transformers"):
+    for noisy in ("bm25s", "httpx", "httpx2", "sentence_transformers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     ctx.ensure_object(dict)
     ctx.obj["root"] = root

@@ -1,5 +1,7 @@
-"""LLM mode against an OpenAI-compatible chat-completions stand-in on 127.0.0.1: what is
-sent, which citations survive, and the extractive answer whenever the endpoint fails."""
+"""LLM mode against an OpenAI-compatible chat-completions stand-in on 127.0.0.1, through the
+official openai client: what is sent, which citations survive, the client's retries, the
+extractive answer whenever the endpoint fails, and answers streamed as they are written
+(pieces in order, the whole text checked at the end, replaced when cut or uncited)."""
 
 from __future__ import annotations
 
@@ -12,50 +14,107 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from knowledge.kb import KnowledgeBase
+from knowledge.search import Answer, AnswerStream, LLMWriter
 from knowledge.search.answers import ABSTAIN_TEXT
+from knowledge.search.llm import NOT_CITED, NOT_IN_SOURCES, RENUMBERED, STREAM_CUT
 from knowledge.settings import Settings
 
 QUESTION = "What is overfitting?"
 OFF_TOPIC = "How do I bake sourdough bread at home?"
 
 
+def pieces(text: str, size: int = 5) -> list[str]:
+    """A reply as a model streams it: small pieces that split words and citations."""
+    return [text[i:i + size] for i in range(0, len(text), size)]
+
+
 class ChatStandIn:
-    """Speaks enough of POST /v1/chat/completions; records every request it gets."""
+    """Speaks enough of POST /v1/chat/completions, whole or streamed (``"stream": true``:
+    Server-Sent Events over a chunked body, as the OpenAI API sends them); records every
+    request it gets."""
 
     def __init__(self):
         self.requests: list[dict] = []
-        self.reply: str | None = "Nothing yet [1]."
-        self.status = 200
-        self.raw: bytes | None = None  # sent as the body instead of a well-formed reply
-        self.delay = 0.0
         outer = self
+        self.reset()
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive and chunked bodies, as the API has
+
             def do_POST(self):  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                outer.requests.append({"path": self.path, "headers": dict(self.headers),
-                                       "json": json.loads(body)})
+                body = json.loads(self.rfile.read(length))
+                # The headers as sent (read case-insensitively: the client sends lowercase).
+                outer.requests.append({"path": self.path, "headers": self.headers,
+                                       "json": body})
                 if outer.delay:
                     time.sleep(outer.delay)
-                if outer.raw is not None:
-                    data = outer.raw
-                elif outer.status != 200:
-                    data = json.dumps({"error": {"message": "upstream exploded"}}).encode()
-                else:
-                    data = json.dumps({
-                        "id": "chatcmpl-test", "object": "chat.completion", "model": "test-model",
-                        "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": outer.reply}}],
-                    }).encode()
                 try:
-                    self.send_response(outer.status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
+                    if outer.failures:
+                        outer.failures -= 1
+                        self.reply_json(500, {"error": {"message": "upstream exploded"}})
+                    elif outer.raw is not None:
+                        self.reply_bytes(outer.status, outer.raw)
+                    elif outer.status != 200:
+                        self.reply_json(outer.status, {"error": {"message": "upstream exploded"}})
+                    elif body.get("stream"):
+                        self.reply_stream()
+                    else:
+                        self.reply_json(200, {
+                            "id": "chatcmpl-test", "object": "chat.completion", "created": 1,
+                            "model": "test-model",
+                            "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                                "role": "assistant", "content": outer.reply}}]})
                 except OSError:
-                    pass  # the client gave up (time-out test)
+                    self.close_connection = True  # the client gave up (time-out tests)
+
+            def reply_json(self, status: int, payload: dict):
+                self.reply_bytes(status, json.dumps(payload).encode())
+
+            def reply_bytes(self, status: int, data: bytes):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def reply_stream(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                deltas = [{"role": "assistant", "content": ""}] + [
+                    {"content": piece} for piece in outer.stream_pieces()]
+                for i, delta in enumerate(deltas):
+                    if i == outer.cut_after:
+                        self.close_connection = True  # dropped: no [DONE], no last chunk
+                        return
+                    if i == outer.stall_after:
+                        time.sleep(outer.stall)
+                    if i == outer.error_after:
+                        self.event({"error": {"message": "The server had an error while "
+                                              "processing your request.", "type": "server_error"}})
+                        break
+                    self.event(self.chunk(delta, None))
+                else:
+                    if outer.finish_reason:
+                        self.event(self.chunk({}, outer.finish_reason))
+                    if outer.done:
+                        self.send_chunk(b"data: [DONE]\n\n")
+                self.send_chunk(b"")  # the end of the chunked body
+
+            @staticmethod
+            def chunk(delta: dict, finish_reason: str | None) -> dict:
+                return {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 1,
+                        "model": "test-model", "choices": [
+                            {"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+
+            def event(self, payload: dict):
+                self.send_chunk(f"data: {json.dumps(payload)}\n\n".encode())
+
+            def send_chunk(self, data: bytes):
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
 
             def log_message(self, *args):
                 pass
@@ -69,9 +128,26 @@ class ChatStandIn:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
+    def stream_pieces(self) -> list[str]:
+        return self.pieces if self.pieces is not None else pieces(self.reply or "")
+
     def reset(self):
         self.requests.clear()
-        self.reply, self.status, self.raw, self.delay = "Nothing yet [1].", 200, None, 0.0
+        self.reply: str | None = "Nothing yet [1]."
+        self.status = 200
+        self.raw: bytes | None = None  # sent as the body instead of a well-formed reply
+        self.delay = 0.0
+        self.failures = 0  # the next requests answered 500, then as configured
+        # Streams: the pieces sent (default: the reply in pieces of 5 characters), and where
+        # (counting the opening role-only chunk as 0) the stream is dropped, stalls for
+        # ``stall`` seconds, or sends an error event; how it ends.
+        self.pieces: list[str] | None = None
+        self.cut_after: int | None = None
+        self.stall_after: int | None = None
+        self.stall = 0.0
+        self.error_after: int | None = None
+        self.finish_reason: str | None = "stop"
+        self.done = True
 
     def close(self):
         self.server.shutdown()
@@ -119,8 +195,11 @@ def test_request_carries_model_key_instructions_and_numbered_passages(kb, chat):
     request = chat.requests[0]
     assert request["path"] == "/v1/chat/completions"
     assert request["headers"]["Authorization"] == "Bearer sk-test"
+    assert request["headers"]["User-Agent"].startswith("OpenAI/Python")  # the official client
     body = request["json"]
     assert body["model"] == "test-model"
+    assert body["temperature"] == 0
+    assert not body.get("stream")
     system, user = body["messages"]
     assert system["role"] == "system" and user["role"] == "user"
     assert "ONLY the numbered passages" in system["content"]
@@ -178,14 +257,45 @@ def test_reply_without_a_valid_citation_falls_back_to_the_extractive_answer(kb, 
     assert "memorising the training set" not in answer.text
 
 
-@pytest.mark.parametrize("failure", ["http-500", "http-429", "timeout", "invalid-json",
-                                     "no-choices"])
-def test_endpoint_trouble_falls_back_to_the_extractive_answer(kb, chat, failure):
+@pytest.mark.parametrize("path", ["", "/", "/v1", "/v1/", "/v1/chat/completions",
+                                  "/chat/completions/"])
+def test_the_url_may_name_the_endpoint_or_its_base(kb, chat, path):
+    writer = LLMWriter(url=chat.base + path, model="m", fallback=kb.extractive)
+    chat.reply = "Overfitting is fitting noise [1]."
+    answer = writer.write(kb.search(QUESTION, k=5))
+
+    expected = "/v1/chat/completions" if path.startswith("/v1") else "/chat/completions"
+    assert [r["path"] for r in chat.requests] == [expected]
+    assert answer.writer == "llm"
+
+
+def test_without_a_key_the_client_sends_a_placeholder(kb, chat):
+    writer = LLMWriter(url=chat.base + "/v1", model="m", fallback=kb.extractive)
+    writer.write(kb.search(QUESTION, k=5))
+
+    assert chat.requests[0]["headers"]["Authorization"] == "Bearer unused"
+
+
+def test_a_failed_call_is_retried_by_the_client(kb, chat):
+    chat.failures = 1
+    chat.reply = "Overfitting is when a model memorises noise [1]."
+    answer = kb.ask(QUESTION)
+
+    assert len(chat.requests) == 2
+    assert chat.requests[0]["json"] == chat.requests[1]["json"]
+    assert answer.writer == "llm" and answer.text == chat.reply
+
+
+# failure -> requests made: the client retries 429, 5xx and time-outs twice, not the rest.
+FAILURES = {"http-500": 3, "http-429": 3, "timeout": 3, "http-400": 1, "invalid-json": 1,
+            "no-choices": 1}
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+def test_endpoint_trouble_falls_back_to_the_extractive_answer(kb, chat, failure, caplog):
     chat.reply = "This must not be used [1]."
-    if failure == "http-500":
-        chat.status = 500
-    elif failure == "http-429":
-        chat.status = 429
+    if failure.startswith("http-"):
+        chat.status = int(failure[5:])
     elif failure == "timeout":
         chat.delay = 4.0
     elif failure == "invalid-json":
@@ -197,12 +307,14 @@ def test_endpoint_trouble_falls_back_to_the_extractive_answer(kb, chat, failure)
     answer = kb.ask(QUESTION)
     elapsed = time.perf_counter() - started
 
-    assert len(chat.requests) == 1
+    assert len(chat.requests) == FAILURES[failure]
     assert answer.writer == "extractive"
     assert not answer.abstained
     assert answer.citations and answer.citations[0].doc_id == "handbook/overfitting-and-regularization"
     assert "must not be used" not in answer.text
-    assert elapsed < 3.5  # the configured 0.75 s time-out, not the server's 4 s delay
+    # Three attempts of the configured 0.75 s and two short back-offs, not the server's 4 s.
+    assert elapsed < 6.0
+    assert "LLM writer failed" in caplog.text and "sk-test" not in caplog.text
 
 
 def test_off_topic_question_abstains_without_calling_the_endpoint(kb, chat):
@@ -243,3 +355,168 @@ def test_the_endpoint_gets_the_cleaned_passages(chat, tmp_path, embedder):
     for junk in ("$$", "\\theta", "Fig. 1", "Image source", "@article", "Cited as", "Barto"):
         assert junk not in user, junk
     assert answer.writer == "llm" and answer.citations[0].title == "REINFORCE"
+
+
+# -- streaming ------------------------------------------------------------------------------
+def asked(kb: KnowledgeBase, surface: str = "mention") -> float:
+    return kb.metrics.registry.get_sample_value("dml_questions_total", {"surface": surface})
+
+
+def test_a_stream_yields_the_pieces_in_order_then_the_checked_answer(kb, chat):
+    chat.reply = ("Overfitting is when a model fits noise in the training data [1]. The "
+                  "glossary defines it the same way [2].")
+    # A citation split across pieces, as tokens often split it.
+    chat.pieces = ["Overfitting is when a model fits noise in the training data [", "1]",
+                   ". The glossary defines it the same way [2", "]."]
+    before = asked(kb)
+
+    stream = kb.ask_streaming(QUESTION, surface="mention")
+
+    assert isinstance(stream, AnswerStream)
+    assert list(stream) == chat.pieces
+    assert stream.text == chat.reply
+    answer = stream.finish()
+    assert answer.writer == "llm" and not answer.abstained
+    assert answer.text == chat.reply
+    assert not answer.replaces_stream and answer.replace_reason is None
+    hits = kb.search(QUESTION, k=5).hits
+    assert [(c.n, c.doc_id) for c in answer.citations] == [(1, hits[0].doc_id),
+                                                          (2, hits[1].doc_id)]
+    assert answer.result is not None and answer.result.question == QUESTION
+    assert stream.finish() is answer
+    assert asked(kb) - before == 1  # counted once, when final
+    body = chat.requests[0]["json"]
+    assert len(chat.requests) == 1
+    assert body["stream"] is True and body["temperature"] == 0 and body["model"] == "test-model"
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]
+    assert chat.requests[0]["headers"]["Authorization"] == "Bearer sk-test"
+
+
+def test_pieces_arrive_while_the_answer_is_still_being_written(kb, chat):
+    writer = LLMWriter(url=chat.base + "/v1", model="m", timeout=5.0, fallback=kb.extractive)
+    chat.reply = "Overfitting is when a model fits noise in the training data [1]."
+    chat.stall_after, chat.stall = 4, 1.0  # after three pieces, the model thinks for 1 s
+
+    stream = writer.stream(kb.search(QUESTION, k=5))
+    assert isinstance(stream, AnswerStream)
+    started = time.perf_counter()
+    arrived = [time.perf_counter() - started for _ in stream]
+
+    assert len(arrived) == len(pieces(chat.reply))
+    assert arrived[2] < 0.5 <= 0.9 < arrived[3]
+    assert stream.finish().text == chat.reply
+
+
+def test_finish_reads_what_was_not_iterated(kb, chat):
+    chat.reply = "Overfitting is when a model memorises noise [1]."
+    stream = kb.ask_streaming(QUESTION)
+    assert isinstance(stream, AnswerStream)
+
+    first = next(iter(stream))
+    answer = stream.finish()
+
+    assert first == pieces(chat.reply)[0]
+    assert answer.writer == "llm" and answer.text == chat.reply and not answer.replaces_stream
+    assert list(stream) == []
+
+
+@pytest.mark.parametrize(("reply", "reason"), [
+    ("Overfitting is memorising the training set [9].", NOT_CITED),
+    ("Overfitting is memorising the training set.", NOT_CITED),
+    ("NOT IN SOURCES", NOT_IN_SOURCES),
+], ids=["out-of-range", "no-citation", "not-in-sources"])
+def test_a_stream_that_fails_the_citation_check_is_replaced_by_the_extractive_answer(
+        kb, chat, reply, reason):
+    chat.reply = reply
+    stream = kb.ask_streaming(QUESTION)
+    assert isinstance(stream, AnswerStream)
+
+    assert "".join(stream) == reply
+    answer = stream.finish()
+
+    assert answer.writer == "extractive" and not answer.abstained
+    assert answer.replaces_stream and answer.replace_reason == reason
+    assert answer.text == extractive(kb, QUESTION).text
+    assert "memorising the training set" not in answer.text
+
+
+def test_renumbered_citations_replace_the_streamed_text(kb, chat):
+    chat.reply = "Regularisation adds a penalty [3]. Early stopping also helps [2][9]."
+    stream = kb.ask_streaming(QUESTION)
+    assert isinstance(stream, AnswerStream)
+    answer = stream.finish()
+
+    assert answer.writer == "llm"
+    assert answer.text == "Regularisation adds a penalty [1]. Early stopping also helps [2]."
+    assert answer.replaces_stream and answer.replace_reason == RENUMBERED
+
+
+CUTS = ["dropped", "stalled", "error-event", "no-finish", "length"]
+
+
+@pytest.mark.parametrize("cut", CUTS)
+def test_a_cut_stream_stops_and_is_replaced_by_the_extractive_answer(kb, chat, cut, caplog):
+    chat.reply = "Overfitting is when a model fits noise in the training data [1]."
+    if cut == "dropped":
+        chat.cut_after = 3  # the connection closes after two pieces: no last chunk, no [DONE]
+    elif cut == "stalled":
+        chat.stall_after, chat.stall = 3, 3.0  # silent past the 0.75 s time-out
+    elif cut == "error-event":
+        chat.error_after = 3
+    elif cut == "no-finish":
+        chat.finish_reason, chat.done = None, False  # the body ends, the answer unfinished
+    else:
+        chat.finish_reason = "length"
+    before = asked(kb)
+
+    started = time.perf_counter()
+    stream = kb.ask_streaming(QUESTION, surface="mention")
+    assert isinstance(stream, AnswerStream)
+    received = list(stream)
+    answer = stream.finish()
+    elapsed = time.perf_counter() - started
+
+    whole = pieces(chat.reply)
+    assert received == (whole if cut in ("no-finish", "length") else whole[:2])
+    assert answer.writer == "extractive" and not answer.abstained
+    assert answer.replaces_stream and answer.replace_reason == STREAM_CUT
+    assert answer.text == extractive(kb, QUESTION).text
+    assert len(chat.requests) == 1  # a stream once begun is not retried
+    assert elapsed < 2.5
+    assert asked(kb) - before == 1
+    assert "sk-test" not in caplog.text
+
+
+def test_a_stream_that_cannot_begin_gives_the_extractive_answer_whole(kb, chat):
+    chat.status = 503
+    before = asked(kb)
+
+    answer = kb.ask_streaming(QUESTION, surface="mention")
+
+    assert isinstance(answer, Answer)
+    assert answer.writer == "extractive" and not answer.replaces_stream
+    assert answer.text == extractive(kb, QUESTION).text
+    assert len(chat.requests) == 3  # the client's own retries first
+    assert asked(kb) - before == 1
+
+
+def test_an_off_topic_question_is_not_streamed(kb, chat):
+    before = asked(kb)
+    answer = kb.ask_streaming(OFF_TOPIC, surface="mention")
+
+    assert isinstance(answer, Answer)
+    assert answer.abstained and answer.text.startswith(ABSTAIN_TEXT)
+    assert chat.requests == []
+    assert asked(kb) - before == 1
+
+
+def test_the_extractive_writer_answers_whole(handbook_data_dir, embedder):
+    knowledge = KnowledgeBase(settings=Settings(data_dir=handbook_data_dir), embedder=embedder)
+    try:
+        answer = knowledge.ask_streaming(QUESTION, surface="cli")
+        assert isinstance(answer, Answer)
+        assert answer.writer == "extractive" and answer.citations
+        assert answer.text == knowledge.ask(QUESTION).text
+        assert asked(knowledge, "cli") == 1
+    finally:
+        knowledge.close()
