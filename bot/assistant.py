@@ -14,10 +14,11 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from knowledge.kb import KnowledgeBase
 from knowledge.ops import utcnow
+from knowledge.search import Answer, AnswerStream
 
 from . import blocks as ui
 from .handlers import DMLBot, clean_question
@@ -33,6 +34,10 @@ UNANSWERED_PROMPT = "What did people ask that we could not answer?"
 PROMPT_WEEKS = 4
 MAX_PROMPTS = 4  # Slack shows up to four
 TITLE_CHARS = 80
+STREAM_BUFFER = 120  # characters gathered before each chat.appendStream (Tier 4 method)
+REPLACED_NOTE = ("The written answer did not hold up against its sources, so this is the "
+                 "answer quoted from them instead.")
+SUPERSEDED_NOTE = "This answer replaces the draft streamed above, which could not be checked."
 # Used while the knowledge base has no well-answered questions yet.
 STARTERS = ("What is overfitting and how do I spot it?",
             "How should I evaluate a classifier on imbalanced data?",
@@ -68,7 +73,8 @@ class AssistantPanel:
 
     # -- a message in the panel ---------------------------------------------------------
     def answer(self, client: WebClient, *, text: str, user: str | None, channel: str,
-               thread_ts: str, set_status: Callable, set_title: Callable) -> None:
+               thread_ts: str, set_status: Callable, set_title: Callable,
+               team: str | None = None) -> None:
         question = clean_question(text)
         thread = self.kb.assistant_threads.find(channel, thread_ts)
         if not question:
@@ -87,19 +93,72 @@ class AssistantPanel:
             self.kb.assistant_threads.save(channel, thread_ts, title=_short(question, TITLE_CHARS))
         earlier = self.kb.questions.in_thread(channel, thread_ts)
         where = self._citable_channel(client, user, thread.context_channel if thread else None)
-        answer = self.kb.ask(question, channel=where or channel,
-                             context=earlier.text if earlier else None, surface="assistant")
+        written = self.kb.ask_streaming(question, channel=where or channel,
+                                        context=earlier.text if earlier else None,
+                                        surface="assistant")
+        streamed_ts = None
+        if isinstance(written, AnswerStream):
+            answer, streamed_ts = self._stream(client, written, channel=channel,
+                                               thread_ts=thread_ts, user=user, team=team)
+        else:
+            answer = written
         question_id = self.kb.questions.record(
             answer, asker=user, channel=channel, thread_ts=thread_ts, private=True,
             vector=answer.result.vector if answer.result else None)
         reply, blocks = ui.answer_message(answer, question_id, assistant=True,
                                           updated=self.bot.updated_dates(answer))
-        posted = client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=reply,
-                                         blocks=blocks, unfurl_links=False, unfurl_media=False)
-        self.kb.questions.set_answer_ts(question_id, posted.get("ts"))
+        if answer.replaces_stream and streamed_ts:
+            log.info("the streamed answer was replaced: %s", answer.replace_reason)
+            blocks = [*blocks, ui.context_note(REPLACED_NOTE)]
+        answer_ts = self._finish(client, channel=channel, thread_ts=thread_ts,
+                                 streamed_ts=streamed_ts, text=reply, blocks=blocks)
+        self.kb.questions.set_answer_ts(question_id, answer_ts)
         if answer.abstained and user:
             self.bot.hand_off_privately(client, question_id=question_id, user=user,
                                         question=question, notify=channel, thread_ts=thread_ts)
+
+    def _stream(self, client: WebClient, written: AnswerStream, *, channel: str, thread_ts: str,
+                user: str | None, team: str | None) -> tuple[Answer, str | None]:
+        """Stream the LLM's text into the thread as it comes (slack_sdk's chat_stream:
+        chat.startStream / appendStream / stopStream); returns the checked answer and the
+        streamed message's ts (None when nothing reached Slack). A Slack error stops the
+        streaming, not the answer: ``finish()`` still reads and checks the rest."""
+        streamer = client.chat_stream(channel=channel, thread_ts=thread_ts, buffer_size=STREAM_BUFFER,
+                                      recipient_user_id=user, recipient_team_id=team)
+        try:
+            for piece in written:
+                streamer.append(markdown_text=piece)
+        except (SlackApiError, SlackRequestError) as exc:
+            log.warning("streaming into Slack failed (%s); posting the answer whole", exc)
+        answer = written.finish()
+        if streamer.ts is None:
+            return answer, None  # nothing was shown yet: the final message is posted whole
+        try:
+            streamer.stop()
+        except (SlackApiError, SlackRequestError) as exc:
+            log.warning("could not stop the stream (%s); replacing it anyway", exc)
+        return answer, streamer.ts
+
+    @staticmethod
+    def _finish(client: WebClient, *, channel: str, thread_ts: str, streamed_ts: str | None,
+                text: str, blocks: list[dict]) -> str | None:
+        """The one final message: the streamed one rewritten with the checked answer, its
+        sources and buttons; or a new one when nothing was streamed or the rewrite failed
+        (then the streamed text is deleted, so no unchecked claim stays in the thread)."""
+        if streamed_ts:
+            try:
+                client.chat_update(channel=channel, ts=streamed_ts, text=text, blocks=blocks)
+                return streamed_ts
+            except SlackApiError as exc:
+                log.warning("could not replace the streamed answer (%s)", exc.response.get("error"))
+                try:
+                    client.chat_delete(channel=channel, ts=streamed_ts)
+                except SlackApiError:
+                    log.warning("could not delete the streamed answer either")
+                    blocks = [*blocks, ui.context_note(SUPERSEDED_NOTE)]
+        posted = client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text,
+                                         blocks=blocks, unfurl_links=False, unfurl_media=False)
+        return posted.get("ts")
 
     def _citable_channel(self, client: WebClient, user: str | None, viewed: str | None) -> str | None:
         """The viewed channel, when the user is shown to be a member of it (else None)."""

@@ -64,6 +64,7 @@ def register(app: App, deps: ListenerDeps) -> None:
             return
         panel.answer(client, text=event.get("text") or "", user=event.get("user"),
                      channel=event["channel"], thread_ts=event["thread_ts"],
-                     set_status=set_status, set_title=set_title)
+                     set_status=set_status, set_title=set_title,
+                     team=body.get("team_id") if isinstance(body.get("team_id"), str) else None)
 
     app.assistant(assistant)

@@ -76,6 +76,11 @@ def split_text(text: str, limit: int = MAX_SECTION) -> list[str]:
     return parts or [""]
 
 
+def context_note(text: str) -> dict:
+    """A short line in small print under a message (a context block)."""
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(text)[:3000]}]}
+
+
 def _section(text: str) -> dict:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text[:MAX_SECTION]}}
 

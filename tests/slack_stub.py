@@ -319,7 +319,7 @@ class SlackAPIStub:
                     return {"ok": False, "error": "invalid_arguments"}
                 ts = self._next_ts()
                 self.streams[ts] = {"channel": channel, "thread_ts": p["thread_ts"],
-                                    "text": p.get("markdown_text", ""), "stopped": False}
+                                    "text": _streamed_text(p), "stopped": False}
                 return {"ok": True, "channel": channel, "ts": ts}
             case "chat.appendStream" | "chat.stopStream":
                 stream = self.streams.get(str(p.get("ts", "")))
@@ -327,7 +327,7 @@ class SlackAPIStub:
                     return {"ok": False, "error": "message_not_found"}
                 if stream["stopped"]:
                     return {"ok": False, "error": "message_not_in_streaming_state"}
-                stream["text"] += p.get("markdown_text", "")
+                stream["text"] += _streamed_text(p)
                 if method == "chat.stopStream":
                     stream["stopped"] = True
                     message = {"type": "message", "text": stream["text"], "user": BOT_USER_ID,
@@ -340,6 +340,13 @@ class SlackAPIStub:
                 return {"ok": True, "users": list(self.usergroups.get(p.get("usergroup", ""), []))}
             case _:
                 return {"ok": True}
+
+
+def _streamed_text(p: dict[str, Any]) -> str:
+    """The markdown a chat.*Stream call adds: ``markdown_text`` and markdown_text chunks."""
+    chunks = p.get("chunks") if isinstance(p.get("chunks"), list) else []
+    return str(p.get("markdown_text") or "") + "".join(
+        str(c.get("text") or "") for c in chunks if isinstance(c, dict) and c.get("type") == "markdown_text")
 
 
 def _status_from_token(headers: dict[str, str]) -> int | None:

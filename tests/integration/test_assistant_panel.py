@@ -8,12 +8,15 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
+
 from bot.app import build_app, build_client
 from bot.assistant import GREETING, UNANSWERED_PROMPT
 from knowledge.channels import AssistantThreads
 from knowledge.settings import SlackSettings
 
 from ..conftest import EXPERT, SIGNING_SECRET
+from ..llm_stub import ChatStandIn
 from ..slack_stub import (
     assistant_message,
     assistant_thread_context_changed,
@@ -292,3 +295,115 @@ def test_the_console_shows_the_suggested_prompts_at_start(bot):
     assert shown_first.splitlines()[1] == "  • What is data leakage?"
     listed = [line for line in shown_first.splitlines() if line.startswith("  • ")]
     assert 1 < len(listed) <= 4 and len(set(listed)) == len(listed)  # starters, not repeated
+
+
+# -- LLM mode: streamed answers -------------------------------------------------------------
+LLM_REPLY = ("Overfitting happens when a model memorises its training examples, quirks and "
+             "all, so it shines on the data it has seen and stumbles on new data [1]. Keep a "
+             "validation set aside and watch the gap between training and validation error [1]. "
+             "When that gap widens while training error keeps falling, stop training or add "
+             "regularisation such as weight decay or dropout [1].")
+
+
+@pytest.fixture
+def chat():
+    server = ChatStandIn()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def llm_bot(handbook_settings, embedder, slack_api, chat):
+    from ..conftest import bot_app
+    from .conftest import InProcessBot
+
+    settings = handbook_settings.replace(llm_url=chat.base + "/v1", llm_model="test-model",
+                                         llm_timeout=2.0)
+    knowledge, app = bot_app(settings, embedder, slack_api, process_before_response=True)
+    yield InProcessBot(knowledge, app, slack_api)
+    app.listener_executor.shutdown(wait=True)
+    knowledge.close()
+
+
+def stream_calls(bot) -> list[str]:
+    return [c.method for c in bot.api.calls if c.method.startswith("chat.")
+            and c.params.get("text") != GREETING]
+
+
+def test_an_llm_answer_streams_into_the_thread_then_becomes_the_cited_message(llm_bot, chat):
+    chat.reply = LLM_REPLY
+    thread = "1700003100.000100"
+    start(llm_bot, thread)
+    ask(llm_bot, QUESTION, thread)
+    methods = stream_calls(llm_bot)
+    assert methods[0] == "chat.startStream" and "chat.appendStream" in methods
+    assert methods[-2:] == ["chat.stopStream", "chat.update"]
+    assert "chat.postMessage" not in methods  # one message: the streamed one, finalised
+    statuses = [i for i, c in enumerate(llm_bot.api.calls) if c.method == "assistant.threads.setStatus"]
+    first_stream = [i for i, c in enumerate(llm_bot.api.calls) if c.method == "chat.startStream"][0]
+    assert statuses and statuses[0] < first_stream
+    [(ts, streamed)] = llm_bot.api.streams.items()
+    assert streamed["text"] == LLM_REPLY and streamed["stopped"] and streamed["thread_ts"] == thread
+    [update] = llm_bot.api.calls_of("chat.update")
+    assert update.params["ts"] == ts and "memorises" in update.params["text"]
+    assert "*Sources*" in shown(update.params) and "context_actions" in shown(update.params)
+    assert "did not hold up" not in shown(update.params)
+    asked = llm_bot.kb.questions.in_thread("D1", thread)
+    assert asked.answer.startswith("Overfitting happens when a model memorises")
+
+
+def test_a_stream_whose_citations_fail_the_check_is_replaced_by_the_extractive_answer(llm_bot, chat):
+    chat.reply = LLM_REPLY.replace("[1]", "")  # no citation at all
+    thread = "1700003200.000100"
+    start(llm_bot, thread)
+    ask(llm_bot, QUESTION, thread)
+    [update] = llm_bot.api.calls_of("chat.update")
+    assert "memorises" not in update.params["text"]  # no unchecked claim stays
+    assert "[1]" in update.params["text"] and "did not hold up" in shown(update.params)
+    assert stream_calls(llm_bot)[-1] == "chat.update"
+
+
+def test_a_stream_cut_by_the_llm_ends_with_the_extractive_answer_and_a_clear_line(llm_bot, chat):
+    chat.reply = LLM_REPLY
+    chat.cut_after = 30  # well into the stream: some of it reached Slack
+    thread = "1700003300.000100"
+    start(llm_bot, thread)
+    ask(llm_bot, QUESTION, thread)
+    [(ts, streamed)] = llm_bot.api.streams.items()
+    assert streamed["stopped"] and 0 < len(streamed["text"]) < len(LLM_REPLY)
+    [update] = llm_bot.api.calls_of("chat.update")
+    assert update.params["ts"] == ts and "did not hold up" in shown(update.params)
+    assert update.params["text"] != streamed["text"]
+
+
+def test_a_slack_error_mid_stream_still_leaves_one_checked_answer(llm_bot, chat):
+    chat.reply = LLM_REPLY
+    llm_bot.api.fail("chat.appendStream", status=400, times=50)
+    thread = "1700003400.000100"
+    start(llm_bot, thread)
+    ask(llm_bot, QUESTION, thread)
+    [update] = llm_bot.api.calls_of("chat.update")
+    assert "memorises" in update.params["text"] and "*Sources*" in shown(update.params)
+
+
+def test_when_the_streamed_message_cannot_be_rewritten_it_is_deleted_and_posted_anew(llm_bot, chat):
+    chat.reply = LLM_REPLY
+    llm_bot.api.fail("chat.update", status=400)
+    thread = "1700003500.000100"
+    start(llm_bot, thread)
+    ask(llm_bot, QUESTION, thread)
+    [(ts, _)] = llm_bot.api.streams.items()
+    [deleted] = llm_bot.api.calls_of("chat.delete")
+    assert deleted.params["ts"] == ts
+    [final] = answers(llm_bot, thread)
+    assert "memorises" in final.params["text"] and "*Sources*" in shown(final.params)
+
+
+def test_a_short_llm_answer_is_posted_whole(llm_bot, chat):
+    chat.reply = "Overfitting is fitting noise [1]."
+    thread = "1700003600.000100"
+    start(llm_bot, thread)
+    ask(llm_bot, QUESTION, thread)
+    assert not llm_bot.api.calls_of("chat.startStream")  # it fit in one buffer: nothing streamed
+    [final] = answers(llm_bot, thread)
+    assert final.params["text"].startswith("Overfitting is fitting noise")

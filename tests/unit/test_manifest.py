@@ -26,6 +26,7 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "chat.postMessage": ("chat:write",),
     "chat.postEphemeral": ("chat:write",),
     "chat.update": ("chat:write",),
+    "chat.delete": ("chat:write",),
     "conversations.members": ("channels:read", "groups:read", "im:read", "mpim:read"),
     "chat.getPermalink": (),  # no scope required
     "reactions.add": ("reactions:write",),
