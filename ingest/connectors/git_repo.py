@@ -252,7 +252,7 @@ class GitSource(Source):
         with _Blobs(self) as blobs:
             for path in sorted(files):
                 blob, size = files[path]
-                where = f"{self.name}:{path}"
+                where = f"{self.name}: {path}"
                 limit = MAX_NOTEBOOK_BYTES if path.lower().endswith(NOTEBOOK_SUFFIX) else MAX_TEXT_BYTES
                 if size > limit:
                     yield where, SourceError(where, f"skipped: {size:,} bytes, over the {limit:,} "

@@ -41,10 +41,11 @@ class SyncOutcome:
 
 
 class SourceSyncer:
-    def __init__(self, *, kb: KnowledgeBase, progress: bool | None = False):
+    def __init__(self, *, kb: KnowledgeBase, progress: bool | None = False, batch_chunks: int = 64):
         self.kb = kb
         self.sources = SyncedSources(kb.database)
         self.progress = progress
+        self.batch_chunks = batch_chunks  # passages per embedding batch (the Ingestor's)
 
     def add(self, kind: str, target: str, *, name: str | None = None,
             options: dict[str, Any] | None = None, interval_minutes: int = 60) -> SourceConfig:
@@ -106,7 +107,7 @@ class SourceSyncer:
     def _sync(self, config: SourceConfig, outcome: SyncOutcome) -> None:
         source = source_for(config, settings=self.kb.settings)
         changes = source.changes(config.cursor)
-        ingestor = Ingestor(kb=self.kb, progress=self.progress)
+        ingestor = Ingestor(kb=self.kb, progress=self.progress, batch_chunks=self.batch_chunks)
         ingestor.ingest_items(changes.documents, source=config.key, refresh_index=False,
                               report=outcome.report)
         stored = {entry.doc_id for entry in self.kb.store.documents_of_source(config.key)}
@@ -116,7 +117,5 @@ class SourceSyncer:
             gone = stored & set(changes.removed)
         outcome.report.removed += self.kb.store.delete(sorted(gone))
         outcome.cursor = changes.cursor
-        for problem in outcome.report.errors:
-            log.warning("source %s: %s", config.name, problem)
 
 

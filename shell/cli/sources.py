@@ -93,7 +93,7 @@ def _sync(ctx, syncer, names: list[str]) -> None:
     failed = 0
     for name in names:
         outcome = syncer.sync(name)
-        echo_skipped(ctx, [f"{name}: {p}" for p in outcome.report.errors])
+        echo_skipped(ctx, outcome.report.errors)
         click.echo(outcome.summary())
         failed += outcome.error is not None
     if failed:
