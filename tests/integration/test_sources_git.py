@@ -290,7 +290,18 @@ def test_a_failing_source_is_reported_once_until_it_recovers(kb, syncer, repo):
     failed = syncer.sync("handbook")
     assert failed.error and "handbook" not in failed.error
     assert [name for name, _ in sources.failing()] == ["handbook"]
-    sources.mark_reported(["handbook"])
+    # The digest reports it (posting it marks it reported), then does not again.
+    from bot.console import blocks_to_text
+    from bot.digests import DigestService
+    from knowledge.ops import utcnow
+
+    service = DigestService(kb=kb)
+    digest = service.build(until=utcnow())
+    assert digest.failing_sources == [("handbook", failed.error)]
+    shown = blocks_to_text(*service.message(None, digest))
+    assert "Sources that failed to sync" in shown and "• handbook: " in shown and "git ls-remote failed" in shown
+    service.reported(digest)
+    assert service.build(until=utcnow()).failing_sources == []
     assert syncer.sync("handbook").error
     assert sources.failing() == []  # still failing, already reported
     assert len(stored(kb)) == 4  # a failing sync removes nothing
