@@ -127,6 +127,9 @@ def digest_message(digest: Digest, *, permalink: Callable[[QuestionGroup], str |
     if digest.failing_feeds:
         lines = [f"• {escape(url)}: {escape(error)[:200]}" for url, error in digest.failing_feeds[:SECTION_ITEMS]]
         blocks.append(_section("*Feeds that failed*\n" + _fit(lines, len(digest.failing_feeds))))
+    if digest.failing_sources:
+        lines = [f"• {escape(name)}: {escape(error)[:200]}" for name, error in digest.failing_sources[:SECTION_ITEMS]]
+        blocks.append(_section("*Sources that failed to sync*\n" + _fit(lines, len(digest.failing_sources))))
     stats = " ".join(filter(None, [_stats_line(digest.stats, digest.previous),
                                    _retrieval_line(digest.retrieval)]))
     if stats:

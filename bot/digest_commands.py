@@ -122,8 +122,9 @@ class DigestCommands:
         text, blocks = self.service.message(client, digest)
         client.chat_postMessage(channel=channel, text=text, blocks=blocks, unfurl_links=False,
                                 unfurl_media=False)
-        # Posted for the team to see, like a scheduled digest: failing feeds are now reported.
-        self.service.feeds.mark_reported([url for url, _ in digest.failing_feeds])
+        # Posted for the team to see, like a scheduled digest: failing feeds and sources are
+        # now reported.
+        self.service.reported(digest)
         respond(delete_original=True)
 
     def _sync(self) -> None:

@@ -10,6 +10,7 @@ from slack_sdk.errors import SlackApiError
 
 from knowledge.digests import Digest, DigestRuns, Feeds, QuestionGroup, Schedules, build_digest
 from knowledge.kb import KnowledgeBase
+from knowledge.sources import SyncedSources
 
 from .digest_blocks import digest_message
 
@@ -26,6 +27,7 @@ class DigestService:
         self.schedules = Schedules(kb.database)
         self.runs = DigestRuns(kb.database)
         self.feeds = Feeds(kb.database)
+        self.sources = SyncedSources(kb.database)
 
     def build(self, *, until: datetime, since: datetime | None = None,
               channel: str | None = None) -> Digest:
@@ -63,8 +65,13 @@ class DigestService:
         posted = client.chat_postMessage(channel=channel, text=text, blocks=blocks,
                                          unfurl_links=False, unfurl_media=False)
         self.runs.posted(run_id, message_ts=posted.get("ts"), stats=digest.stats, now=now)
-        self.feeds.mark_reported([url for url, _ in digest.failing_feeds])
+        self.reported(digest)
         return True
+
+    def reported(self, digest: Digest) -> None:
+        """The digest was posted for the team: its failing feeds and sources are reported."""
+        self.feeds.mark_reported([url for url, _ in digest.failing_feeds])
+        self.sources.mark_reported([name for name, _ in digest.failing_sources])
 
     def poll_feeds(self, *, now: datetime | None = None, urls: list[str] | None = None) -> int:
         """Ingest new entries of every followed feed (or of ``urls``); returns documents added

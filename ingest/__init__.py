@@ -1,16 +1,19 @@
-"""Ingest: load sources (files, folders, URLs, feeds, JSONL), chunk, embed, store.
+"""Ingest: load sources (files, folders, URLs, feeds, JSONL, synced Git repositories),
+chunk, embed, store.
 
 This is the package's public entry point; the bot imports nothing else from ``ingest``.
 """
 
 from .chunking import Section
+from .connectors import Source, SourceSyncer, SyncOutcome
 from .documents import SourceDocument
 from .loaders import decode_text
 from .pipeline import Ingestor, IngestReport, fetch_draft_body
 from .web import Fetcher, check_url
 
 __all__ = ["Ingestor", "IngestReport", "Fetcher", "SourceDocument", "Section", "check_url",
-           "sample_knowledge_dir", "fetch_draft_body", "decode_text"]
+           "sample_knowledge_dir", "fetch_draft_body", "decode_text", "Source", "SourceSyncer",
+           "SyncOutcome"]
 
 
 def sample_knowledge_dir():

@@ -34,7 +34,7 @@ from .documents import SourceDocument
 from .front_matter import plain, read_front_matter
 
 __all__ = [
-    "SUPPORTED_SUFFIXES", "load_file", "open_source", "decode_text", "parse_markdown",
+    "SUPPORTED_SUFFIXES", "load_file", "load_bytes", "open_source", "decode_text", "parse_markdown",
     "parse_html", "parse_pdf", "parse_text", "iter_jsonl",
 ]
 
@@ -351,8 +351,17 @@ def load_file(path: Path) -> SourceDocument:
             data = handle.read()
         except OSError as exc:
             raise SourceError(where, f"cannot be read ({exc.strerror or exc})") from None
-    suffix = path.suffix.lower()
-    fallback = path.stem.replace("-", " ").replace("_", " ").strip() or path.name
+    document = load_bytes(data, path.name, where)
+    document.path = str(path)
+    document.doc_id = document.doc_id or str(path)
+    return document
+
+
+def load_bytes(data: bytes, name: str, where: str) -> SourceDocument:
+    """A document from a file's bytes, read the way its name's suffix says (a file in a Git
+    commit is read without being written out); ``where`` names it in errors."""
+    suffix = Path(name).suffix.lower()
+    fallback = Path(name).stem.replace("-", " ").replace("_", " ").strip() or name
     if suffix in PDF:
         if not data.strip():
             raise SourceError(where, "is empty")
@@ -365,8 +374,6 @@ def load_file(path: Path) -> SourceDocument:
             document = parse_html(text, where, fallback_title=fallback)
         else:
             document = parse_text(text, where, fallback_title=fallback)
-    document.path = str(path)
-    document.doc_id = document.doc_id or str(path)
     return document
 
 

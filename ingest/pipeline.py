@@ -134,11 +134,20 @@ class Ingestor:
     def ingest_documents(self, documents: Iterable[SourceDocument], *, source: str,
                          added_by: str | None = None, refresh_index: bool = True) -> IngestReport:
         """Ingest documents built elsewhere (team answers, drafts): same hashing and chunking."""
-        report = IngestReport()
+        return self.ingest_items(((None, d) for d in documents), source=source,
+                                 added_by=added_by, refresh_index=refresh_index)
+
+    def ingest_items(self, items: Iterable[tuple[str | None, SourceDocument | SourceError]], *,
+                     source: str, added_by: str | None = None, refresh_index: bool = True,
+                     report: IngestReport | None = None) -> IngestReport:
+        """Ingest (where, document or the error reading it) pairs, as a synced source yields
+        them: an error is reported and the rest goes on. ``report`` (filled in as it goes)
+        still tells what was stored when the stream itself raises."""
+        report = report if report is not None else IngestReport()
         started = time.perf_counter()
         with self._counted(report):
-            self._ingest_stream(((None, d) for d in documents), report, source=source,
-                                added_by=added_by, total=None, label=source)
+            self._ingest_stream(items, report, source=source, added_by=added_by, total=None,
+                                label=source)
             if refresh_index and (report.added or report.updated):
                 self.kb.refresh_index()
         report.seconds = time.perf_counter() - started

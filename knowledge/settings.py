@@ -26,7 +26,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from .errors import ConfigError
 
-__all__ = ["Settings", "SlackSettings", "RootSettings", "Variable", "DEFAULT_API_URL"]
+__all__ = ["Settings", "SlackSettings", "RootSettings", "Variable", "DEFAULT_API_URL",
+           "child_environment"]
 
 DEFAULT_API_URL = "https://slack.com/api/"
 _SLACK_ID = re.compile(r"^[UWS][A-Z0-9]{2,}$")
@@ -232,6 +233,9 @@ class Settings(_Group):
     # when on, and only once this many new 👍 answers / team answers have come in.
     tune_weekly: bool = variable("DML_TUNE_WEEKLY", False)
     tune_min_new_pairs: int = variable("DML_TUNE_MIN_NEW_PAIRS", 50, ge=1)
+    # A token for synced Git repositories over HTTPS (git's own credential helpers and SSH
+    # keys work too). Never stored: a token written into a repository URL is stripped.
+    git_token: SecretStr | None = variable("DML_GIT_TOKEN")
 
     @field_validator("llm_url")
     @classmethod
@@ -375,7 +379,8 @@ class RootSettings(_Group):
         """The secret values this process holds (the database URL's password included): to
         redact wherever they might be shown."""
         found = [_reveal(s) for s in (self.slack.bot_token, self.slack.app_token,
-                                      self.slack.signing_secret, self.knowledge.llm_api_key)]
+                                      self.slack.signing_secret, self.knowledge.llm_api_key,
+                                      self.knowledge.git_token)]
         url = self.knowledge.database_url or ""
         try:
             password = urlsplit(url).password if "://" in url else None
@@ -384,3 +389,10 @@ class RootSettings(_Group):
         if password:
             found += [password, unquote(password)]
         return [value for value in found if value]
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """The environment a child process (``git``) runs with: this process's own (its PATH,
+    HOME and git's credential helpers), plus ``extra``. Here because only this module reads
+    the environment."""
+    return {**os.environ, **extra}

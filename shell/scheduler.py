@@ -1,4 +1,5 @@
-"""The scheduler: weekly digests per channel and hourly feed polling, on APScheduler.
+"""The scheduler: weekly digests per channel, hourly feed polling and synced sources (each
+on its own interval), on APScheduler.
 
 Jobs live in the product's database (APScheduler's SQLAlchemy job store), so a restart
 loses no schedule. A run missed while the bot was down fires once, late, within the
@@ -35,7 +36,8 @@ from knowledge.kb import KnowledgeBase
 from knowledge.ops import LeaderElection, Lease
 
 __all__ = ["DMLScheduler", "JobScheduler", "JobContext", "ContextExecutor", "scheduler_config",
-           "run_digest_job", "poll_feeds_job", "run_tune_job", "send_draft_reminders_job"]
+           "run_digest_job", "poll_feeds_job", "run_tune_job", "send_draft_reminders_job",
+           "sync_sources_job"]
 
 log = logging.getLogger(__name__)
 # Jobs stored before the scheduler moved here name their functions "bot.scheduler:…" (the
@@ -44,6 +46,9 @@ log = logging.getLogger(__name__)
 FORMER_MODULE = "bot.scheduler"
 sys.modules.setdefault(FORMER_MODULE, sys.modules[__name__])
 FEEDS_JOB = "feeds"
+SOURCES_JOB = "sources"
+# How often the leader looks for sources due a sync (each has its own interval, 60 min by default).
+SOURCES_CHECK = timedelta(minutes=5)
 TUNE_JOB = "tune"
 REMINDERS_JOB = "draft-reminders"
 # Weekly tuning of the embedding model (DML_TUNE_WEEKLY): a quiet hour, Sunday night UTC.
@@ -77,6 +82,20 @@ def run_digest_job(channel: str, *, context: JobContext | None = None) -> None:
 def poll_feeds_job(*, context: JobContext | None = None) -> None:
     if context is not None and context.leading:
         context.digests.poll_feeds()
+
+
+def sync_sources_job(*, context: JobContext | None = None) -> None:
+    """Sync every source whose interval has passed; a failing one is recorded on it (and
+    reported once in the digest), and the others still sync."""
+    if context is None or not context.leading:
+        return
+    from ingest import SourceSyncer
+
+    for outcome in SourceSyncer(kb=context.kb).sync_due():
+        if outcome.error:
+            log.warning("source %s did not sync: %s", outcome.name, outcome.error)
+        else:
+            log.info("source %s", outcome.summary())
 
 
 def send_draft_reminders_job(*, context: JobContext | None = None) -> None:
@@ -287,6 +306,9 @@ class DMLScheduler:
         if self.scheduler.get_job(FEEDS_JOB) is None:
             self.scheduler.add_job(poll_feeds_job, IntervalTrigger(seconds=int(self.feed_interval.total_seconds())),
                                    id=FEEDS_JOB, replace_existing=True, name="poll followed feeds")
+        if self.scheduler.get_job(SOURCES_JOB) is None:
+            self.scheduler.add_job(sync_sources_job, IntervalTrigger(seconds=int(SOURCES_CHECK.total_seconds())),
+                                   id=SOURCES_JOB, replace_existing=True, name="sync sources that are due")
         if self.kb.settings.tune_weekly:
             if self.scheduler.get_job(TUNE_JOB) is None:
                 self.scheduler.add_job(run_tune_job, CronTrigger(**TUNE_TRIGGER, timezone=UTC),

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, func, select
 from knowledge.drafts import Drafts
 from knowledge.ops import Database, Document, Feed, Feedback, Question
 from knowledge.search import Store, readable_sentences, visible_in, waiting_for_answer
+from knowledge.sources import SyncedSources
 
 __all__ = ["Digest", "RetrievalChange", "DraftEntry", "NewDocument", "QuestionGroup", "DigestStats", "build_digest",
            "summarise", "group_questions"]
@@ -104,6 +105,7 @@ class Digest:
     drafts_waiting: list[DraftEntry] = field(default_factory=list)
     drafts_published: list[DraftEntry] = field(default_factory=list)
     failing_feeds: list[tuple[str, str]] = field(default_factory=list)  # url, error
+    failing_sources: list[tuple[str, str]] = field(default_factory=list)  # name, error
     stats: DigestStats | None = None
     previous: DigestStats | None = None
     retrieval: RetrievalChange | None = None
@@ -111,7 +113,8 @@ class Digest:
     @property
     def empty(self) -> bool:
         return not (self.new_documents or self.top_questions or self.unanswered
-                    or self.drafts_waiting or self.drafts_published or self.failing_feeds)
+                    or self.drafts_waiting or self.drafts_published or self.failing_feeds
+                    or self.failing_sources)
 
     def by_topic(self) -> dict[str, list[NewDocument]]:
         groups: dict[str, list[NewDocument]] = {}
@@ -205,6 +208,7 @@ def build_digest(database: Database, *, since: datetime, until: datetime,
         digest.failing_feeds = [(url, error or "") for url, error in session.execute(
             select(Feed.url, Feed.last_error)
             .where(Feed.last_error.is_not(None), Feed.error_reported.is_(False))).tuples()]
+        digest.failing_sources = SyncedSources(database).failing()
         votes = dict(session.execute(
             select(Feedback.helpful, func.count(Feedback.id))
             .where(Feedback.created_at >= since, Feedback.created_at < until)

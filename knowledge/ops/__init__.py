@@ -25,10 +25,11 @@ from .models import (
     Meta,
     ProcessedEvent,
     Question,
+    SyncedSource,
     utcnow,
 )
 
 __all__ = ["AssistantThread", "ChannelSettings", "changed_rows", "claim_meta_key", "meta_value", "set_meta_value", "Base", "CONTENT_TYPE", "Chunk", "Correction", "Database", "DigestRun",
     "DigestSchedule", "Document", "Draft", "DraftComment", "DraftReview", "DraftVersion", "Feed",
     "Feedback", "LeaderElection", "Lease", "MIGRATIONS", "Meta", "Metrics", "ProcessedEvent",
-    "Question", "retried", "utcnow"]
+    "Question", "retried", "SyncedSource", "utcnow"]

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Document", "Chunk", "Meta", "utcnow"]
+__all__ = ["Base", "Document", "Chunk", "Meta", "SyncedSource", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -318,3 +318,25 @@ class ChannelSettings(Base):
     sources: Mapped[list[str]] = mapped_column(JSON, default=list)
     updated_by: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SyncedSource(Base):
+    """A place the team keeps knowledge (a Git repository, later a Slack channel), synced on
+    its own interval from a stored cursor. Never holds a credential: those come from the
+    environment when it syncs."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Where the last completed sync stopped (a Git commit): stored only once a sync has
+    # finished, so an interrupted one starts again from here.
+    cursor: Mapped[str | None] = mapped_column(Text)
+    interval_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    last_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # A failing source is reported once (in one digest), not on every sync.
+    error_reported: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

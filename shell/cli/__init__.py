@@ -12,12 +12,13 @@ from .drafts import draft
 from .knowledge_base import ask, db, eval_, index, ingest, stats
 from .root import cli
 from .serving import console, run, scheduler_command, serve
+from .sources import sources
 from .tune import tune
 
 __all__ = ["cli", "main"]
 
 for command in (ingest, ask, eval_, stats, db, index, console, serve, scheduler_command, digest,
-                run, draft, export, import_, tune):
+                run, draft, export, import_, tune, sources):
     cli.add_command(command)
 
 main = cli  # the `dml` console script (pyproject.toml)

@@ -277,7 +277,7 @@ def test_a_restart_between_scheduling_and_firing_loses_no_schedule_and_duplicate
         node = nodes().start()
         node.dml.sync()
         node.tick()
-        assert stored_jobs(node.kb) == ["digest:C1", "digest:C2", "draft-reminders", "feeds"]
+        assert stored_jobs(node.kb) == ["digest:C1", "digest:C2", "draft-reminders", "feeds", "sources"]
         assert node.next_run("digest:C1") == fire
         assert node.next_run("digest:C2") == fire + timedelta(hours=1)
         node.stop()
@@ -290,7 +290,7 @@ def test_a_restart_between_scheduling_and_firing_loses_no_schedule_and_duplicate
     last.tick()
     assert [len(posts(slack_api, c)) for c in ("C1", "C2", "C3")] == [1, 1, 0]
     assert "Calibrating churn models" in shown(posts(slack_api, "C1")[0].params)
-    assert stored_jobs(last.kb) == ["digest:C1", "digest:C2", "draft-reminders", "feeds"]
+    assert stored_jobs(last.kb) == ["digest:C1", "digest:C2", "draft-reminders", "feeds", "sources"]
 
 
 def test_two_schedulers_on_one_database_post_once(nodes, clock, slack_api, tmp_path):
@@ -298,7 +298,7 @@ def test_two_schedulers_on_one_database_post_once(nodes, clock, slack_api, tmp_p
     fire = tomorrow_1030_berlin(clock.now)
     one.schedule(weekly_at("C1", fire))
     two.dml.sync()  # the second process starts with the same schedules: nothing is added
-    assert stored_jobs(one.kb) == ["digest:C1", "draft-reminders", "feeds"]
+    assert stored_jobs(one.kb) == ["digest:C1", "draft-reminders", "feeds", "sources"]
     ingest(one.kb, tmp_path, ARTICLES)
 
     clock.set(fire + timedelta(seconds=1))

@@ -1,0 +1,121 @@
+"""Syncing the stored sources: each one's changes since its cursor into the knowledge base,
+its deletions out, and the new cursor stored only once all of it is in.
+
+An interrupted sync (an error, ``kill -9``) leaves its cursor where the last finished one
+put it: the next starts from there, and what was already stored is unchanged by content
+hash, so it is neither stored twice nor embedded again.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from knowledge.errors import DMLError
+from knowledge.kb import KnowledgeBase
+from knowledge.ops import utcnow
+from knowledge.sources import SourceConfig, SyncedSources, redact_credentials
+
+from ..pipeline import Ingestor, IngestReport
+from .registry import source_class, source_for
+
+__all__ = ["SourceSyncer", "SyncOutcome"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncOutcome:
+    name: str
+    report: IngestReport = field(default_factory=IngestReport)
+    cursor: str | None = None
+    error: str | None = None  # the sync failed: nothing moved the cursor
+
+    def summary(self) -> str:
+        if self.error:
+            return f"{self.name}: failed: {self.error}"
+        return f"{self.name}: {self.report.summary()}"
+
+
+class SourceSyncer:
+    def __init__(self, *, kb: KnowledgeBase, progress: bool | None = False, batch_chunks: int = 64):
+        self.kb = kb
+        self.sources = SyncedSources(kb.database)
+        self.progress = progress
+        self.batch_chunks = batch_chunks  # passages per embedding batch (the Ingestor's)
+
+    def add(self, kind: str, target: str, *, name: str | None = None,
+            options: dict[str, Any] | None = None, interval_minutes: int = 60) -> SourceConfig:
+        """Check and store a new source (not synced yet); ``DMLError`` saying why not."""
+        cls = source_class(kind)
+        default_name, stored = cls.configure(target, dict(options or {}))
+        name = (name or default_name).strip()
+        if not name or "/" in name or name.startswith("."):
+            raise DMLError(f"{name!r} cannot name a source: give --name, without '/'")
+        config = SourceConfig(name=name, kind=kind, options=stored, interval_minutes=interval_minutes)
+        if self.sources.get(name) is not None:
+            raise DMLError(f"a source named {name!r} exists already; choose another --name "
+                           "or remove it first")
+        source_for(config, settings=self.kb.settings).check()
+        return self.sources.add(config)
+
+    def remove(self, name: str) -> int:
+        """Forget a source, its documents and its copy; the documents removed."""
+        config = self._config(name)
+        gone = self.kb.store.delete(entry.doc_id for entry in self.kb.store.documents_of_source(config.key))
+        self.sources.remove(name)
+        source = source_for(config, settings=self.kb.settings)
+        shutil.rmtree(source.workdir, ignore_errors=True)
+        if gone:
+            self.kb.refresh_index()
+        return gone
+
+    def sync(self, name: str, *, now: datetime | None = None) -> SyncOutcome:
+        """Sync one source; a failure is recorded on it (and returned), not raised."""
+        config = self._config(name)
+        now = now or utcnow()
+        outcome = SyncOutcome(name=name)
+        try:
+            self._sync(config, outcome)
+        except Exception as exc:
+            if not isinstance(exc, DMLError):
+                log.exception("syncing source %s failed", name)
+            outcome.error = redact_credentials(str(exc))
+            self.sources.record_sync(name, now=now, error=outcome.error)
+        else:
+            self.sources.record_sync(name, now=now, cursor=outcome.cursor)
+        report = outcome.report
+        if report.added or report.updated or report.removed or self.kb.index_is_stale():
+            self.kb.refresh_index()
+        return outcome
+
+    def sync_due(self, *, now: datetime | None = None) -> list[SyncOutcome]:
+        """Sync every source whose interval has passed since its last sync."""
+        now = now or utcnow()
+        return [self.sync(config.name, now=now) for config in self.sources.all() if config.due(now)]
+
+    def _config(self, name: str) -> SourceConfig:
+        config = self.sources.get(name)
+        if config is None:
+            known = ", ".join(c.name for c in self.sources.all()) or "none yet"
+            raise DMLError(f"no source named {name!r} (sources: {known})")
+        return config
+
+    def _sync(self, config: SourceConfig, outcome: SyncOutcome) -> None:
+        source = source_for(config, settings=self.kb.settings)
+        changes = source.changes(config.cursor)
+        ingestor = Ingestor(kb=self.kb, progress=self.progress, batch_chunks=self.batch_chunks)
+        ingestor.ingest_items(changes.documents, source=config.key, refresh_index=False,
+                              report=outcome.report)
+        stored = {entry.doc_id for entry in self.kb.store.documents_of_source(config.key)}
+        if changes.removed is None:
+            gone = stored - source.ids()
+        else:
+            gone = stored & set(changes.removed)
+        outcome.report.removed += self.kb.store.delete(sorted(gone))
+        outcome.cursor = changes.cursor
+
+

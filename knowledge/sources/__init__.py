@@ -1,0 +1,13 @@
+"""Sources that stay in sync: their stored configuration, cursor and last outcome, who may
+see what they hold (the access rule every synced document carries), and credentials kept
+out of what is stored. No Git, no Slack here: the connectors live in ``ingest``.
+
+This is the package's public entry point: code outside it imports only these names.
+"""
+
+from .access import ACCESS, AccessRule
+from .credentials import redact_credentials, strip_credentials
+from .synced import SourceConfig, SyncedSources, source_key
+
+__all__ = ["ACCESS", "AccessRule", "SourceConfig", "SyncedSources", "source_key",
+           "redact_credentials", "strip_credentials"]

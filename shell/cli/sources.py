@@ -1,0 +1,111 @@
+"""``dml sources``: the places the team keeps knowledge, kept in sync (``add``, ``list``,
+``sync``, ``remove``)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .root import echo_skipped, knowledge_base
+
+__all__ = ["sources"]
+
+
+@click.group()
+def sources():
+    """Sources that stay in sync (Git repositories, folders): synced on their interval by
+    the scheduler, or now with `dml sources sync`."""
+
+
+@sources.command("add")
+@click.argument("kind")
+@click.argument("target")
+@click.option("--name", default=None, help="What to call it (default: the repository's or folder's name).")
+@click.option("--branch", default=None, help="git: the branch to sync (default: the remote's default branch).")
+@click.option("--include", multiple=True, metavar="GLOB",
+              help="git: sync only files matching this glob (repeatable; * crosses folders), e.g. 'docs/*'.")
+@click.option("--every", "every", type=click.IntRange(1, 60 * 24 * 30), default=60, show_default=True,
+              metavar="MINUTES", help="How often the scheduler syncs it, in minutes.")
+@click.option("--sync/--no-sync", "sync_now", default=False, help="Sync it once right away.")
+@click.pass_context
+def add(ctx, kind, target, name, branch, include, every, sync_now):
+    """Add a source: `dml sources add git URL_OR_PATH`, `dml sources add folder PATH`.
+
+    Credentials are never stored: a token in a URL is stripped (set DML_GIT_TOKEN or use
+    git's credential helpers instead).
+    """
+    from ingest import SourceSyncer
+
+    options = {key: value for key, value in (("branch", branch), ("include", list(include))) if value}
+    syncer = SourceSyncer(kb=knowledge_base(ctx))
+    config = syncer.add(kind, target, name=name, options=options, interval_minutes=every)
+    where = config.options.get("url") or config.options.get("path")
+    click.echo(f"added {config.kind} source {config.name!r} ({where}), synced every {every} min")
+    if "@" in target and where and "@" not in where:
+        click.echo("the credentials in the URL were not stored: set DML_GIT_TOKEN or use a git "
+                   "credential helper", err=True)
+    if sync_now:
+        _sync(ctx, syncer, [config.name])
+
+
+@sources.command("list")
+@click.pass_context
+def list_(ctx):
+    """The sources: kind, name, where, last sync, documents and the last error."""
+    from knowledge.sources import SyncedSources
+
+    store = SyncedSources(knowledge_base(ctx).database)
+    configs = store.all()
+    if not configs:
+        click.echo("no sources yet: `dml sources add git URL_OR_PATH`")
+        return
+    counts = store.document_counts()
+    for config in configs:
+        where = config.options.get("url") or config.options.get("path") or ""
+        synced = config.last_sync_at.strftime("%Y-%m-%d %H:%M") if config.last_sync_at else "never"
+        line = (f"{config.kind:<7} {config.name}  {where}  last sync {synced}, "
+                f"{counts.get(config.name, 0)} documents, every {config.interval_minutes} min")
+        if config.last_error:
+            line += f"\n        last error: {config.last_error}"
+        click.echo(line)
+
+
+@sources.command("sync")
+@click.argument("name", required=False)
+@click.option("--progress/--no-progress", default=None, help="Show a progress bar (default: on a terminal).")
+@click.pass_context
+def sync(ctx, name, progress):
+    """Sync NAME now (every source when no name is given), from where the last sync ended."""
+    from ingest import SourceSyncer
+    from knowledge.sources import SyncedSources
+
+    kb = knowledge_base(ctx)
+    syncer = SourceSyncer(kb=kb, progress=progress)
+    names = [name] if name else [c.name for c in SyncedSources(kb.database).all()]
+    if not names:
+        click.echo("no sources yet: `dml sources add git URL_OR_PATH`")
+        return
+    _sync(ctx, syncer, names)
+
+
+def _sync(ctx, syncer, names: list[str]) -> None:
+    failed = 0
+    for name in names:
+        outcome = syncer.sync(name)
+        echo_skipped(ctx, outcome.report.errors)
+        click.echo(outcome.summary())
+        failed += outcome.error is not None
+    if failed:
+        sys.exit(1)
+
+
+@sources.command("remove")
+@click.argument("name")
+@click.pass_context
+def remove(ctx, name):
+    """Remove source NAME and its documents from the knowledge base and the index."""
+    from ingest import SourceSyncer
+
+    gone = SourceSyncer(kb=knowledge_base(ctx)).remove(name)
+    click.echo(f"removed source {name!r} and its {gone} document(s)")
