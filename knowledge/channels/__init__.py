@@ -5,5 +5,6 @@ This is the package's public entry point: code outside it imports only these nam
 """
 
 from .assistant_threads import AssistantThreads, ThreadContext
+from .question_shape import MIN_QUESTION_WORDS, looks_like_question
 
-__all__ = ["AssistantThreads", "ThreadContext"]
+__all__ = ["AssistantThreads", "ThreadContext", "looks_like_question", "MIN_QUESTION_WORDS"]
