@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from knowledge.channels import AssistantThreads
+from knowledge.channels import AssistantThreads, ChannelConfigs
 from knowledge.drafts import Drafts
 from knowledge.ops import Database, Metrics
 from knowledge.search import (
@@ -54,6 +54,8 @@ class KnowledgeBase:
         self.feedback = FeedbackStore(self.database, metrics=self.metrics)
         self.drafts = Drafts(self.database, approvals_to_publish=settings.draft_approvals)
         self.assistant_threads = AssistantThreads(self.database)
+        # How DML behaves in each channel (/ml-config): auto-answer, experts, citable sources.
+        self.channel_configs = ChannelConfigs(self.database)
         # The configured model; tuned versions of it live under the data directory, and the
         # store records which one every stored vector comes from.
         self.base_embedder = embedder or Embedder(model_path=settings.embedding_model,
@@ -140,8 +142,12 @@ class KnowledgeBase:
 
     def search(self, question: str, *, k: int = 10, keyword_weight: float | None = None,
                channel: str | None = None, learned: bool = True) -> SearchResult:
+        """Documents for a question asked in ``channel``: only those that may be shown there
+        (private-channel knowledge stays in its channel) and, where the channel limits them,
+        only from the sources it may cite."""
+        sources = self.channel_configs.sources_for(channel) if channel else ()
         return self.retriever.search(question, k=k, keyword_weight=keyword_weight,
-                                     channel=channel, learned=learned)
+                                     channel=channel, learned=learned, sources=sources)
 
     def ask(self, question: str, *, channel: str | None = None,
             context: str | None = None, surface: str | None = None) -> Answer:

@@ -16,8 +16,8 @@ __all__ = ["Metrics", "CONTENT_TYPE", "SURFACES", "INGEST_RESULTS"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Where a question was asked: an @-mention, a direct message, a reply in an answer's
-# thread, /ml-ask, `dml ask`.
-SURFACES = ("mention", "dm", "thread", "command", "cli")
+# thread, /ml-ask, `dml ask`, a new question in a watched channel (answered unasked).
+SURFACES = ("mention", "dm", "thread", "command", "cli", "watched")
 INGEST_RESULTS = ("added", "updated", "unchanged", "removed", "failed")
 # From a cached extractive answer (~10 ms) to a slow LLM endpoint (tens of seconds).
 ANSWER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -113,7 +113,8 @@ class Question(Base):
     abstained: Mapped[bool] = mapped_column(default=False)
     # [{"n", "doc_id", "chunk_id"}] of the answer's citations.
     citations: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    # open | answered | handed_off | resolved
+    # open | answered | handed_off | resolved | silent (a watched channel's question DML
+    # was not sure enough to answer unasked)
     status: Mapped[str] = mapped_column(String(16), default="answered")
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     resolved_doc_id: Mapped[str | None] = mapped_column(String(1024))

@@ -87,7 +87,11 @@ class QuestionLog:
     @retried  # a COMMIT whose answer was lost on the way may leave a second row: harmless
     def record(self, answer: Answer, *, asker: str | None, channel: str | None,
                thread_ts: str | None, private: bool = False,
-               vector: np.ndarray | None = None) -> int:
+               vector: np.ndarray | None = None, silent: bool = False) -> int:
+        """Log a question and the answer given. ``silent``: asked in a watched channel
+        without asking DML, and DML kept its answer to itself (not sure enough): counted as
+        asked but not answered (``abstained``; ``answer`` keeps what it would have said),
+        and waiting for nobody (status ``silent``: no one asked DML, no one was handed it)."""
         with self.database.session() as session, session.begin():
             model = getattr(answer.result, "model", None)
             if vector is not None and model:
@@ -97,10 +101,10 @@ class QuestionLog:
                     vector = None  # embedded by a model switched out since: not comparable
             row = Question(
                 asker=asker, channel=channel, thread_ts=thread_ts, private=private,
-                text=answer.question, answer=answer.text, abstained=answer.abstained,
+                text=answer.question, answer=answer.text, abstained=answer.abstained or silent,
                 citations=[{"n": c.n, "doc_id": c.doc_id, "chunk_id": c.chunk_id}
                            for c in answer.citations],
-                status="open" if answer.abstained else "answered",
+                status="silent" if silent else "open" if answer.abstained else "answered",
                 embedding=None if vector is None else np.asarray(vector, "<f4").tobytes(),
                 asked_at=utcnow(),
             )

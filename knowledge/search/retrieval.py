@@ -8,7 +8,7 @@ Passages are grouped by document so one long document cannot crowd out the rest.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -118,20 +118,23 @@ class Retriever:
 
     def search(self, question: str, *, k: int = 10, passages_per_doc: int = 3,
                keyword_weight: float | None = None, channel: str | None = None,
-               learned: bool = True) -> SearchResult:
+               learned: bool = True, sources: Sequence[str] = ()) -> SearchResult:
         """Documents for a question, best first.
 
         ``channel``: where the question is asked; knowledge captured in a private channel
         is only returned there. ``learned``: apply feedback from similar past questions.
+        ``sources``: only documents from these sources (empty: all). They are picked before
+        anything is ranked: the candidates come from them alone, however many others there are.
         """
         weight = self.keyword_weight if keyword_weight is None else keyword_weight
         terms = keyword_terms(question)
         snapshot = self.index.snapshot()
-        if snapshot.size == 0 or not question.strip():
+        allowed = self._allowed(snapshot, sources)
+        if snapshot.size == 0 or not question.strip() or (allowed is not None and not allowed.any()):
             return SearchResult(question, terms, [], 0.0)
         embedder = self.embedder_for(snapshot.model) if self.embedder_for else self.embedder
         query = embedder.embed_query(question)
-        positions, dense, keyword = self._candidates(snapshot, query, terms, k, weight)
+        positions, dense, keyword = self._candidates(snapshot, query, terms, k, weight, allowed)
         fused = fuse(dense, keyword, weight)
         rare = self.rare_exact_terms(snapshot, question) if weight > 0 else []
         if rare:
@@ -147,6 +150,12 @@ class Retriever:
         if hits and self.confidence_offset is not None:
             confidence += self.confidence_offset(snapshot.model)
         return SearchResult(question, terms, hits, confidence, idf, query, snapshot.model)
+
+    def _allowed(self, snapshot: IndexSnapshot, sources: Sequence[str]) -> np.ndarray | None:
+        """Which index positions belong to documents from ``sources`` (None: all may)."""
+        if not sources or snapshot.size == 0:
+            return None
+        return np.isin(snapshot.doc_keys, self.store.document_keys(sources))
 
     @staticmethod
     def rare_exact_terms(snapshot: IndexSnapshot, question: str) -> list[str]:
@@ -181,11 +190,15 @@ class Retriever:
         return dense + COVERAGE_WEIGHT * self.coverage(hit, terms, idf)
 
     def _candidates(self, snapshot: IndexSnapshot, query: np.ndarray, terms: list[str], k: int,
-                    weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    weight: float, allowed: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         keyword_all = snapshot.keyword_scores(terms) if weight > 0 else None
-        wanted = min(snapshot.size, max(self.dense_candidates, k * 3))
+        if keyword_all is not None and allowed is not None:
+            keyword_all = np.where(allowed, keyword_all, np.float32(0))
+        wanted = min(snapshot.size if allowed is None else int(allowed.sum()),
+                     max(self.dense_candidates, k * 3))
         if weight < 1.0:
-            scores, found = snapshot.dense.search(query[None, :].astype(np.float32), wanted)
+            scores, found = self._dense_search(snapshot, query, wanted, allowed)
             dense_positions = found[0][found[0] >= 0]
             dense_scores = scores[0][: len(dense_positions)]
         else:
@@ -205,6 +218,21 @@ class Retriever:
             positions, dense = dense_positions, dense_scores.astype(np.float32)
         keyword = keyword_all[positions] if keyword_all is not None else np.zeros_like(dense)
         return positions.astype(np.int64), dense, keyword.astype(np.float32)
+
+    @staticmethod
+    def _dense_search(snapshot: IndexSnapshot, query: np.ndarray, wanted: int,
+                      allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``wanted`` nearest passages, among the ``allowed`` positions when given."""
+        vector = query[None, :].astype(np.float32)
+        if allowed is None:
+            return snapshot.dense.search(vector, wanted)
+        import faiss
+
+        # Held here until the search returns: params only points at it.
+        selector = faiss.IDSelectorBatch(np.flatnonzero(allowed).astype(np.int64))
+        params = faiss.SearchParameters()
+        params.sel = selector
+        return snapshot.dense.search(vector, wanted, params=params)
 
     def _group(self, snapshot: IndexSnapshot, positions: np.ndarray, fused: np.ndarray,
                dense: np.ndarray, k: int, passages_per_doc: int,

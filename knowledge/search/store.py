@@ -171,6 +171,24 @@ class Store:
                 query = query.where(Document.source.startswith(prefix, autoescape=True))
             return sorted(session.scalars(query))
 
+    def source_sizes(self) -> list[tuple[str, int]]:
+        """(source, documents) for every source, the largest first."""
+        with self.database.session() as session:
+            count = func.count(Document.id)
+            rows = session.execute(select(Document.source, count).group_by(Document.source)
+                                   .order_by(count.desc(), Document.source)).tuples()
+            return [(source, int(n)) for source, n in rows]
+
+    def document_keys(self, sources: Sequence[str]) -> np.ndarray:
+        """The row ids (the index's document keys) of the documents from these sources."""
+        keys: list[int] = []
+        wanted = list(dict.fromkeys(sources))
+        with self.database.session() as session:
+            for start in range(0, len(wanted), 500):
+                keys.extend(session.scalars(select(Document.id)
+                                            .where(Document.source.in_(wanted[start:start + 500]))))
+        return np.asarray(keys, dtype=np.int64)
+
     def documents_of_source(self, source: str) -> list[SourceEntry]:
         """Identity and file of every document ingested from ``source`` (one query)."""
         with self.database.session() as session:
