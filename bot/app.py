@@ -1,8 +1,8 @@
 """``build_app``: the Bolt app with every listener DML uses. No module-level app.
 
 Each feature's listeners live in a module of their own with a ``register(app, deps)``
-(``ask_listeners``, ``feedback_listeners``, ``curation_listeners``, ``digest_listeners``,
-``draft_listeners``, ``home_listeners``); this module wires them, the request middleware
+(``ask_listeners``, ``config_listeners``, ``feedback_listeners``, ``curation_listeners``,
+``digest_listeners``, ``draft_listeners``, ``home_listeners``); this module wires them, the request middleware
 and the error handler, and returns a typed ``DMLApp``.
 
 Listeners acknowledge first and work after: Bolt acks events on receipt and runs
@@ -33,6 +33,7 @@ from knowledge.settings import SlackSettings
 
 from . import ask_listeners as asking
 from . import assistant_listeners as assistant_panel
+from . import config_listeners as watching
 from . import curation_listeners as curation
 from . import digest_listeners as digests_feature
 from . import draft_listeners as drafts_feature
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 LISTENED_EVENTS = ("app_mention", "message.im", "message.channels", "message.groups",
                    "reaction_added", "app_home_opened", "assistant_thread_started",
                    "assistant_thread_context_changed")
-COMMANDS = ("/ml-ask", "/ml-add", "/ml-digest", "/ml-draft")
+COMMANDS = ("/ml-ask", "/ml-add", "/ml-digest", "/ml-draft", "/ml-config")
 SHORTCUTS = ("add_to_dml",)
 ACTIONS = ("feedback_up", "feedback_down", "answer_feedback", "ask_human", "share_answer", "save_answer",
            "post_digest", "draft_correct", "draft_approve", "draft_read", "draft_accept",
@@ -136,9 +137,10 @@ class DMLApp:
 
 
 # Registration order matters where listeners share an event: Bolt runs the first whose
-# matchers accept it (drafts' review-thread replies before asking's generic message).
-# The assistant panel comes first: Bolt's Assistant middleware takes the panel's events.
-FEATURES = (assistant_panel, drafts_feature, asking, feedback, curation, digests_feature, home)
+# matchers accept it (drafts' review-thread replies and watched channels' new questions
+# before asking's generic message). The assistant panel comes first: Bolt's Assistant
+# middleware takes the panel's events.
+FEATURES = (assistant_panel, drafts_feature, watching, asking, feedback, curation, digests_feature, home)
 
 
 def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient | None = None,

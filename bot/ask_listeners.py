@@ -43,9 +43,11 @@ def register(app: App, deps: ListenerDeps) -> None:
         if not thread_ts:
             return
         asked = kb.questions.in_thread(channel, thread_ts)
-        if asked is None or asked.status in ("handed_off", "open"):
-            return  # not our thread, or the designated machine learners are on it
-        if event.get("user") in bot.expert_users(client):
+        if asked is None or asked.status in ("handed_off", "open", "silent"):
+            # Not our thread, the designated machine learners are on it, or DML kept quiet
+            # under a watched channel's question (a mention there still asks it).
+            return
+        if event.get("user") in bot.experts_in(client, channel):
             return
         if deps.first_time(body, event):
             bot.answer_in_thread(client, question=clean_question(text), user=event.get("user"),

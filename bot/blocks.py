@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 
 from slack_sdk.models.blocks import ContextActionsBlock, FeedbackButtonsElement
 
+from knowledge.channels import ChannelConfig
 from knowledge.search import REASONS, Answer, Citation, Quote
 
 __all__ = [
     "MAX_BLOCKS", "MAX_SECTION", "escape", "age", "answer_message", "handoff_message",
-    "feedback_modal", "home_view", "mention", "split_text", "link",
+    "feedback_modal", "home_view", "mention", "split_text", "link", "channel_line",
 ]
 
 MAX_BLOCKS = 50
@@ -212,13 +213,45 @@ COMMANDS = [
     ("`/ml-add <url> [note]`", "add an article to the knowledge base (curators)"),
     ("`/ml-draft`", "circulate what you learned for corrections, then publish it"),
     ("`/ml-digest`", "this week's roundup"),
+    ("`/ml-config`", "how I behave in a channel: answer new questions unasked, its experts, "
+                     "its sources (designated machine learners)"),
 ]
+
+
+def channel_line(config: ChannelConfig, min_confidence: float) -> str:
+    """One channel's settings in a line: where, when it answers unasked, whom it hands to, what it cites."""
+    if config.auto_answer:
+        own = "" if config.min_confidence is not None else " (the global threshold)"
+        bits = [f"answers new questions when at least {config.threshold(min_confidence):.2f} sure{own}"]
+    else:
+        bits = ["answers when mentioned"]
+    if config.experts:
+        bits.append("experts " + " ".join(mention(e) for e in config.experts[:5])
+                    + (f" +{len(config.experts) - 5}" if len(config.experts) > 5 else ""))
+    if config.sources:
+        bits.append(f"cites {len(config.sources)} source{'s' if len(config.sources) != 1 else ''} only")
+    return f"• <#{config.channel}>: " + " · ".join(bits)
+
+
+def _channels_sections(channels: Sequence[ChannelConfig], min_confidence: float) -> list[dict]:
+    watched = [c for c in channels if c.watched]
+    others = [c for c in channels if not c.watched]
+    sections = []
+    for heading, group in (("*Channels I watch* (I answer new questions there without a mention)", watched),
+                           ("*Channels with settings of their own*", others)):
+        if group:
+            lines = [channel_line(c, min_confidence) for c in group[:40]]
+            more = f"\n…and {len(group) - 40} more" if len(group) > 40 else ""
+            sections.extend(_section(part) for part in split_text(heading + "\n" + "\n".join(lines) + more))
+    return sections
 
 
 def home_view(*, documents: int, passages: int, recent: Sequence[tuple[str, str | None, datetime | None]],
               unanswered: Sequence[str], drafts: Sequence[tuple[str, int, int]] = (),
+              channels: Sequence[ChannelConfig] = (), min_confidence: float = 0.0,
               now: datetime | None = None) -> dict:
-    """The App Home tab: size, recently added, the viewer's open questions, commands."""
+    """The App Home tab: size, recently added, the viewer's open questions, the channels
+    with settings of their own (``min_confidence``: the global threshold), commands."""
     blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": "DML, your designated machine learner"}},
         _section(f"The knowledge base holds *{documents}* documents in *{passages}* passages."),
@@ -236,6 +269,7 @@ def home_view(*, documents: int, passages: int, recent: Sequence[tuple[str, str 
                  + (f", {pending} correction{'s' if pending != 1 else ''} to decide" if pending else "")
                  for title, version, pending in drafts[:10]]
         blocks.append(_section("*Your drafts out for review*\n" + "\n".join(lines)))
+    blocks.extend(_channels_sections(channels, min_confidence))
     blocks.append({"type": "divider"})
     blocks.append(_section("*Commands*\n" + "\n".join(f"{c} — {d}" for c, d in COMMANDS)))
     return {"type": "home", "blocks": blocks[:MAX_BLOCKS]}

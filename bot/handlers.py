@@ -15,6 +15,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from knowledge.channels import ChannelConfig
 from knowledge.errors import DMLError
 from knowledge.kb import KnowledgeBase
 from knowledge.search import PRIVATE_CHANNEL
@@ -68,7 +69,7 @@ class DMLBot:
         self._experts = _TTLCache(300)
 
     # -- who and where ----------------------------------------------------------------
-    def _members(self, client: WebClient, ids: tuple[str, ...], key: str) -> set[str]:
+    def _members(self, client: WebClient, ids: tuple[str, ...], key: object) -> set[str]:
         """User ids, with user groups (S…) expanded to their members (cached a few minutes)."""
         def compute() -> set[str]:
             users = {e for e in ids if not e.startswith("S")}
@@ -81,7 +82,20 @@ class DMLBot:
         return self._experts.get(key, compute)
 
     def expert_users(self, client: WebClient) -> set[str]:
+        """The designated machine learners (DML_EXPERTS): they configure channels too."""
         return self._members(client, self.settings.experts, "experts")
+
+    def experts_for(self, channel: str | None) -> tuple[str, ...]:
+        """Whom a question from ``channel`` is handed to: the channel's experts (/ml-config),
+        else the global ones."""
+        own = self.kb.channel_configs.get(channel).experts if channel else ()
+        return own or self.settings.experts
+
+    def experts_in(self, client: WebClient, channel: str | None) -> set[str]:
+        """Who may answer for DML in ``channel``: the global experts and the channel's own."""
+        users = self.expert_users(client)
+        own = self.kb.channel_configs.get(channel).experts if channel else ()
+        return users | self._members(client, own, ("experts", own)) if own else users
 
     def channel_members(self, client: WebClient, channel: str) -> set[str]:
         """Members of a channel (cached a few minutes); empty when we cannot see it."""
@@ -130,14 +144,8 @@ class DMLBot:
         self._react(client, "reactions_add", channel, ts)
         try:
             answer = self.kb.ask(question, channel=channel, context=context, surface=surface)
-            private = self.is_private(client, channel)
-            question_id = self.kb.questions.record(
-                answer, asker=user, channel=channel, thread_ts=reply_in or ts, private=private,
-                vector=answer.result.vector if answer.result else None)
-            text, blocks = ui.answer_message(answer, question_id, updated=self.updated_dates(answer))
-            posted = client.chat_postMessage(channel=channel, thread_ts=reply_in, text=text,
-                                             blocks=blocks, unfurl_links=False, unfurl_media=False)
-            self.kb.questions.set_answer_ts(question_id, posted.get("ts"))
+            question_id, posted = self._post_answer(client, answer, user=user, channel=channel,
+                                                    ts=ts, reply_in=reply_in)
             if answer.abstained:
                 if channel.startswith("D"):
                     self.hand_off_privately(client, question_id=question_id, user=user,
@@ -147,6 +155,37 @@ class DMLBot:
                                   thread_ts=reply_in or posted.get("ts"))
         finally:
             self._react(client, "reactions_remove", channel, ts)
+
+    def auto_answer(self, client: WebClient, *, question: str, user: str, channel: str, ts: str,
+                    config: ChannelConfig) -> bool:
+        """A new question in a watched channel, asked of nobody in particular: answered in its
+        thread, the way a mention is, when DML is sure enough; otherwise DML stays silent (no
+        "I don't know", no hand-off) and the question is logged as asked but not answered.
+        Returns whether it answered."""
+        answer = self.kb.ask(question, channel=channel, surface="watched")
+        sure = (not answer.abstained and answer.result is not None
+                and answer.result.confidence >= config.threshold(self.kb.settings.min_confidence))
+        if not sure:
+            self.kb.questions.record(answer, asker=user, channel=channel, thread_ts=ts,
+                                     private=self.is_private(client, channel),
+                                     vector=answer.result.vector if answer.result else None,
+                                     silent=True)
+            return False
+        self._post_answer(client, answer, user=user, channel=channel, ts=ts, reply_in=ts)
+        return True
+
+    def _post_answer(self, client: WebClient, answer, *, user: str, channel: str, ts: str,
+                     reply_in: str | None) -> tuple[int, Any]:
+        """Log the question and post its answer (in ``reply_in``'s thread): (question id, post)."""
+        question_id = self.kb.questions.record(
+            answer, asker=user, channel=channel, thread_ts=reply_in or ts,
+            private=self.is_private(client, channel),
+            vector=answer.result.vector if answer.result else None)
+        text, blocks = ui.answer_message(answer, question_id, updated=self.updated_dates(answer))
+        posted = client.chat_postMessage(channel=channel, thread_ts=reply_in, text=text,
+                                         blocks=blocks, unfurl_links=False, unfurl_media=False)
+        self.kb.questions.set_answer_ts(question_id, posted.get("ts"))
+        return question_id, posted
 
     def answer_privately(self, client: WebClient, respond, *, question: str, user: str,
                          channel: str | None) -> None:
@@ -187,7 +226,7 @@ class DMLBot:
         respond(delete_original=True)
 
     def hand_off(self, client: WebClient, *, question_id: int, channel: str, thread_ts: str | None) -> None:
-        text, blocks = ui.handoff_message(question_id, self.settings.experts)
+        text, blocks = ui.handoff_message(question_id, self.experts_for(channel))
         # Handed off before posting: an expert's quick reply must not get a bot answer.
         self.kb.questions.set_status(question_id, "handed_off")
         self.kb.metrics.handoffs.inc()
@@ -207,7 +246,7 @@ class DMLBot:
                     "@dml in a channel and I'll bring them in.")
         else:
             intro = f"{ui.mention(user)} asked me privately: “{ui.escape(question)[:1500]}”"
-            text, blocks = ui.handoff_message(question_id, self.settings.experts)
+            text, blocks = ui.handoff_message(question_id, self.experts_for(where))
             self.kb.questions.set_status(question_id, "handed_off")
             self.kb.metrics.handoffs.inc()
             posted = client.chat_postMessage(channel=where, text=f"{intro}\n{text}",
@@ -223,13 +262,14 @@ class DMLBot:
     # -- capturing team answers -------------------------------------------------------
     def save_answer(self, client: WebClient, *, question_id: int, user: str, channel: str,
                     thread_ts: str, answer_ts: str | None = None) -> str:
-        """Make the designated machine learner's reply a knowledge-base document."""
-        if user not in self.expert_users(client):
+        """Make the designated machine learner's reply a knowledge-base document (theirs, or
+        the reply of one of the channel's own experts)."""
+        experts = self.experts_in(client, channel)
+        if user not in experts:
             return "Only the designated machine learners can save answers to the knowledge base."
         asked = self.kb.questions.get(question_id)
         if asked is None:
             return "I can't find that question any more."
-        experts = self.expert_users(client)
         replies = client.conversations_replies(channel=channel, ts=thread_ts, limit=200).get("messages") or []
         if answer_ts:
             chosen = next((m for m in replies if m.get("ts") == answer_ts), None)
@@ -284,7 +324,7 @@ class DMLBot:
         channel, ts = item.get("channel"), item.get("ts")
         if item.get("type") != "message" or not channel or not ts:
             return
-        if event.get("user") not in self.expert_users(client):
+        if event.get("user") not in self.experts_in(client, channel):
             return
         replies = client.conversations_replies(channel=channel, ts=ts, limit=200).get("messages") or []
         message = next((m for m in replies if m.get("ts") == ts), None)
@@ -337,7 +377,7 @@ class DMLBot:
         return f"Added to the knowledge base: *{ui.escape(title)}* ({chunks} passage{'s' if chunks != 1 else ''})."
 
     # -- App Home ---------------------------------------------------------------------
-    def home(self, user: str) -> dict:
+    def home(self, user: str, client: WebClient | None = None) -> dict:
         stats = self.kb.store.stats()
         # The Home tab is no channel: knowledge captured in private channels stays out of it.
         recent = self.kb.store.recent_documents(10)
@@ -345,7 +385,18 @@ class DMLBot:
         drafts = [(d.title, d.version, self.kb.drafts.pending_count(d.id))
                   for d in self.kb.drafts.of_author(user)[:10]]
         return ui.home_view(documents=stats.documents, passages=stats.chunks, recent=recent,
-                            unanswered=waiting, drafts=drafts)
+                            unanswered=waiting, drafts=drafts,
+                            channels=self._home_channels(user, client),
+                            min_confidence=self.kb.settings.min_confidence)
+
+    def _home_channels(self, user: str, client: WebClient | None) -> list[ChannelConfig]:
+        """The channels the Home tab lists: to the designated machine learners, every channel
+        with settings of its own; to everyone else, the public channels DML watches."""
+        if client is None:
+            return []
+        if user in self.expert_users(client):
+            return self.kb.channel_configs.all()
+        return [c for c in self.kb.channel_configs.watched() if not self.is_private(client, c.channel)]
 
     # -- helpers ----------------------------------------------------------------------
     @staticmethod

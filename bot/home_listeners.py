@@ -13,4 +13,4 @@ def register(app: App, deps: ListenerDeps) -> None:
     @app.event("app_home_opened")
     def on_home(event, client):
         if event.get("tab", "home") == "home":
-            client.views_publish(user_id=event["user"], view=deps.bot.home(event["user"]))
+            client.views_publish(user_id=event["user"], view=deps.bot.home(event["user"], client))

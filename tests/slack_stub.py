@@ -47,6 +47,8 @@ __all__ = [
     "app_home_opened",
     "app_mention",
     "block_actions",
+    "bot_message",
+    "channel_message",
     "event_callback",
     "message_im",
     "message_shortcut",
@@ -112,7 +114,9 @@ class SlackAPIStub:
     """Slack's Web API on 127.0.0.1: records every call and answers with realistic JSON.
 
     Preload `thread_messages[(channel, thread_ts)]`, `history[channel]`, `usergroups[id]`
-    `users[id]` and `members[channel]` to shape what reads return. `fail()` injects 429s or 5xxs; a bot token
+    `users[id]`, `members[channel]` and `channels[channel]` (fields conversations.info
+    answers with, e.g. {"is_member": False}; None: the channel is not found, as a private
+    channel the bot is not in) to shape what reads return. `fail()` injects 429s or 5xxs; a bot token
     `xoxb-<status>` (e.g. "xoxb-429") gets that status from every method but auth.test,
     bolt-python's convention, so an App can still start and then hit the error path.
     """
@@ -129,6 +133,7 @@ class SlackAPIStub:
         self.members: dict[str, list[str]] = {}
         # chat.startStream messages by ts: channel, thread, the text so far, stopped or not.
         self.streams: dict[str, dict[str, Any]] = {}
+        self.channels: dict[str, dict[str, Any] | None] = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         host, port = self._server.server_address[:2]
@@ -162,6 +167,8 @@ class SlackAPIStub:
             self.usergroups.clear()
             self.users.clear()
             self.streams.clear()
+            self.members.clear()
+            self.channels.clear()
 
     # -- fault injection ---------------------------------------------------
 
@@ -276,10 +283,12 @@ class SlackAPIStub:
                                              "app_id": APP_ID, "bot_id": BOT_ID, "hash": "1700000000.abc",
                                              "state": {"values": {}}}}
             case "conversations.info":
+                if channel in self.channels and self.channels[channel] is None:
+                    return {"ok": False, "error": "channel_not_found"}
                 return {"ok": True, "channel": {
                     "id": channel, "name": channel.lower(), "is_channel": channel.startswith("C"),
                     "is_private": channel.startswith("G"), "is_im": channel.startswith("D"),
-                    "is_member": True}}
+                    "is_member": True, **(self.channels.get(channel) or {})}}
             case "conversations.replies":
                 messages = self.thread_messages.get((channel, str(p.get("ts", ""))), [])
                 return {"ok": True, "messages": list(messages), "has_more": False,
@@ -594,6 +603,23 @@ def message_im(text: str, *, user: str = "U1", channel: str = "D1", ts: str | No
     event = _user_message("message", text, user=user, channel=channel, ts=ts, thread_ts=thread_ts)
     event["channel_type"] = "im"
     return event
+
+
+def channel_message(text: str, *, user: str = "U1", channel: str = "C1", ts: str | None = None,
+                    channel_type: str = "channel") -> dict[str, Any]:
+    """A new top-level message in a channel (message.channels; "group" for message.groups)."""
+    event = _user_message("message", text, user=user, channel=channel, ts=ts, thread_ts=None)
+    event["channel_type"] = channel_type
+    return event
+
+
+def bot_message(text: str, *, channel: str = "C1", ts: str | None = None,
+                bot_id: str = "BOTHER") -> dict[str, Any]:
+    """A message another app posted in a channel (subtype bot_message, as Slack sends it)."""
+    ts = ts or _new_ts()
+    return {"type": "message", "subtype": "bot_message", "text": text, "bot_id": bot_id,
+            "username": "other-bot", "ts": ts, "channel": channel, "event_ts": ts,
+            "channel_type": "channel"}
 
 
 def thread_message(text: str, *, thread_ts: str, user: str = "U1", channel: str = "C1",

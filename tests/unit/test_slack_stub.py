@@ -26,6 +26,8 @@ from tests.slack_stub import (
     app_home_opened,
     app_mention,
     block_actions,
+    bot_message,
+    channel_message,
     event_callback,
     message_im,
     message_shortcut,
@@ -93,6 +95,12 @@ def test_reads_return_preloaded_data(stub, client):
     private = client.conversations_info(channel="G1")["channel"]
     im = client.conversations_info(channel="D1")["channel"]
     assert private["is_private"] and not private["is_im"] and im["is_im"]
+    assert client.conversations_info(channel="C1")["channel"]["is_member"] is True
+    stub.channels["C2"] = {"is_member": False}
+    stub.channels["G2"] = None  # a private channel the bot is not in: Slack says it is not found
+    assert client.conversations_info(channel="C2")["channel"]["is_member"] is False
+    with pytest.raises(SlackApiError, match="channel_not_found"):
+        client.conversations_info(channel="G2")
     link = client.chat_getPermalink(channel="C1", message_ts="1700000000.000100")["permalink"]
     assert link == "https://team.slack.com/archives/C1/p1700000000000100"
     # GET requests are parsed from the query string.
@@ -278,6 +286,8 @@ def test_payloads_reach_the_listeners_bolt_routes_them_to(stub):
         event_callback(app_mention("what is AUC?", user="U1", channel="C1", ts="10.0")),
         event_callback(message_im("hello")),
         event_callback(thread_message("and PR-AUC?", thread_ts="10.0")),
+        event_callback(channel_message("what is ROC?", channel="G2", channel_type="group")),
+        event_callback(bot_message("build passed")),
         event_callback(reaction_added("+1", user="U1", channel="C1", ts="11.0")),
         event_callback(app_home_opened("U3")),
         slash_command("/dml", "ask what is AUC?", user_id="U2", channel_id="C2",
@@ -292,7 +302,7 @@ def test_payloads_reach_the_listeners_bolt_routes_them_to(stub):
 
     assert seen == {
         "mention": ("U1", "C1", f"<@{BOT_USER_ID}> what is AUC?"),
-        "message": [("im", None), ("channel", "10.0")],
+        "message": [("im", None), ("channel", "10.0"), ("group", None), ("channel", None)],
         "reaction": ("+1", "11.0", BOT_USER_ID),
         "home": "U3",
         "command": ("ask what is AUC?", "U2", "C2"),
