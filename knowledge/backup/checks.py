@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import JSON, Boolean, Date, DateTime, Integer, LargeBinary, String, Text
 
+from knowledge.channels import ChannelConfig, ChannelConfigError, checked_config
 from knowledge.drafts import ACCEPTED, OPEN, PENDING, PUBLISHED, REJECTED, WITHDRAWN
 from knowledge.ops import (
+    ChannelSettings,
     Chunk,
     Correction,
     DigestSchedule,
@@ -41,7 +43,7 @@ __all__ = ["RecordChecks"]
 TABLES = {"document": Document, "chunks": Chunk, "question": Question, "feedback": Feedback,
           "draft": Draft, "versions": DraftVersion, "corrections": Correction,
           "reviews": DraftReview, "comments": DraftComment, "digest_schedule": DigestSchedule,
-          "feed": Feed}
+          "feed": Feed, "channel_config": ChannelSettings}
 ITEMS = {"chunks": "passage", "feedback": "vote", "versions": "version", "corrections": "correction",
          "reviews": "review", "comments": "comment"}
 RANGES = {"weekday": (0, 6), "hour": (0, 23), "minute": (0, 59)}
@@ -63,14 +65,15 @@ class RecordChecks:
         self._size: int | None = None
         self.carry_questions = carry_questions
         self.seen: dict[str, set] = {"document": set(), "question": set(), "draft": set(),
-                                     "correction": set(), "digest_schedule": set(), "feed": set()}
+                                     "correction": set(), "digest_schedule": set(), "feed": set(),
+                                     "channel_config": set()}
 
     def __call__(self, kind: str, record: dict) -> str | None:
         problem = _values(kind, record) or self._items(kind, record)
         if problem:
             return f"{kind} {problem}"
         key = {"document": "doc_id", "question": "id", "draft": "id", "digest_schedule": "channel",
-               "feed": "url"}[kind]
+               "feed": "url", "channel_config": "channel"}[kind]
         if record[key] in self.seen[kind]:
             return f"{kind} {key} {record[key]!r} appears twice"
         self.seen[kind].add(record[key])
@@ -83,6 +86,8 @@ class RecordChecks:
             return self._draft(record)
         if kind == "digest_schedule":
             return _timezone(record["timezone"])
+        if kind == "channel_config":
+            return _channel_config(record)
         return None
 
     def _items(self, kind: str, record: dict) -> str | None:
@@ -239,6 +244,18 @@ def _timezone(name: str) -> str | None:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return f"digest_schedule timezone {name!r} is not a time zone"
+    return None
+
+
+def _channel_config(record: dict) -> str | None:
+    """The settings as /ml-config would store them: the same rules, whoever writes them."""
+    try:
+        checked_config(ChannelConfig(
+            channel=record["channel"], auto_answer=record.get("auto_answer", False),
+            min_confidence=record.get("min_confidence"), experts=record.get("experts") or (),
+            sources=record.get("sources") or ()))
+    except ChannelConfigError as exc:
+        return f"channel_config {exc.field}: {exc}"
     return None
 
 

@@ -2,7 +2,8 @@
 
 One record per line: a header, then documents (with their passages and, optionally,
 their embeddings), questions (with feedback), drafts (with versions, corrections,
-reviews and comments), digest schedules and followed feeds, then an end record with the
+reviews and comments), digest schedules, followed feeds and channels' settings
+(``/ml-config``), then an end record with the
 counts, so a file cut short is refused instead of half restored. Every record is checked
 before anything is written (types, sizes, embeddings' dimensions, references, the schema
 it came from), and the restore is one transaction: an import is whole or absent. The FAISS index is not
@@ -29,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from knowledge.errors import DMLError
 from knowledge.ops import (
+    ChannelSettings,
     Chunk,
     Correction,
     DigestSchedule,
@@ -50,7 +52,7 @@ __all__ = ["export_knowledge", "import_knowledge", "BackupError", "ImportReport"
 log = logging.getLogger(__name__)
 FORMAT = "dml-export"
 VERSION = 1
-KINDS = ("header", "document", "question", "draft", "digest_schedule", "feed", "end")
+KINDS = ("header", "document", "question", "draft", "digest_schedule", "feed", "channel_config", "end")
 
 
 class BackupError(DMLError):
@@ -124,6 +126,12 @@ def export_knowledge(database, out: IO[str], *, model: str, embeddings: bool = T
                    "last_polled_at": _when(row.last_polled_at), "last_error": row.last_error,
                    "error_reported": row.error_reported})
             counts["feed"] += 1
+        for row in session.scalars(select(ChannelSettings).order_by(ChannelSettings.channel)):
+            write({"type": "channel_config", "channel": row.channel, "auto_answer": row.auto_answer,
+                   "min_confidence": row.min_confidence, "experts": list(row.experts or []),
+                   "sources": list(row.sources or []), "updated_by": row.updated_by,
+                   "updated_at": _when(row.updated_at)})
+            counts["channel_config"] += 1
     write({"type": "end", "counts": counts})
     return counts
 
@@ -264,6 +272,7 @@ REQUIRED = {
     "draft": ("id", "author", "title", "status", "version", "versions"),
     "digest_schedule": ("channel", "weekday", "hour", "minute", "timezone"),
     "feed": ("url",),
+    "channel_config": ("channel",),
 }
 # Lists inside a record: (what one item is called, the fields it cannot do without).
 REQUIRED_ITEMS: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
@@ -412,6 +421,12 @@ def _restore(kb, session, records: Iterable[dict], model: str, vectors: dict, re
                                  last_polled_at=_parse_when(record.get("last_polled_at")),
                                  last_error=record.get("last_error"),
                                  error_reported=bool(record.get("error_reported"))))
+        elif kind == "channel_config":
+            session.merge(ChannelSettings(
+                channel=record["channel"], auto_answer=bool(record.get("auto_answer")),
+                min_confidence=record.get("min_confidence"), experts=list(record.get("experts") or []),
+                sources=list(record.get("sources") or []), updated_by=record.get("updated_by"),
+                updated_at=_parse_when(record.get("updated_at")) or datetime.now(UTC)))
         else:
             continue
         if kind != "document":

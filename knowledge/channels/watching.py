@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -101,8 +100,8 @@ def checked_config(config: ChannelConfig) -> ChannelConfig:
     return replace(config, min_confidence=value, experts=experts, sources=sources)
 
 
-def _unique(values: Iterable[Any], field: str) -> tuple[str, ...]:
-    if isinstance(values, str) or not isinstance(values, Iterable):
+def _unique(values: Any, field: str) -> tuple[str, ...]:
+    if not isinstance(values, list | tuple):
         raise ChannelConfigError(field, f"{field} must be a list")
     items = list(values)
     if not all(isinstance(v, str) for v in items):

@@ -24,10 +24,12 @@ from knowledge.backup.transfer import (
     export_knowledge,
     import_knowledge,
 )
+from knowledge.channels import ChannelConfig
 from knowledge.digests.schedules import Feeds, Schedules, parse_schedule
 from knowledge.drafts.rules import NewDraft
 from knowledge.kb import KnowledgeBase
 from knowledge.ops.models import (
+    ChannelSettings,
     Chunk,
     Correction,
     DigestSchedule,
@@ -48,7 +50,7 @@ from knowledge.settings import Settings
 from shell.cli import main
 
 TABLES = (Document, Chunk, Question, Feedback, Draft, DraftVersion, Correction, DraftReview,
-          DraftComment, DigestSchedule, Feed)
+          DraftComment, DigestSchedule, Feed, ChannelSettings)
 AUTHOR, ALICE, BOB = "UAUTHOR", "UALICE", "UBOB"
 
 DOCS = {
@@ -132,7 +134,7 @@ def ask_and_record(kb, text: str, **where) -> tuple[int, object]:
 
 def populate(kb, embedder, folder: Path) -> dict:
     """Documents, a team answer, questions with feedback, two drafts whose corrections
-    interleave, a digest schedule and two followed feeds."""
+    interleave, a digest schedule, two followed feeds and two channels' settings."""
     ingest_docs(kb, folder)
     Ingestor(kb=kb, progress=False).ingest_documents([TEAM_ANSWER], source="slack:team-answers",
                                                      added_by="UEXPERT")
@@ -183,6 +185,10 @@ def populate(kb, embedder, folder: Path) -> dict:
     feeds.add("https://example.com/feed.xml", user="U1")
     feeds.add("https://example.com/broken.xml?a=1&b=ü", user="U2")
     feeds.record_poll("https://example.com/broken.xml?a=1&b=ü", error="HTTP 500 ✗", now=utcnow())
+    kb.channel_configs.set(ChannelConfig(channel="CWATCH", auto_answer=True, min_confidence=0.61,
+                                         experts=("UCHAN", "S0ML"),
+                                         sources=("slack:team-answers", str(folder) + " ü")), user="UEXPERT")
+    kb.channel_configs.set(ChannelConfig(channel="GQUIET", experts=("UCHAN",)), user="UEXPERT")
     return {"warmup": warmup, "features": features, "bread": bread, "drafts": (first.id, second.id),
             "corrections": (accepted.id, pending.id, rejected.id)}
 
@@ -229,6 +235,8 @@ def snapshot(kb) -> dict:
             **by_draft,
             "schedules": [_fields(r) for r in s.scalars(select(DigestSchedule))],
             "feeds": [_fields(f, "id") for f in s.scalars(select(Feed).order_by(Feed.id))],
+            "channel_configs": [_fields(c) for c in s.scalars(select(ChannelSettings).order_by(
+                ChannelSettings.channel))],
         }
 
 
@@ -288,7 +296,8 @@ def test_everything_survives_a_move_to_the_other_database_without_the_old_index(
     original = kb.ask("How long do we warm up the learning rate?")
     path = tmp_path / "knowledge.jsonl"
     counts = export_to(kb, path)
-    assert counts == {"document": 5, "question": 3, "draft": 2, "digest_schedule": 1, "feed": 2}
+    assert counts == {"document": 5, "question": 3, "draft": 2, "digest_schedule": 1, "feed": 2,
+                      "channel_config": 2}
     shutil.rmtree(kb.settings.index_dir)  # the restore must never need the old FAISS files
     assert not restored.settings.index_dir.exists()
 
@@ -564,6 +573,31 @@ INVALID_FILES = {
         lines(HEADER, {"type": "digest_schedule", "channel": "C1", "weekday": 1, "hour": 9, "minute": 0,
                        "timezone": "Mars/Olympus"}, document_end(0, digest_schedule=1)),
         r"timezone 'Mars/Olympus' is not a time zone"),
+    "channel id that is no channel": (
+        lines(HEADER, {"type": "channel_config", "channel": "general"}, document_end(0, channel_config=1)),
+        r":2: channel_config channel: 'general' is not a channel id"),
+    "confidence as text": (
+        lines(HEADER, {"type": "channel_config", "channel": "C1", "min_confidence": "high"},
+              document_end(0, channel_config=1)),
+        r"channel_config min_confidence: the minimum confidence is a number from 0 to 1"),
+    "confidence out of range": (
+        lines(HEADER, {"type": "channel_config", "channel": "C1", "min_confidence": 7},
+              document_end(0, channel_config=1)), r"channel_config min_confidence"),
+    "auto-answer as text": (
+        lines(HEADER, {"type": "channel_config", "channel": "C1", "auto_answer": "yes"},
+              document_end(0, channel_config=1)), r"channel_config whose auto_answer is 'yes', not true or false"),
+    "experts as an object": (
+        lines(HEADER, {"type": "channel_config", "channel": "C1", "experts": {"U1": 1}},
+              document_end(0, channel_config=1)), r"channel_config experts: experts must be a list"),
+    "expert who is nobody": (
+        lines(HEADER, {"type": "channel_config", "channel": "C1", "experts": ["bob"]},
+              document_end(0, channel_config=1)), r"channel_config experts: 'bob' is not a user id"),
+    "too many sources": (
+        lines(HEADER, {"type": "channel_config", "channel": "C1", "sources": [f"s{i}" for i in range(101)]},
+              document_end(0, channel_config=1)), r"at most 100 sources"),
+    "repeated channel": (
+        lines(HEADER, *[{"type": "channel_config", "channel": "C1"}] * 2, document_end(0, channel_config=2)),
+        r":3: channel_config channel 'C1' appears twice"),
     "counts that are not numbers": (lines(HEADER, DOCUMENT, {**END, "counts": {"document": "one"}}),
                                     r"the end record's counts are not whole numbers"),
 }
@@ -657,7 +691,7 @@ def test_dml_export_then_dml_import(cli_env, kb, populated, other_settings, tmp_
     imported = dml(other_settings, "import", str(path))
     assert imported.exit_code == 0, imported.output
     assert imported.stdout.startswith("restored 5 documents, 3 questions, 2 drafts, 1 digest schedule, "
-                                      "2 feeds; ")
+                                      "2 feeds, 2 channel configs; ")
     assert "passages kept their embeddings, 0 were re-embedded" in imported.stdout
     again = dml(other_settings, "import", str(path))
     assert again.exit_code == 1
