@@ -88,8 +88,8 @@ def config_modal(config: ChannelConfig, *, sources: Sequence[SourceChoice], tota
                  min_confidence: float, global_experts: Sequence[str]) -> dict:
     """The modal for one channel's settings, filled with what it has now."""
     auto_option = {"text": {"type": "plain_text", "text": "Answer new questions here without a mention"},
-                   "description": {"type": "plain_text", "text": "Only new top-level messages that look like "
-                                   "questions; never bots, never twice in a thread."},
+                   "description": {"type": "plain_text",
+                                   "text": "New messages that look like questions; never bots or replies."},
                    "value": "on"}
     auto = {"type": "checkboxes", "action_id": "auto", "options": [auto_option]}
     if config.auto_answer:

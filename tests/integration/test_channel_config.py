@@ -246,6 +246,10 @@ def test_ml_config_opens_the_modal_with_the_channels_current_settings(bot):
     assert all(len(o["text"]["text"]) <= 75 and len(o["value"]) <= 150 for o in select["options"])
     assert "sample · 14 docs" in select["options"][1]["text"]["text"]
     assert "<#C5>" in shown(view) and len(view["title"]["text"]) <= 24
+    # Slack's limits: an option's text and description at most 75 characters, a modal 100 blocks.
+    options = [o for b in view["blocks"] for o in (b.get("element") or {}).get("options") or []]
+    assert options and all(len(o[k]["text"]) <= 75 for o in options for k in ("text", "description") if k in o)
+    assert len(view["blocks"]) <= 100 and len(view["private_metadata"]) <= 3000
 
     # A channel nobody configured: nothing chosen, the global threshold shown.
     _, fresh = configure(bot, channel="C6")
