@@ -1,9 +1,10 @@
 """``build_app``: the Bolt app with every listener DML uses. No module-level app.
 
 Each feature's listeners live in a module of their own with a ``register(app, deps)``
-(``ask_listeners``, ``config_listeners``, ``feedback_listeners``, ``curation_listeners``,
-``digest_listeners``, ``draft_listeners``, ``home_listeners``); this module wires them, the request middleware
-and the error handler, and returns a typed ``DMLApp``.
+(``ask_listeners``, ``assistant_listeners``, ``config_listeners``, ``feedback_listeners``,
+``curation_listeners``, ``digest_listeners``, ``draft_listeners``, ``home_listeners``); this
+module wires them, the request middleware and the error handler, and returns a typed
+``DMLApp``.
 
 Listeners acknowledge first and work after: Bolt acks events on receipt and runs
 listeners on its thread pool, and commands/actions call ``ack()`` before anything slow.
