@@ -3,7 +3,7 @@ the note that confirms it. Pure functions.
 
 The modal offers the knowledge base's sources as a multi-select. Slack allows 100 options
 and 150 characters per option value, while a source can be a long path or URL: each
-option's value is a digest of its source (``source_key``), resolved on submission against
+option's value is a digest of its source (``source_option``), resolved on submission against
 the sources that exist then (and those the channel already had). A value that resolves
 to nothing is refused: storing fewer sources than were chosen would widen what the
 channel may cite.
@@ -22,7 +22,7 @@ from knowledge.channels import MAX_CONFIDENCE, MAX_EXPERTS, MAX_SOURCES, Channel
 
 from .blocks import _section, mention
 
-__all__ = ["CALLBACK", "config_modal", "parse_config", "form_channel", "source_key", "source_label",
+__all__ = ["CALLBACK", "config_modal", "parse_config", "form_channel", "source_option", "source_label",
            "saved_note", "SourceChoice", "sources_offered", "STALE_FORM"]
 
 CALLBACK = "ml_config"
@@ -31,6 +31,7 @@ STALE_FORM = "This form is out of date or damaged: run `/ml-config` in the chann
 SLACK_SOURCES = {"slack:team-answers": "Team answers saved from Slack threads",
                  "slack:messages": "Slack messages added with the shortcut",
                  "slack:drafts": "Published team write-ups (/ml-draft)"}
+SYNCED = "source:"  # what documents of a source kept in sync carry (`dml sources add`)
 _CHANNEL = re.compile(r"^[CG][A-Z0-9]{1,63}$")
 _USER = re.compile(r"^[UW][A-Z0-9]{1,63}$")
 _GROUP = re.compile(r"^(?:<!subteam\^)?@?(S[A-Z0-9]{1,63})(?:\|[^>]*>|>)?$")
@@ -45,7 +46,7 @@ class SourceChoice:
     documents: int
 
 
-def source_key(source: str) -> str:
+def source_option(source: str) -> str:
     """An option value for a source: short, stable, and the same on every replica."""
     return "src:" + hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
@@ -59,6 +60,8 @@ def source_label(source: str, documents: int) -> str:
     count = f" · {documents} doc{'s' if documents != 1 else ''}"
     if source in SLACK_SOURCES:
         name = SLACK_SOURCES[source]
+    elif source.startswith(SYNCED):
+        name = f"{source.removeprefix(SYNCED)} (kept in sync)"
     elif source.startswith(("http://", "https://")):
         parts = urlsplit(source)
         name = (parts.netloc + parts.path.rstrip("/")) or source
@@ -81,7 +84,7 @@ def sources_offered(config: ChannelConfig, available: Sequence[tuple[str, int]]
 
 def _option(choice: SourceChoice) -> dict:
     return {"text": {"type": "plain_text", "text": source_label(choice.source, choice.documents)},
-            "value": source_key(choice.source)}
+            "value": source_option(choice.source)}
 
 
 def config_modal(config: ChannelConfig, *, sources: Sequence[SourceChoice], total_sources: int,
@@ -270,7 +273,7 @@ def _sources(element: dict, known: Sequence[str]) -> tuple[tuple[str, ...], str 
         return (), STALE_FORM
     if len(values) > MAX_SOURCES:
         return (), f"At most {MAX_SOURCES} sources per channel."
-    by_key = {source_key(s): s for s in known}
+    by_key = {source_option(s): s for s in known}
     missing = [v for v in values if v not in by_key]
     if missing:
         return (), ("A chosen source is no longer in the knowledge base: run `/ml-config` again "

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from bot.config_blocks import CALLBACK, STALE_FORM, source_key
+from bot.config_blocks import CALLBACK, STALE_FORM, source_option
 from bot.config_listeners import IN_A_CHANNEL, NOT_A_MEMBER, REFUSED
 from knowledge.channels import ChannelConfig, ChannelConfigError, ChannelConfigs
 
@@ -241,8 +241,8 @@ def test_ml_config_opens_the_modal_with_the_channels_current_settings(bot):
     assert blocks["experts"]["element"]["initial_users"] == ["UCHAN"]
     assert blocks["expert_groups"]["element"]["initial_value"] == "S0GROUP"
     select = blocks["sources"]["element"]
-    assert [o["value"] for o in select["options"]] == [source_key(extra), source_key(handbook)]
-    assert [o["value"] for o in select["initial_options"]] == [source_key(extra)]
+    assert [o["value"] for o in select["options"]] == [source_option(extra), source_option(handbook)]
+    assert [o["value"] for o in select["initial_options"]] == [source_option(extra)]
     assert all(len(o["text"]["text"]) <= 75 and len(o["value"]) <= 150 for o in select["options"])
     assert "sample · 14 docs" in select["options"][1]["text"]["text"]
     assert "<#C5>" in shown(view) and len(view["title"]["text"]) <= 24
@@ -285,7 +285,7 @@ def test_ml_config_outside_a_channel_or_where_dml_cannot_read_says_what_to_do(bo
 def test_the_form_saves_the_settings_and_confirms(bot):
     handbook = handbook_source(bot.kb)
     assert submit(bot, state(auto=True, confidence="0.6", users=["UCHAN"], groups="S0GROUP <!subteam^S0TWO|@ml>",
-                             sources=[source_key(handbook)])) == {}
+                             sources=[source_option(handbook)])) == {}
     config = bot.kb.channel_configs.get("C5")
     assert (config.auto_answer, config.min_confidence, config.experts, config.sources, config.updated_by) == (
         True, 0.6, ("UCHAN", "S0GROUP", "S0TWO"), (handbook,), EXPERT)

@@ -6,11 +6,12 @@ from __future__ import annotations
 from bot.config_blocks import (
     config_modal,
     parse_config,
-    source_key,
     source_label,
+    source_option,
     sources_offered,
 )
 from knowledge.channels import ChannelConfig
+from knowledge.sources import source_key
 
 
 def modal(config: ChannelConfig, available: list[tuple[str, int]]) -> dict:
@@ -31,8 +32,8 @@ def test_more_than_100_sources_offers_the_channels_own_then_the_largest_and_says
     select = sources_select(view)
     values = [o["value"] for o in select["options"]]
     assert len(values) == 100 == len(set(values))
-    assert values[:3] == [source_key("https://site149.example.com/feed"), source_key("/gone"),
-                          source_key("https://site0.example.com/feed")]
+    assert values[:3] == [source_option("https://site149.example.com/feed"), source_option("/gone"),
+                          source_option("https://site0.example.com/feed")]
     assert [o["value"] for o in select["initial_options"]] == values[:2]
     note = view["blocks"][-1]["elements"][0]["text"]
     assert "at most 100" in note and "151" in note and "other 51" in note
@@ -48,10 +49,11 @@ def test_sources_are_named_as_people_know_them_within_75_characters():
     assert source_label("slack:team-answers", 3) == "Team answers saved from Slack threads · 3 docs"
     assert source_label("https://lilianweng.github.io/index.xml", 1) == "lilianweng.github.io/index.xml · 1 doc"
     assert source_label("/srv/dml/docs/handbook", 14) == "docs/handbook · 14 docs"
+    assert source_label(source_key("handbook-repo"), 9) == "handbook-repo (kept in sync) · 9 docs"
     assert source_label("/srv/dml/docs#faq/questions.jsonl", 2) == "faq/questions.jsonl in dml/docs · 2 docs"
     long = source_label("https://example.com/" + "a" * 500, 12345)
     assert len(long) <= 75 and long.endswith("… · 12345 docs")
-    assert source_key("x" * 10_000) == source_key("x" * 10_000) and len(source_key("x" * 10_000)) <= 150
+    assert source_option("x" * 10_000) == source_option("x" * 10_000) and len(source_option("x" * 10_000)) <= 150
 
 
 def test_a_submission_maps_option_values_back_to_their_sources():
@@ -62,7 +64,7 @@ def test_a_submission_maps_option_values_back_to_their_sources():
         "experts": {"experts": {"type": "multi_users_select", "selected_users": ["U1", "W2"]}},
         "expert_groups": {"expert_groups": {"type": "plain_text_input", "value": "@S3, S3"}},
         "sources": {"sources": {"type": "multi_static_select",
-                                "selected_options": [{"value": source_key(known[1])}]}},
+                                "selected_options": [{"value": source_option(known[1])}]}},
     }}}
     config, errors = parse_config(view, known_sources=known)
     assert errors == {}
