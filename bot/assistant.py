@@ -93,9 +93,13 @@ class AssistantPanel:
             self.kb.assistant_threads.save(channel, thread_ts, title=_short(question, TITLE_CHARS))
         earlier = self.kb.questions.in_thread(channel, thread_ts)
         where = self._citable_channel(client, user, thread.context_channel if thread else None)
+        # Read by the asker alone: public knowledge, and the viewed channel's when they are
+        # a member of it; nothing else private.
+        audience = self.bot.audience_for(client, user, here=channel,
+                                         channels={where} if where else set())
         written = self.kb.ask_streaming(question, channel=where or channel,
                                         context=earlier.text if earlier else None,
-                                        surface="assistant")
+                                        surface="assistant", audience=audience)
         streamed_ts = None
         if isinstance(written, AnswerStream):
             answer, streamed_ts = self._stream(client, written, channel=channel,

@@ -20,6 +20,7 @@ from knowledge.errors import DMLError
 from knowledge.kb import KnowledgeBase
 from knowledge.search import PRIVATE_CHANNEL
 from knowledge.settings import SlackSettings
+from knowledge.sources import Audience
 
 from . import blocks as ui
 
@@ -114,6 +115,21 @@ class DMLBot:
             return members
         return self._experts.get(("members", channel), compute)
 
+    def audience_for(self, client: WebClient, user: str | None, *, here: str | None = None,
+                     channels: set[str] | None = None) -> Audience:
+        """One person reading in private: restricted knowledge of the channels they are a
+        member of (``channels``: only these are considered) and of their user groups, as
+        far as Slack says (what cannot be read is not granted); ``here`` counts as theirs."""
+        if not user:
+            return Audience.person(None)
+        candidates = self.kb.restricted_channels() if channels is None else channels
+        mine = {c for c in candidates if not c.startswith("D") and user in self.channel_members(client, c)}
+        if here:
+            mine.add(here)
+        groups = {g for g in self.kb.restricted_groups()
+                  if user in self._members(client, (g,), ("group", g))}
+        return Audience.person(user, channels=mine, groups=groups)
+
     def is_private(self, client: WebClient, channel: str | None) -> bool:
         if not channel:
             return False
@@ -143,7 +159,10 @@ class DMLBot:
         reply_in = thread_ts or (None if channel.startswith("D") else ts)
         self._react(client, "reactions_add", channel, ts)
         try:
-            answer = self.kb.ask(question, channel=channel, context=context, surface=surface)
+            # A DM is read by the asker alone: what they may see; elsewhere, the channel's.
+            audience = self.audience_for(client, user, here=channel) if channel.startswith("D") else None
+            answer = self.kb.ask(question, channel=channel, context=context, surface=surface,
+                                 audience=audience)
             question_id, posted = self._post_answer(client, answer, user=user, channel=channel,
                                                     ts=ts, reply_in=reply_in)
             if answer.abstained:
@@ -190,7 +209,9 @@ class DMLBot:
     def answer_privately(self, client: WebClient, respond, *, question: str, user: str,
                          channel: str | None) -> None:
         """/ml-ask: an answer only the asker sees, with a Share button."""
-        answer = self.kb.ask(question, channel=channel, surface="command")
+        # An ephemeral reply only the asker sees; Share asks again for the channel.
+        answer = self.kb.ask(question, channel=channel, surface="command",
+                             audience=self.audience_for(client, user, here=channel))
         question_id = self.kb.questions.record(
             answer, asker=user, channel=channel, thread_ts=None,
             private=self.is_private(client, channel),

@@ -23,6 +23,7 @@ from knowledge.search import (
     SentenceVectors,
     Store,
 )
+from knowledge.sources import Audience
 from knowledge.tuning import ModelVersions
 
 from .errors import StoreError
@@ -141,29 +142,39 @@ class KnowledgeBase:
                 f"`dml tune --use {self.base_embedder.name}` to re-embed everything with it")
 
     def search(self, question: str, *, k: int = 10, keyword_weight: float | None = None,
-               channel: str | None = None, learned: bool = True) -> SearchResult:
-        """Documents for a question asked in ``channel``: only those that may be shown there
-        (private-channel knowledge stays in its channel) and, where the channel limits them,
-        only from the sources it may cite."""
+               channel: str | None = None, learned: bool = True,
+               audience: Audience | None = None) -> SearchResult:
+        """Documents for a question asked in ``channel``: only those its ``audience`` may
+        see (default: everyone in the channel, so restricted knowledge stays in the channels
+        its rule names) and, where the channel limits them, only from the sources it may cite."""
         sources = self.channel_configs.sources_for(channel) if channel else ()
         return self.retriever.search(question, k=k, keyword_weight=keyword_weight,
-                                     channel=channel, learned=learned, sources=sources)
+                                     channel=channel, learned=learned, sources=sources,
+                                     audience=audience)
+
+    def restricted_channels(self) -> set[str]:
+        """Channels some document's access rule names: whose membership decides who sees it."""
+        return self.retriever.restricted_channels()
+
+    def restricted_groups(self) -> set[str]:
+        return self.retriever.restricted_groups()
 
     def ask(self, question: str, *, channel: str | None = None,
-            context: str | None = None, surface: str | None = None) -> Answer:
+            context: str | None = None, surface: str | None = None,
+            audience: Audience | None = None) -> Answer:
         """Answer a question; ``context`` is the earlier conversation of a thread.
 
         ``surface`` (mention, dm, thread, command, cli) counts it as a question someone
         asked; re-answers (sharing an answer) leave it unset and are not counted.
         """
         started = time.perf_counter()
-        result = self._retrieve(question, channel=channel, context=context)
+        result = self._retrieve(question, channel=channel, context=context, audience=audience)
         return self._answered(self.writer.write(result), result, surface=surface,
                               started=started)
 
     def ask_streaming(self, question: str, *, channel: str | None = None,
-                      context: str | None = None,
-                      surface: str | None = None) -> Answer | AnswerStream:
+                      context: str | None = None, surface: str | None = None,
+                      audience: Audience | None = None) -> Answer | AnswerStream:
         """As ``ask``, but an LLM answer comes as it is written: an ``AnswerStream`` to
         iterate for its text, then ``finish()`` for the checked answer (which says when it
         must replace what was streamed). An ``Answer`` comes back to post whole when there
@@ -171,19 +182,20 @@ class KnowledgeBase:
         failed before it began. The question is counted once, when its answer is final.
         """
         started = time.perf_counter()
-        result = self._retrieve(question, channel=channel, context=context)
+        result = self._retrieve(question, channel=channel, context=context, audience=audience)
         if not isinstance(self.writer, LLMWriter):
             return self._answered(self.writer.write(result), result, surface=surface,
                                   started=started)
         return self.writer.stream(result, on_finish=lambda answer: self._answered(
             answer, result, surface=surface, started=started))
 
-    def _retrieve(self, question: str, *, channel: str | None,
-                  context: str | None) -> SearchResult:
+    def _retrieve(self, question: str, *, channel: str | None, context: str | None,
+                  audience: Audience | None = None) -> SearchResult:
         question = question.strip()
         query = f"{context.strip()}\n{question}" if context and context.strip() else question
         # Only reads: a database restarting under a question is waited for, not reported.
-        result = self.database.retrying(lambda: self.search(query, k=5, channel=channel),
+        result = self.database.retrying(lambda: self.search(query, k=5, channel=channel,
+                                                                 audience=audience),
                                         what="answering a question")
         result.question = question
         return result

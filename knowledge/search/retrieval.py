@@ -15,9 +15,11 @@ from typing import Protocol
 
 import numpy as np
 
+from knowledge.sources import AccessRule, Audience, visible_to
+
 from .embedding import Embedder
 from .index import IndexSnapshot
-from .store import Store, visible_in
+from .store import Store
 from .text import exact_terms, keyword_terms
 
 __all__ = ["Retriever", "PassageHit", "DocumentHit", "SearchResult", "fuse"]
@@ -110,6 +112,8 @@ class Retriever:
         self.keyword_weight = keyword_weight
         self.dense_candidates = dense_candidates
         self.keyword_candidates = keyword_candidates
+        # (index generation, [(document key, its access rule)]) of the restricted documents.
+        self._restricted_cache: tuple[str, list[tuple[int, AccessRule]]] | None = None
         # Learned per-passage score changes (feedback on similar past questions).
         self.adjuster = adjuster
         # Per model version: what puts its confidences on the configured threshold's scale
@@ -118,18 +122,22 @@ class Retriever:
 
     def search(self, question: str, *, k: int = 10, passages_per_doc: int = 3,
                keyword_weight: float | None = None, channel: str | None = None,
-               learned: bool = True, sources: Sequence[str] = ()) -> SearchResult:
+               learned: bool = True, sources: Sequence[str] = (),
+               audience: Audience | None = None) -> SearchResult:
         """Documents for a question, best first.
 
         ``channel``: where the question is asked; knowledge captured in a private channel
         is only returned there. ``learned``: apply feedback from similar past questions.
         ``sources``: only documents from these sources (empty: all). They are picked before
         anything is ranked: the candidates come from them alone, however many others there are.
+        ``audience``: who will read the answer (default: everyone in ``channel``); restricted
+        documents it may not see are left out before ranking, the same way.
         """
+        audience = audience or Audience.in_channel(channel)
         weight = self.keyword_weight if keyword_weight is None else keyword_weight
         terms = keyword_terms(question)
         snapshot = self.index.snapshot()
-        allowed = self._allowed(snapshot, sources)
+        allowed = self._allowed(snapshot, sources, audience)
         if snapshot.size == 0 or not question.strip() or (allowed is not None and not allowed.any()):
             return SearchResult(question, terms, [], 0.0)
         embedder = self.embedder_for(snapshot.model) if self.embedder_for else self.embedder
@@ -144,18 +152,41 @@ class Retriever:
             if changes:
                 ids = snapshot.chunk_ids[positions]
                 fused = fused + np.array([changes.get(int(c), 0.0) for c in ids], dtype=np.float32)
-        hits = self._group(snapshot, positions, fused, dense, k, passages_per_doc, channel)
+        hits = self._group(snapshot, positions, fused, dense, k, passages_per_doc, audience)
         idf = snapshot.idf(terms)
         confidence = self.confidence(hits[0], terms, idf) if hits else 0.0
         if hits and self.confidence_offset is not None:
             confidence += self.confidence_offset(snapshot.model)
         return SearchResult(question, terms, hits, confidence, idf, query, snapshot.model)
 
-    def _allowed(self, snapshot: IndexSnapshot, sources: Sequence[str]) -> np.ndarray | None:
-        """Which index positions belong to documents from ``sources`` (None: all may)."""
-        if not sources or snapshot.size == 0:
+    def _allowed(self, snapshot: IndexSnapshot, sources: Sequence[str],
+                 audience: Audience) -> np.ndarray | None:
+        """Which index positions may be candidates: documents from ``sources`` (all when
+        empty) that ``audience`` may see (None: every position may)."""
+        if snapshot.size == 0:
             return None
-        return np.isin(snapshot.doc_keys, self.store.document_keys(sources))
+        allowed = None if not sources else np.isin(snapshot.doc_keys, self.store.document_keys(sources))
+        hidden = [key for key, rule in self._restricted(snapshot) if not audience.may_see(rule)]
+        if hidden:
+            visible = ~np.isin(snapshot.doc_keys, np.asarray(hidden, dtype=np.int64))
+            allowed = visible if allowed is None else allowed & visible
+        return allowed
+
+    def _restricted(self, snapshot: IndexSnapshot) -> list[tuple[int, AccessRule]]:
+        """The restricted documents' rules, read once per index generation."""
+        cached = self._restricted_cache
+        if cached is None or cached[0] != snapshot.generation:
+            rules = [(key, AccessRule.from_metadata(meta))
+                     for key, meta in self.store.restricted_documents()]
+            cached = self._restricted_cache = (snapshot.generation, rules)
+        return cached[1]
+
+    def restricted_channels(self) -> set[str]:
+        """The channels named by some document's access rule (whose membership matters)."""
+        return {c for _, rule in self._restricted(self.index.snapshot()) for c in rule.channels}
+
+    def restricted_groups(self) -> set[str]:
+        return {g for _, rule in self._restricted(self.index.snapshot()) for g in rule.groups}
 
     @staticmethod
     def rare_exact_terms(snapshot: IndexSnapshot, question: str) -> list[str]:
@@ -236,7 +267,7 @@ class Retriever:
 
     def _group(self, snapshot: IndexSnapshot, positions: np.ndarray, fused: np.ndarray,
                dense: np.ndarray, k: int, passages_per_doc: int,
-               channel: str | None = None) -> list[DocumentHit]:
+               audience: Audience) -> list[DocumentHit]:
         order = np.argsort(-fused, kind="stable")
         by_doc: dict[int, list[int]] = {}
         for i in order:
@@ -260,8 +291,8 @@ class Retriever:
             if not passages:
                 continue
             first = rows[passages[0].chunk_id]
-            if not visible_in(first.meta, channel):
-                continue  # captured in a private channel: never cited anywhere else
+            if not visible_to(first.meta, audience):
+                continue  # restricted since the index was built: a second guard
             hits.append(DocumentHit(doc_id=first.doc_id, title=first.title, url=first.url,
                                     path=first.path, kind=first.kind,
                                     updated_at=first.updated_at, score=passages[0].score,

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import String, cast, delete, func, select
 from sqlalchemy.orm import Session
 
 from knowledge.errors import ModelChangedError
 from knowledge.ops import Chunk, Database, Document, Meta, utcnow
+from knowledge.sources import ACCESS, Audience, visible_to
 
 from .text import keyword_text
 
@@ -34,9 +35,9 @@ PRIVATE_CHANNEL = "private_channel"
 
 
 def visible_in(metadata: dict | None, channel: str | None) -> bool:
-    """May a document with this metadata be shown in ``channel`` (None: nowhere private)?"""
-    private_to = (metadata or {}).get(PRIVATE_CHANNEL)
-    return not private_to or private_to == channel
+    """May a document with this metadata be shown in ``channel`` (None: nowhere private)?
+    Public documents anywhere; restricted ones only in a channel their access rule names."""
+    return visible_to(metadata, Audience.in_channel(channel))
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,15 @@ class Store:
             rows = session.execute(select(Document.source, count).group_by(Document.source)
                                    .order_by(count.desc(), Document.source)).tuples()
             return [(source, int(n)) for source, n in rows]
+
+    def restricted_documents(self) -> list[tuple[int, dict]]:
+        """(row id, metadata) of every document with an access rule (or a private channel):
+        the few that retrieval must check against who is asking."""
+        text = cast(Document.meta, String)
+        with self.database.session() as session:
+            rows = session.execute(select(Document.id, Document.meta).where(
+                text.like(f'%"{ACCESS}"%') | text.like(f'%"{PRIVATE_CHANNEL}"%'))).tuples()
+            return [(key, meta or {}) for key, meta in rows]
 
     def document_keys(self, sources: Sequence[str]) -> np.ndarray:
         """The row ids (the index's document keys) of the documents from these sources."""

@@ -5,9 +5,9 @@ out of what is stored. No Git, no Slack here: the connectors live in ``ingest``.
 This is the package's public entry point: code outside it imports only these names.
 """
 
-from .access import ACCESS, AccessRule
+from .access import ACCESS, AccessRule, Audience, visible_to
 from .credentials import redact_credentials, strip_credentials
 from .synced import SourceConfig, SyncedSources, source_key
 
-__all__ = ["ACCESS", "AccessRule", "SourceConfig", "SyncedSources", "source_key",
+__all__ = ["ACCESS", "AccessRule", "Audience", "visible_to", "SourceConfig", "SyncedSources", "source_key",
            "redact_credentials", "strip_credentials"]

@@ -11,7 +11,7 @@ from typing import Any
 
 from knowledge.errors import DMLError
 
-__all__ = ["ACCESS", "AccessRule"]
+__all__ = ["ACCESS", "AccessRule", "Audience", "visible_to"]
 
 ACCESS = "access"  # the metadata key
 # Captured answers of a private channel predate access rules: they name their channel
@@ -78,3 +78,45 @@ class AccessRule:
         named = [f"{label} {', '.join(ids)}" for label, ids in
                  (("channels", self.channels), ("users", self.users), ("user groups", self.groups)) if ids]
         return "; ".join(named)
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who will read an answer, which decides the restricted documents it may cite.
+
+    ``in_channel``: everyone in a channel (an answer posted there): only public documents
+    and those whose rule names that channel, whoever asked. ``person``: one person reading
+    in private (a DM, the assistant panel, an ephemeral reply, ``dml ask --as``): public
+    documents and those whose rule names them, a channel they are a member of or a user
+    group they belong to, as far as Slack told (what could not be read is not granted).
+    """
+
+    channel: str | None = None
+    user: str | None = None
+    channels: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+
+    @classmethod
+    def in_channel(cls, channel: str | None) -> Audience:
+        return cls(channel=channel)
+
+    @classmethod
+    def person(cls, user: str | None, *, channels=(), groups=()) -> Audience:
+        return cls(user=user, channels=frozenset(channels), groups=frozenset(groups))
+
+    @property
+    def private(self) -> bool:
+        return self.user is not None
+
+    def may_see(self, rule: AccessRule) -> bool:
+        if rule.public:
+            return True
+        if not self.private:
+            return self.channel is not None and self.channel in rule.channels
+        return (self.user in rule.users or bool(self.channels.intersection(rule.channels))
+                or bool(self.groups.intersection(rule.groups)))
+
+
+def visible_to(metadata: dict[str, Any] | None, audience: Audience) -> bool:
+    """May a document with this metadata be cited for ``audience``?"""
+    return audience.may_see(AccessRule.from_metadata(metadata))

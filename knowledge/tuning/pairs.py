@@ -23,7 +23,8 @@ from sqlalchemy import case, func, select
 
 from knowledge.jsonl import read_objects
 from knowledge.ops import Database, Feedback, Question
-from knowledge.search import PRIVATE_CHANNEL, Store, embedding_text, normalise_whitespace, sha256
+from knowledge.search import Store, embedding_text, normalise_whitespace, sha256
+from knowledge.sources import AccessRule
 
 __all__ = ["Pair", "RawPair", "PairSet", "read_pairs_file", "team_pairs", "resolve_pairs",
            "is_held_out", "split_pairs", "HELD_OUT_SHARE", "SPLIT_SEED"]
@@ -175,7 +176,7 @@ def resolve_pairs(raw: Iterable[RawPair], store: Store,
     docs_by_text: dict[str, set[str]] = {}  # normalised embedded text -> documents holding it
     for row in store.iter_passages():
         text = embedding_text(row.title, row.heading, row.text)
-        private = bool((row.meta or {}).get(PRIVATE_CHANNEL))
+        private = not AccessRule.from_metadata(row.meta).public
         by_doc.setdefault(row.doc_id, []).append((row.chunk_id, text, private))
         by_chunk[row.chunk_id] = (row.doc_id, text)
         docs_by_text.setdefault(_norm(text), set()).add(row.doc_id)

@@ -4,12 +4,13 @@ knowledge base from the command line."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 import click
 
-from .root import echo_skipped, knowledge_base, settings_of
+from .root import echo_skipped, knowledge_base, settings_of, slack_settings_of
 
 __all__ = ["ingest", "ask", "eval_", "stats", "db", "index"]
 
@@ -43,18 +44,52 @@ def ingest(ctx, targets, prune, kind, added_by, progress, follow_links):
 @click.command()
 @click.argument("question")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+@click.option("--channel", default=None, metavar="C…",
+              help="Answer as if asked in this Slack channel: public knowledge and what is "
+                   "restricted to this channel.")
+@click.option("--as", "as_user", default=None, metavar="U…",
+              help="Answer as this person would see it in private (a DM): their channels' and "
+                   "user groups' restricted knowledge too, read from Slack (SLACK_BOT_TOKEN). "
+                   "With --channel, the channel decides: everyone there reads the answer.")
 @click.pass_context
-def ask(ctx, question, as_json):
-    """Answer QUESTION from the knowledge base, with numbered citations."""
+def ask(ctx, question, as_json, channel, as_user):
+    """Answer QUESTION from the knowledge base, with numbered citations.
+
+    By default only public knowledge is used; --channel and --as show what a channel or a
+    person would be answered with.
+    """
     from bot.render_text import render_answer_text
 
     if not question.strip():
         raise click.BadParameter("the question is empty", param_hint="QUESTION")
-    answer = knowledge_base(ctx).ask(question, surface="cli")
+    for value, hint in ((channel, "--channel"), (as_user, "--as")):
+        if value is not None and not re.fullmatch(r"[A-Z][A-Z0-9]{1,30}", value):
+            raise click.BadParameter(f"{value!r} is not a Slack id", param_hint=hint)
+    kb = knowledge_base(ctx)
+    # Asked in a channel, the answer is read by everyone there: the channel decides.
+    audience = _private_audience(ctx, kb, as_user) if as_user and not channel else None
+    answer = kb.ask(question, surface="cli", channel=channel, audience=audience)
     if as_json:
         click.echo(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
     else:
         click.echo(render_answer_text(answer), nl=False)
+
+
+def _private_audience(ctx, kb, user: str):
+    """What ``user`` may see in private, their memberships read from Slack when a bot token
+    is set; without one only rules naming them directly count (and a note says so)."""
+    from knowledge.sources import Audience
+
+    slack = slack_settings_of(ctx)
+    if not slack.bot_token:
+        click.echo("note: no SLACK_BOT_TOKEN, so channel and user-group memberships cannot be "
+                   "read; only knowledge restricted to this person by name is included", err=True)
+        return Audience.person(user)
+    from bot.app import build_client
+    from bot.handlers import DMLBot
+
+    bot = DMLBot(kb=kb, settings=slack)
+    return bot.audience_for(build_client(slack), user)
 
 
 @click.command(name="eval")
