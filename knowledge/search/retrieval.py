@@ -113,7 +113,7 @@ class Retriever:
         self.dense_candidates = dense_candidates
         self.keyword_candidates = keyword_candidates
         # (index generation, [(document key, its access rule)]) of the restricted documents.
-        self._restricted_cache: tuple[str, list[tuple[int, AccessRule]]] | None = None
+        self._restricted_cache: tuple[str, list[tuple[AccessRule, np.ndarray]]] | None = None
         # Learned per-passage score changes (feedback on similar past questions).
         self.adjuster = adjuster
         # Per model version: what puts its confidences on the configured threshold's scale
@@ -166,27 +166,36 @@ class Retriever:
         if snapshot.size == 0:
             return None
         allowed = None if not sources else np.isin(snapshot.doc_keys, self.store.document_keys(sources))
-        hidden = [key for key, rule in self._restricted(snapshot) if not audience.may_see(rule)]
-        if hidden:
-            visible = ~np.isin(snapshot.doc_keys, np.asarray(hidden, dtype=np.int64))
-            allowed = visible if allowed is None else allowed & visible
+        for rule, positions in self._restricted(snapshot):
+            if not audience.may_see(rule):
+                if allowed is None:
+                    allowed = np.ones(snapshot.size, dtype=bool)
+                allowed[positions] = False
         return allowed
 
-    def _restricted(self, snapshot: IndexSnapshot) -> list[tuple[int, AccessRule]]:
-        """The restricted documents' rules, read once per index generation."""
+    def _restricted(self, snapshot: IndexSnapshot) -> list[tuple[AccessRule, np.ndarray]]:
+        """Each access rule in use, with the index positions of the documents it restricts;
+        read once per index generation (a handful of rules, however many documents)."""
         cached = self._restricted_cache
         if cached is None or cached[0] != snapshot.generation:
-            rules = [(key, AccessRule.from_metadata(meta))
-                     for key, meta in self.store.restricted_documents()]
-            cached = self._restricted_cache = (snapshot.generation, rules)
+            by_rule: dict[AccessRule, list[int]] = {}
+            for key, meta in self.store.restricted_documents():
+                by_rule.setdefault(AccessRule.from_metadata(meta), []).append(key)
+            groups = []
+            for rule, keys in by_rule.items():
+                if rule.public:
+                    continue
+                positions = np.flatnonzero(np.isin(snapshot.doc_keys, np.asarray(keys, dtype=np.int64)))
+                groups.append((rule, positions))
+            cached = self._restricted_cache = (snapshot.generation, groups)
         return cached[1]
 
     def restricted_channels(self) -> set[str]:
         """The channels named by some document's access rule (whose membership matters)."""
-        return {c for _, rule in self._restricted(self.index.snapshot()) for c in rule.channels}
+        return {c for rule, _ in self._restricted(self.index.snapshot()) for c in rule.channels}
 
     def restricted_groups(self) -> set[str]:
-        return {g for _, rule in self._restricted(self.index.snapshot()) for g in rule.groups}
+        return {g for rule, _ in self._restricted(self.index.snapshot()) for g in rule.groups}
 
     @staticmethod
     def rare_exact_terms(snapshot: IndexSnapshot, question: str) -> list[str]:
@@ -259,8 +268,10 @@ class Retriever:
             return snapshot.dense.search(vector, wanted)
         import faiss
 
-        # Held here until the search returns: params only points at it.
-        selector = faiss.IDSelectorBatch(np.flatnonzero(allowed).astype(np.int64))
+        # A bitmap of the allowed positions (one bit each): cheaper to build than an id set.
+        # Both are held here until the search returns: params only points at them.
+        bits = np.packbits(allowed, bitorder="little")
+        selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
         params = faiss.SearchParameters()
         params.sel = selector
         return snapshot.dense.search(vector, wanted, params=params)
