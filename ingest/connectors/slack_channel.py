@@ -119,7 +119,8 @@ class SlackChannelSource(Source):
         return Changes(cursor=f"{newest:.6f}", documents=self._documents(active, info), removed=None)
 
     def ids(self) -> set[str]:
-        return {thread_doc_id(self.channel, ts) for ts in self._threads}
+        # A deleted question with replies stays in history as a "tombstone": its thread is gone.
+        return {thread_doc_id(self.channel, ts) for ts, m in self._threads.items() if _by_people(m)}
 
     # -- Slack ----------------------------------------------------------------------------
     @property

@@ -169,17 +169,20 @@ def test_the_next_sync_changes_exactly_what_changed(kb, syncer, stub, busy_chann
     edited.update(text=question(9) + " (for the Spanish model)", edited={"user": "U1", "ts": f"{later}.000200"})
     stub.thread_messages[(CHANNEL, ts(9))][0]["text"] = edited["text"]
     stub.history[CHANNEL] = [m for m in stub.history[CHANNEL] if m["ts"] != ts(11)]
+    # A question deleted after it got replies stays in history as a tombstone.
+    tombstone = next(m for m in stub.history[CHANNEL] if m["ts"] == ts(13))
+    tombstone.update(subtype="tombstone", text="This message was deleted.", user="USLACKBOT")
     calls_before = len(stub.calls_of("conversations.replies"))
     second = syncer.sync("ml-help")
 
     report = second.report
     assert second.error is None
-    assert (report.added, report.updated, report.removed, report.unchanged) == (1, 2, 1, 0)
+    assert (report.added, report.updated, report.removed, report.unchanged) == (1, 2, 2, 0)
     assert report.chunks_embedded == 3  # one passage each for the new and the two changed threads
     read = {c.params["ts"] for c in stub.calls_of("conversations.replies")[calls_before:]}
     assert read == {ts(5), ts(9), ts(3000)}  # only the threads active since the cursor
     after = stored(kb)
-    assert set(after) == set(before) - {doc_id(11)} | {doc_id(3000)}
+    assert set(after) == set(before) - {doc_id(11), doc_id(13)} | {doc_id(3000)}
     assert "Katherine Johnson: Update: we now clip at 0.5" in after[doc_id(5)].text
     assert "(for the Spanish model)" in after[doc_id(9)].text
     assert after[doc_id(5)].meta["updated_at"].startswith("2027-01-15")
