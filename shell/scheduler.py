@@ -66,6 +66,7 @@ class JobContext:
     client: WebClient | None
     digests: DigestService
     leads: Callable[[], bool]  # does scheduled work run in this process right now?
+    experts: tuple[str, ...] = ()  # the designated machine learners (their ✅ verifies a thread)
 
     @property
     def leading(self) -> bool:
@@ -91,11 +92,22 @@ def sync_sources_job(*, context: JobContext | None = None) -> None:
         return
     from ingest import SourceSyncer
 
-    for outcome in SourceSyncer(kb=context.kb).sync_due():
+    for outcome in SourceSyncer(kb=context.kb, connections=_connections(context)).sync_due():
         if outcome.error:
             log.warning("source %s did not sync: %s", outcome.name, outcome.error)
         else:
             log.info("source %s", outcome.summary())
+
+
+def _connections(context: JobContext) -> dict:
+    """Slack channel sources read through this process's Web API client (none: they fail
+    with the reason, recorded on the source)."""
+    if context.client is None:
+        return {}
+    from bot.source_reading import slack_workspace
+
+    client = context.client
+    return {"slack": lambda: slack_workspace(client, experts=context.experts)}
 
 
 def send_draft_reminders_job(*, context: JobContext | None = None) -> None:
@@ -206,16 +218,17 @@ class DMLScheduler:
     def __init__(self, *, kb: KnowledgeBase, client: WebClient,
                  grace: timedelta = timedelta(hours=6), feed_interval: timedelta = timedelta(hours=1),
                  scheduler: BackgroundScheduler | None = None, lease: Lease | None = None,
-                 executor: BaseExecutor | None = None):
+                 executor: BaseExecutor | None = None, experts: tuple[str, ...] = ()):
         """``scheduler`` and ``executor``: an APScheduler and the executor its jobs run on
-        (tests drive them by hand); the jobs get this scheduler's ``context`` either way."""
+        (tests drive them by hand); the jobs get this scheduler's ``context`` either way.
+        ``experts``: the designated machine learners, for synced Slack channels."""
         self.kb = kb
         self.client = client
         self.digests = DigestService(kb=kb, grace=grace)
         self.feed_interval = feed_interval
         self.grace = grace
         self.context = JobContext(kb=kb, client=client, digests=self.digests,
-                                  leads=lambda: self.leading)
+                                  leads=lambda: self.leading, experts=tuple(experts))
         if scheduler is not None:
             scheduler.add_executor(ContextExecutor(self.context, executor), "default")
         self.scheduler = scheduler or self._new_scheduler()

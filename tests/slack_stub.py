@@ -20,10 +20,12 @@ Typical use::
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import itertools
 import json
+import math
 import threading
 import time
 import urllib.error
@@ -116,7 +118,10 @@ class SlackAPIStub:
     Preload `thread_messages[(channel, thread_ts)]`, `history[channel]`, `usergroups[id]`
     `users[id]`, `members[channel]` and `channels[channel]` (fields conversations.info
     answers with, e.g. {"is_member": False}; None: the channel is not found, as a private
-    channel the bot is not in) to shape what reads return. `fail()` injects 429s or 5xxs; a bot token
+    channel the bot is not in) to shape what reads return. History and replies page with
+    Slack's cursors (`limit`, `cursor`, `response_metadata.next_cursor`, `has_more`;
+    history newest first, filtered by `oldest`/`latest`). `fail()` injects 429s or 5xxs;
+    `rate_limit()` answers 429 past a method's tier (calls per window); a bot token
     `xoxb-<status>` (e.g. "xoxb-429") gets that status from every method but auth.test,
     bolt-python's convention, so an App can still start and then hit the error path.
     """
@@ -131,6 +136,8 @@ class SlackAPIStub:
         self.usergroups: dict[str, list[str]] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.members: dict[str, list[str]] = {}
+        self._tiers: dict[str, tuple[int, float]] = {}
+        self._recent: dict[str, list[float]] = {}  # delivered calls' times, per rate-limited method
         # chat.startStream messages by ts: channel, thread, the text so far, stopped or not.
         self.streams: dict[str, dict[str, Any]] = {}
         self.channels: dict[str, dict[str, Any] | None] = {}
@@ -166,9 +173,11 @@ class SlackAPIStub:
             self.history.clear()
             self.usergroups.clear()
             self.users.clear()
+            self.channels.clear()
+            self._tiers.clear()
+            self._recent.clear()
             self.streams.clear()
             self.members.clear()
-            self.channels.clear()
 
     # -- fault injection ---------------------------------------------------
 
@@ -179,7 +188,28 @@ class SlackAPIStub:
         with self._lock:
             self._faults.setdefault(method, []).append(_Fault(status, times, retry_after))
 
+    def rate_limit(self, method: str, calls: int, window: float = 60.0) -> None:
+        """Slack's tiers: past `calls` calls of `method` within `window` seconds, answer 429
+        with the seconds until one frees up as Retry-After (at least 1)."""
+        with self._lock:
+            self._tiers[method] = (calls, window)
+
+    def _tier_fault(self, method: str) -> _Fault | None:
+        if method not in self._tiers:
+            return None
+        calls, window = self._tiers[method]
+        now = time.monotonic()
+        recent = [t for t in self._recent.get(method, []) if now - t < window]
+        self._recent[method] = recent
+        if len(recent) < calls:
+            recent.append(now)
+            return None
+        return _Fault(429, 1, max(1, math.ceil(window - (now - recent[0]))))
+
     def _take_fault(self, method: str) -> _Fault | None:
+        tier = self._tier_fault(method)
+        if tier is not None:
+            return tier
         queue = self._faults.get(method)
         if not queue:
             return None
@@ -290,12 +320,20 @@ class SlackAPIStub:
                     "is_private": channel.startswith("G"), "is_im": channel.startswith("D"),
                     "is_member": True, **(self.channels.get(channel) or {})}}
             case "conversations.replies":
-                messages = self.thread_messages.get((channel, str(p.get("ts", ""))), [])
-                return {"ok": True, "messages": list(messages), "has_more": False,
-                        "response_metadata": {"next_cursor": ""}}
+                if not (self.channels.get(channel) or {}).get("is_member", True):
+                    return {"ok": False, "error": "not_in_channel"}
+                messages = sorted(self.thread_messages.get((channel, str(p.get("ts", ""))), []),
+                                  key=lambda m: float(m["ts"]))
+                return _page(messages, p)
             case "conversations.history":
-                return {"ok": True, "messages": list(self.history.get(channel, [])), "has_more": False,
-                        "response_metadata": {"next_cursor": ""}}
+                if not (self.channels.get(channel) or {}).get("is_member", True):
+                    return {"ok": False, "error": "not_in_channel"}
+                messages = sorted(self.history.get(channel, []), key=lambda m: float(m["ts"]), reverse=True)
+                oldest, latest = float(p.get("oldest") or 0), float(p.get("latest") or "inf")
+                inclusive = str(p.get("inclusive", "")).lower() in ("1", "true")
+                messages = [m for m in messages if (oldest <= float(m["ts"]) <= latest if inclusive
+                                                    else oldest < float(m["ts"]) < latest)]
+                return _page(messages, p)
             case "users.info":
                 uid = p.get("user", "")
                 name = f"user-{uid.lower()}"
@@ -349,6 +387,18 @@ class SlackAPIStub:
                 return {"ok": True, "users": list(self.usergroups.get(p.get("usergroup", ""), []))}
             case _:
                 return {"ok": True}
+
+
+def _page(messages: list[dict[str, Any]], p: dict[str, Any]) -> dict[str, Any]:
+    """One page of `messages` the way Slack pages them: `limit` (default 100, at most
+    1,000) from the opaque `cursor`, and the next cursor while more remain."""
+    start = int(base64.b64decode(p["cursor"]).decode().removeprefix("next:")) if p.get("cursor") else 0
+    limit = min(int(p.get("limit") or 100), 1000)
+    page = messages[start:start + limit]
+    more = start + limit < len(messages)
+    cursor = base64.b64encode(f"next:{start + limit}".encode()).decode() if more else ""
+    return {"ok": True, "messages": [dict(m) for m in page], "has_more": more,
+            "response_metadata": {"next_cursor": cursor}}
 
 
 def _streamed_text(p: dict[str, Any]) -> str:

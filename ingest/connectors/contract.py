@@ -11,7 +11,7 @@ sections, URL, ``updated_at``, author and an ``AccessRule``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,9 +41,15 @@ class Changes:
 class Source(ABC):
     kind: ClassVar[str]
 
-    def __init__(self, *, config: SourceConfig, settings: Settings):
+    def __init__(self, *, config: SourceConfig, settings: Settings, connection: Any = None,
+                 stored: Callable[[str], bool] | None = None):
         self.config = config
         self.settings = settings
+        # What the edge connected this kind to (a Slack workspace's Web API): ingest builds
+        # no clients of its own. None where the edge has none for this kind.
+        self.connection = connection
+        # Does the knowledge base hold a document with this id (another source's, too)?
+        self.stored = stored or (lambda doc_id: False)
 
     @property
     def name(self) -> str:

@@ -1,6 +1,10 @@
-"""The source kinds: one name each (``git``, ``folder``), mapped to its implementation."""
+"""The source kinds: one name each (``git``, ``folder``, ``slack``), mapped to its
+implementation."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from knowledge.errors import DMLError
 from knowledge.settings import Settings
@@ -26,10 +30,12 @@ def source_class(kind: str) -> type[Source]:
         raise DMLError(f"{kind!r} is not a kind of source; known: {', '.join(sorted(SOURCE_KINDS))}") from None
 
 
-def source_for(config: SourceConfig, *, settings: Settings) -> Source:
-    return source_class(config.kind)(config=config, settings=settings)
+def source_for(config: SourceConfig, *, settings: Settings, connection: Any = None,
+               stored: Callable[[str], bool] | None = None) -> Source:
+    return source_class(config.kind)(config=config, settings=settings, connection=connection,
+                                     stored=stored)
 
 
 def _load_builtin() -> None:
     # Imported here: each registers itself, and `dml --help` loads none of them.
-    from . import folder_source, git_repo  # noqa: F401
+    from . import folder_source, git_repo, slack_channel  # noqa: F401

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -41,8 +42,12 @@ class SyncOutcome:
 
 
 class SourceSyncer:
-    def __init__(self, *, kb: KnowledgeBase, progress: bool | None = False, batch_chunks: int = 64):
+    def __init__(self, *, kb: KnowledgeBase, progress: bool | None = False, batch_chunks: int = 64,
+                 connections: Mapping[str, Callable[[], Any]] | None = None):
+        """``connections``: per kind, how to connect to what it reads (``"slack"``: a
+        ``SlackWorkspace``), built by the edge only when a source of that kind syncs."""
         self.kb = kb
+        self.connections = dict(connections or {})
         self.sources = SyncedSources(kb.database)
         self.progress = progress
         self.batch_chunks = batch_chunks  # passages per embedding batch (the Ingestor's)
@@ -59,7 +64,7 @@ class SourceSyncer:
         if self.sources.get(name) is not None:
             raise DMLError(f"a source named {name!r} exists already; choose another --name "
                            "or remove it first")
-        source_for(config, settings=self.kb.settings).check()
+        self._source(config).check()
         return self.sources.add(config)
 
     def remove(self, name: str) -> int:
@@ -67,7 +72,7 @@ class SourceSyncer:
         config = self._config(name)
         gone = self.kb.store.delete(entry.doc_id for entry in self.kb.store.documents_of_source(config.key))
         self.sources.remove(name)
-        source = source_for(config, settings=self.kb.settings)
+        source = source_for(config, settings=self.kb.settings)  # no connection: only its workdir
         shutil.rmtree(source.workdir, ignore_errors=True)
         if gone:
             self.kb.refresh_index()
@@ -104,8 +109,13 @@ class SourceSyncer:
             raise DMLError(f"no source named {name!r} (sources: {known})")
         return config
 
+    def _source(self, config: SourceConfig):
+        connect = self.connections.get(config.kind)
+        return source_for(config, settings=self.kb.settings, connection=connect() if connect else None,
+                          stored=lambda doc_id: self.kb.store.get_document(doc_id) is not None)
+
     def _sync(self, config: SourceConfig, outcome: SyncOutcome) -> None:
-        source = source_for(config, settings=self.kb.settings)
+        source = self._source(config)
         changes = source.changes(config.cursor)
         ingestor = Ingestor(kb=self.kb, progress=self.progress, batch_chunks=self.batch_chunks)
         ingestor.ingest_items(changes.documents, source=config.key, refresh_index=False,

@@ -61,12 +61,12 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _scheduler(kb, client):
+def _scheduler(kb, client, experts=()):
     from knowledge.ops import Lease
     from shell.scheduler import DMLScheduler
 
     lease = Lease(kb.database, "scheduler", ttl=kb.settings.leader_lease)
-    return DMLScheduler(kb=kb, client=client, lease=lease)
+    return DMLScheduler(kb=kb, client=client, lease=lease, experts=tuple(experts))
 
 
 def _serve(ctx, *, http_mode: bool, host: str, port: int, with_scheduler: bool = True) -> None:
@@ -80,7 +80,7 @@ def _serve(ctx, *, http_mode: bool, host: str, port: int, with_scheduler: bool =
     client = build_client(slack, metrics=kb.metrics)
     # Weekly digests and feed polling run in the one process holding the scheduler lease:
     # this one, or another replica, or a `dml scheduler`.
-    scheduler = _scheduler(kb, client).start() if with_scheduler else None
+    scheduler = _scheduler(kb, client, slack.experts).start() if with_scheduler else None
     app = build_app(slack, kb, client=client, scheduler=scheduler)
     _stop_on_signals()
     try:
@@ -118,7 +118,7 @@ def scheduler_command(ctx, host, port):
         raise click.ClickException("SLACK_BOT_TOKEN is not set (digests are posted with it)")
     kb = knowledge_base(ctx)
     kb.warm_up()  # feed polling embeds and indexes; /readyz reports the index loaded
-    scheduler = _scheduler(kb, build_client(slack, metrics=kb.metrics)).start()
+    scheduler = _scheduler(kb, build_client(slack, metrics=kb.metrics), slack.experts).start()
     operations = None
     _stop_on_signals()
     try:

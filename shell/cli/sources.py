@@ -7,15 +7,31 @@ import sys
 
 import click
 
-from .root import echo_skipped, knowledge_base
+from .root import echo_skipped, knowledge_base, slack_settings_of
 
 __all__ = ["sources"]
 
 
 @click.group()
 def sources():
-    """Sources that stay in sync (Git repositories, folders): synced on their interval by
-    the scheduler, or now with `dml sources sync`."""
+    """Sources that stay in sync (Git repositories, folders, Slack channels): synced on
+    their interval by the scheduler, or now with `dml sources sync`."""
+
+
+def _syncer(ctx, **kwargs):
+    """The syncer, able to read Slack (with SLACK_BOT_TOKEN) once a Slack source needs it."""
+    from ingest import SourceSyncer
+
+    def slack():
+        from bot.app import build_client
+        from bot.source_reading import slack_workspace
+
+        settings = slack_settings_of(ctx)
+        if not settings.bot_token:
+            raise click.ClickException("a Slack source is read with the bot's token: set SLACK_BOT_TOKEN")
+        return slack_workspace(build_client(settings), experts=settings.experts)
+
+    return SourceSyncer(kb=knowledge_base(ctx), connections={"slack": slack}, **kwargs)
 
 
 @sources.command("add")
@@ -30,17 +46,16 @@ def sources():
 @click.option("--sync/--no-sync", "sync_now", default=False, help="Sync it once right away.")
 @click.pass_context
 def add(ctx, kind, target, name, branch, include, every, sync_now):
-    """Add a source: `dml sources add git URL_OR_PATH`, `dml sources add folder PATH`.
+    """Add a source: `dml sources add git URL_OR_PATH`, `dml sources add folder PATH`,
+    `dml sources add slack CHANNEL_ID` (the bot must be a member of the channel).
 
     Credentials are never stored: a token in a URL is stripped (set DML_GIT_TOKEN or use
     git's credential helpers instead).
     """
-    from ingest import SourceSyncer
-
     options = {key: value for key, value in (("branch", branch), ("include", list(include))) if value}
-    syncer = SourceSyncer(kb=knowledge_base(ctx))
+    syncer = _syncer(ctx)
     config = syncer.add(kind, target, name=name, options=options, interval_minutes=every)
-    where = config.options.get("url") or config.options.get("path")
+    where = _where(config)
     click.echo(f"added {config.kind} source {config.name!r} ({where}), synced every {every} min")
     if "@" in target and where and "@" not in where:
         click.echo("the credentials in the URL were not stored: set DML_GIT_TOKEN or use a git "
@@ -62,7 +77,7 @@ def list_(ctx):
         return
     counts = store.document_counts()
     for config in configs:
-        where = config.options.get("url") or config.options.get("path") or ""
+        where = _where(config)
         synced = config.last_sync_at.strftime("%Y-%m-%d %H:%M") if config.last_sync_at else "never"
         line = (f"{config.kind:<7} {config.name}  {where}  last sync {synced}, "
                 f"{counts.get(config.name, 0)} documents, every {config.interval_minutes} min")
@@ -77,16 +92,21 @@ def list_(ctx):
 @click.pass_context
 def sync(ctx, name, progress):
     """Sync NAME now (every source when no name is given), from where the last sync ended."""
-    from ingest import SourceSyncer
     from knowledge.sources import SyncedSources
 
     kb = knowledge_base(ctx)
-    syncer = SourceSyncer(kb=kb, progress=progress)
+    syncer = _syncer(ctx, progress=progress)
     names = [name] if name else [c.name for c in SyncedSources(kb.database).all()]
     if not names:
         click.echo("no sources yet: `dml sources add git URL_OR_PATH`")
         return
     _sync(ctx, syncer, names)
+
+
+def _where(config) -> str:
+    options = config.options
+    return options.get("url") or options.get("path") or (f"channel {options['channel']}"
+                                                        if options.get("channel") else "")
 
 
 def _sync(ctx, syncer, names: list[str]) -> None:

@@ -1,5 +1,6 @@
 """deploy/slack-manifest.yml declares exactly what bot/ uses: events, commands, shortcuts,
-and the bot scopes its Web API calls and events need, no more and no fewer."""
+and the bot scopes its Web API calls and events need (and the Web API calls of the Slack
+source in ingest/connectors/, made with the bot's client), no more and no fewer."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from bot import app as bot_app
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "deploy" / "slack-manifest.yml"
 BOT = REPO / "bot"
+# The Slack channel source reads with the bot's token, naming its methods ("users.info").
+CONNECTORS = REPO / "ingest" / "connectors"
 REQUEST_URL = "https://YOUR-HOST/slack/events"
 
 # Bot-token scopes each Web API method needs, from Slack's method reference. Methods that
@@ -34,6 +37,8 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "conversations.info": ("channels:read", "groups:read", "im:read", "mpim:read"),
     "conversations.replies": ("channels:history", "groups:history", "im:history", "mpim:history"),
     "usergroups.users.list": ("usergroups:read",),
+    "conversations.history": ("channels:history", "groups:history"),  # synced channels only
+    "users.info": ("users:read",),
     "views.open": (),  # no scope required (a trigger_id is the permission)
     "views.publish": (),  # no scope required
     "assistant.threads.setStatus": ("assistant:write",),
@@ -113,7 +118,17 @@ def called_methods() -> dict[str, set[str]]:
         for name in names | helpers:
             for method in HELPER_METHODS.get(name, ()):
                 calls.setdefault(method, set()).add(path.name)
+    for path in sorted(CONNECTORS.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in dotted_methods():
+                calls.setdefault(node.value, set()).add(f"ingest/connectors/{path.name}")
     return calls
+
+
+@cache
+def dotted_methods() -> frozenset[str]:
+    """Every Web API method WebClient knows, by its dotted name ("conversations.history")."""
+    return frozenset(m for name in dir(WebClient) if (m := _api_method(name)))
 
 
 @cache

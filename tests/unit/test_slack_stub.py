@@ -185,6 +185,47 @@ def test_reset_forgets_calls_faults_and_data(stub, client):
     assert client.conversations_history(channel="C1")["messages"] == []
 
 
+def test_history_pages_newest_first_with_slacks_cursors(stub, client):
+    stub.history["C1"] = [{"ts": f"{100 + i}.000100", "text": str(i)} for i in range(7)]
+    pages, cursor = [], None
+    while True:
+        page = client.conversations_history(channel="C1", limit=3, cursor=cursor)
+        pages.append([m["text"] for m in page["messages"]])
+        cursor = page["response_metadata"]["next_cursor"]
+        assert page["has_more"] is bool(cursor)
+        if not cursor:
+            break
+    assert pages == [["6", "5", "4"], ["3", "2", "1"], ["0"]]
+    since = client.conversations_history(channel="C1", oldest="104.000100", latest="106.000100")
+    assert [m["text"] for m in since["messages"]] == ["5"]  # both ends exclusive, like Slack
+
+
+def test_replies_page_from_the_parent(stub, client):
+    stub.thread_messages[("C1", "1.0")] = [{"ts": f"1.{i}", "text": str(i)} for i in range(5)]
+    first = client.conversations_replies(channel="C1", ts="1.0", limit=2)
+    rest = client.conversations_replies(channel="C1", ts="1.0", limit=10,
+                                        cursor=first["response_metadata"]["next_cursor"])
+    assert [m["text"] for m in first["messages"] + rest["messages"]] == ["0", "1", "2", "3", "4"]
+    assert first["has_more"] and not rest["has_more"]
+
+
+def test_a_channel_the_bot_is_not_in_refuses_reads(stub, client):
+    stub.channels["C2"] = {"is_member": False}
+    assert client.conversations_info(channel="C2")["channel"]["is_member"] is False
+    with pytest.raises(SlackApiError) as caught:
+        client.conversations_history(channel="C2")
+    assert caught.value.response["error"] == "not_in_channel"
+
+
+def test_tier_limit_answers_429_until_a_call_frees_up(stub, client):
+    stub.rate_limit("conversations.history", calls=2, window=1.0)
+    for _ in range(3):
+        assert client.conversations_history(channel="C1")["ok"]
+    rejected = [c for c in stub.calls_of("conversations.history", include_failed=True) if not c.delivered]
+    assert [c.status for c in rejected] == [429]
+    assert len(stub.calls_of("conversations.history")) == 3
+
+
 # -- signed requests ---------------------------------------------------------
 
 
