@@ -23,6 +23,9 @@ STEPS = [
     ("Embedding backends side by side, MLQuestions", ["embed_backends.py"], "embed_backends"),
     ("Ingest throughput, lil-log", ["ingest_throughput.py"], "ingest_throughput"),
     ("Ask latency at 100,000 passages", ["latency.py"], "latency"),
+    ("Ask latency at 100,000 passages with 30% restricted", ["access_latency.py"], "access_latency"),
+    ("Sources that stay in sync: Git and Slack, first and second sync", ["sources_sync.py"],
+     "sources_sync"),
     ("Slack bot, 50 concurrent mentions", ["slack_load.py"], "slack_load"),
     ("Slack bot, sustained load on one and two replicas", ["replica_load.py"], "replica_load"),
 ]
