@@ -78,8 +78,10 @@ class SourceSyncer:
             self.kb.refresh_index()
         return gone
 
-    def sync(self, name: str, *, now: datetime | None = None) -> SyncOutcome:
-        """Sync one source; a failure is recorded on it (and returned), not raised."""
+    def sync(self, name: str, *, now: datetime | None = None,
+             refresh_index: bool = True) -> SyncOutcome:
+        """Sync one source; a failure is recorded on it (and returned), not raised.
+        ``refresh_index=False``: the caller refreshes the index once after several."""
         config = self._config(name)
         now = now or utcnow()
         outcome = SyncOutcome(name=name)
@@ -92,15 +94,31 @@ class SourceSyncer:
             self.sources.record_sync(name, now=now, error=outcome.error)
         else:
             self.sources.record_sync(name, now=now, cursor=outcome.cursor)
-        report = outcome.report
-        if report.added or report.updated or report.removed or self.kb.index_is_stale():
-            self.kb.refresh_index()
+        if refresh_index:
+            self._refresh_after([outcome])
         return outcome
+
+    def sync_many(self, names: list[str], *, now: datetime | None = None,
+                  each: Callable[[SyncOutcome], object] | None = None) -> list[SyncOutcome]:
+        """Sync these sources one after another, then rebuild the index once (not once a
+        source: twenty channels changed are one rebuild). ``each`` sees every outcome."""
+        outcomes = []
+        for name in names:
+            outcomes.append(self.sync(name, now=now, refresh_index=False))
+            if each is not None:
+                each(outcomes[-1])
+        self._refresh_after(outcomes)
+        return outcomes
 
     def sync_due(self, *, now: datetime | None = None) -> list[SyncOutcome]:
         """Sync every source whose interval has passed since its last sync."""
         now = now or utcnow()
-        return [self.sync(config.name, now=now) for config in self.sources.all() if config.due(now)]
+        return self.sync_many([c.name for c in self.sources.all() if c.due(now)], now=now)
+
+    def _refresh_after(self, outcomes: list[SyncOutcome]) -> None:
+        if any(o.report.added or o.report.updated or o.report.removed for o in outcomes) \
+                or self.kb.index_is_stale():
+            self.kb.refresh_index()
 
     def _config(self, name: str) -> SourceConfig:
         config = self.sources.get(name)

@@ -110,13 +110,12 @@ def _where(config) -> str:
 
 
 def _sync(ctx, syncer, names: list[str]) -> None:
-    failed = 0
-    for name in names:
-        outcome = syncer.sync(name)
+    def report(outcome) -> None:
         echo_skipped(ctx, outcome.report.errors)
         click.echo(outcome.summary())
-        failed += outcome.error is not None
-    if failed:
+
+    outcomes = syncer.sync_many(names, each=report)  # one index rebuild after them all
+    if any(outcome.error is not None for outcome in outcomes):
         sys.exit(1)
 
 
