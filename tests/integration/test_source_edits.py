@@ -12,7 +12,7 @@ from bot.source_listeners import edited_thread
 from bot.source_reading import slack_workspace
 from ingest import SourceSyncer
 from knowledge.settings import SlackSettings
-from knowledge.sources import SyncedSources
+from knowledge.sources import AccessRule, SyncedSources
 from tests.slack_stub import event_callback, message_changed, message_deleted
 
 from .test_sources_slack import Channel, ts
@@ -204,3 +204,20 @@ def test_edited_thread_names_the_thread():
     assert edited_thread(message_deleted(top, channel="C1AB")) == ("C1AB", "1700000000.000100")
     assert edited_thread(message_deleted(top, channel="D1AB")) is None  # a DM is never a source
     assert edited_thread(dict(message_deleted(top, channel="C1AB"), subtype="channel_join")) is None
+
+
+def test_an_edit_in_a_private_source_channel_keeps_it_private(bot):
+    private = Channel(bot.api, "G0777")
+    private.thread(1, "What is the holdout plan for the churn relaunch?",
+                   [("U2", "We hold out the last two weeks, stratified by region.")])
+    syncer(bot).add("slack", "G0777", name="secret")
+    syncer(bot).sync("secret")
+    reply = bot.api.thread_messages[("G0777", ts(1))][1]
+    previous = dict(reply)
+    reply["text"] = "We hold out the last three weeks, stratified by region and plan."
+
+    assert bot.post(event_callback(message_changed(reply, previous_message=previous, channel="G0777",
+                                                   channel_type="group"))).status == 200
+    document = bot.kb.store.get_document(f"slack-thread:G0777:{ts(1)}")
+    assert "last three weeks" in document.text
+    assert AccessRule.from_metadata(document.meta) == AccessRule(channels=("G0777",))
