@@ -2,7 +2,8 @@
 
 Each feature's listeners live in a module of their own with a ``register(app, deps)``
 (``ask_listeners``, ``assistant_listeners``, ``config_listeners``, ``feedback_listeners``,
-``curation_listeners``, ``digest_listeners``, ``draft_listeners``, ``home_listeners``); this
+``curation_listeners``, ``digest_listeners``, ``draft_listeners``, ``home_listeners``,
+``source_listeners``); this
 module wires them, the request middleware and the error handler, and returns a typed
 ``DMLApp``.
 
@@ -40,6 +41,7 @@ from . import digest_listeners as digests_feature
 from . import draft_listeners as drafts_feature
 from . import feedback_listeners as feedback
 from . import home_listeners as home
+from . import source_listeners as synced_sources
 from .digest_commands import DigestCommands, DigestScheduler
 from .drafts import DraftFlows
 from .handlers import APOLOGY, DMLBot
@@ -138,10 +140,11 @@ class DMLApp:
 
 
 # Registration order matters where listeners share an event: Bolt runs the first whose
-# matchers accept it (drafts' review-thread replies and watched channels' new questions
-# before asking's generic message). The assistant panel comes first: Bolt's Assistant
-# middleware takes the panel's events.
-FEATURES = (assistant_panel, drafts_feature, watching, asking, feedback, curation, digests_feature, home)
+# matchers accept it (drafts' review-thread replies, watched channels' new questions and
+# synced channels' edits and deletions before asking's generic message). The assistant panel
+# comes first: Bolt's Assistant middleware takes the panel's events.
+FEATURES = (assistant_panel, drafts_feature, watching, synced_sources, asking, feedback, curation,
+            digests_feature, home)
 
 
 def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient | None = None,

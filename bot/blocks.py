@@ -13,6 +13,7 @@ from slack_sdk.models.blocks import ContextActionsBlock, FeedbackButtonsElement
 
 from knowledge.channels import ChannelConfig
 from knowledge.search import REASONS, Answer, Citation, Quote
+from knowledge.sources import SourceConfig, redact_credentials
 
 __all__ = [
     "MAX_BLOCKS", "MAX_SECTION", "escape", "age", "answer_message", "handoff_message",
@@ -246,12 +247,30 @@ def _channels_sections(channels: Sequence[ChannelConfig], min_confidence: float)
     return sections
 
 
+def failing_source_line(source: SourceConfig, now: datetime | None = None) -> str:
+    """One failing source: its name and kind, since when, the error (credentials out)."""
+    since = source.failing_since or source.last_sync_at
+    when = f", failing since {since:%Y-%m-%d %H:%M} UTC ({age(since, now)})" if since else ""
+    error = " ".join(redact_credentials(source.last_error or "").split())
+    return f"• *{escape(source.name)}* ({escape(source.kind)}){when}: {escape(error)[:300]}"
+
+
+def _failing_sources_sections(sources: Sequence[SourceConfig], now: datetime | None) -> list[dict]:
+    if not sources:
+        return []
+    lines = [failing_source_line(s, now) for s in sources[:20]]
+    more = f"\n…and {len(sources) - 20} more (`dml sources list`)" if len(sources) > 20 else ""
+    heading = "*Sources that failed to sync* (`dml sources sync NAME` to retry)"
+    return [_section(part) for part in split_text(heading + "\n" + "\n".join(lines) + more)]
+
+
 def home_view(*, documents: int, passages: int, recent: Sequence[tuple[str, str | None, datetime | None]],
               unanswered: Sequence[str], drafts: Sequence[tuple[str, int, int]] = (),
               channels: Sequence[ChannelConfig] = (), min_confidence: float = 0.0,
-              now: datetime | None = None) -> dict:
+              failing_sources: Sequence[SourceConfig] = (), now: datetime | None = None) -> dict:
     """The App Home tab: size, recently added, the viewer's open questions, the channels
-    with settings of their own (``min_confidence``: the global threshold), commands."""
+    with settings of their own (``min_confidence``: the global threshold), the synced
+    sources failing now (given only to the designated machine learners), commands."""
     blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": "DML, your designated machine learner"}},
         _section(f"The knowledge base holds *{documents}* documents in *{passages}* passages."),
@@ -270,6 +289,7 @@ def home_view(*, documents: int, passages: int, recent: Sequence[tuple[str, str 
                  for title, version, pending in drafts[:10]]
         blocks.append(_section("*Your drafts out for review*\n" + "\n".join(lines)))
     blocks.extend(_channels_sections(channels, min_confidence))
+    blocks.extend(_failing_sources_sections(failing_sources, now))
     blocks.append({"type": "divider"})
     blocks.append(_section("*Commands*\n" + "\n".join(f"{c} — {d}" for c, d in COMMANDS)))
     return {"type": "home", "blocks": blocks[:MAX_BLOCKS]}

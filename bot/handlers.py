@@ -20,7 +20,7 @@ from knowledge.errors import DMLError
 from knowledge.kb import KnowledgeBase
 from knowledge.search import PRIVATE_CHANNEL
 from knowledge.settings import SlackSettings
-from knowledge.sources import Audience
+from knowledge.sources import Audience, SyncedSources
 
 from . import blocks as ui
 
@@ -405,17 +405,21 @@ class DMLBot:
         waiting = [q.text for q in self.kb.questions.unanswered(asker=user, limit=10)]
         drafts = [(d.title, d.version, self.kb.drafts.pending_count(d.id))
                   for d in self.kb.drafts.of_author(user)[:10]]
+        expert = client is not None and user in self.expert_users(client)
+        # The designated machine learners see every source failing now, each time they look
+        # (the digest reports a failure once).
+        failing = SyncedSources(self.kb.database).failing_now() if expert else []
         return ui.home_view(documents=stats.documents, passages=stats.chunks, recent=recent,
                             unanswered=waiting, drafts=drafts,
-                            channels=self._home_channels(user, client),
-                            min_confidence=self.kb.settings.min_confidence)
+                            channels=self._home_channels(client, expert=expert),
+                            min_confidence=self.kb.settings.min_confidence, failing_sources=failing)
 
-    def _home_channels(self, user: str, client: WebClient | None) -> list[ChannelConfig]:
+    def _home_channels(self, client: WebClient | None, *, expert: bool) -> list[ChannelConfig]:
         """The channels the Home tab lists: to the designated machine learners, every channel
         with settings of its own; to everyone else, the public channels DML watches."""
         if client is None:
             return []
-        if user in self.expert_users(client):
+        if expert:
             return self.kb.channel_configs.all()
         return [c for c in self.kb.channel_configs.watched() if not self.is_private(client, c.channel)]
 

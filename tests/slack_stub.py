@@ -120,7 +120,9 @@ class SlackAPIStub:
     answers with, e.g. {"is_member": False}; None: the channel is not found, as a private
     channel the bot is not in) to shape what reads return. History and replies page with
     Slack's cursors (`limit`, `cursor`, `response_metadata.next_cursor`, `has_more`;
-    history newest first, filtered by `oldest`/`latest`). `fail()` injects 429s or 5xxs;
+    history newest first, filtered by `oldest`/`latest`; in a channel with a preloaded
+    history, replies to a message without a thread are that message, and to no message
+    `thread_not_found`). `fail()` injects 429s or 5xxs;
     `rate_limit()` answers 429 past a method's tier (calls per window); a bot token
     `xoxb-<status>` (e.g. "xoxb-429") gets that status from every method but auth.test,
     bolt-python's convention, so an App can still start and then hit the error path.
@@ -322,9 +324,14 @@ class SlackAPIStub:
             case "conversations.replies":
                 if not (self.channels.get(channel) or {}).get("is_member", True):
                     return {"ok": False, "error": "not_in_channel"}
-                messages = sorted(self.thread_messages.get((channel, str(p.get("ts", ""))), []),
-                                  key=lambda m: float(m["ts"]))
-                return _page(messages, p)
+                ts = str(p.get("ts", ""))
+                messages = self.thread_messages.get((channel, ts))
+                if messages is None and channel in self.history:
+                    # As Slack: a message without replies is a thread of one; no message, no thread.
+                    messages = [m for m in self.history[channel] if m.get("ts") == ts]
+                    if not messages:
+                        return {"ok": False, "error": "thread_not_found"}
+                return _page(sorted(messages or [], key=lambda m: float(m["ts"])), p)
             case "conversations.history":
                 if not (self.channels.get(channel) or {}).get("is_member", True):
                     return {"ok": False, "error": "not_in_channel"}
@@ -679,6 +686,27 @@ def thread_message(text: str, *, thread_ts: str, user: str = "U1", channel: str 
     event = _user_message("message", text, user=user, channel=channel, ts=ts, thread_ts=thread_ts)
     event.update(channel_type=channel_type, parent_user_id=parent_user_id)
     return event
+
+
+def message_changed(message: dict[str, Any], *, previous_message: dict[str, Any] | None = None,
+                    channel: str = "C1", channel_type: str = "channel") -> dict[str, Any]:
+    """Someone edited a message (message.channels): Slack's hidden ``message_changed`` event,
+    with the message as it is now (``thread_ts`` when it is in a thread) and as it was."""
+    ts = _new_ts()
+    now = {"type": "message", **message, "edited": {"user": message.get("user"), "ts": ts}}
+    return {"type": "message", "subtype": "message_changed", "hidden": True, "channel": channel,
+            "channel_type": channel_type, "ts": ts, "event_ts": ts, "message": now,
+            "previous_message": previous_message or {"type": "message", **message}}
+
+
+def message_deleted(previous_message: dict[str, Any], *, channel: str = "C1",
+                    channel_type: str = "channel") -> dict[str, Any]:
+    """Someone deleted a message (message.channels): ``deleted_ts`` names it,
+    ``previous_message`` is what it was (``thread_ts`` when it was in a thread)."""
+    ts = _new_ts()
+    return {"type": "message", "subtype": "message_deleted", "hidden": True, "channel": channel,
+            "channel_type": channel_type, "ts": ts, "event_ts": ts,
+            "deleted_ts": previous_message.get("ts"), "previous_message": previous_message}
 
 
 def assistant_thread_started(*, user: str = "U1", channel: str = "D1",

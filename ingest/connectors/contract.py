@@ -5,14 +5,16 @@ A ``Source`` is built from its stored ``SourceConfig``. ``changes(cursor)`` brin
 documents new or changed since ``cursor`` (all of them when it is None or unusable), the
 ids removed since, and the cursor to store once they are all in; ``ids()`` lists every id
 it still has, so a full listing finds deletions. Each document carries a stable id, title,
-sections, URL, ``updated_at``, author and an ``AccessRule``.
+sections, URL, ``updated_at``, author and an ``AccessRule``. A kind that can read one
+document on its own (a Slack thread) also ``refresh``es given ids as they are now, for an
+edit or a deletion seen as it happens, between syncs.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,7 +25,7 @@ from knowledge.sources import AccessRule, SourceConfig
 
 from ..documents import SourceDocument
 
-__all__ = ["Source", "Changes", "SourceItem", "stamp"]
+__all__ = ["Source", "Changes", "Refreshed", "SourceItem", "stamp"]
 
 # A document, or why one could not be read, with where it came from (a file in a commit).
 SourceItem = tuple[str, SourceDocument | SourceError]
@@ -36,6 +38,14 @@ class Changes:
     # Ids gone since the cursor given; None: ``documents`` is a full listing, and whatever
     # the source stored that it no longer has (``Source.ids``) is gone.
     removed: list[str] | None
+
+
+@dataclass
+class Refreshed:
+    """Some documents read again between syncs: those still there, and the ids gone."""
+
+    documents: list[SourceItem] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
 
 
 class Source(ABC):
@@ -77,6 +87,12 @@ class Source(ABC):
     @abstractmethod
     def ids(self) -> set[str]:
         """Every document id the source has now (after ``changes``), to find deletions."""
+
+    def refresh(self, ids: Iterable[str]) -> Refreshed:
+        """Read just these documents again, as they are now; the cursor does not move (the
+        next sync reads from where the last one stopped). ``SourceError`` for a kind that
+        cannot read one document on its own: its next sync picks the change up."""
+        raise SourceError(self.name, f"a {self.kind} source cannot read one document on its own")
 
     @property
     def access(self) -> AccessRule:

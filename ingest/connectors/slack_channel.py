@@ -7,13 +7,14 @@ slack_sdk, so the shell builds the client, with its 429 ``Retry-After`` handling
 it in). Each sync pages through the whole history once, which is how it finds the threads
 that are gone (``ids``) and the old threads with new replies (their ``latest_reply``); only
 the threads active since the cursor are read again with ``conversations.replies``.
+``refresh`` reads given threads again between syncs (the bot saw one edited or deleted).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +24,7 @@ from knowledge.sources import AccessRule
 
 from ..chunking import Section
 from ..documents import SourceDocument
-from .contract import Changes, Source, SourceItem, stamp
+from .contract import Changes, Refreshed, Source, SourceItem, stamp
 from .registry import register
 
 __all__ = ["SlackChannelSource", "SlackWorkspace", "thread_doc_id"]
@@ -56,6 +57,10 @@ class SlackWorkspace:
 
 class SlackSourceError(SourceError):
     """Slack refused (not a member, a missing scope, no such channel): says which and why."""
+
+
+class ThreadGone(SlackSourceError):
+    """The thread asked for is not there (any more)."""
 
 
 def thread_doc_id(channel: str, ts: str) -> str:
@@ -122,6 +127,33 @@ class SlackChannelSource(Source):
         # A deleted question with replies stays in history as a "tombstone": its thread is gone.
         return {thread_doc_id(self.channel, ts) for ts, m in self._threads.items() if _by_people(m)}
 
+    def refresh(self, ids: Iterable[str]) -> Refreshed:
+        """These threads as they are now: read again, or gone (deleted, a tombstone, too short)."""
+        prefix = thread_doc_id(self.channel, "")
+        wanted = sorted({i.removeprefix(prefix) for i in ids if i.startswith(prefix)}, key=_ts)
+        refreshed = Refreshed()
+        if not wanted:
+            return refreshed
+        private, access, label = self._audience(self._info())
+        self._names, self._expert_ids = {}, None
+        for ts in wanted:
+            try:
+                thread = list(self._pages("conversations.replies", channel=self.channel, ts=ts))
+            except ThreadGone:
+                thread = []
+            top = next((m for m in thread if m.get("ts") == ts), None)
+            try:
+                document = None if top is None else self._thread(
+                    top, label=label, private=private, access=access, thread=thread)
+            except SourceError as exc:
+                refreshed.documents.append((f"{label} thread {ts}", exc))
+                continue
+            if document is not None:
+                refreshed.documents.append((f"{label} thread {ts}", document))
+            else:
+                refreshed.removed.append(thread_doc_id(self.channel, ts))
+        return refreshed
+
     # -- Slack ----------------------------------------------------------------------------
     @property
     def workspace(self) -> SlackWorkspace:
@@ -137,6 +169,8 @@ class SlackChannelSource(Source):
         if error == "not_in_channel":
             raise SlackSourceError(f"#{self.channel}", "DML is not a member of this channel: "
                                    "invite @DML to the channel first")
+        if error == "thread_not_found":
+            raise ThreadGone(f"#{self.channel}", f"{method}: no thread {params.get('ts')}")
         if error == "missing_scope":
             raise SlackSourceError(f"#{self.channel}", f"{method} needs the {answer.get('needed')} "
                                    "scope: add it to the Slack app and reinstall it")
@@ -185,10 +219,14 @@ class SlackChannelSource(Source):
         return self._expert_ids
 
     # -- documents ------------------------------------------------------------------------
-    def _documents(self, active: list[dict[str, Any]], info: Mapping[str, Any]) -> Iterator[SourceItem]:
+    def _audience(self, info: Mapping[str, Any]) -> tuple[bool, AccessRule, str]:
+        """(private or not, who may see its threads, how it is named) of the channel."""
         private = bool(info.get("is_private"))
         access = AccessRule(channels=(self.channel,)) if private else self.access
-        label = f"#{info.get('name') or self.channel}"
+        return private, access, f"#{info.get('name') or self.channel}"
+
+    def _documents(self, active: list[dict[str, Any]], info: Mapping[str, Any]) -> Iterator[SourceItem]:
+        private, access, label = self._audience(info)
         for top in active:
             where = f"{label} thread {top['ts']}"
             try:
@@ -199,12 +237,15 @@ class SlackChannelSource(Source):
             if document is not None:
                 yield where, document
 
-    def _thread(self, top: dict[str, Any], *, label: str, private: bool,
-                access: AccessRule) -> SourceDocument | None:
+    def _thread(self, top: dict[str, Any], *, label: str, private: bool, access: AccessRule,
+                thread: list[dict[str, Any]] | None = None) -> SourceDocument | None:
+        """The thread under ``top`` as one document (None: nothing worth keeping); its
+        messages are read unless given (``thread``)."""
         ts = top["ts"]
-        thread = [top]
-        if top.get("reply_count"):
-            thread = list(self._pages("conversations.replies", channel=self.channel, ts=ts)) or thread
+        if thread is None:
+            thread = [top]
+            if top.get("reply_count"):
+                thread = list(self._pages("conversations.replies", channel=self.channel, ts=ts)) or thread
         question = next((m for m in thread if m.get("ts") == ts), top)
         replies = [m for m in thread if m.get("ts") != ts and _by_people(m)]
         if not _by_people(question) or (not replies and len(question["text"].strip()) < LONG_MESSAGE):

@@ -4,13 +4,16 @@ its deletions out, and the new cursor stored only once all of it is in.
 An interrupted sync (an error, ``kill -9``) leaves its cursor where the last finished one
 put it: the next starts from there, and what was already stored is unchanged by content
 hash, so it is neither stored twice nor embedded again.
+
+Between syncs, ``refresh`` reads just some documents of a source again (a Slack thread the
+bot saw edited or deleted): stored or removed at once, the cursor left where it was.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -109,6 +112,26 @@ class SourceSyncer:
                 each(outcomes[-1])
         self._refresh_after(outcomes)
         return outcomes
+
+    def refresh(self, name: str, ids: Iterable[str]) -> SyncOutcome:
+        """Read these documents of source ``name`` again, now: updated, added or removed.
+        The cursor and the last sync's outcome stay as they were; a failure is returned (the
+        next sync will find the change, or report the source failing), not raised."""
+        config = self._config(name)
+        outcome = SyncOutcome(name=name)
+        try:
+            refreshed = self._source(config).refresh(list(ids))
+            Ingestor(kb=self.kb, progress=False, batch_chunks=self.batch_chunks).ingest_items(
+                refreshed.documents, source=config.key, refresh_index=False, report=outcome.report)
+            stored = {entry.doc_id for entry in self.kb.store.documents_of_source(config.key)}
+            outcome.report.removed += self.kb.store.delete(sorted(stored & set(refreshed.removed)))
+        except Exception as exc:
+            if not isinstance(exc, DMLError):
+                log.exception("refreshing documents of source %s failed", name)
+            outcome.error = redact_credentials(str(exc))
+        if outcome.report.added or outcome.report.updated or outcome.report.removed:
+            self.kb.refresh_index()
+        return outcome
 
     def sync_due(self, *, now: datetime | None = None) -> list[SyncOutcome]:
         """Sync every source whose interval has passed since its last sync."""

@@ -338,6 +338,8 @@ class SyncedSource(Base):
     interval_minutes: Mapped[int] = mapped_column(Integer, default=60)
     last_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # When the failure in last_error began (a continuing one keeps its first date).
+    failing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # A failing source is reported once (in one digest), not on every sync.
     error_reported: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

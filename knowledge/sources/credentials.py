@@ -10,6 +10,10 @@ from urllib.parse import urlsplit, urlunsplit
 __all__ = ["strip_credentials", "redact_credentials"]
 
 _IN_TEXT = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
+# Tokens by their well-known shapes (Slack, GitHub, GitLab) and after "Bearer" / "token=".
+_TOKENS = re.compile(r"\b(?:xox[abeoprs]-[A-Za-z0-9-]{6,}|gh[opsur]_[A-Za-z0-9]{20,}"
+                     r"|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{16,})"
+                     r"|(?<=\bBearer )[^\s'\"]{8,}|(?<=\btoken=)[^\s&'\"]{8,}", re.I)
 
 
 def strip_credentials(url: str) -> tuple[str, bool]:
@@ -33,5 +37,6 @@ def strip_credentials(url: str) -> tuple[str, bool]:
 
 
 def redact_credentials(text: str) -> str:
-    """``text`` (a message from git) with every URL's user name and password taken out."""
-    return _IN_TEXT.sub(r"\1", text)
+    """``text`` (a message from git, Slack, an HTTP client) with every URL's user name and
+    password taken out, and tokens of well-known shapes replaced by ``[redacted]``."""
+    return _TOKENS.sub("[redacted]", _IN_TEXT.sub(r"\1", text))

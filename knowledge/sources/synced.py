@@ -33,6 +33,7 @@ class SourceConfig:
     interval_minutes: int = 60
     last_sync_at: datetime | None = None
     last_error: str | None = None
+    failing_since: datetime | None = None  # when the failure in last_error began
     error_reported: bool = False
     created_at: datetime | None = None
 
@@ -51,6 +52,7 @@ def _config(row: SyncedSource) -> SourceConfig:
     return SourceConfig(name=row.name, kind=row.kind, options=dict(row.options or {}),
                         cursor=row.cursor, interval_minutes=row.interval_minutes,
                         last_sync_at=row.last_sync_at, last_error=row.last_error,
+                        failing_since=row.failing_since,
                         error_reported=row.error_reported, created_at=row.created_at)
 
 
@@ -106,12 +108,19 @@ class SyncedSources:
             row.last_sync_at = now
             if error is None:
                 row.cursor = cursor
-                row.last_error, row.error_reported = None, False
+                row.last_error, row.error_reported, row.failing_since = None, False, None
             elif row.last_error is None:
                 # A new failure: report it once. A continuing one stays reported.
-                row.last_error, row.error_reported = error[:MAX_ERROR], False
+                row.last_error, row.error_reported, row.failing_since = error[:MAX_ERROR], False, now
             else:
                 row.last_error = error[:MAX_ERROR]
+
+    def failing_now(self) -> list[SourceConfig]:
+        """Every source whose last sync failed, reported or not (what the App Home shows)."""
+        with self.database.session() as session:
+            return [_config(r) for r in session.scalars(
+                select(SyncedSource).where(SyncedSource.last_error.is_not(None))
+                .order_by(SyncedSource.name))]
 
     def failing(self) -> list[tuple[str, str]]:
         """(name, error) of the sources failing and not yet reported."""

@@ -11,7 +11,7 @@ def _url(settings):
     return settings.sqlalchemy_url
 
 
-HEAD = "0006"
+HEAD = "0007"
 
 # Rows a team would have at each revision, written with that revision's own columns.
 POPULATE = {

@@ -147,8 +147,13 @@ def decorated_listeners() -> dict[str, set[str]]:
                 found.setdefault("event", set()).add(ASSISTANT_EVENTS[decorator.attr])
             if (isinstance(decorator, ast.Call) and isinstance(decorator.func, ast.Attribute)
                     and isinstance(decorator.func.value, ast.Name) and decorator.func.value.id == "app"
-                    and decorator.args and isinstance(decorator.args[0], ast.Constant)):
-                found.setdefault(decorator.func.attr, set()).add(decorator.args[0].value)
+                    and decorator.args):
+                constraint = decorator.args[0]
+                if isinstance(constraint, ast.Dict):  # @app.event({"type": "message", "subtype": …})
+                    constraint = next(v for k, v in zip(constraint.keys, constraint.values, strict=True)
+                                      if isinstance(k, ast.Constant) and k.value == "type")
+                if isinstance(constraint, ast.Constant):
+                    found.setdefault(decorator.func.attr, set()).add(constraint.value)
     return found
 
 

@@ -88,7 +88,10 @@ def test_reads_return_preloaded_data(stub, client):
 
     assert [m["text"] for m in client.conversations_replies(channel="C1", ts="1.0")["messages"]] \
         == ["question", "answer"]
-    assert client.conversations_replies(channel="C1", ts="9.9")["messages"] == []
+    assert client.conversations_replies(channel="C1", ts="2.0")["messages"] == [{"ts": "2.0", "text": "hello"}]
+    with pytest.raises(SlackApiError, match="thread_not_found"):
+        client.conversations_replies(channel="C1", ts="9.9")  # no such message in C1's history
+    assert client.conversations_replies(channel="C7", ts="9.9")["messages"] == []  # no history preloaded
     assert client.conversations_history(channel="C1")["messages"][0]["text"] == "hello"
     assert client.usergroups_users_list(usergroup="S1")["users"] == ["U1", "U2"]
     assert client.users_info(user="U7")["user"]["id"] == "U7"

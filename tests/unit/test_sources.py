@@ -34,6 +34,18 @@ def test_credentials_are_redacted_from_messages():
     assert redact_credentials(message) == "fatal: unable to access 'https://github.com/o/r.git/': 403"
 
 
+@pytest.mark.parametrize("message,shown", [
+    ("invalid_auth for xoxb-1234567890-abcdefGHIJ", "invalid_auth for [redacted]"),
+    ("push refused (ghp_abcdefghijklmnopqrstuvwxyz0123456789)", "push refused ([redacted])"),
+    ("401 with glpat-abcdefghij0123456789", "401 with [redacted]"),
+    ("header Authorization: Bearer s3cr3t-value-xyz failed", "header Authorization: Bearer [redacted] failed"),
+    ("GET /api?token=abcdefgh12345&page=2", "GET /api?token=[redacted]&page=2"),
+    ("channel_not_found in #ml-help (xox is not a token)", "channel_not_found in #ml-help (xox is not a token)"),
+])
+def test_tokens_are_redacted_from_messages(message, shown):
+    assert redact_credentials(message) == shown
+
+
 @pytest.mark.parametrize("remote,link", [
     ("https://github.com/o/r.git", f"https://github.com/o/r/blob/{SHA}/docs/a%20b.md"),
     ("git@github.com:o/r.git", f"https://github.com/o/r/blob/{SHA}/docs/a%20b.md"),
