@@ -12,7 +12,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -360,21 +360,31 @@ def load_file(path: Path) -> SourceDocument:
 def load_bytes(data: bytes, name: str, where: str) -> SourceDocument:
     """A document from a file's bytes, read the way its name's suffix says (a file in a Git
     commit is read without being written out); ``where`` names it in errors."""
-    suffix = Path(name).suffix.lower()
     fallback = Path(name).stem.replace("-", " ").replace("_", " ").strip() or name
-    if suffix in PDF:
-        if not data.strip():
-            raise SourceError(where, "is empty")
-        document = parse_pdf(data, where, fallback_title=fallback)
-    else:
-        text = decode_text(data, where)
-        if suffix in MARKDOWN:
-            document = parse_markdown(text, where, fallback_title=fallback)
-        elif suffix in HTML:
-            document = parse_html(text, where, fallback_title=fallback)
-        else:
-            document = parse_text(text, where, fallback_title=fallback)
-    return document
+    parse = PARSERS.get(Path(name).suffix.lower(), _plain_text)
+    return parse(data, where, fallback)
+
+
+def _pdf(data: bytes, where: str, fallback: str) -> SourceDocument:
+    if not data.strip():
+        raise SourceError(where, "is empty")
+    return parse_pdf(data, where, fallback_title=fallback)
+
+
+def _decoded(parse: Callable[..., SourceDocument]) -> Callable[[bytes, str, str], SourceDocument]:
+    def read(data: bytes, where: str, fallback: str) -> SourceDocument:
+        return parse(decode_text(data, where), where, fallback_title=fallback)
+    return read
+
+
+_plain_text = _decoded(parse_text)
+# One registry, suffix -> reader (bytes, where, fallback title); anything else is text.
+PARSERS: dict[str, Callable[[bytes, str, str], SourceDocument]] = {
+    **{suffix: _pdf for suffix in PDF},
+    **{suffix: _decoded(parse_markdown) for suffix in MARKDOWN},
+    **{suffix: _decoded(parse_html) for suffix in HTML},
+    **{suffix: _plain_text for suffix in TEXT},
+}
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, SourceDocument | SourceError]]:
