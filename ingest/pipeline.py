@@ -92,6 +92,19 @@ class _Flush:
     vectors: Future | None
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """What one run gives every document it reads (a kind, who added it, metadata such as a
+    curator's note) and how it reads (links out of a folder, pruning): passed down with the
+    run, never kept on the ``Ingestor``."""
+
+    kind: str | None = None
+    added_by: str | None = None
+    metadata: dict = field(default_factory=dict)
+    follow_links: bool = False
+    prune: bool = False
+
+
 class Ingestor:
     def __init__(self, *, kb: KnowledgeBase, fetcher: Fetcher | None = None,
                  progress: bool | None = None, batch_chunks: int = 64, overlap: bool = True):
@@ -106,8 +119,6 @@ class Ingestor:
         # None: a progress bar only when attached to a terminal.
         self.progress = progress
         self.batch_chunks = batch_chunks
-        self._extra_metadata: dict = {}
-        self._follow_links = False
 
     # -- entry points -----------------------------------------------------------------
     def run(self, targets: Iterable[str], *, prune: bool = False, kind: str | None = None,
@@ -117,12 +128,12 @@ class Ingestor:
         ``follow_links``: follow links out of a folder (by default they are reported)."""
         report = IngestReport()
         started = time.perf_counter()
-        self._extra_metadata = dict(metadata or {})
-        self._follow_links = follow_links
+        options = RunOptions(kind=kind, added_by=added_by, metadata=dict(metadata or {}),
+                             follow_links=follow_links, prune=prune)
         with self._counted(report):
             for target in targets:
                 try:
-                    self._run_target(str(target), report, prune=prune, kind=kind, added_by=added_by)
+                    self._run_target(str(target), report, options)
                 except SourceError as exc:
                     self._problem(report, str(exc))
             if refresh_index and (report.added or report.updated or report.removed
@@ -146,8 +157,8 @@ class Ingestor:
         report = report if report is not None else IngestReport()
         started = time.perf_counter()
         with self._counted(report):
-            self._ingest_stream(items, report, source=source, added_by=added_by, total=None,
-                                label=source)
+            self._ingest_stream(items, report, source=source, options=RunOptions(added_by=added_by),
+                                total=None, label=source)
             if refresh_index and (report.added or report.updated):
                 self.kb.refresh_index()
         report.seconds = time.perf_counter() - started
@@ -181,10 +192,10 @@ class Ingestor:
                              failed=len(report.errors))
 
     # -- targets ----------------------------------------------------------------------
-    def _run_target(self, target: str, report: IngestReport, *, prune: bool,
-                    kind: str | None, added_by: str | None) -> None:
+    def _run_target(self, target: str, report: IngestReport, options: RunOptions) -> None:
+        kind, prune = options.kind, options.prune
         if target.startswith(("http://", "https://")) or "://" in target[:12]:
-            self._run_url(target, report, kind=kind, added_by=added_by)
+            self._run_url(target, report, options)
             return
         path = Path(target).expanduser()
         if not path.exists():
@@ -194,7 +205,7 @@ class Ingestor:
             # Anything but a folder: a dangling link or a FIFO named like a document is
             # reported (and what it stored is kept), not silently passed over. A link out of
             # the folder is reported too, and what it stored is pruned: it is refused.
-            entries = folder_files(resolved, SUPPORTED_SUFFIXES, follow_links=self._follow_links)
+            entries = folder_files(resolved, SUPPORTED_SUFFIXES, follow_links=options.follow_links)
             refused = {str(f) for f, error in entries if error is not None}
             files = [f for f, error in entries if error is None]
             source = str(resolved)
@@ -203,8 +214,7 @@ class Ingestor:
                 jsonl_source = f"{source}#{file.relative_to(resolved)}"
                 jsonl_sources.add(jsonl_source)
                 try:
-                    self._run_jsonl(file, report, source=jsonl_source, prune=prune, kind=kind,
-                                    added_by=added_by)
+                    self._run_jsonl(file, report, source=jsonl_source, options=options)
                 except SourceError as exc:  # one unreadable file does not stop the folder
                     self._problem(report, str(exc))
             plain = [(f, error) for f, error in entries if error is not None or f.suffix.lower() not in JSONL]
@@ -223,7 +233,7 @@ class Ingestor:
                         loaded[item.doc_id] = str(where)
                     yield where, item
 
-            self._ingest_stream(tracked(), report, source=source, added_by=added_by,
+            self._ingest_stream(tracked(), report, source=source, options=options,
                                 total=len(plain), label=str(path))
             if prune:
                 # Gone: documents of deleted files, and old ids of files whose front-matter
@@ -234,11 +244,10 @@ class Ingestor:
                     if gone not in jsonl_sources:  # a JSONL file deleted from the folder
                         self._prune(report, gone, keep=lambda doc: False)
         elif path.suffix.lower() in JSONL:
-            self._run_jsonl(resolved, report, source=str(resolved), prune=prune, kind=kind,
-                            added_by=added_by)
+            self._run_jsonl(resolved, report, source=str(resolved), options=options)
         else:
             self._ingest_stream(self._load_files([(resolved, None)], kind), report,
-                                source=str(resolved), added_by=added_by, total=1,
+                                source=str(resolved), options=options, total=1,
                                 label=str(path))
 
     def _load_files(self, files: list[tuple[Path, SourceError | None]],
@@ -261,8 +270,9 @@ class Ingestor:
                 document.kind = kind
             yield str(file), document
 
-    def _run_jsonl(self, path: Path, report: IngestReport, *, source: str, prune: bool,
-                   kind: str | None, added_by: str | None) -> None:
+    def _run_jsonl(self, path: Path, report: IngestReport, *, source: str,
+                   options: RunOptions) -> None:
+        kind, prune = options.kind, options.prune
         seen: set[str] = set()
         bad_lines = lines = 0
 
@@ -282,7 +292,7 @@ class Ingestor:
                     item.kind = kind
                 yield f"{path}:{number}", item
 
-        self._ingest_stream(stream(), report, source=source, added_by=added_by,
+        self._ingest_stream(stream(), report, source=source, options=options,
                             total=_count_lines(path), label=str(path))
         if not lines:  # like an empty file of any other kind; and an emptied file prunes nothing
             self._problem(report, f"{path}: is empty" + ("; nothing was pruned" if prune else ""))
@@ -292,18 +302,18 @@ class Ingestor:
             else:
                 self._prune(report, source, keep=lambda doc: doc.doc_id in seen)
 
-    def _run_url(self, url: str, report: IngestReport, *, kind: str | None,
-                 added_by: str | None) -> None:
+    def _run_url(self, url: str, report: IngestReport, options: RunOptions) -> None:
+        kind = options.kind
         fetched = self.fetcher.fetch(url)
         if is_feed(fetched):
             feed_title, entries = parse_feed(fetched)
             self._ingest_stream(self._feed_documents(url, entries, kind), report, source=url,
-                                added_by=added_by, total=len(entries), label=feed_title)
+                                options=options, total=len(entries), label=feed_title)
             return
         document = document_from_fetched(fetched, source_url=url)
         if kind:
             document.kind = kind
-        self._ingest_stream(iter([(url, document)]), report, source=url, added_by=added_by,
+        self._ingest_stream(iter([(url, document)]), report, source=url, options=options,
                             total=1, label=url)
 
     def _feed_documents(self, feed_url: str, entries, kind: str | None):
@@ -338,7 +348,7 @@ class Ingestor:
 
     # -- the core loop ----------------------------------------------------------------
     def _ingest_stream(self, items: Iterable[tuple[str | None, SourceDocument | SourceError]],
-                       report: IngestReport, *, source: str, added_by: str | None,
+                       report: IngestReport, *, source: str, options: RunOptions,
                        total: int | None, label: str) -> None:
         from tqdm import tqdm
 
@@ -358,7 +368,7 @@ class Ingestor:
                     continue
                 where = where or item.path or item.doc_id
                 try:
-                    prepared = self._prepare(item, source=source, added_by=added_by, report=report,
+                    prepared = self._prepare(item, source=source, options=options, report=report,
                                              where=where)
                 except SourceError as exc:
                     self._problem(report, str(exc))
@@ -388,12 +398,13 @@ class Ingestor:
             embedding.shutdown(wait=True, cancel_futures=True)
             bar.close()
 
-    def _prepare(self, document: SourceDocument, *, source: str, added_by: str | None,
+    def _prepare(self, document: SourceDocument, *, source: str, options: RunOptions,
                  report: IngestReport, where: str) -> _Pending | None:
         embedder = self.kb.embedder
         model = embedder.name
-        if self._extra_metadata:
-            document.metadata = {**document.metadata, **self._extra_metadata}
+        added_by = options.added_by
+        if options.metadata:
+            document.metadata = {**document.metadata, **options.metadata}
         problem = unstorable(document)
         if problem:
             raise SourceError(where, problem)
