@@ -24,6 +24,8 @@ STEPS = [
     ("Ingest throughput, lil-log", ["ingest_throughput.py"], "ingest_throughput"),
     ("Ask latency at 100,000 passages", ["latency.py"], "latency"),
     ("Ask latency at 100,000 passages with 30% restricted", ["access_latency.py"], "access_latency"),
+    ("Exact dense search: FAISS flat search against a matrix-vector product", ["dense_search.py"],
+     "dense_search"),
     ("Sources that stay in sync: Git and Slack, first and second sync", ["sources_sync.py"],
      "sources_sync"),
     ("Slack bot, 50 concurrent mentions", ["slack_load.py"], "slack_load"),

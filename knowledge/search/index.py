@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,7 @@ class IndexSnapshot:
     # The embedding model (version) the vectors come from: questions must be embedded by
     # the same one (the retriever asks for it by this name).
     model: str = ""
+    _flat: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -122,6 +123,18 @@ class IndexSnapshot:
             df = float(indptr[tid + 1] - indptr[tid])
             out[term] = float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
         return out
+
+    def flat_vectors(self) -> np.ndarray | None:
+        """The stored vectors of an exact (flat) index as one (size, dimension) matrix, a
+        view of FAISS's own memory (no copy); None for any other kind of index."""
+        import faiss
+
+        if not isinstance(self.dense, faiss.IndexFlat) or self.size == 0:
+            return None
+        if self._flat is None:
+            data = faiss.rev_swig_ptr(self.dense.get_xb(), self.size * self.dimension)
+            self._flat = np.asarray(data).reshape(self.size, self.dimension)
+        return self._flat
 
     def vectors(self, positions: np.ndarray) -> np.ndarray:
         if len(positions) == 0:

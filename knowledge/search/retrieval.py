@@ -262,7 +262,22 @@ class Retriever:
     @staticmethod
     def _dense_search(snapshot: IndexSnapshot, query: np.ndarray, wanted: int,
                       allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """The ``wanted`` nearest passages, among the ``allowed`` positions when given."""
+        """The ``wanted`` nearest passages, among the ``allowed`` positions when given.
+
+        An exact (flat) index is searched as one matrix-vector product over its stored
+        vectors and a partial sort, with the same results as FAISS's flat search: one code
+        path with and without a filter, and no slower (bench/dense_search.py).
+        """
+        matrix = snapshot.flat_vectors()
+        if matrix is not None:
+            scores = matrix @ query.astype(np.float32)
+            if allowed is not None:
+                scores = np.where(allowed, scores, np.float32(-np.inf))
+            wanted = min(wanted, scores.shape[0])
+            top = np.argpartition(-scores, wanted - 1)[:wanted]
+            top = top[np.argsort(-scores[top], kind="stable")]
+            top = top[np.isfinite(scores[top])]
+            return scores[top][None, :], top.astype(np.int64)[None, :]
         vector = query[None, :].astype(np.float32)
         if allowed is None:
             return snapshot.dense.search(vector, wanted)
