@@ -16,6 +16,7 @@ import threading
 import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -88,7 +89,8 @@ def test_socket_mode_serves_the_operations_endpoints_on_its_port(sqlite_kb, monk
     monkeypatch.setattr(SocketModeHandler, "start",
                         lambda self: (connected.set(), disconnect.wait(20)))  # Slack is not here
     port = closed_port()
-    serving = threading.Thread(target=serve_socket_mode, args=(None, "xapp-test", sqlite_kb),
+    app = SimpleNamespace(bolt=None)  # the handler that would connect it is replaced above
+    serving = threading.Thread(target=serve_socket_mode, args=(app, "xapp-test", sqlite_kb),
                                kwargs={"host": "127.0.0.1", "port": port}, daemon=True)
     serving.start()
     try:
