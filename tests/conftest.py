@@ -218,24 +218,58 @@ def handbook_export(handbook_data_dir, embedder, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def handbook_settings(request, tmp_path, embedder) -> Settings:
-    """The sample handbook on SQLite (a copy of the session's data dir) and on PostgreSQL
-    (a fresh schema, loaded with ``dml import`` of its export: embeddings carried, nothing
-    re-embedded; the index is built in a new data dir)."""
-    if request.param == "sqlite":
-        return Settings(data_dir=request.getfixturevalue("handbook_copy"))
+def _database_url(base: str, database: str) -> str:
+    """``base`` (a PostgreSQL URL) naming another database on the same server."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def _admin(base: str, statement: str) -> None:
+    import psycopg
+
+    with psycopg.connect(base.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute(statement)
+
+
+@pytest.fixture(scope="session")
+def handbook_pg_template(postgres_base_url, handbook_export, embedder, tmp_path_factory):
+    """A PostgreSQL database holding the handbook, loaded once with ``dml import`` of its
+    export (embeddings carried, nothing re-embedded), and a data dir with its index built:
+    each test gets a copy of both (``CREATE DATABASE … TEMPLATE``), nothing loaded again."""
     from knowledge.backup.transfer import import_knowledge
 
-    settings = Settings(data_dir=tmp_path / "handbook-data",
-                        database_url=request.getfixturevalue("postgres_url"))
-    knowledge = KnowledgeBase(settings=settings, embedder=embedder)
+    name = f"dml_handbook_{uuid.uuid4().hex[:12]}"
+    _admin(postgres_base_url, f'CREATE DATABASE "{name}"')
+    url = _database_url(postgres_base_url, name)
+    data = tmp_path_factory.mktemp("handbook-pg") / "data"
+    knowledge = KnowledgeBase(settings=Settings(data_dir=data, database_url=url), embedder=embedder)
     try:
-        report = import_knowledge(knowledge, request.getfixturevalue("handbook_export"))
+        report = import_knowledge(knowledge, handbook_export)
+        knowledge.index.snapshot()  # built here, once: the copies find it current
     finally:
         knowledge.close()
     assert report.counts["document"] == 14 and report.passages_embedded == 0, report.summary()
-    return settings
+    yield name, data
+    _admin(postgres_base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def handbook_settings(request, tmp_path, embedder) -> Settings:
+    """The sample handbook on SQLite (a copy of the session's data dir) and on PostgreSQL
+    (a copy of a database loaded once with ``dml import`` of its export, and of its index)."""
+    if request.param == "sqlite":
+        return Settings(data_dir=request.getfixturevalue("handbook_copy"))
+    import shutil
+
+    base = request.getfixturevalue("postgres_base_url")
+    template, template_data = request.getfixturevalue("handbook_pg_template")
+    name = f"dml_test_{uuid.uuid4().hex[:12]}"
+    _admin(base, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    request.addfinalizer(lambda: _admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    shutil.copytree(template_data, tmp_path / "handbook-data")
+    return Settings(data_dir=tmp_path / "handbook-data", database_url=_database_url(base, name))
 
 
 # -- the Slack bot, its Web API pointed at a stand-in (each tier's ``bot`` serves it) ----
