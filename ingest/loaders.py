@@ -8,11 +8,12 @@ from __future__ import annotations
 import html as html_lib
 import io
 import json
+import logging
 import math
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -38,6 +39,7 @@ __all__ = [
     "parse_html", "parse_pdf", "parse_text", "iter_jsonl",
 ]
 
+log = logging.getLogger(__name__)
 MARKDOWN = {".md", ".markdown", ".mdx"}
 TEXT = {".txt", ".text", ".rst"}
 HTML = {".html", ".htm", ".xhtml"}
@@ -355,6 +357,23 @@ def load_file(path: Path) -> SourceDocument:
     document.path = str(path)
     document.doc_id = document.doc_id or str(path)
     return document
+
+
+def load_files(files: Iterable[tuple[Path, SourceError | None]]
+               ) -> Iterator[tuple[str, SourceDocument | SourceError]]:
+    """Each file's document, or its error: the one given (a refused link) or the loader's.
+    A parser that gives up badly on one file stops nothing: its error names the file."""
+    for file, refused in files:
+        if refused is not None:
+            yield str(file), refused
+            continue
+        try:
+            yield str(file), load_file(file)
+        except SourceError as exc:
+            yield str(file), exc
+        except Exception as exc:
+            log.exception("could not load %s", file)
+            yield str(file), SourceError(str(file), f"could not be read ({type(exc).__name__}: {exc})")
 
 
 def load_bytes(data: bytes, name: str, where: str) -> SourceDocument:

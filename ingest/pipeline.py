@@ -36,7 +36,7 @@ from .loaders import (
     JSONL,
     SUPPORTED_SUFFIXES,
     iter_jsonl,
-    load_file,
+    load_files,
     open_source,
     parse_html,
     parse_markdown,
@@ -250,25 +250,14 @@ class Ingestor:
                                 source=str(resolved), options=options, total=1,
                                 label=str(path))
 
-    def _load_files(self, files: list[tuple[Path, SourceError | None]],
+    @staticmethod
+    def _load_files(files: list[tuple[Path, SourceError | None]],
                     kind: str | None) -> Iterator[tuple[str | None, SourceDocument | SourceError]]:
-        """Each file's document, or its error: the one given (a refused link) or the loader's."""
-        for file, refused in files:
-            if refused is not None:
-                yield str(file), refused
-                continue
-            try:
-                document = load_file(file)
-            except SourceError as exc:
-                yield str(file), exc
-                continue
-            except Exception as exc:  # a parser that gives up badly on one file stops nothing
-                log.exception("could not load %s", file)
-                yield str(file), SourceError(str(file), f"could not be read ({type(exc).__name__}: {exc})")
-                continue
-            if kind:
-                document.kind = kind
-            yield str(file), document
+        """Each file's document (its kind set when the run names one), or its error."""
+        for where, item in load_files(files):
+            if kind and isinstance(item, SourceDocument):
+                item.kind = kind
+            yield where, item
 
     def _run_jsonl(self, path: Path, report: IngestReport, *, source: str,
                    options: RunOptions) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from knowledge.errors import DMLError, SourceError
 
 from ..folders import folder_files
-from ..loaders import JSONL, SUPPORTED_SUFFIXES, load_file
+from ..loaders import JSONL, SUPPORTED_SUFFIXES, load_files
 from .contract import Changes, Source, SourceItem, stamp
 from .registry import register
 
@@ -39,7 +39,7 @@ class FolderSource(Source):
             raise SourceError(str(self.path), "is not a folder")
 
     def _files(self) -> list[tuple[Path, SourceError | None]]:
-        return [(f, e) for f, e in folder_files(self.path, SUPPORTED_SUFFIXES - JSONL, follow_links=False)]
+        return list(folder_files(self.path, SUPPORTED_SUFFIXES - JSONL, follow_links=False))
 
     def changes(self, cursor: str | None) -> Changes:
         self.check()
@@ -52,15 +52,10 @@ class FolderSource(Source):
 
     def _documents(self) -> Iterator[SourceItem]:
         self._ids: dict[str, str] = {}
-        for file, refused in self._listed:
-            if refused is not None:
-                yield str(file), refused
+        for where, item in load_files(self._listed):
+            if isinstance(item, SourceError):
+                yield where, item
                 continue
-            try:
-                document = load_file(file)
-            except SourceError as exc:
-                yield str(file), exc
-                continue
-            self._ids[str(file)] = document.doc_id
-            modified = datetime.fromtimestamp(file.stat().st_mtime, UTC)
-            yield str(file), stamp(document, updated_at=modified, author=None, access=self.access)
+            self._ids[where] = item.doc_id
+            modified = datetime.fromtimestamp(Path(where).stat().st_mtime, UTC)
+            yield where, stamp(item, updated_at=modified, author=None, access=self.access)
