@@ -14,35 +14,35 @@ __all__ = ["register"]
 def register(app: App, deps: ListenerDeps) -> None:
     kb = deps.kb
 
+    def vote(client, body: dict, question_id: int | None, *, helpful: bool, thank: bool) -> None:
+        """Record a 👍/👎 on a logged answer; a 👎 opens the form asking what was wrong."""
+        if question_id is None or kb.questions.get(question_id) is None:
+            return
+        feedback_id = kb.feedback.record(question_id, user=body["user"]["id"], helpful=helpful)
+        if helpful:
+            if thank:
+                deps.tell(client, body, "Thanks! Good answers like this one will rank higher next time.")
+        elif body.get("trigger_id"):
+            client.views_open(trigger_id=body["trigger_id"],
+                              view=ui.feedback_modal(question_id, feedback_id))
+
     @app.action("feedback_up")
     def on_helpful(ack, body, action, client):
         ack()
-        question_id = action_id_number(action.get("value"))
-        if question_id is None or kb.questions.get(question_id) is None:
-            return
-        kb.feedback.record(question_id, user=body["user"]["id"], helpful=True)
-        deps.tell(client, body, "Thanks! Good answers like this one will rank higher next time.")
+        vote(client, body, action_id_number(action.get("value")), helpful=True, thank=True)
 
     @app.action("feedback_down")
     def on_not_helpful(ack, body, action, client):
         ack()
-        question_id = action_id_number(action.get("value"))
-        if question_id is None or kb.questions.get(question_id) is None:
-            return
-        feedback_id = kb.feedback.record(question_id, user=body["user"]["id"], helpful=False)
-        client.views_open(trigger_id=body["trigger_id"], view=ui.feedback_modal(question_id, feedback_id))
+        vote(client, body, action_id_number(action.get("value")), helpful=False, thank=True)
 
     @app.action("answer_feedback")
     def on_panel_feedback(ack, body, action, client):
+        # Slack's feedback buttons acknowledge a thumbs-up themselves: no note on top.
         ack()
-        vote, _, number = str(action.get("value") or "").partition(":")
-        question_id = action_id_number(number)
-        if vote not in ("up", "down") or question_id is None or kb.questions.get(question_id) is None:
-            return
-        feedback_id = kb.feedback.record(question_id, user=body["user"]["id"], helpful=vote == "up")
-        if vote == "down" and body.get("trigger_id"):
-            client.views_open(trigger_id=body["trigger_id"],
-                              view=ui.feedback_modal(question_id, feedback_id))
+        choice, _, number = str(action.get("value") or "").partition(":")
+        if choice in ("up", "down"):
+            vote(client, body, action_id_number(number), helpful=choice == "up", thank=False)
 
     @app.view("feedback_modal")
     def on_feedback_modal(ack, view):
