@@ -92,11 +92,12 @@ class AssistantPanel:
             self._best_effort(set_title, _short(question, TITLE_CHARS))
             self.kb.assistant_threads.save(channel, thread_ts, title=_short(question, TITLE_CHARS))
         earlier = self.kb.questions.in_thread(channel, thread_ts)
-        where = self._citable_channel(client, user, thread.context_channel if thread else None)
+        viewed = thread.context_channel if thread else None
         # Read by the asker alone: public knowledge, and the viewed channel's when they are
-        # a member of it; nothing else private.
+        # a member of it (audience_for checks); nothing else private.
         audience = self.bot.audience_for(client, user, here=channel,
-                                         channels={where} if where else set())
+                                         channels={viewed} if viewed else set())
+        where = viewed if viewed in audience.channels else None
         written = self.kb.ask_streaming(question, channel=where or channel,
                                         context=earlier.text if earlier else None,
                                         surface="assistant", audience=audience)
@@ -163,12 +164,6 @@ class AssistantPanel:
         posted = client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text,
                                          blocks=blocks, unfurl_links=False, unfurl_media=False)
         return posted.get("ts")
-
-    def _citable_channel(self, client: WebClient, user: str | None, viewed: str | None) -> str | None:
-        """The viewed channel, when the user is shown to be a member of it (else None)."""
-        if not viewed or not user or viewed.startswith("D"):
-            return None
-        return viewed if user in self.bot.channel_members(client, viewed) else None
 
     def _open_handoffs(self) -> str:
         waiting = [q for q in self.kb.questions.unanswered(limit=50)
