@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .index import one_edit
 from .retrieval import DocumentHit, SearchResult
 from .sentences import DANGLING, SentenceVectors, clean_sentence, quotable, readable
 from .text import keyword_terms, split_sentences
 
 __all__ = ["Citation", "Quote", "Answer", "ExtractiveWriter", "ABSTAIN_TEXT",
-           "readable_sentences", "question_shape"]
+           "readable_sentences", "question_shape", "unseen_focus"]
 
 ABSTAIN_TEXT = "I don't know that from our knowledge base."
 
@@ -96,6 +97,7 @@ class _Candidate:
     score: float = 0.0
     dangling: bool = False
     previous: _Candidate | None = None  # the sentence before it in its passage, if quotable
+    asked: frozenset[str] = frozenset()  # the question's terms it holds
 
     @property
     def key(self) -> tuple[int, int]:
@@ -144,6 +146,37 @@ DEFINITION = Shape(sentences=3, words=70)
 EXPLANATION = Shape(sentences=5, words=110)
 
 
+# What a "What is…?" / "Who are…?" question asks about: the words after the copula, up to
+# the first preposition or clause ("our on-call rota" in "What is our on-call rota for the
+# feature store?").
+_FOCUS = re.compile(
+    r"^\s*(?:what|which|who)(?:'s|’s|\s+(?:is|are|was|were))\s+"
+    r"(?:(?:the|our|a|an|your|my|their|its)\s+)?(?P<focus>.+?)"
+    r"(?=\s+(?:for|of|in|on|at|to|with|when|that|which|who|we|do|does|did|used|between|and|or)"
+    r"\b|\s*[?.!]|\s*$)", re.I)
+_WORD = re.compile(r"[\w'’-]+")
+# Words that frame a question rather than name its subject ("the difference between…", "the
+# best way to…", "the main advantages of…"): a handbook need not use them to answer it.
+_FRAME_WORDS = frozenset(keyword_terms(
+    "difference differences best way ways purpose role point meaning advantage advantages "
+    "disadvantage disadvantages benefit benefits pros cons reason reasons goal idea intuition "
+    "use uses example examples definition main key right good kind kinds type types sort "
+    "steps step rule rules name names list"))
+
+
+def unseen_focus(question: str, unseen: Sequence[str]) -> list[str]:
+    """The words of the question's focus that nothing in the knowledge base holds, as the
+    asker typed them: "What is our on-call rota…?" asked of a handbook that never names a
+    rota is not answered by the page about the feature store, however close it is."""
+    match = _FOCUS.match(question)
+    if not match or not unseen:
+        return []
+    missing = set(unseen) - _FRAME_WORDS
+    missing = {t for t in missing if not one_edit(t) & _FRAME_WORDS}  # "diference"
+    words = [w.strip("'’-") for w in _WORD.findall(match.group("focus"))]
+    return list(dict.fromkeys(w for w in words if w and set(keyword_terms(w)) & missing))
+
+
 def question_shape(question: str) -> Shape:
     return DEFINITION if _DEFINITION_QUESTION.match(question) else EXPLANATION
 
@@ -182,7 +215,8 @@ class ExtractiveWriter:
         self.doc_penalty = 0.08  # per rank of the sentence's document
 
     def should_abstain(self, result: SearchResult) -> bool:
-        return not result.hits or result.confidence < self.min_confidence
+        return (not result.hits or result.confidence < self.min_confidence
+                or bool(unseen_focus(result.question, result.unseen)))
 
     def abstain(self, result: SearchResult) -> Answer:
         closest = [
@@ -191,6 +225,9 @@ class ExtractiveWriter:
             for i, h in enumerate(result.hits[:3], start=1)
         ]
         text = ABSTAIN_TEXT
+        missing = unseen_focus(result.question, result.unseen)
+        if missing:
+            text += " Nothing in it mentions " + " or ".join(f"“{w}”" for w in missing) + "."
         if closest:
             names = "; ".join(f"[{c.n}] {c.title}" for c in closest)
             text += f" The closest sources I found: {names}."
@@ -204,6 +241,7 @@ class ExtractiveWriter:
         idf = result.idf
         mass = sum(idf.get(t, 0.0) for t in query_terms) or 1.0
         out: list[_Candidate] = []
+        seen: set[str] = set()  # passages overlap by a sentence: each is a candidate once
         for doc_rank, hit in enumerate(result.hits[: self.max_docs]):
             for passage in hit.passages:
                 relative = passage.score / best if best > 0 else 0.0
@@ -217,13 +255,17 @@ class ExtractiveWriter:
                     if not quotable(sentence):
                         previous = None
                         continue
+                    if sentence in seen:
+                        previous = next((c for c in out if c.text == sentence), None)
+                        continue
+                    seen.add(sentence)
                     terms = frozenset(keyword_terms(sentence))
                     overlap = sum(idf.get(t, 0.0) for t in query_terms & terms) / mass
                     candidate = _Candidate(doc_rank, passage.position, order, sentence, terms,
                                            hit, passage.text, passage.chunk_id, overlap=overlap,
                                            relative=relative,
                                            dangling=bool(DANGLING.match(sentence)),
-                                           previous=previous)
+                                           previous=previous, asked=terms & query_terms)
                     out.append(candidate)
                     previous = candidate
         out = self._shortlist(out)
@@ -341,6 +383,11 @@ class ExtractiveWriter:
 
     @staticmethod
     def _repeats(candidate: _Candidate, chosen: Sequence[_Candidate]) -> bool:
+        """Says again what a chosen sentence says. Not when it answers a part of the question
+        none of them does: "Recall is the fraction of…" after "Precision is the fraction
+        of…" shares most words with it, and is the other half of the answer."""
+        if candidate.asked - frozenset().union(*(c.asked for c in chosen)):
+            return False
         return any(_jaccard(candidate.terms, c.terms) > 0.5 for c in chosen)
 
     @staticmethod

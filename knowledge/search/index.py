@@ -67,6 +67,23 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# A question's term this long or longer counts as seen when one edit (a letter dropped,
+# added, changed or two swapped) turns it into a term the index holds.
+TYPO_MIN_LENGTH = 5
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def one_edit(word: str) -> set[str]:
+    """Every string one edit from ``word`` (Norvig's spelling corrector's ``edits1``): about
+    54 × len(word) dictionary look-ups, whatever the size of the vocabulary."""
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    deletes = [a + b[1:] for a, b in splits if b]
+    swaps = [a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1]
+    replaces = [a + c + b[1:] for a, b in splits if b for c in _LETTERS]
+    inserts = [a + c + b for a, b in splits for c in _LETTERS]
+    return set(deletes + swaps + replaces + inserts)
+
+
 @dataclass
 class IndexSnapshot:
     """One consistent, in-memory view of the index."""
@@ -97,6 +114,23 @@ class IndexSnapshot:
         if not known:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self.keyword.get_scores(known), dtype=np.float32)
+
+    def unseen(self, terms: Sequence[str]) -> list[str]:
+        """The plain terms no passage holds, nor one typo away from one a passage holds
+        ("rota", "sla" in a handbook that never names them; not "diference" when it says
+        "difference"). Numbers, and compounds (judged by their parts), are never unseen."""
+        if self.keyword is None or self.size == 0:
+            return []
+        vocab = self.keyword.vocab_dict
+        out = []
+        for term in dict.fromkeys(terms):
+            if term in vocab or not term.isalpha():
+                continue
+            # Short stems have too many neighbours one edit away ("rota": "rot", "rote").
+            if len(term) >= TYPO_MIN_LENGTH and any(v in vocab for v in one_edit(term)):
+                continue
+            out.append(term)
+        return out
 
     def document_frequency(self, term: str) -> int:
         """In how many chunks the term occurs (0 when unknown)."""

@@ -80,6 +80,8 @@ class SearchResult:
     idf: dict[str, float] = field(default_factory=dict)
     vector: np.ndarray | None = None  # the question's embedding
     model: str | None = None  # the embedding model (version) of ``vector`` and of the index
+    # The question's terms that nothing in the searched index holds (IndexSnapshot.unseen).
+    unseen: list[str] = field(default_factory=list)
 
 
 def fuse(dense: np.ndarray, keyword: np.ndarray, weight: float) -> np.ndarray:
@@ -157,7 +159,8 @@ class Retriever:
         confidence = self.confidence(hits[0], terms, idf) if hits else 0.0
         if hits and self.confidence_offset is not None:
             confidence += self.confidence_offset(snapshot.model)
-        return SearchResult(question, terms, hits, confidence, idf, query, snapshot.model)
+        return SearchResult(question, terms, hits, confidence, idf, query, snapshot.model,
+                            unseen=snapshot.unseen(terms))
 
     def _allowed(self, snapshot: IndexSnapshot, sources: Sequence[str],
                  audience: Audience) -> np.ndarray | None:

@@ -141,3 +141,55 @@ def test_an_abstention_has_no_quote(feature_kb):
 
 
 # -- the benchmark's own detector (bench/answer_checks.py), written apart from the writer --
+
+
+METRICS = """# Metrics
+
+Precision is the fraction of the items a model labelled as positive that are actually positive. High precision means few false alarms. Recall is the fraction of all actually positive items that the model correctly labelled as positive. High recall means few missed cases.
+"""
+
+JUDGES = """# Grading answers with an LLM judge
+
+Teams that grade assistant answers with an LLM judge first compare the judge's grades with people's grades on a sample. A judge that agrees with people on nine answers in ten is good enough to follow a trend.
+"""
+
+
+@pytest.fixture
+def metrics_kb(sqlite_kb, tmp_path):
+    ingest(sqlite_kb, tmp_path, {"feature-store.md": FEATURE_STORE, "metrics.md": METRICS,
+                                 "judges.md": JUDGES, "drift.md": DRIFT})
+    return sqlite_kb
+
+
+def test_a_sentence_that_answers_the_other_half_of_the_question_is_not_a_duplicate(metrics_kb):
+    # "Recall is the fraction of…" shares most of its words with "Precision is the fraction
+    # of…", but it is the half of the answer the first does not give.
+    answer = metrics_kb.ask("What is the difference between precision and recall?")
+    assert not answer.abstained
+    assert "Precision is the fraction" in answer.text
+    assert "Recall is the fraction" in answer.text
+
+
+@pytest.mark.parametrize(("question", "missing"), [
+    ("What is our on-call rota for the feature store?", "“on-call” or “rota”"),
+    ("What is the SLA of the feature store?", "“SLA”"),
+    ("Who is the feature store's owner?", "“owner”"),
+])
+def test_a_question_about_something_no_document_names_gets_i_dont_know(metrics_kb, question, missing):
+    # The feature store's page is close in meaning, and it shares "feature store": it still
+    # does not say who is on call.
+    answer = metrics_kb.ask(question)
+    assert answer.abstained, answer.text
+    assert answer.text.startswith("I don't know that from our knowledge base. Nothing in it "
+                                  f"mentions {missing}.")
+    assert answer.citations and answer.citations[0].title == "Feature stores"
+
+
+@pytest.mark.parametrize("question", [
+    "What is a featur store?",  # a typo, one letter from what the page says
+    "What is the diference between precision and recall?",
+    "How should we grade our chatbot answers with an LLM judge?",  # an unseen word, not the subject
+])
+def test_typos_and_unseen_words_outside_the_subject_still_get_answers(metrics_kb, question):
+    answer = metrics_kb.ask(question)
+    assert not answer.abstained, answer.text

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.blocks import MAX_CONTEXT_TEXT, quote_block
-from knowledge.search.answers import DEFINITION, EXPLANATION, Quote, question_shape
+from knowledge.search.answers import DEFINITION, EXPLANATION, Quote, question_shape, unseen_focus
+from knowledge.search.index import one_edit
 from knowledge.search.sentences import quotable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -76,3 +77,24 @@ def test_the_writer_only_quotes_sentences_about_the_subject(sentence, ok):
 ])
 def test_the_benchmark_detector(sentence, kind):
     assert flaw(sentence) == kind
+
+
+@pytest.mark.parametrize(("question", "unseen", "missing"), [
+    ("What is our on-call rota for the feature store?", ["rota"], ["rota"]),
+    ("What's our API's SLA?", ["sla"], ["SLA"]),
+    ("What is the SLA of the Shelfmark API?", ["sla"], ["SLA"]),
+    ("Who are the owners of Pantry?", ["owner"], ["owners"]),
+    # Not the question's subject: an unseen word elsewhere does not stop an answer.
+    ("What is the best metric for our chatbot?", ["chatbot"], []),
+    ("How do I page the on-call rota?", ["rota"], []),
+    ("What is a feature store?", [], []),
+])
+def test_the_focus_of_a_question_and_what_is_missing_from_it(question, unseen, missing):
+    assert unseen_focus(question, unseen) == missing
+
+
+def test_one_edit_covers_drops_swaps_changes_and_additions():
+    edits = one_edit("netowrk")
+    assert "network" in edits  # swapped
+    assert {"diference", "differencee"} <= one_edit("difference")
+    assert "difference" not in one_edit("diferense")  # two edits away
