@@ -90,7 +90,9 @@ class KnowledgeBase:
             self._index = IndexManager(
                 directory=self.settings.index_dir, store=self.store,
                 dimension=self.base_embedder.dimension,
-                default_model=lambda: self.store.active_model() or self.base_embedder.name)
+                default_model=lambda: self.store.active_model() or self.base_embedder.name,
+                kind=self.settings.index_kind,
+                approximate_above=self.settings.index_approximate_above)
         return self._index
 
     @property
@@ -210,6 +212,12 @@ class KnowledgeBase:
         return answer
 
     def refresh_index(self) -> None:
+        """Bring the index up to the store after a change: the change added to the loaded
+        snapshot when it is small (published for every replica), else a rebuild."""
+        self.index.refresh()
+
+    def rebuild_index(self) -> None:
+        """Rebuild the index from the stored embeddings (the repair path; re-embeds nothing)."""
         self.index.rebuild()
 
     def index_is_stale(self) -> bool:

@@ -205,6 +205,11 @@ class Settings(_Group):
     # Where the exported backends' models are kept (built once, checksummed); default
     # <data dir>/models/exported. Replicas may share one.
     export_dir: Path | None = variable("DML_EXPORT_DIR")
+    # The dense index: exact, or approximate (IVF over 8-bit quantised vectors) above
+    # index_approximate_above passages when "auto" (knowledge/search/dense_index.py; the
+    # size where the exact search passes ~25 ms p95 on two cores, bench/index_scale.py).
+    index_kind: Literal["auto", "exact", "ivf"] = variable("DML_INDEX_KIND", "auto")
+    index_approximate_above: int = variable("DML_INDEX_APPROXIMATE_ABOVE", 200_000, ge=1)
     # Retrieval: weight of the keyword signal in the convex fusion (0 = dense only).
     keyword_weight: float = variable("DML_KEYWORD_WEIGHT", 0.15, ge=0.0, le=1.0)
     # Below this confidence (best cosine + 0.25 x keyword coverage) the answer abstains.
@@ -242,7 +247,7 @@ class Settings(_Group):
     def _llm_url(cls, value: str | None) -> str | None:
         return _http_url(value)
 
-    _choices = field_validator("embed_backend", "device", mode="before")(_lowercase)
+    _choices = field_validator("embed_backend", "device", "index_kind", mode="before")(_lowercase)
 
     @property
     def sqlalchemy_url(self) -> str:

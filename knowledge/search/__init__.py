@@ -6,6 +6,7 @@ This is the package's public entry point: code outside it imports only these nam
 """
 
 from .answers import Answer, Citation, ExtractiveWriter, Quote, readable_sentences
+from .dense_index import DENSE_KINDS, build_dense
 from .embedding import CPU_BACKEND, Embedder, Runtime, bundled_model_path
 from .embedding_backends import BACKENDS, ExportCache
 from .evaluation import METRIC_KEYS, EvalQuestion, evaluate, load_questions
@@ -35,7 +36,7 @@ from .text import (
     split_blocks,
 )
 
-__all__ = ["BACKENDS", "CPU_BACKEND", "ExportCache", "Runtime", "Answer", "AnswerStream", "ChunkRecord", "Citation", "DocumentRecord", "Embedder", "EvalQuestion",
+__all__ = ["BACKENDS", "CPU_BACKEND", "DENSE_KINDS", "build_dense", "ExportCache", "Runtime", "Answer", "AnswerStream", "ChunkRecord", "Citation", "DocumentRecord", "Embedder", "EvalQuestion",
     "ExtractiveWriter", "FeedbackStore", "IndexManager", "IndexSnapshot", "LLMWriter",
     "METRIC_KEYS", "PRIVATE_CHANNEL", "Passage", "ACTIVE_MODEL", "GENERATION", "QuestionLog", "Quote", "REASONS",
     "Retriever", "SearchResult", "SentenceVectors", "Store", "bundled_model_path",

@@ -1,12 +1,19 @@
 """The search index: a rebuildable cache of the stored embeddings and chunk texts.
 
-A snapshot is a folder ``index/snap-…`` holding the FAISS index (inner product on
-normalised vectors), the chunk ids in index order, the keyword (BM25) index and a
-``meta.json`` with the store generation it was built from, the embedding model (version)
-its vectors come from, and checksums. Snapshots are
-written to a temporary folder, renamed into place, and published by atomically
-replacing the ``CURRENT`` pointer file. A missing, corrupt or stale snapshot is rebuilt
-from the database's embeddings: nothing is re-embedded.
+A snapshot is a folder ``index/snap-…`` holding the dense (FAISS, inner product on
+normalised vectors: exact, or approximate above a size) index, the chunk ids in index
+order, the keyword (BM25) index and a ``meta.json`` with the store generation it was built
+from, the embedding model (version) its vectors come from, and checksums. A small change to
+the store is a ``delta-…`` folder beside it: the passages added since (their vectors and
+keyword index, searched exactly) and the positions removed, naming the snapshot it applies
+to. Folders are written to a temporary folder, renamed into place, and published by
+atomically replacing the ``CURRENT`` pointer file. A missing, corrupt or stale snapshot is
+updated or rebuilt from the database's embeddings: nothing is re-embedded.
+
+What an incremental update computes differs from a full rebuild in one respect: the
+keyword weights of passages keep the average passage length of the base (document
+frequencies and the passage count are those of the live passages, as a rebuild's).
+``tests/integration/test_index_updates.py`` checks the results against a full rebuild.
 """
 
 from __future__ import annotations
@@ -15,11 +22,13 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,22 +37,30 @@ import numpy as np
 
 from knowledge.errors import StoreError
 
+from .dense_index import (
+    APPROXIMATE_ABOVE,
+    build_dense,
+    dense_kind,
+    is_exact,
+    prepare_dense,
+    search_dense,
+)
+from .keyword_index import KeywordIndex, bm25_idf
 from .store import Store
 from .text import keyword_terms
 
 __all__ = ["IndexSnapshot", "IndexManager"]
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 2  # 2: meta.json names the embedding model
+# 2: meta.json names the embedding model; 3: own keyword index, approximate dense
+# indexes, deltas
+FORMAT_VERSION = 3
 CURRENT = "CURRENT"
-
-
-def _bm25s():
-    import bm25s
-
-    # bm25s sets its own logger to DEBUG on import, which would print on every rebuild.
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
-    return bm25s
+SNAPSHOT_NAME = re.compile(r"^(snap|delta)-\d{8}T\d{6}-[0-9a-f]{8}$")
+# A delta may grow to this many changed passages, or this share of its base, whichever is
+# more, before the next change rebuilds the snapshot from the stored vectors.
+DELTA_MIN = 2_000
+DELTA_SHARE = 0.05
 
 
 def _file_sha256(path: Path) -> str:
@@ -86,7 +103,14 @@ def one_edit(word: str) -> set[str]:
 
 @dataclass
 class IndexSnapshot:
-    """One consistent, in-memory view of the index."""
+    """One consistent, in-memory view of the index.
+
+    Positions ``[0, base_size)`` are the *base*, built from the stored vectors at once
+    (``dense``, ``keyword``); positions from ``base_size`` on are the passages *added* by
+    incremental updates since (``added``, ``added_keyword``: searched exactly), and
+    ``removed`` marks the positions of passages deleted since. A full rebuild folds both
+    into a new base.
+    """
 
     name: str
     generation: str
@@ -95,93 +119,209 @@ class IndexSnapshot:
     # faiss.Index, typed Any: faiss's stubs describe the SWIG signatures (search(n, x, k,
     # distances, labels)), not the numpy wrappers it installs when imported.
     dense: Any
-    keyword: Any | None  # bm25s.BM25 (untyped), None when there is no text at all
+    keyword: KeywordIndex | None  # None when the base holds no passage
     dimension: int
     # The embedding model (version) the vectors come from: questions must be embedded by
     # the same one (the retriever asks for it by this name).
     model: str = ""
+    added: np.ndarray | None = None  # (added passages, dimension) float32
+    added_keyword: KeywordIndex | None = None
+    removed: np.ndarray | None = None  # bool per position; None when nothing was removed
+    base: str = ""  # the folder of the base snapshot (its own name when it is one)
+    base_generation: str = ""  # the store generation the base was built from
     _flat: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
-    def size(self) -> int:
+    def positions(self) -> int:
+        """Positions, the removed ones included (the length of every per-position array)."""
         return int(self.chunk_ids.shape[0])
 
+    @property
+    def base_size(self) -> int:
+        return int(self.dense.ntotal)
+
+    @property
+    def size(self) -> int:
+        """Passages that can be found: the positions less the removed ones."""
+        return self.positions - (int(self.removed.sum()) if self.removed is not None else 0)
+
+    @property
+    def changes(self) -> int:
+        """Passages added and removed since the base was built."""
+        return self.positions - self.base_size + (int(self.removed.sum()) if self.removed is not None else 0)
+
+    def base_only(self) -> IndexSnapshot:
+        """This snapshot's base, as it was built (the same dense and keyword objects)."""
+        if self.name == self.base:
+            return self
+        n = self.base_size
+        return IndexSnapshot(name=self.base, generation=self.base_generation,
+                             chunk_ids=self.chunk_ids[:n], doc_keys=self.doc_keys[:n],
+                             dense=self.dense, keyword=self.keyword, dimension=self.dimension,
+                             model=self.model, base=self.base, base_generation=self.base_generation)
+
+    def _segments(self) -> list[tuple[KeywordIndex, int]]:
+        """The keyword indexes with the position each starts at."""
+        out = [(self.keyword, 0)] if self.keyword is not None else []
+        if self.added_keyword is not None:
+            out.append((self.added_keyword, self.base_size))
+        return out
+
+    def _holds(self, term: str) -> bool:
+        if not any(term in index.vocab for index, _ in self._segments()):
+            return False
+        return self.removed is None or self.document_frequency(term) > 0
+
     def keyword_scores(self, terms: list[str]) -> np.ndarray:
-        if self.keyword is None or not terms or self.size == 0:
-            return np.zeros(self.size, dtype=np.float32)
-        vocab = self.keyword.vocab_dict
-        known = [t for t in terms if t in vocab]
-        if not known:
-            return np.zeros(self.size, dtype=np.float32)
-        return np.asarray(self.keyword.get_scores(known), dtype=np.float32)
+        """BM25 of every position for these terms (a term given twice counts twice), with
+        the document frequencies of the live passages; removed positions score 0."""
+        out = np.zeros(self.positions, dtype=np.float32)
+        if not terms or self.size == 0:
+            return out
+        n = self.size
+        for term in terms:
+            df = self.document_frequency(term)
+            if df == 0:
+                continue
+            idf = float(bm25_idf(df, n))
+            for index, start in self._segments():
+                index.add_scores(term, idf, out[start:start + index.size])
+        if self.removed is not None:
+            out[self.removed] = 0.0
+        return out
 
     def unseen(self, terms: Sequence[str]) -> list[str]:
         """The plain terms no passage holds, nor one typo away from one a passage holds
         ("rota", "sla" in a handbook that never names them; not "diference" when it says
         "difference"). Numbers, and compounds (judged by their parts), are never unseen."""
-        if self.keyword is None or self.size == 0:
+        if not self._segments() or self.size == 0:
             return []
-        vocab = self.keyword.vocab_dict
         out = []
         for term in dict.fromkeys(terms):
-            if term in vocab or not term.isalpha():
+            if not term.isalpha() or self._holds(term):
                 continue
             # Short stems have too many neighbours one edit away ("rota": "rot", "rote").
-            if len(term) >= TYPO_MIN_LENGTH and any(v in vocab for v in one_edit(term)):
+            if len(term) >= TYPO_MIN_LENGTH and any(self._holds(v) for v in one_edit(term)):
                 continue
             out.append(term)
         return out
 
     def document_frequency(self, term: str) -> int:
-        """In how many chunks the term occurs (0 when unknown)."""
-        if self.keyword is None:
-            return 0
-        tid = self.keyword.vocab_dict.get(term)
-        if tid is None:
-            return 0
-        indptr = self.keyword.scores["indptr"]
-        return int(indptr[tid + 1] - indptr[tid])
+        """In how many live chunks the term occurs (0 when unknown)."""
+        df = 0
+        for index, start in self._segments():
+            docs, _ = index.postings(term)
+            df += len(docs)
+            if self.removed is not None and len(docs):
+                df -= int(self.removed[start:start + index.size][docs].sum())
+        return df
 
     def idf(self, terms: list[str]) -> dict[str, float]:
-        """Inverse document frequency of terms over chunks (0 for unknown terms)."""
-        if self.keyword is None:
-            return {}
-        vocab = self.keyword.vocab_dict
-        indptr = self.keyword.scores["indptr"]
+        """Inverse document frequency of terms over live chunks (unknown terms left out)."""
         n = max(self.size, 1)
         out: dict[str, float] = {}
         for term in terms:
-            tid = vocab.get(term)
-            if tid is None:
-                continue
-            df = float(indptr[tid + 1] - indptr[tid])
-            out[term] = float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
+            df = self.document_frequency(term)
+            if df:
+                out[term] = float(bm25_idf(float(df), n))
         return out
 
     def flat_vectors(self) -> np.ndarray | None:
-        """The stored vectors of an exact (flat) index as one (size, dimension) matrix, a
-        view of FAISS's own memory (no copy); None for any other kind of index."""
+        """The base's stored vectors, when it is exact (flat), as one (base size, dimension)
+        matrix, a view of FAISS's own memory (no copy); None for any other kind of index."""
         import faiss
 
-        if not isinstance(self.dense, faiss.IndexFlat) or self.size == 0:
+        if not isinstance(self.dense, faiss.IndexFlat) or self.base_size == 0:
             return None
         if self._flat is None:
-            data = faiss.rev_swig_ptr(self.dense.get_xb(), self.size * self.dimension)
-            self._flat = np.asarray(data).reshape(self.size, self.dimension)
+            data = faiss.rev_swig_ptr(self.dense.get_xb(), self.base_size * self.dimension)
+            self._flat = np.asarray(data).reshape(self.base_size, self.dimension)
         return self._flat
 
     def vectors(self, positions: np.ndarray) -> np.ndarray:
-        if len(positions) == 0:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        return self.dense.reconstruct_batch(np.asarray(positions, dtype=np.int64))
+        positions = np.asarray(positions, dtype=np.int64)
+        out = np.zeros((len(positions), self.dimension), dtype=np.float32)
+        in_base = positions < self.base_size
+        if in_base.any():
+            out[in_base] = self.dense.reconstruct_batch(positions[in_base])
+        if not in_base.all() and self.added is not None:
+            out[~in_base] = self.added[positions[~in_base] - self.base_size]
+        return out
+
+    def searchable(self, allowed: np.ndarray | None) -> np.ndarray | None:
+        """``allowed`` less the removed positions (None: every position)."""
+        if self.removed is None:
+            return allowed
+        return ~self.removed if allowed is None else allowed & ~self.removed
+
+    def dense_search(self, query: np.ndarray, wanted: int,
+                     allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``wanted`` nearest live passages (among the ``allowed`` positions when given):
+        (scores, positions), each of shape (1, found), best first.
+
+        An exact base is searched as one matrix-vector product over its stored vectors and
+        a partial sort, with the same results as FAISS's flat search: one code path with
+        and without a filter, and no slower (bench/dense_search.py). An approximate base
+        uses FAISS's search; the added passages are always searched exactly.
+        """
+        allowed = self.searchable(allowed)
+        query = query.astype(np.float32)
+        base = self.base_size
+        found = [self._base_search(query, wanted, None if allowed is None else allowed[:base])]
+        if self.added is not None and len(self.added):
+            found.append(_top(self.added @ query, wanted,
+                              None if allowed is None else allowed[base:], offset=base))
+        if len(found) == 1:
+            scores, positions = found[0]
+        else:
+            scores = np.concatenate([s for s, _ in found])
+            positions = np.concatenate([p for _, p in found])
+            order = np.argsort(-scores, kind="stable")[:wanted]
+            scores, positions = scores[order], positions[order]
+        return scores[None, :], positions[None, :]
+
+    def _base_search(self, query: np.ndarray, wanted: int,
+                     allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if self.base_size == 0:
+            return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+        matrix = self.flat_vectors()
+        if matrix is not None:
+            return _top(matrix @ query, wanted, allowed)
+        scores, positions = search_dense(self.dense, query, min(wanted, self.base_size), allowed)
+        keep = positions[0] >= 0
+        return scores[0][keep], positions[0][keep].astype(np.int64)
+
+
+def _top(scores: np.ndarray, wanted: int, allowed: np.ndarray | None,
+         offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``wanted`` of ``scores`` (among ``allowed``), best first, as (scores,
+    positions + offset)."""
+    if allowed is not None:
+        scores = np.where(allowed, scores, np.float32(-np.inf))
+    wanted = min(wanted, scores.shape[0])
+    if wanted <= 0:
+        return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
+    top = np.argpartition(-scores, wanted - 1)[:wanted]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    top = top[np.isfinite(scores[top])]
+    return scores[top], top.astype(np.int64) + offset
 
 
 class IndexManager:
-    """Loads the current snapshot, rebuilds it when missing/corrupt/stale, reloads newer ones."""
+    """Loads the current snapshot, keeps it up to date with the store, reloads newer ones.
+
+    A change to the store is applied to the loaded snapshot as a delta (the passages added,
+    the positions removed) when it is small against the base, and written and published
+    as a small ``delta-…`` folder that names its base; past that size, or when the
+    embedding model changed, the snapshot is rebuilt from the stored vectors (which is also
+    the repair path for anything missing or damaged).
+    """
 
     def __init__(self, *, directory: Path, store: Store, dimension: int,
                  check_interval: float = 2.0, keep: int = 2,
-                 default_model: Callable[[], str] | None = None):
+                 default_model: Callable[[], str] | None = None,
+                 kind: str = "auto", approximate_above: int = APPROXIMATE_ABOVE,
+                 delta_limit: Callable[[int], int] | None = None):
         self.directory = Path(directory)
         self.store = store
         self.dimension = dimension
@@ -189,6 +329,10 @@ class IndexManager:
         self.default_model = default_model or (lambda: self.store.active_model() or "")
         self.check_interval = check_interval
         self.keep = keep
+        dense_kind(kind, 0)  # refuses an unknown kind now, not at the first build
+        self.kind = kind
+        self.approximate_above = approximate_above
+        self.delta_limit = delta_limit or default_delta_limit
         self._snapshot: IndexSnapshot | None = None
         self._checked_at = 0.0
         self._lock = threading.Lock()
@@ -213,14 +357,15 @@ class IndexManager:
             return self._snapshot
 
     def refresh(self) -> IndexSnapshot:
-        """Look for a newer snapshot now, not at the next check (after publishing one)."""
+        """Bring the index up to the store now, not at the next check (after a change):
+        a newer published snapshot, else an incremental update, else a rebuild."""
         with self._lock:
             self._snapshot = self._refresh(self._snapshot)
             self._checked_at = time.monotonic()
             return self._snapshot
 
     def rebuild(self) -> IndexSnapshot:
-        """Build a snapshot of the store as it is now and publish it."""
+        """Build a snapshot of the store as it is now from the stored vectors and publish it."""
         with self._lock:
             self._snapshot = self._build_and_publish(self.store.generation())
             self._checked_at = time.monotonic()
@@ -238,20 +383,74 @@ class IndexManager:
         if loaded is not None and loaded.generation == generation:
             return loaded
         name = self._current_name()
+        current = None
         if name:
             try:
-                snapshot = self._load(name)
+                current = self._load(name, loaded)
             except Exception as exc:  # any damage means: rebuild from the database
                 log.warning("index snapshot %s unusable (%s); rebuilding from the database",
                             name, exc)
             else:
-                if snapshot.generation == generation:
-                    return snapshot
-                log.info("index snapshot %s is stale; rebuilding from stored embeddings", name)
+                if current.generation == generation:
+                    return current
+                log.info("index snapshot %s is stale; updating it from the store", name)
         prepared = self._prepared(generation, other_than=name)
         if prepared is not None:
             return prepared
+        start = current if current is not None else loaded
+        if start is not None:
+            try:
+                updated = self._update(start, generation)
+            except Exception as exc:  # the full rebuild below is the repair path
+                log.warning("incremental index update failed (%s); rebuilding", exc)
+                updated = None
+            if updated is not None:
+                return updated
         return self._build_and_publish(generation)
+
+    def _update(self, start: IndexSnapshot, generation: str) -> IndexSnapshot | None:
+        """``start`` with the store's changes since it applied as a delta, written and
+        published; None when a full rebuild is due instead (a large change, another model,
+        a base not on disk)."""
+        started = time.perf_counter()
+        if start.model != self.default_model() or not start.base \
+                or not (self.directory / start.base).is_dir():
+            return None
+        stored = self.store.chunk_ids()
+        live = start.chunk_ids if start.removed is None else start.chunk_ids[~start.removed]
+        new_ids = np.setdiff1d(stored, live, assume_unique=True)
+        gone = np.isin(start.chunk_ids, np.setdiff1d(live, stored, assume_unique=True))
+        if start.removed is not None:
+            gone &= ~start.removed
+        changes = start.changes + len(new_ids) + int(gone.sum())
+        if changes > self.delta_limit(start.base_size):
+            log.info("%d passages changed since the index was built: rebuilding it", changes)
+            return None
+        avgdl = start.keyword.avgdl if start.keyword is not None else (
+            start.added_keyword.avgdl if start.added_keyword is not None else None)
+        ids, keys, matrix, keyword, models = self._gather(
+            self.store.index_rows(new_ids.tolist()), expected=len(new_ids), avgdl=avgdl)
+        if models - {start.model}:
+            return None  # written by another model mid-switch: rebuild from what is stored
+        removed = start.removed if start.removed is not None else np.zeros(start.positions, dtype=bool)
+        removed = np.concatenate([removed | gone, np.zeros(len(ids), dtype=bool)])
+        added = matrix if start.added is None else np.vstack([start.added, matrix])
+        added_keyword = keyword
+        if start.added_keyword is not None:
+            added_keyword = start.added_keyword.then(keyword) if keyword is not None else start.added_keyword
+        snapshot = IndexSnapshot(
+            name="", generation=generation, chunk_ids=np.concatenate([start.chunk_ids, ids]),
+            doc_keys=np.concatenate([start.doc_keys, keys]), dense=start.dense,
+            keyword=start.keyword, dimension=self.dimension, model=start.model, added=added,
+            added_keyword=added_keyword, removed=removed if removed.any() else None,
+            base=start.base, base_generation=start.base_generation)
+        snapshot.name = self._write_delta(snapshot)
+        self.publish(snapshot.name)
+        self._prune_old(keep_name=snapshot.name)
+        log.info("index updated: %d passages added, %d removed in %.2fs (%d changed since %s)",
+                 len(ids), int(gone.sum()), time.perf_counter() - started, snapshot.changes,
+                 snapshot.base)
+        return snapshot
 
     def _prepared(self, generation: str, *, other_than: str | None) -> IndexSnapshot | None:
         """A snapshot of exactly this generation built beside the current one (a model switch
@@ -271,80 +470,137 @@ class IndexManager:
             return snapshot
         return None
 
-    def _load(self, name: str) -> IndexSnapshot:
-        import faiss
-
-        bm25s = _bm25s()
-
-        folder = self.directory / name
+    def _meta(self, folder: Path) -> dict:
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("format") != FORMAT_VERSION:
             raise ValueError(f"format {meta.get('format')} is not {FORMAT_VERSION}")
         for filename, checksum in meta["checksums"].items():
             if _file_sha256(folder / filename) != checksum:
                 raise ValueError(f"checksum mismatch in {filename}")
+        return meta
+
+    def _load(self, name: str, loaded: IndexSnapshot | None = None) -> IndexSnapshot:
+        """The snapshot in folder ``name``; a delta reuses ``loaded``'s base when it is the
+        same one (a replica reads only the small delta)."""
+        if not SNAPSHOT_NAME.match(name):
+            raise ValueError(f"{name!r} is not a snapshot's name")
+        if name.startswith("delta-"):
+            return self._load_delta(name, loaded)
+        if loaded is not None and loaded.base == name:
+            return loaded.base_only()
+        import faiss
+
+        folder = self.directory / name
+        meta = self._meta(folder)
         chunk_ids = np.load(folder / "chunk_ids.npy", allow_pickle=False)
         doc_keys = np.load(folder / "doc_keys.npy", allow_pickle=False)
         if doc_keys.shape != chunk_ids.shape:
             raise ValueError("document keys do not match chunk ids")
-        dense = faiss.read_index(str(folder / "dense.faiss"))
+        dense = prepare_dense(faiss.read_index(str(folder / "dense.faiss")))
         if dense.ntotal != len(chunk_ids) or dense.d != self.dimension:
             raise ValueError("dense index does not match its chunk ids or the model")
         keyword = None
         if meta.get("keyword"):
-            keyword = bm25s.BM25.load(str(folder / "keyword"), mmap=False, load_corpus=False)
+            keyword = KeywordIndex.load(folder / "keyword")
+            if keyword.size != len(chunk_ids):
+                raise ValueError("keyword index does not match its chunk ids")
         return IndexSnapshot(name=name, generation=meta["generation"], chunk_ids=chunk_ids,
                              doc_keys=doc_keys, dense=dense, keyword=keyword, dimension=self.dimension,
-                             model=str(meta["model"]))
+                             model=str(meta["model"]), base=name,
+                             base_generation=meta["generation"])
+
+    def _load_delta(self, name: str, loaded: IndexSnapshot | None) -> IndexSnapshot:
+        folder = self.directory / name
+        meta = self._meta(folder)
+        base_name = str(meta["base"])
+        if loaded is not None and loaded.base == base_name:
+            base = loaded
+        else:
+            if not base_name.startswith("snap-"):
+                raise ValueError(f"a delta's base {base_name!r} is not a snapshot")
+            base = self._load(base_name)
+        n = base.base_size
+        chunk_ids = np.load(folder / "chunk_ids.npy", allow_pickle=False)
+        doc_keys = np.load(folder / "doc_keys.npy", allow_pickle=False)
+        added = np.load(folder / "vectors.npy", allow_pickle=False)
+        removed_positions = np.load(folder / "removed.npy", allow_pickle=False)
+        added_keyword = KeywordIndex.load(folder / "keyword") if meta.get("keyword") else None
+        size = n + len(chunk_ids)
+        if (doc_keys.shape != chunk_ids.shape or added.shape != (len(chunk_ids), self.dimension)
+                or (added_keyword is not None and added_keyword.size != len(chunk_ids))
+                or (len(removed_positions) and int(removed_positions.max()) >= size)
+                or int(meta["base_size"]) != n):
+            raise ValueError("the delta does not fit its base")
+        removed = None
+        if len(removed_positions):
+            removed = np.zeros(size, dtype=bool)
+            removed[removed_positions] = True
+        return IndexSnapshot(name=name, generation=meta["generation"],
+                             chunk_ids=np.concatenate([base.chunk_ids[:n], chunk_ids]),
+                             doc_keys=np.concatenate([base.doc_keys[:n], doc_keys]),
+                             dense=base.dense, keyword=base.keyword, dimension=self.dimension,
+                             model=str(meta["model"]), added=added, added_keyword=added_keyword,
+                             removed=removed, base=base_name,
+                             base_generation=base.base_generation)
 
     def assemble(self, *, chunk_ids: Sequence[int], doc_keys: Sequence[int], vectors: np.ndarray,
                  texts: Sequence[str], generation: str, model: str) -> IndexSnapshot:
         """An in-memory snapshot from vectors and keyword texts (not written anywhere)."""
-        import faiss
-
-        bm25s = _bm25s()
         vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dimension)
-        dense = faiss.IndexFlatIP(self.dimension)
-        if len(vectors):
-            dense.add(np.ascontiguousarray(vectors))
-        corpus = [keyword_terms(text) for text in texts]
-        keyword = None
-        if any(corpus):
-            keyword = bm25s.BM25()
-            # An empty chunk would break the sparse matrix layout: give it a placeholder.
-            keyword.index([terms or ["\x00"] for terms in corpus], show_progress=False)
-        return IndexSnapshot(name="", generation=generation,
-                             chunk_ids=np.asarray(chunk_ids, dtype=np.int64),
-                             doc_keys=np.asarray(doc_keys, dtype=np.int64), dense=dense,
+        return self._assembled(chunk_ids=np.asarray(chunk_ids, dtype=np.int64),
+                               doc_keys=np.asarray(doc_keys, dtype=np.int64), vectors=vectors,
+                               keyword=KeywordIndex.build(keyword_terms(t) for t in texts)
+                               if len(texts) else None,
+                               generation=generation, model=model)
+
+    def _assembled(self, *, chunk_ids: np.ndarray, doc_keys: np.ndarray, vectors: np.ndarray,
+                   keyword: KeywordIndex | None, generation: str, model: str) -> IndexSnapshot:
+        kind = dense_kind(self.kind, len(vectors), self.approximate_above)
+        return IndexSnapshot(name="", generation=generation, chunk_ids=chunk_ids,
+                             doc_keys=doc_keys, dense=build_dense(vectors, kind),
                              keyword=keyword, dimension=self.dimension, model=model)
 
-    def _build(self, generation: str) -> IndexSnapshot:
-        ids: list[int] = []
-        keys: list[int] = []
-        vectors: list[np.ndarray] = []
-        texts: list[str] = []
+    def _gather(self, rows: Iterable[tuple], *, expected: int, avgdl: float | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, KeywordIndex | None, set[str]]:
+        """(chunk ids, document keys, vectors, keyword index, models) of index rows, read
+        in one pass: each vector goes straight into one matrix and each text into the
+        keyword index, so neither all texts nor a vector object per passage is held."""
+        ids, keys = array("q"), array("q")
         models: set[str] = set()
-        for chunk_id, document_key, blob, text, model in self.store.iter_index_rows(models=True):
-            vector = np.frombuffer(blob, dtype="<f4")
-            if vector.shape[0] != self.dimension:
-                raise ValueError(
-                    f"chunk {chunk_id} has a {vector.shape[0]}-dimensional embedding; "
-                    f"the model makes {self.dimension}: re-ingest with one model"
-                )
-            ids.append(chunk_id)
-            keys.append(document_key)
-            vectors.append(vector)
-            texts.append(text)
-            models.add(model)
+        matrix = np.empty((max(expected, 1), self.dimension), dtype=np.float32)
+
+        def terms() -> Iterator[list[str]]:
+            nonlocal matrix
+            for chunk_id, document_key, blob, text, model in rows:
+                vector = np.frombuffer(blob, dtype="<f4")
+                if vector.shape[0] != self.dimension:
+                    raise ValueError(
+                        f"chunk {chunk_id} has a {vector.shape[0]}-dimensional embedding; "
+                        f"the model makes {self.dimension}: re-ingest with one model")
+                if len(ids) == len(matrix):  # more rows than counted: written meanwhile
+                    matrix = np.concatenate([matrix, np.empty_like(matrix)])
+                matrix[len(ids)] = vector
+                ids.append(chunk_id)
+                keys.append(document_key)
+                models.add(model)
+                yield keyword_terms(text)
+
+        keyword = KeywordIndex.build(terms(), avgdl=avgdl)
+        count = len(ids)
+        return (np.frombuffer(ids, dtype=np.int64).copy(), np.frombuffer(keys, dtype=np.int64).copy(),
+                matrix[:count], keyword if count else None, models)
+
+    def _build(self, generation: str) -> IndexSnapshot:
+        ids, keys, matrix, keyword, models = self._gather(
+            self.store.iter_index_rows(models=True), expected=self.store.stats().chunks)
         if len(models) > 1:
             # A model switch committed while this was being read (or the store is mixed):
             # an index must never hold vectors of two models.
             raise StoreError(f"stored passages come from several embedding models "
                              f"({', '.join(sorted(models))})")
         model = models.pop() if models else self.default_model()
-        matrix = np.vstack(vectors) if vectors else np.zeros((0, self.dimension), np.float32)
-        return self.assemble(chunk_ids=ids, doc_keys=keys, vectors=matrix, texts=texts,
-                             generation=generation, model=model)
+        return self._assembled(chunk_ids=ids, doc_keys=keys, vectors=matrix, keyword=keyword,
+                               generation=generation, model=model)
 
     def _build_and_publish(self, generation: str) -> IndexSnapshot:
         started = time.perf_counter()
@@ -359,36 +615,64 @@ class IndexManager:
         self._prune_old(keep_name=name)
         log.info("index snapshot %s built: %d chunks in %.1fs", name, built.size,
                  time.perf_counter() - started)
-        built.name = name
+        built.name = built.base = name
+        built.base_generation = built.generation
         return built
 
     def write(self, snapshot: IndexSnapshot) -> str:
-        """Write a snapshot into a new folder beside the live ones (not published); its name."""
+        """Write a snapshot's base into a new folder beside the live ones (not published);
+        its name."""
         import faiss
 
+        def files(tmp: Path) -> dict:
+            np.save(tmp / "chunk_ids.npy", snapshot.chunk_ids[:snapshot.base_size], allow_pickle=False)
+            np.save(tmp / "doc_keys.npy", snapshot.doc_keys[:snapshot.base_size], allow_pickle=False)
+            faiss.write_index(snapshot.dense, str(tmp / "dense.faiss"))
+            if snapshot.keyword is not None:
+                snapshot.keyword.save(tmp / "keyword")
+            return {"kind": "base", "chunks": snapshot.base_size,
+                    "dense": "exact" if is_exact(snapshot.dense) else "ivf",
+                    "keyword": snapshot.keyword is not None}
+
+        return self._write_folder("snap", snapshot, files)
+
+    def _write_delta(self, snapshot: IndexSnapshot) -> str:
+        """Write what a snapshot adds to and removes from its base (not published); its name."""
+        n = snapshot.base_size
+
+        def files(tmp: Path) -> dict:
+            np.save(tmp / "chunk_ids.npy", snapshot.chunk_ids[n:], allow_pickle=False)
+            np.save(tmp / "doc_keys.npy", snapshot.doc_keys[n:], allow_pickle=False)
+            added = snapshot.added if snapshot.added is not None else np.zeros((0, self.dimension), np.float32)
+            np.save(tmp / "vectors.npy", added, allow_pickle=False)
+            removed = np.zeros(0, np.int64) if snapshot.removed is None else np.flatnonzero(snapshot.removed)
+            np.save(tmp / "removed.npy", removed.astype(np.int64), allow_pickle=False)
+            if snapshot.added_keyword is not None:
+                snapshot.added_keyword.save(tmp / "keyword")
+            return {"kind": "delta", "base": snapshot.base, "base_size": n,
+                    "chunks": snapshot.size, "keyword": snapshot.added_keyword is not None}
+
+        return self._write_folder("delta", snapshot, files)
+
+    def _write_folder(self, prefix: str, snapshot: IndexSnapshot,
+                      files: Callable[[Path], dict]) -> str:
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.directory / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
-            np.save(tmp / "chunk_ids.npy", snapshot.chunk_ids, allow_pickle=False)
-            np.save(tmp / "doc_keys.npy", snapshot.doc_keys, allow_pickle=False)
-            faiss.write_index(snapshot.dense, str(tmp / "dense.faiss"))
-            if snapshot.keyword is not None:
-                snapshot.keyword.save(str(tmp / "keyword"))
+            described = files(tmp)
             # Every file, the keyword index's too: damage anywhere means rebuild, not wrong scores.
             checksums = {path.relative_to(tmp).as_posix(): _file_sha256(path)
                          for path in sorted(tmp.rglob("*")) if path.is_file()}
             meta = {"format": FORMAT_VERSION, "generation": snapshot.generation,
-                    "model": snapshot.model,
-                    "chunks": int(snapshot.size), "dimension": self.dimension,
-                    "keyword": snapshot.keyword is not None, "checksums": checksums,
-                    "built_at": time.time()}
+                    "model": snapshot.model, "dimension": self.dimension, **described,
+                    "checksums": checksums, "built_at": time.time()}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
             for path in tmp.rglob("*"):
                 if path.is_file():
                     with path.open("rb") as handle:
                         os.fsync(handle.fileno())
-            name = f"snap-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+            name = f"{prefix}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
             os.rename(tmp, self.directory / name)
             _fsync_dir(self.directory)
         except BaseException:
@@ -410,17 +694,29 @@ class IndexManager:
     def _prune_old(self, keep_name: str) -> None:
         try:
             self._prune(keep_name)
-        except OSError as exc:  # best effort: replicas sharing the folder prune it too
+        except (OSError, ValueError, KeyError) as exc:
+            # best effort: replicas sharing the folder prune it too
             log.info("pruning old index snapshots: %s", exc)
 
     def _prune(self, keep_name: str) -> None:
-        snapshots = sorted((p for p in self.directory.glob("snap-*") if p.is_dir()),
-                           key=lambda p: p.stat().st_mtime)
-        stale = [p for p in snapshots if p.name != keep_name][: max(0, len(snapshots) - self.keep)]
-        for path in stale:
-            shutil.rmtree(path, ignore_errors=True)
+        # A delta's base stays as long as the delta is current.
+        base = keep_name
+        if keep_name.startswith("delta-"):
+            base = json.loads((self.directory / keep_name / "meta.json").read_text())["base"]
+        for prefix, keep in (("snap-", base), ("delta-", keep_name)):
+            folders = sorted((p for p in self.directory.glob(f"{prefix}*") if p.is_dir()),
+                             key=lambda p: p.stat().st_mtime)
+            stale = [p for p in folders if p.name != keep][: max(0, len(folders) - self.keep)]
+            for path in stale:
+                shutil.rmtree(path, ignore_errors=True)
         cutoff = time.time() - 3600
         for path in self.directory.glob(".tmp-*"):
             # A build killed midway leaves a temp folder; old ones are garbage.
             if path.stat().st_mtime < cutoff:
                 shutil.rmtree(path, ignore_errors=True)
+
+
+def default_delta_limit(base_size: int) -> int:
+    """How many passages may change (added plus removed) before the next change rebuilds
+    the snapshot instead of adding to its delta."""
+    return max(DELTA_MIN, int(DELTA_SHARE * base_size))

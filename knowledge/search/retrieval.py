@@ -164,17 +164,18 @@ class Retriever:
 
     def _allowed(self, snapshot: IndexSnapshot, sources: Sequence[str],
                  audience: Audience) -> np.ndarray | None:
-        """Which index positions may be candidates: documents from ``sources`` (all when
-        empty) that ``audience`` may see (None: every position may)."""
-        if snapshot.size == 0:
+        """Which index positions may be candidates: live passages (none removed since the
+        index was built) of documents from ``sources`` (all when empty) that ``audience``
+        may see (None: every position may)."""
+        if snapshot.positions == 0:
             return None
         allowed = None if not sources else np.isin(snapshot.doc_keys, self.store.document_keys(sources))
         for rule, positions in self._restricted(snapshot):
             if not audience.may_see(rule):
                 if allowed is None:
-                    allowed = np.ones(snapshot.size, dtype=bool)
+                    allowed = np.ones(snapshot.positions, dtype=bool)
                 allowed[positions] = False
-        return allowed
+        return snapshot.searchable(allowed)
 
     def _restricted(self, snapshot: IndexSnapshot) -> list[tuple[AccessRule, np.ndarray]]:
         """Each access rule in use, with the index positions of the documents it restricts;
@@ -265,34 +266,9 @@ class Retriever:
     @staticmethod
     def _dense_search(snapshot: IndexSnapshot, query: np.ndarray, wanted: int,
                       allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """The ``wanted`` nearest passages, among the ``allowed`` positions when given.
-
-        An exact (flat) index is searched as one matrix-vector product over its stored
-        vectors and a partial sort, with the same results as FAISS's flat search: one code
-        path with and without a filter, and no slower (bench/dense_search.py).
-        """
-        matrix = snapshot.flat_vectors()
-        if matrix is not None:
-            scores = matrix @ query.astype(np.float32)
-            if allowed is not None:
-                scores = np.where(allowed, scores, np.float32(-np.inf))
-            wanted = min(wanted, scores.shape[0])
-            top = np.argpartition(-scores, wanted - 1)[:wanted]
-            top = top[np.argsort(-scores[top], kind="stable")]
-            top = top[np.isfinite(scores[top])]
-            return scores[top][None, :], top.astype(np.int64)[None, :]
-        vector = query[None, :].astype(np.float32)
-        if allowed is None:
-            return snapshot.dense.search(vector, wanted)
-        import faiss
-
-        # A bitmap of the allowed positions (one bit each): cheaper to build than an id set.
-        # Both are held here until the search returns: params only points at them.
-        bits = np.packbits(allowed, bitorder="little")
-        selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
-        params = faiss.SearchParameters()
-        params.sel = selector
-        return snapshot.dense.search(vector, wanted, params=params)
+        """The ``wanted`` nearest passages, among the ``allowed`` positions when given
+        (``IndexSnapshot.dense_search``)."""
+        return snapshot.dense_search(query, wanted, allowed)
 
     def _group(self, snapshot: IndexSnapshot, positions: np.ndarray, fused: np.ndarray,
                dense: np.ndarray, k: int, passages_per_doc: int,

@@ -275,6 +275,28 @@ class Store:
             row = (chunk_id, document_key, blob, keyword_text(title, heading, text))
             yield (*row, model) if models else row
 
+    def chunk_ids(self) -> np.ndarray:
+        """Every indexed chunk's id, ascending (int64): what an incremental index update
+        compares with the ids its snapshot holds, to find what was added and removed."""
+        with self.database.session() as session:
+            rows = session.execute(select(Chunk.id).join(Document, Document.id == Chunk.document_id)
+                                   .order_by(Chunk.id))
+            return np.fromiter((row[0] for row in rows), dtype=np.int64)
+
+    def index_rows(self, chunk_ids: Sequence[int], batch: int = 500) -> Iterator[tuple]:
+        """``iter_index_rows(models=True)``'s rows of these chunks only, by chunk id."""
+        wanted = sorted(int(i) for i in chunk_ids)
+        with self.database.session() as session:
+            for start in range(0, len(wanted), batch):
+                rows = session.execute(
+                    select(Chunk.id, Chunk.document_id, Chunk.embedding, Document.title,
+                           Chunk.heading, Chunk.text, Chunk.model)
+                    .join(Document, Document.id == Chunk.document_id)
+                    .where(Chunk.id.in_(wanted[start:start + batch]))
+                    .order_by(Chunk.id)).tuples().all()
+                for chunk_id, document_key, blob, title, heading, text, model in rows:
+                    yield chunk_id, document_key, blob, keyword_text(title, heading, text), model
+
     def iter_passages(self, batch: int = 5000) -> Iterator[Passage]:
         """Every stored passage with its document, by chunk id (for re-embedding and tuning)."""
         for row in self._chunk_rows(*_PASSAGE_COLUMNS, batch=batch):

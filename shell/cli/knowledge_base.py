@@ -156,5 +156,5 @@ def index():
 def index_rebuild(ctx):
     """Rebuild the index from stored embeddings (nothing is re-embedded)."""
     kb = knowledge_base(ctx.find_root())
-    kb.refresh_index()
+    kb.rebuild_index()
     click.echo(f"index rebuilt: {kb.index.snapshot().size} passages")

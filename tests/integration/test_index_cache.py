@@ -87,9 +87,9 @@ DAMAGE = {
     "meta.json garbage": lambda index: (current_folder(index) / "meta.json").write_text("{not json"),
     "keyword index deleted": lambda index: shutil.rmtree(current_folder(index) / "keyword"),
     "keyword scores scrambled": lambda index: _scramble_npy_payload(
-        current_folder(index) / "keyword" / "data.csc.index.npy"),
+        current_folder(index) / "keyword" / "weights.npy"),
     "keyword vocabulary garbage": lambda index: (
-        current_folder(index) / "keyword" / "vocab.index.json").write_text("[]"),
+        current_folder(index) / "keyword" / "vocab.json").write_text("[]"),
     "CURRENT binary garbage": lambda index: (index / CURRENT).write_bytes(b"\xff\xfe\x00\x81\x9c garbage"),
     "CURRENT dangling": lambda index: (index / CURRENT).write_text("snap-20000101T000000-deadbeef"),
     "CURRENT escapes the folder": lambda index: (index / CURRENT).write_text("../../../../etc"),
@@ -131,7 +131,7 @@ def test_cli_style_rebuild_does_not_re_embed(handbook_settings, reference, embed
     kb = KnowledgeBase(settings=handbook_settings, embedder=embedder)
     try:
         before = kb.index.snapshot().name
-        kb.refresh_index()
+        kb.rebuild_index()
         assert kb.index.snapshot().name != before
         assert results(kb) == reference
     finally:
@@ -227,7 +227,7 @@ def test_publish_leaves_current_pointing_at_a_complete_snapshot(handbook_setting
         index_dir = handbook_settings.index_dir
         names = []
         for _ in range(4):
-            kb.refresh_index()
+            kb.rebuild_index()
             names.append(kb.index.snapshot().name)
             _assert_clean(index_dir, keep=kb.index.keep)
         assert len(set(names)) == 4
@@ -255,7 +255,7 @@ def test_readers_never_see_a_partial_pointer_while_snapshots_are_published(handb
     thread.start()
     try:
         for _ in range(5):
-            kb.refresh_index()
+            kb.rebuild_index()
     finally:
         done.set()
         thread.join()
@@ -278,7 +278,7 @@ def test_a_build_that_fails_midway_leaves_the_published_snapshot_alone(handbook_
 
         monkeypatch.setattr(faiss, "write_index", disk_full)
         with pytest.raises(OSError, match="No space left"):
-            kb.refresh_index()
+            kb.rebuild_index()
         monkeypatch.undo()
 
         assert (index_dir / CURRENT).read_text() == published

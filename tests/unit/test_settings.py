@@ -73,6 +73,7 @@ def test_the_readme_check_catches_a_missing_or_wrong_row(monkeypatch, tmp_path):
 def test_every_variable_is_read_and_typed():
     env = {"DML_DATA_DIR": "/srv/dml", "DATABASE_URL": "postgresql://u@h/db",
            "DML_EMBEDDING_MODEL": "/models/m", "DML_KEYWORD_WEIGHT": "0.3",
+           "DML_INDEX_KIND": " IVF ", "DML_INDEX_APPROXIMATE_ABOVE": "500000",
            "DML_EMBED_BACKEND": " ONNX-int8", "DML_DEVICE": "CPU", "DML_EMBED_THREADS": "3",
            "DML_EMBED_BATCH": "64", "DML_EXPORT_DIR": "/srv/exports",
            "DML_MIN_CONFIDENCE": "0.6", "DML_MIN_SENTENCE_SIMILARITY": "0.5",
@@ -92,6 +93,7 @@ def test_every_variable_is_read_and_typed():
     assert (k.embed_backend, k.device, k.embed_threads, k.embed_batch, k.export_dir) == \
         ("onnx-int8", "cpu", 3, 64, Path("/srv/exports"))
     assert (k.keyword_weight, k.min_confidence, k.min_sentence_similarity) == (0.3, 0.6, 0.5)
+    assert (k.index_kind, k.index_approximate_above) == ("ivf", 500_000)
     assert (k.llm_url, k.llm_model, k.llm_api_key.get_secret_value(), k.llm_timeout) == \
         ("http://llm/v1", "m", "sk-1", 5.0)
     assert (k.allow_private_urls, k.fetch_timeout, k.max_fetch_bytes) == (True, 2.5, 1000)
@@ -129,6 +131,8 @@ def test_construction_by_keyword_reads_no_environment(monkeypatch):
     ({"DML_FETCH_TIMEOUT": "-1"}, "DML_FETCH_TIMEOUT must be positive, got '-1'"),
     ({"DML_LEADER_LEASE": "0.5"}, "DML_LEADER_LEASE must be between 1 and 3600"),
     ({"DML_TUNE_MIN_NEW_PAIRS": "0"}, "DML_TUNE_MIN_NEW_PAIRS must be at least 1"),
+    ({"DML_INDEX_KIND": "hnsw"}, "DML_INDEX_KIND must be 'auto', 'exact' or 'ivf', got 'hnsw'"),
+    ({"DML_INDEX_APPROXIMATE_ABOVE": "0"}, "DML_INDEX_APPROXIMATE_ABOVE must be at least 1"),
     ({"DML_EXPERTS_CHANNEL": "general"}, "DML_EXPERTS_CHANNEL must be a channel id"),
     ({"SLACK_API_URL": "slack.com/api"}, "SLACK_API_URL must be an http(s) URL"),
     ({"DML_KEYWORD_WEIGHT": "2", "SLACK_API_URL": "x"},
