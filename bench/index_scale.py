@@ -2,7 +2,7 @@
 incremental updates, at 100,000 and 1,000,000 passages.
 
 The passages are the MLQuestions corpus plus copies under distinct ids, inserted with their
-stored embeddings (bench/latency.py's ``grow``: nothing is re-embedded). Each size runs in
+stored embeddings (as bench/latency.py's ``grow`` does: nothing is re-embedded). Each size runs in
 fresh processes, one after the other:
 
 1. *cold start from the stored vectors*: the index folder is moved aside and a knowledge base
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from common import CACHE, markdown_table, mlquestions_dev, need_shared, peak_rss_mb, save_result
-from latency import grow, rss_mb
+from latency import rss_mb
 
 HERE = Path(__file__).resolve().parent
 NEW_DOCUMENTS = 100
@@ -60,9 +60,37 @@ def prepare(size: int) -> None:
         src.backup(dst)
         src.close()
         dst.close()
-    kb = KnowledgeBase(settings=Settings(data_dir=data))
-    grow(kb, size)
+    kb = KnowledgeBase(settings=Settings(data_dir=data))  # migrates the copy
     kb.close()
+    grow_in_sql(data / "dml.sqlite3", size)
+
+
+def grow_in_sql(path: Path, target: int) -> None:
+    """bench/latency.py's ``grow`` as a few INSERT … SELECT statements: copies of the base
+    corpus's documents and passages (stored embeddings and all) until ``target`` passages."""
+    import sqlite3
+    import uuid
+
+    db = sqlite3.connect(path)
+    base = "doc_id NOT LIKE 'copy%' AND doc_id NOT LIKE 'bulk%'"
+    columns = "source, kind, title, url, path, text, content_hash, metadata, added_by, created_at, updated_at"
+    copy = db.execute("SELECT count(*) FROM documents WHERE doc_id LIKE 'bulk%'").fetchone()[0]
+    while (have := db.execute("SELECT count(*) FROM chunks").fetchone()[0]) < target:
+        copy += 1
+        prefix = f"bulk{copy}:"
+        # One passage per MLQuestions document: documents copied = passages copied.
+        db.execute(f"INSERT INTO documents (doc_id, {columns}) SELECT ? || doc_id, 'bench-copies', "
+                   f"kind, title, NULL, NULL, text, content_hash, '{{}}', NULL, created_at, updated_at "
+                   f"FROM documents WHERE {base} ORDER BY id LIMIT ?", (prefix, target - have))
+        db.execute("INSERT INTO chunks (document_id, position, heading, text, embed_hash, model, "
+                   "embedding) SELECT copy.id, c.position, c.heading, c.text, c.embed_hash, c.model, "
+                   "c.embedding FROM documents copy JOIN documents d ON copy.doc_id = ? || d.doc_id "
+                   "JOIN chunks c ON c.document_id = d.id WHERE copy.doc_id LIKE ? || '%'",
+                   (prefix, prefix))
+        db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (uuid.uuid4().hex,))
+        db.commit()
+        print(f"  {have} passages", flush=True)
+    db.close()
 
 
 def step_build(size: int) -> dict:
@@ -74,9 +102,8 @@ def step_build(size: int) -> dict:
     shutil.rmtree(data / "index", ignore_errors=True)
     kb = KnowledgeBase(settings=Settings(data_dir=data))
     started = time.perf_counter()
-    kb.warm_up()
-    seconds = time.perf_counter() - started
     snapshot = kb.index.snapshot()
+    seconds = time.perf_counter() - started
     return {"build_s": round(seconds, 1), "build_peak_rss_mb": round(peak_rss_mb()),
             "build_rss_mb": round(rss_mb()), "passages": snapshot.size,
             "kind": "exact" if snapshot.flat_vectors() is not None else "ivf"}
@@ -91,8 +118,9 @@ def step_serve(size: int, questions: int) -> dict:
     settings = Settings(data_dir=data)
     kb = KnowledgeBase(settings=settings)
     started = time.perf_counter()
-    kb.warm_up()
+    kb.index.snapshot()
     load_s = time.perf_counter() - started
+    kb.warm_up()  # and the model
     asked = [q["question"] for q in mlquestions_dev()][: questions + 20]
     for question in asked[questions:]:  # warm the model, the index and the sentence cache
         kb.ask(question)
@@ -261,5 +289,6 @@ def tables(rows: list, recall_rows: list) -> str:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # One export of the embedding model for every size's data directory.
+    os.environ.setdefault("DML_EXPORT_DIR", str(CACHE / "exported"))
     main()

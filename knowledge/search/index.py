@@ -28,7 +28,8 @@ import threading
 import time
 import uuid
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -428,8 +429,9 @@ class IndexManager:
             return None
         avgdl = start.keyword.avgdl if start.keyword is not None else (
             start.added_keyword.avgdl if start.added_keyword is not None else None)
-        ids, keys, matrix, keyword, models = self._gather(
-            self.store.index_rows(new_ids.tolist()), expected=len(new_ids), avgdl=avgdl)
+        ids, keys, matrix, texts, models = self._read(
+            self.store.index_rows(new_ids.tolist()), expected=len(new_ids))
+        keyword = self._keyword(texts, avgdl)
         if models - {start.model}:
             return None  # written by another model mid-switch: rebuild from what is stored
         removed = start.removed if start.removed is not None else np.zeros(start.positions, dtype=bool)
@@ -547,51 +549,43 @@ class IndexManager:
                  texts: Sequence[str], generation: str, model: str) -> IndexSnapshot:
         """An in-memory snapshot from vectors and keyword texts (not written anywhere)."""
         vectors = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dimension)
-        return self._assembled(chunk_ids=np.asarray(chunk_ids, dtype=np.int64),
-                               doc_keys=np.asarray(doc_keys, dtype=np.int64), vectors=vectors,
-                               keyword=KeywordIndex.build(keyword_terms(t) for t in texts)
-                               if len(texts) else None,
-                               generation=generation, model=model)
-
-    def _assembled(self, *, chunk_ids: np.ndarray, doc_keys: np.ndarray, vectors: np.ndarray,
-                   keyword: KeywordIndex | None, generation: str, model: str) -> IndexSnapshot:
         kind = dense_kind(self.kind, len(vectors), self.approximate_above)
-        return IndexSnapshot(name="", generation=generation, chunk_ids=chunk_ids,
-                             doc_keys=doc_keys, dense=build_dense(vectors, kind),
-                             keyword=keyword, dimension=self.dimension, model=model)
+        return IndexSnapshot(name="", generation=generation,
+                             chunk_ids=np.asarray(chunk_ids, dtype=np.int64),
+                             doc_keys=np.asarray(doc_keys, dtype=np.int64),
+                             dense=build_dense(vectors, kind), keyword=self._keyword(texts),
+                             dimension=self.dimension, model=model)
 
-    def _gather(self, rows: Iterable[tuple], *, expected: int, avgdl: float | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, KeywordIndex | None, set[str]]:
-        """(chunk ids, document keys, vectors, keyword index, models) of index rows, read
-        in one pass: each vector goes straight into one matrix and each text into the
-        keyword index, so neither all texts nor a vector object per passage is held."""
+    def _read(self, rows: Iterable[tuple], *, expected: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], set[str]]:
+        """(chunk ids, document keys, vectors, keyword texts, models) of index rows; each
+        vector goes straight into one matrix (no object per passage is held)."""
         ids, keys = array("q"), array("q")
+        texts: list[str] = []
         models: set[str] = set()
         matrix = np.empty((max(expected, 1), self.dimension), dtype=np.float32)
-
-        def terms() -> Iterator[list[str]]:
-            nonlocal matrix
-            for chunk_id, document_key, blob, text, model in rows:
-                vector = np.frombuffer(blob, dtype="<f4")
-                if vector.shape[0] != self.dimension:
-                    raise ValueError(
-                        f"chunk {chunk_id} has a {vector.shape[0]}-dimensional embedding; "
-                        f"the model makes {self.dimension}: re-ingest with one model")
-                if len(ids) == len(matrix):  # more rows than counted: written meanwhile
-                    matrix = np.concatenate([matrix, np.empty_like(matrix)])
-                matrix[len(ids)] = vector
-                ids.append(chunk_id)
-                keys.append(document_key)
-                models.add(model)
-                yield keyword_terms(text)
-
-        keyword = KeywordIndex.build(terms(), avgdl=avgdl)
-        count = len(ids)
+        for chunk_id, document_key, blob, text, model in rows:
+            vector = np.frombuffer(blob, dtype="<f4")
+            if vector.shape[0] != self.dimension:
+                raise ValueError(
+                    f"chunk {chunk_id} has a {vector.shape[0]}-dimensional embedding; "
+                    f"the model makes {self.dimension}: re-ingest with one model")
+            if len(ids) == len(matrix):  # more rows than counted: written meanwhile
+                matrix = np.concatenate([matrix, np.empty_like(matrix)])
+            matrix[len(ids)] = vector
+            ids.append(chunk_id)
+            keys.append(document_key)
+            texts.append(text)
+            models.add(model)
         return (np.frombuffer(ids, dtype=np.int64).copy(), np.frombuffer(keys, dtype=np.int64).copy(),
-                matrix[:count], keyword if count else None, models)
+                matrix[:len(ids)], texts, models)
+
+    @staticmethod
+    def _keyword(texts: Sequence[str], avgdl: float | None = None) -> KeywordIndex | None:
+        return KeywordIndex.build((keyword_terms(t) for t in texts), avgdl=avgdl) if texts else None
 
     def _build(self, generation: str) -> IndexSnapshot:
-        ids, keys, matrix, keyword, models = self._gather(
+        ids, keys, matrix, texts, models = self._read(
             self.store.iter_index_rows(models=True), expected=self.store.stats().chunks)
         if len(models) > 1:
             # A model switch committed while this was being read (or the store is mixed):
@@ -599,8 +593,16 @@ class IndexManager:
             raise StoreError(f"stored passages come from several embedding models "
                              f"({', '.join(sorted(models))})")
         model = models.pop() if models else self.default_model()
-        return self._assembled(chunk_ids=ids, doc_keys=keys, vectors=matrix, keyword=keyword,
-                               generation=generation, model=model)
+        kind = dense_kind(self.kind, len(matrix), self.approximate_above)
+        # FAISS lets go of the GIL while it trains and adds: the dense index builds on one
+        # thread while this one tokenises the keyword texts (the two costs overlap).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            dense = pool.submit(build_dense, matrix, kind)
+            keyword = self._keyword(texts)
+            del texts
+            return IndexSnapshot(name="", generation=generation, chunk_ids=ids, doc_keys=keys,
+                                 dense=dense.result(), keyword=keyword,
+                                 dimension=self.dimension, model=model)
 
     def _build_and_publish(self, generation: str) -> IndexSnapshot:
         started = time.perf_counter()

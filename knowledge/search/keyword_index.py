@@ -12,10 +12,11 @@ rebuild (the one approximation; see ``knowledge.search.index``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from array import array
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,12 +53,13 @@ class KeywordIndex:
     def build(cls, term_lists: Iterable[Sequence[str]], *, avgdl: float | None = None) -> KeywordIndex:
         """An index of these passages' terms. ``avgdl``: the average passage length of the
         collection they join (default: their own)."""
-        vocab: dict[str, int] = {}
+        # A new term gets the next id: looked up in C, with no Python call per term.
+        vocab: defaultdict[str, int] = defaultdict(itertools.count().__next__)
         term_ids, docs, tfs, lengths = array("q"), array("q"), array("f"), array("q")
         for position, terms in enumerate(term_lists):
             terms = terms or [EMPTY]
             counts = Counter(terms)
-            term_ids.extend(vocab.setdefault(term, len(vocab)) for term in counts)
+            term_ids.extend(map(vocab.__getitem__, counts))
             docs.extend([position] * len(counts))
             tfs.extend(counts.values())
             lengths.append(len(terms))
@@ -68,7 +70,7 @@ class KeywordIndex:
         doc = np.frombuffer(docs, dtype=np.int64)
         tf = np.frombuffer(tfs, dtype=np.float32)
         weight = tf / (tf + K1 * (1 - B + B * length[doc] / np.float32(avgdl)))
-        return cls._grouped(vocab, tid, doc, weight.astype(np.float32), len(length), avgdl)
+        return cls._grouped(dict(vocab), tid, doc, weight.astype(np.float32), len(length), avgdl)
 
     @classmethod
     def _grouped(cls, vocab: dict[str, int], tid: np.ndarray, doc: np.ndarray,

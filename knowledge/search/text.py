@@ -131,8 +131,12 @@ def keyword_terms(text: str) -> list[str]:
     stop = _stopwords()
     plain: list[str] = []
     exact: list[str] = []
-    for match in _TOKEN.finditer(text):
-        token = match.group().lower()
+    for token in _TOKEN.findall(text):
+        token = token.lower()
+        if token.isalnum():  # one plain word or number (most tokens): the same rules, faster
+            if token not in stop and (len(token) > 1 or token.isdigit()):
+                plain.append(token)
+            continue
         parts = [p for p in _PART.split(token) if p]
         if len(parts) > 1 or token.endswith(("+", "#")):
             exact.append(token)
