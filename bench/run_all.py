@@ -26,6 +26,8 @@ STEPS = [
     ("Ask latency at 100,000 passages with 30% restricted", ["access_latency.py"], "access_latency"),
     ("Exact dense search: FAISS flat search against a matrix-vector product", ["dense_search.py"],
      "dense_search"),
+    ("The index at scale: 100,000 and 1,000,000 passages (cold start, latency, memory, "
+     "recall of the approximate index, incremental updates)", ["index_scale.py"], "index_scale"),
     ("Sources that stay in sync: Git and Slack, first and second sync", ["sources_sync.py"],
      "sources_sync"),
     ("Slack bot, 50 concurrent mentions", ["slack_load.py"], "slack_load"),

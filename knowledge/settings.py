@@ -209,7 +209,7 @@ class Settings(_Group):
     # index_approximate_above passages when "auto" (knowledge/search/dense_index.py; the
     # size where the exact search passes ~25 ms p95 on two cores, bench/index_scale.py).
     index_kind: Literal["auto", "exact", "ivf"] = variable("DML_INDEX_KIND", "auto")
-    index_approximate_above: int = variable("DML_INDEX_APPROXIMATE_ABOVE", 200_000, ge=1)
+    index_approximate_above: int = variable("DML_INDEX_APPROXIMATE_ABOVE", 100_000, ge=1)
     # Retrieval: weight of the keyword signal in the convex fusion (0 = dense only).
     keyword_weight: float = variable("DML_KEYWORD_WEIGHT", 0.15, ge=0.0, le=1.0)
     # Below this confidence (best cosine + 0.25 x keyword coverage) the answer abstains.

@@ -20,8 +20,8 @@ __all__ = ["DENSE_KINDS", "APPROXIMATE_ABOVE", "dense_kind", "build_dense", "pre
 
 DENSE_KINDS = ("auto", "exact", "ivf")
 # Above this many passages `auto` builds the approximate index: where the exact search's
-# p95 passes ~25 ms on two cores (bench/index_scale.py).
-APPROXIMATE_ABOVE = 200_000
+# p95 passes ~25 ms on two cores, half an ask's 50 ms budget (bench/index_scale.py).
+APPROXIMATE_ABOVE = 100_000
 # Training points per list (k-means): faiss warns below 39.
 TRAIN_PER_LIST = 64
 KMEANS_ITERATIONS = 10

@@ -130,6 +130,9 @@ class IndexSnapshot:
     removed: np.ndarray | None = None  # bool per position; None when nothing was removed
     base: str = ""  # the folder of the base snapshot (its own name when it is one)
     base_generation: str = ""  # the store generation the base was built from
+    # Per position, what the store's chunk was when indexed (``Store.index_fingerprints``):
+    # how an incremental update finds what changed. None for a snapshot assembled elsewhere.
+    fingerprints: np.ndarray | None = None
     _flat: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -159,7 +162,8 @@ class IndexSnapshot:
         return IndexSnapshot(name=self.base, generation=self.base_generation,
                              chunk_ids=self.chunk_ids[:n], doc_keys=self.doc_keys[:n],
                              dense=self.dense, keyword=self.keyword, dimension=self.dimension,
-                             model=self.model, base=self.base, base_generation=self.base_generation)
+                             model=self.model, base=self.base, base_generation=self.base_generation,
+                             fingerprints=None if self.fingerprints is None else self.fingerprints[:n])
 
     def _segments(self) -> list[tuple[KeywordIndex, int]]:
         """The keyword indexes with the position each starts at."""
@@ -414,13 +418,13 @@ class IndexManager:
         published; None when a full rebuild is due instead (a large change, another model,
         a base not on disk)."""
         started = time.perf_counter()
-        if start.model != self.default_model() or not start.base \
+        if start.model != self.default_model() or not start.base or start.fingerprints is None \
                 or not (self.directory / start.base).is_dir():
             return None
-        stored = self.store.chunk_ids()
-        live = start.chunk_ids if start.removed is None else start.chunk_ids[~start.removed]
-        new_ids = np.setdiff1d(stored, live, assume_unique=True)
-        gone = np.isin(start.chunk_ids, np.setdiff1d(live, stored, assume_unique=True))
+        stored, stored_ids = self.store.index_fingerprints()
+        live = start.fingerprints if start.removed is None else start.fingerprints[~start.removed]
+        new_ids = stored_ids[~np.isin(stored, live)]
+        gone = ~np.isin(start.fingerprints, stored)
         if start.removed is not None:
             gone &= ~start.removed
         changes = start.changes + len(new_ids) + int(gone.sum())
@@ -429,7 +433,7 @@ class IndexManager:
             return None
         avgdl = start.keyword.avgdl if start.keyword is not None else (
             start.added_keyword.avgdl if start.added_keyword is not None else None)
-        ids, keys, matrix, texts, models = self._read(
+        ids, keys, matrix, texts, models, fingerprints = self._read(
             self.store.index_rows(new_ids.tolist()), expected=len(new_ids))
         keyword = self._keyword(texts, avgdl)
         if models - {start.model}:
@@ -445,7 +449,8 @@ class IndexManager:
             doc_keys=np.concatenate([start.doc_keys, keys]), dense=start.dense,
             keyword=start.keyword, dimension=self.dimension, model=start.model, added=added,
             added_keyword=added_keyword, removed=removed if removed.any() else None,
-            base=start.base, base_generation=start.base_generation)
+            base=start.base, base_generation=start.base_generation,
+            fingerprints=np.concatenate([start.fingerprints, fingerprints]))
         snapshot.name = self._write_delta(snapshot)
         self.publish(snapshot.name)
         self._prune_old(keep_name=snapshot.name)
@@ -506,10 +511,15 @@ class IndexManager:
             keyword = KeywordIndex.load(folder / "keyword")
             if keyword.size != len(chunk_ids):
                 raise ValueError("keyword index does not match its chunk ids")
+        fingerprints = None
+        if meta.get("fingerprints"):
+            fingerprints = np.load(folder / "fingerprints.npy", allow_pickle=False)
+            if fingerprints.shape != chunk_ids.shape:
+                raise ValueError("fingerprints do not match chunk ids")
         return IndexSnapshot(name=name, generation=meta["generation"], chunk_ids=chunk_ids,
                              doc_keys=doc_keys, dense=dense, keyword=keyword, dimension=self.dimension,
                              model=str(meta["model"]), base=name,
-                             base_generation=meta["generation"])
+                             base_generation=meta["generation"], fingerprints=fingerprints)
 
     def _load_delta(self, name: str, loaded: IndexSnapshot | None) -> IndexSnapshot:
         folder = self.directory / name
@@ -526,9 +536,11 @@ class IndexManager:
         doc_keys = np.load(folder / "doc_keys.npy", allow_pickle=False)
         added = np.load(folder / "vectors.npy", allow_pickle=False)
         removed_positions = np.load(folder / "removed.npy", allow_pickle=False)
+        fingerprints = np.load(folder / "fingerprints.npy", allow_pickle=False)
         added_keyword = KeywordIndex.load(folder / "keyword") if meta.get("keyword") else None
         size = n + len(chunk_ids)
         if (doc_keys.shape != chunk_ids.shape or added.shape != (len(chunk_ids), self.dimension)
+                or fingerprints.shape != chunk_ids.shape or base.fingerprints is None
                 or (added_keyword is not None and added_keyword.size != len(chunk_ids))
                 or (len(removed_positions) and int(removed_positions.max()) >= size)
                 or int(meta["base_size"]) != n):
@@ -543,7 +555,8 @@ class IndexManager:
                              dense=base.dense, keyword=base.keyword, dimension=self.dimension,
                              model=str(meta["model"]), added=added, added_keyword=added_keyword,
                              removed=removed, base=base_name,
-                             base_generation=base.base_generation)
+                             base_generation=base.base_generation,
+                             fingerprints=np.concatenate([base.fingerprints[:n], fingerprints]))
 
     def assemble(self, *, chunk_ids: Sequence[int], doc_keys: Sequence[int], vectors: np.ndarray,
                  texts: Sequence[str], generation: str, model: str) -> IndexSnapshot:
@@ -557,14 +570,14 @@ class IndexManager:
                              dimension=self.dimension, model=model)
 
     def _read(self, rows: Iterable[tuple], *, expected: int
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], set[str]]:
-        """(chunk ids, document keys, vectors, keyword texts, models) of index rows; each
-        vector goes straight into one matrix (no object per passage is held)."""
-        ids, keys = array("q"), array("q")
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], set[str], np.ndarray]:
+        """(chunk ids, document keys, vectors, keyword texts, models, fingerprints) of index
+        rows; each vector goes straight into one matrix (no object per passage is held)."""
+        ids, keys, fingerprints = array("q"), array("q"), array("Q")
         texts: list[str] = []
         models: set[str] = set()
         matrix = np.empty((max(expected, 1), self.dimension), dtype=np.float32)
-        for chunk_id, document_key, blob, text, model in rows:
+        for chunk_id, document_key, blob, text, model, fingerprint in rows:
             vector = np.frombuffer(blob, dtype="<f4")
             if vector.shape[0] != self.dimension:
                 raise ValueError(
@@ -577,15 +590,16 @@ class IndexManager:
             keys.append(document_key)
             texts.append(text)
             models.add(model)
+            fingerprints.append(fingerprint)
         return (np.frombuffer(ids, dtype=np.int64).copy(), np.frombuffer(keys, dtype=np.int64).copy(),
-                matrix[:len(ids)], texts, models)
+                matrix[:len(ids)], texts, models, np.frombuffer(fingerprints, dtype=np.uint64).copy())
 
     @staticmethod
     def _keyword(texts: Sequence[str], avgdl: float | None = None) -> KeywordIndex | None:
         return KeywordIndex.build((keyword_terms(t) for t in texts), avgdl=avgdl) if texts else None
 
     def _build(self, generation: str) -> IndexSnapshot:
-        ids, keys, matrix, texts, models = self._read(
+        ids, keys, matrix, texts, models, fingerprints = self._read(
             self.store.iter_index_rows(models=True), expected=self.store.stats().chunks)
         if len(models) > 1:
             # A model switch committed while this was being read (or the store is mixed):
@@ -602,7 +616,7 @@ class IndexManager:
             del texts
             return IndexSnapshot(name="", generation=generation, chunk_ids=ids, doc_keys=keys,
                                  dense=dense.result(), keyword=keyword,
-                                 dimension=self.dimension, model=model)
+                                 dimension=self.dimension, model=model, fingerprints=fingerprints)
 
     def _build_and_publish(self, generation: str) -> IndexSnapshot:
         started = time.perf_counter()
@@ -632,7 +646,11 @@ class IndexManager:
             faiss.write_index(snapshot.dense, str(tmp / "dense.faiss"))
             if snapshot.keyword is not None:
                 snapshot.keyword.save(tmp / "keyword")
+            if snapshot.fingerprints is not None:
+                np.save(tmp / "fingerprints.npy", snapshot.fingerprints[:snapshot.base_size],
+                        allow_pickle=False)
             return {"kind": "base", "chunks": snapshot.base_size,
+                    "fingerprints": snapshot.fingerprints is not None,
                     "dense": "exact" if is_exact(snapshot.dense) else "ivf",
                     "keyword": snapshot.keyword is not None}
 
@@ -651,6 +669,8 @@ class IndexManager:
             np.save(tmp / "removed.npy", removed.astype(np.int64), allow_pickle=False)
             if snapshot.added_keyword is not None:
                 snapshot.added_keyword.save(tmp / "keyword")
+            assert snapshot.fingerprints is not None  # only updates, which need them, write deltas
+            np.save(tmp / "fingerprints.npy", snapshot.fingerprints[n:], allow_pickle=False)
             return {"kind": "delta", "base": snapshot.base, "base_size": n,
                     "chunks": snapshot.size, "keyword": snapshot.added_keyword is not None}
 

@@ -6,6 +6,7 @@ generation it was built from, so a stale or half-written index is noticed and re
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from .text import keyword_text
 
 __all__ = ["Store", "DocumentRecord", "ChunkRecord", "Passage", "StoreStats", "SourceEntry",
            "RecentDocument", "visible_in", "PRIVATE_CHANNEL", "ACTIVE_MODEL", "GENERATION",
-           "DocumentOwner"]
+           "DocumentOwner", "index_fingerprint"]
 
 GENERATION = "generation"
 # The embedding model (version) every stored passage and question vector comes from, once
@@ -32,6 +33,13 @@ ACTIVE_MODEL = "embedding_model"
 # Document metadata key: the private channel a document was captured in. Such a document
 # is only ever shown or cited in that channel.
 PRIVATE_CHANNEL = "private_channel"
+
+
+def index_fingerprint(chunk_id: int, document_key: int, embed_hash: str) -> int:
+    """64 bits that change when a chunk's id, its document or what was embedded changes
+    (the embedding hash covers the model and the title, heading and text)."""
+    digest = hashlib.blake2b(f"{chunk_id}:{document_key}:{embed_hash}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "little")
 
 
 def visible_in(metadata: dict | None, channel: str | None) -> bool:
@@ -268,34 +276,41 @@ class Store:
 
     def iter_index_rows(self, batch: int = 5000, *, models: bool = False) -> Iterator[tuple]:
         """(chunk id, document key, embedding bytes, text for the keyword signal), by chunk id;
-        with ``models``, the embedding model's name comes fifth."""
-        for chunk_id, document_key, blob, title, heading, text, model in self._chunk_rows(
+        with ``models``, the embedding model's name and the chunk's fingerprint
+        (``index_fingerprint``) come fifth and sixth."""
+        for chunk_id, document_key, blob, title, heading, text, model, embed_hash in self._chunk_rows(
                 Chunk.document_id, Chunk.embedding, Document.title, Chunk.heading, Chunk.text,
-                Chunk.model, batch=batch):
+                Chunk.model, Chunk.embed_hash, batch=batch):
             row = (chunk_id, document_key, blob, keyword_text(title, heading, text))
-            yield (*row, model) if models else row
+            yield (*row, model, index_fingerprint(chunk_id, document_key, embed_hash)) if models else row
 
-    def chunk_ids(self) -> np.ndarray:
-        """Every indexed chunk's id, ascending (int64): what an incremental index update
-        compares with the ids its snapshot holds, to find what was added and removed."""
+    def index_fingerprints(self) -> tuple[np.ndarray, np.ndarray]:
+        """(fingerprints, chunk ids) of every indexed chunk (uint64 and int64, aligned): what
+        an incremental index update compares with the fingerprints its snapshot holds, to
+        find what was added and removed. A chunk id alone would not do: SQLite gives the id
+        of a deleted last row to the next one inserted (a document edited last gets its old
+        chunk ids back)."""
         with self.database.session() as session:
-            rows = session.execute(select(Chunk.id).join(Document, Document.id == Chunk.document_id)
-                                   .order_by(Chunk.id))
-            return np.fromiter((row[0] for row in rows), dtype=np.int64)
+            rows = session.execute(select(Chunk.id, Chunk.document_id, Chunk.embed_hash)
+                                   .join(Document, Document.id == Chunk.document_id)).tuples().all()
+        fingerprints = np.fromiter((index_fingerprint(*row) for row in rows), dtype=np.uint64,
+                                   count=len(rows))
+        return fingerprints, np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
 
     def index_rows(self, chunk_ids: Sequence[int], batch: int = 500) -> Iterator[tuple]:
         """``iter_index_rows(models=True)``'s rows of these chunks only, by chunk id."""
         wanted = sorted(int(i) for i in chunk_ids)
-        with self.database.session() as session:
-            for start in range(0, len(wanted), batch):
+        for start in range(0, len(wanted), batch):
+            with self.database.session() as session:
                 rows = session.execute(
                     select(Chunk.id, Chunk.document_id, Chunk.embedding, Document.title,
-                           Chunk.heading, Chunk.text, Chunk.model)
+                           Chunk.heading, Chunk.text, Chunk.model, Chunk.embed_hash)
                     .join(Document, Document.id == Chunk.document_id)
                     .where(Chunk.id.in_(wanted[start:start + batch]))
                     .order_by(Chunk.id)).tuples().all()
-                for chunk_id, document_key, blob, title, heading, text, model in rows:
-                    yield chunk_id, document_key, blob, keyword_text(title, heading, text), model
+            for chunk_id, document_key, blob, title, heading, text, model, embed_hash in rows:
+                yield (chunk_id, document_key, blob, keyword_text(title, heading, text), model,
+                       index_fingerprint(chunk_id, document_key, embed_hash))
 
     def iter_passages(self, batch: int = 5000) -> Iterator[Passage]:
         """Every stored passage with its document, by chunk id (for re-embedding and tuning)."""

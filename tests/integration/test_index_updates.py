@@ -185,3 +185,35 @@ def test_a_damaged_delta_is_rebuilt_from_stored_embeddings(handbook_settings, em
         assert fresh.index.snapshot().name.startswith("snap-")
     finally:
         fresh.close()
+
+
+def test_a_document_edited_last_is_updated_though_its_chunk_ids_come_back(handbook_settings,
+                                                                          embedder, tmp_path):
+    """SQLite gives a deleted last row's id to the next row: the edited page's passage gets
+    its old chunk id back, and only its fingerprint (id, document, embedded text) changed."""
+    kb = KnowledgeBase(settings=handbook_settings, embedder=embedder)
+    try:
+        kb.index.snapshot()
+        folder = tmp_path / "new"
+        add_pages(kb, folder, ["zebra-batching.md"])
+        before = kb.search(NEW_QUESTIONS[0], k=1).hits[0]
+        (folder / "zebra-batching.md").write_text(
+            "# Zebra batching\n\nZebra batching is retired: the team now draws every "
+            "mini-batch with stratified sampling over the quokka labels instead.\n")
+        assert Ingestor(kb=kb, progress=False).run([str(folder)]).updated == 1
+        after = kb.search("stratified sampling over the quokka labels", k=1).hits[0]
+        assert after.title == "Zebra batching" and "quokka" in after.best.text
+        snapshot = kb.index.snapshot()
+        assert snapshot.name.startswith("delta-") and snapshot.size == kb.store.stats().chunks
+        if handbook_settings.database_url is None:
+            assert after.best.chunk_id == before.best.chunk_id  # the id came back
+        # The old text is not searchable any more, in this process or a fresh one.
+        fresh = KnowledgeBase(settings=handbook_settings, embedder=embedder)
+        try:
+            hits = fresh.search("interleaves majority and minority classes in strict alternation", k=3).hits
+            assert all("interleaves" not in p.text for h in hits for p in h.passages)
+            assert fresh.index.snapshot().name == snapshot.name
+        finally:
+            fresh.close()
+    finally:
+        kb.close()
