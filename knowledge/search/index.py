@@ -47,7 +47,7 @@ from .dense_index import (
     search_dense,
 )
 from .keyword_index import KeywordIndex, bm25_idf
-from .store import Store
+from .store import Store, index_fingerprints
 from .text import keyword_terms
 
 __all__ = ["IndexSnapshot", "IndexManager"]
@@ -573,11 +573,11 @@ class IndexManager:
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], set[str], np.ndarray]:
         """(chunk ids, document keys, vectors, keyword texts, models, fingerprints) of index
         rows; each vector goes straight into one matrix (no object per passage is held)."""
-        ids, keys, fingerprints = array("q"), array("q"), array("Q")
+        ids, keys, contents = array("q"), array("q"), array("Q")
         texts: list[str] = []
         models: set[str] = set()
         matrix = np.empty((max(expected, 1), self.dimension), dtype=np.float32)
-        for chunk_id, document_key, blob, text, model, fingerprint in rows:
+        for chunk_id, document_key, blob, text, model, content in rows:
             vector = np.frombuffer(blob, dtype="<f4")
             if vector.shape[0] != self.dimension:
                 raise ValueError(
@@ -590,9 +590,11 @@ class IndexManager:
             keys.append(document_key)
             texts.append(text)
             models.add(model)
-            fingerprints.append(fingerprint)
-        return (np.frombuffer(ids, dtype=np.int64).copy(), np.frombuffer(keys, dtype=np.int64).copy(),
-                matrix[:len(ids)], texts, models, np.frombuffer(fingerprints, dtype=np.uint64).copy())
+            contents.append(content)
+        chunk_ids = np.frombuffer(ids, dtype=np.int64).copy()
+        document_keys = np.frombuffer(keys, dtype=np.int64).copy()
+        return (chunk_ids, document_keys, matrix[:len(ids)], texts, models,
+                index_fingerprints(chunk_ids, document_keys, np.frombuffer(contents, dtype=np.uint64)))
 
     @staticmethod
     def _keyword(texts: Sequence[str], avgdl: float | None = None) -> KeywordIndex | None:
@@ -669,7 +671,8 @@ class IndexManager:
             np.save(tmp / "removed.npy", removed.astype(np.int64), allow_pickle=False)
             if snapshot.added_keyword is not None:
                 snapshot.added_keyword.save(tmp / "keyword")
-            assert snapshot.fingerprints is not None  # only updates, which need them, write deltas
+            if snapshot.fingerprints is None:  # only updates write deltas, and they need them
+                raise ValueError("a delta needs the fingerprints of its passages")
             np.save(tmp / "fingerprints.npy", snapshot.fingerprints[n:], allow_pickle=False)
             return {"kind": "delta", "base": snapshot.base, "base_size": n,
                     "chunks": snapshot.size, "keyword": snapshot.added_keyword is not None}

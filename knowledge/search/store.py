@@ -24,7 +24,7 @@ from .text import keyword_text
 
 __all__ = ["Store", "DocumentRecord", "ChunkRecord", "Passage", "StoreStats", "SourceEntry",
            "RecentDocument", "visible_in", "PRIVATE_CHANNEL", "ACTIVE_MODEL", "GENERATION",
-           "DocumentOwner", "index_fingerprint"]
+           "DocumentOwner", "content_key", "index_fingerprints"]
 
 GENERATION = "generation"
 # The embedding model (version) every stored passage and question vector comes from, once
@@ -35,11 +35,28 @@ ACTIVE_MODEL = "embedding_model"
 PRIVATE_CHANNEL = "private_channel"
 
 
-def index_fingerprint(chunk_id: int, document_key: int, embed_hash: str) -> int:
-    """64 bits that change when a chunk's id, its document or what was embedded changes
-    (the embedding hash covers the model and the title, heading and text)."""
-    digest = hashlib.blake2b(f"{chunk_id}:{document_key}:{embed_hash}".encode(), digest_size=8)
-    return int.from_bytes(digest.digest(), "little")
+def content_key(embed_hash: str) -> int:
+    """64 bits of a chunk's embedding hash (which covers the model, title, heading and text)."""
+    try:
+        return int(embed_hash[:16], 16)
+    except ValueError:  # not a hex digest: hash it
+        return int.from_bytes(hashlib.blake2b(embed_hash.encode(), digest_size=8).digest(), "little")
+
+
+def index_fingerprints(chunk_ids: np.ndarray, document_keys: np.ndarray,
+                       contents: np.ndarray) -> np.ndarray:
+    """Per chunk, 64 bits that change when its id, its document or what was embedded changes
+    (uint64; a splitmix64 finaliser over the three, so any change moves every bit)."""
+    with np.errstate(over="ignore"):
+        x = (np.asarray(contents, dtype=np.uint64)
+             ^ (np.asarray(chunk_ids).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+             ^ (np.asarray(document_keys).astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)))
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
 
 
 def visible_in(metadata: dict | None, channel: str | None) -> bool:
@@ -276,13 +293,13 @@ class Store:
 
     def iter_index_rows(self, batch: int = 5000, *, models: bool = False) -> Iterator[tuple]:
         """(chunk id, document key, embedding bytes, text for the keyword signal), by chunk id;
-        with ``models``, the embedding model's name and the chunk's fingerprint
-        (``index_fingerprint``) come fifth and sixth."""
+        with ``models``, the embedding model's name and the chunk's ``content_key`` come fifth
+        and sixth."""
         for chunk_id, document_key, blob, title, heading, text, model, embed_hash in self._chunk_rows(
                 Chunk.document_id, Chunk.embedding, Document.title, Chunk.heading, Chunk.text,
                 Chunk.model, Chunk.embed_hash, batch=batch):
             row = (chunk_id, document_key, blob, keyword_text(title, heading, text))
-            yield (*row, model, index_fingerprint(chunk_id, document_key, embed_hash)) if models else row
+            yield (*row, model, content_key(embed_hash)) if models else row
 
     def index_fingerprints(self) -> tuple[np.ndarray, np.ndarray]:
         """(fingerprints, chunk ids) of every indexed chunk (uint64 and int64, aligned): what
@@ -293,9 +310,10 @@ class Store:
         with self.database.session() as session:
             rows = session.execute(select(Chunk.id, Chunk.document_id, Chunk.embed_hash)
                                    .join(Document, Document.id == Chunk.document_id)).tuples().all()
-        fingerprints = np.fromiter((index_fingerprint(*row) for row in rows), dtype=np.uint64,
-                                   count=len(rows))
-        return fingerprints, np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+        keys = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
+        contents = np.fromiter((content_key(row[2]) for row in rows), dtype=np.uint64, count=len(rows))
+        return index_fingerprints(ids, keys, contents), ids
 
     def index_rows(self, chunk_ids: Sequence[int], batch: int = 500) -> Iterator[tuple]:
         """``iter_index_rows(models=True)``'s rows of these chunks only, by chunk id."""
@@ -310,7 +328,7 @@ class Store:
                     .order_by(Chunk.id)).tuples().all()
             for chunk_id, document_key, blob, title, heading, text, model, embed_hash in rows:
                 yield (chunk_id, document_key, blob, keyword_text(title, heading, text), model,
-                       index_fingerprint(chunk_id, document_key, embed_hash))
+                       content_key(embed_hash))
 
     def iter_passages(self, batch: int = 5000) -> Iterator[Passage]:
         """Every stored passage with its document, by chunk id (for re-embedding and tuning)."""
