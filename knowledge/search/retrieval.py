@@ -250,10 +250,12 @@ class Retriever:
             dense_scores = np.zeros(0, dtype=np.float32)
         extra = np.zeros(0, dtype=np.int64)
         if keyword_all is not None and keyword_all.any():
-            n = min(int((keyword_all > 0).sum()),
+            # Only the passages holding a term compete (a partial sort of them, not of all).
+            holding = np.flatnonzero(keyword_all > 0)
+            n = min(len(holding),
                     self.keyword_candidates if weight < 1.0 else max(wanted, self.keyword_candidates))
-            top = np.argpartition(-keyword_all, n - 1)[:n]
-            extra = np.setdiff1d(top[keyword_all[top] > 0], dense_positions, assume_unique=False)
+            top = holding[np.argpartition(-keyword_all[holding], n - 1)[:n]]
+            extra = np.setdiff1d(top, dense_positions, assume_unique=False)
         if extra.size:
             extra_dense = snapshot.vectors(extra) @ query
             positions = np.concatenate([dense_positions, extra])
