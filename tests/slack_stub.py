@@ -855,3 +855,18 @@ def message_shortcut(callback_id: str, *, user: str = "U1", channel: str = "C1",
         "message_ts": msg["ts"], "message": msg,
     }
     return _interactive(data)
+
+
+def shown(params: dict[str, Any]) -> str:
+    """Everything a person sees in a message or view: fallback text and all block texts."""
+    parts = [params.get("text") or ""]
+    for block in params.get("blocks") or []:
+        text = block.get("text")
+        if isinstance(text, dict):
+            parts.append(text.get("text", ""))
+        for element in block.get("elements") or []:
+            if isinstance(element.get("text"), dict):
+                parts.append(element["text"].get("text", ""))
+            elif isinstance(element.get("text"), str):
+                parts.append(element["text"])
+    return "\n".join(parts)
