@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 
 from knowledge.errors import DMLError
 from knowledge.ops import Database, Document, Feedback, Question, utcnow
@@ -202,8 +202,16 @@ class Reviews:
     # -- ranking and the digest ---------------------------------------------------------
     def overdue_keys(self, *, now: datetime | None = None) -> np.ndarray:
         now = now or self.clock()
+        # Only documents last verified (or added) longer ago than the shortest interval in
+        # use, or with an interval of their own, can be overdue: the rest are not read.
+        shortest = min([d for d in (self.policy.team_days, *self.policy.intervals.values()) if d] or [0])
+        query = select(*_COLUMNS).where(Document.archived_at.is_(None))
+        if shortest:
+            cutoff = now - timedelta(days=shortest)
+            query = query.where(or_(Document.review_days.is_not(None), Document.verified_at <= cutoff,
+                                    and_(Document.verified_at.is_(None), Document.created_at <= cutoff)))
         with self.database.session() as session:
-            rows = session.execute(select(*_COLUMNS).where(Document.archived_at.is_(None))).tuples().all()
+            rows = session.execute(query).tuples().all()
         keys = [row[0] for row in rows if self._document(row, now, {}).state.overdue]
         return np.asarray(keys, dtype=np.int64)
 
