@@ -451,22 +451,7 @@ class DMLBot:
         """``answer_message``'s keywords for an answer's sources: their dates, what each
         one's verification says ("verified 12 days ago by @ana", "unverified for 7 months"),
         and one line when the best source is overdue for review."""
-        ranked = answer.result.hits if answer.result else []
-        hits = {h.doc_id: h for h in ranked}
-        best = ranked[0].doc_id if ranked else None
-        now = datetime.now(UTC)
-        notes: dict[str, str] = {}
-        warning = None
-        for citation in answer.citations or []:
-            hit = hits.get(citation.doc_id)
-            if hit is None or hit.verification is None:
-                continue
-            state = self.kb.reviews.policy.state(hit.verification, now)
-            label = review_blocks.verification_label(state, now)
-            if label:
-                notes[citation.doc_id] = label
-            if citation.doc_id == best and state.overdue and not answer.abstained:
-                warning = review_blocks.overdue_warning(citation.n, state, now)
+        notes, warning = review_blocks.source_notes(answer, self.kb.reviews.policy, datetime.now(UTC))
         return {"updated": self.updated_dates(answer), "notes": notes, "warning": warning}
 
     @staticmethod

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from knowledge.review import ReviewedDocument, ReviewState
+from knowledge.review import ReviewedDocument, ReviewPolicy, ReviewState
 
 from .blocks import KIND_LABELS, MAX_SECTION, age, escape, link, mention
 
-__all__ = ["verification_label", "overdue_warning", "document_card", "reminder_message",
+__all__ = ["verification_label", "overdue_warning", "source_notes", "document_card", "reminder_message",
            "due_section", "revise_modal", "REVIEW_ACTIONS", "HOME_CARDS"]
 
 REVIEW_ACTIONS = ("review_verify", "review_revise", "review_archive")
@@ -42,6 +42,28 @@ def overdue_warning(n: int, state: ReviewState, now: datetime) -> str:
     when = (f"last verified {age(state.verified_at, now)}" if state.verified_at is not None
             else f"unverified for {_since(state.since, now)}")
     return f"⚠️ Source [{n}] is overdue for review ({when}): it may be out of date."
+
+
+def source_notes(answer, policy: ReviewPolicy, now: datetime, *,
+                 who: Callable[[str], str] = mention) -> tuple[dict[str, str], str | None]:
+    """What each cited source's verification says, by document id, and the warning line
+    when the best source (the top hit, when cited) is overdue for review."""
+    ranked = answer.result.hits if answer.result else []
+    hits = {h.doc_id: h for h in ranked}
+    best = ranked[0].doc_id if ranked else None
+    notes: dict[str, str] = {}
+    warning = None
+    for citation in answer.citations or []:
+        hit = hits.get(citation.doc_id)
+        if hit is None or hit.verification is None:
+            continue
+        state = policy.state(hit.verification, now)
+        label = verification_label(state, now, who=who)
+        if label:
+            notes[citation.doc_id] = label
+        if citation.doc_id == best and state.overdue and not answer.abstained:
+            warning = overdue_warning(citation.n, state, now)
+    return notes, warning
 
 
 def _button(text: str, action_id: str, value: str, style: str | None = None,

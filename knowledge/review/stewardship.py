@@ -178,6 +178,18 @@ class Reviews:
             raise DMLError("Name at least one owner (a Slack user U… or user group S…).")
         return self._set(ref, {"owners": cleaned})
 
+    def adopt(self, source: str, owners: Sequence[str]) -> int:
+        """Give the documents of ``source`` that nobody owns these owners (a synced source's
+        configured owners); returns how many."""
+        with self.database.session() as session, session.begin():
+            unowned = [key for key, current in session.execute(
+                select(Document.id, Document.owners).where(Document.source == source)).tuples()
+                if not current]
+            for start in range(0, len(unowned), 500):
+                session.execute(update(Document).where(Document.id.in_(unowned[start:start + 500]))
+                                .values(owners=list(owners)))
+        return len(unowned)
+
     def set_interval(self, ref: str | int, days: int | None) -> ReviewedDocument:
         return self._set(ref, {"review_days": days})
 
@@ -201,18 +213,27 @@ class Reviews:
 
     # -- ranking and the digest ---------------------------------------------------------
     def overdue_keys(self, *, now: datetime | None = None) -> np.ndarray:
+        """Row ids of the documents overdue for review now (archived ones aside)."""
         now = now or self.clock()
         # Only documents last verified (or added) longer ago than the shortest interval in
         # use, or with an interval of their own, can be overdue: the rest are not read.
         shortest = min([d for d in (self.policy.team_days, *self.policy.intervals.values()) if d] or [0])
-        query = select(*_COLUMNS).where(Document.archived_at.is_(None))
+        query = select(Document.id, Document.kind, Document.source, Document.review_days,
+                       Document.verified_at, Document.created_at).where(Document.archived_at.is_(None))
         if shortest:
             cutoff = now - timedelta(days=shortest)
             query = query.where(or_(Document.review_days.is_not(None), Document.verified_at <= cutoff,
                                     and_(Document.verified_at.is_(None), Document.created_at <= cutoff)))
+        intervals: dict[tuple[str, str, int | None], timedelta | None] = {}
+        keys = []
         with self.database.session() as session:
-            rows = session.execute(query).tuples().all()
-        keys = [row[0] for row in rows if self._document(row, now, {}).state.overdue]
+            for key, kind, source, own, verified_at, created_at in session.execute(query).tuples():
+                rule = (kind, source, own)
+                if rule not in intervals:
+                    intervals[rule] = self.policy.interval(kind=kind, source=source, own_days=own)
+                interval, since = intervals[rule], aware(verified_at or created_at)
+                if interval is not None and since is not None and now >= since + interval:
+                    keys.append(key)
         return np.asarray(keys, dtype=np.int64)
 
     def penalties(self, snapshot: IndexSnapshot) -> np.ndarray | None:

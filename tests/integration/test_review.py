@@ -147,6 +147,21 @@ def test_owners_default_to_whoever_added_it_and_travel_with_export_and_import(te
         other.close()
 
 
+def test_a_synced_sources_configured_owners_own_its_documents(kb, tmp_path):
+    from ingest import SourceSyncer
+
+    folder = tmp_path / "runbooks"
+    folder.mkdir()
+    (folder / "quokka.md").write_text(f"# {QUOKKA[0]}\n\n{QUOKKA[1]}\n")
+    (folder / "named.md").write_text("---\nowner: UCAROL\n---\n# GPU queues\n\n" + GPU[1] + "\n")
+    syncer = SourceSyncer(kb=kb)
+    config = syncer.add("folder", str(folder), name="runbooks", options={"owners": [ANA, "S0ML"]})
+    assert config.options["owners"] == [ANA, "S0ML"]
+    assert syncer.sync("runbooks").error is None
+    owners = {d.title: d.owners for d in kb.reviews.documents()}
+    assert owners == {QUOKKA[0]: (ANA, "S0ML"), "GPU queues": ("UCAROL",)}, "the front matter's owner wins"
+
+
 def test_review_intervals_by_kind_and_source(team):
     policy = team.reviews.policy
     assert policy.interval(kind="doc", source="x") == timedelta(days=90)
@@ -422,6 +437,8 @@ def test_dml_docs_lists_verifies_archives_and_sets_owners(team, settings):
         assert result.exit_code == 0, result.output
         return result.output
 
+    asked = dml("ask", GPU_QUESTION)
+    assert "unverified for 3 months" in asked and "Source [1] is overdue for review" in asked
     listed = dml("docs", "list", "--due")
     assert "GPU queues for training" in listed and "Quokka" not in listed
     assert "unverified for 3 months" in listed
@@ -433,3 +450,12 @@ def test_dml_docs_lists_verifies_archives_and_sets_owners(team, settings):
     assert "Quokka" not in dml("docs", "list") and "archived" in dml("docs", "list", "--archived")
     bad = runner.invoke(cli, ["docs", "verify", "no-such-doc"], env=env)
     assert bad.exit_code != 0 and "No document 'no-such-doc'" in bad.output
+
+    folder = settings.data_dir.parent / "handbook"
+    folder.mkdir()
+    (folder / "queues.md").write_text("# Notebook queues\n\nNotebooks run on the cpu-shared queue.\n")
+    dml("sources", "add", "folder", str(folder), "--owner", "<@UDANA>", "--sync")
+    assert "Notebook queues" in dml("docs", "list", "--owner", "UDANA")
+    refused = runner.invoke(cli, ["sources", "add", "folder", str(folder), "--name", "x", "--owner", "C0CHAN"],
+                            env=env)
+    assert refused.exit_code != 0 and "not channels" in refused.output
