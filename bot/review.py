@@ -134,8 +134,19 @@ class ReviewFlows:
         values = values_of(view)
         reviewers = [r for r in (values.get("reviewers") or {}).get("selected_users") or [] if isinstance(r, str)]
         channel = (values.get("channel") or {}).get("selected_conversation") or None
+        rule = AccessRule.from_metadata(found.meta)
+        if not rule.public:
+            # A restricted document's text goes only to people, and into channels, it may reach.
+            barred = [r for r in reviewers if not self.may_see(client, r, found)]
+            if barred:
+                return {"reviewers": ("This document is restricted, and "
+                                      + ", ".join(barred[:5]) + " may not see it.")[:150]}
+            if channel and channel not in rule.channels:
+                return {"channel": "This document is restricted: review it in a channel its access "
+                                   "rule names, or with people who may see it."}
         new = NewDraft(author=user, title=found.title, body=stored.text if stored else "",
-                       reviewers=reviewers, review_channel=channel, revises=found.doc_id)
+                       reviewers=reviewers, review_channel=channel, revises=found.doc_id,
+                       private=not rule.public)
         try:
             new = validate_new_draft(new, today=utcnow().date())
         except DraftRefused as exc:

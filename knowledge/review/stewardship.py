@@ -119,18 +119,22 @@ class Reviews:
         return found
 
     def find(self, ref: str | int, *, now: datetime | None = None) -> ReviewedDocument:
-        """A document by its row id (``12`` or ``#12``) or its document id."""
+        """A document by its row id (an int: what `dml docs list` shows and the buttons
+        carry) or by its document id (a str, which may well be digits: JSONL ids often are)."""
         now = now or self.clock()
-        text = str(ref).strip()
-        number = text.lstrip("#")
-        where = Document.id == int(number) if number.isdigit() and len(number) < 18 else Document.doc_id == text
+        where = Document.id == ref if isinstance(ref, int) else Document.doc_id == ref
         with self.database.session() as session:
             row = session.execute(select(*_COLUMNS).where(where)).first()
-            if row is None and number.isdigit():
-                row = session.execute(select(*_COLUMNS).where(Document.doc_id == text)).first()
             if row is None:
-                raise DocumentNotFound(f"No document {text!r}: `dml docs list` shows their ids.")
+                raise DocumentNotFound(f"No document {str(ref)!r}: `dml docs list` shows their ids.")
             return self._document(tuple(row), now, self._flags(session, [row[1]]))
+
+    @staticmethod
+    def reference(text: str) -> str | int:
+        """What a person typed: ``12`` or ``#12`` is a row id, anything else a document id."""
+        text = text.strip()
+        number = text.removeprefix("#")
+        return int(number) if number.isdigit() and len(number) < 18 else text
 
     def documents(self, *, now: datetime | None = None, due: bool = False, owner: str | None = None,
                   archived: bool = False) -> list[ReviewedDocument]:

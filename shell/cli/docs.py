@@ -25,6 +25,20 @@ def _line(document, now) -> str:
     return f"{document.key:>6}  {document.title[:60]:<60}  {document.kind:<12}  {owners:<20}  {status}"
 
 
+def _found(reviews, text: str) -> int:
+    """The row id of the document a person named: ``12``/``#12`` (a row id, as `dml docs
+    list` shows), else a document id; a document id that is digits is tried next."""
+    from knowledge.review import DocumentNotFound
+
+    ref = reviews.reference(text)
+    try:
+        return reviews.find(ref).key
+    except DocumentNotFound:
+        if isinstance(ref, int):
+            return reviews.find(text.strip()).key
+        raise
+
+
 @click.group()
 def docs():
     """Who owns each document, when it was last verified, what is due for review."""
@@ -55,7 +69,8 @@ def list_(ctx, due, owner, archived):
 @click.pass_context
 def verify(ctx, ref, user):
     """Mark a document as still right: verified today (ID: from `dml docs list`, or its doc id)."""
-    document = knowledge_base(ctx).reviews.verify(ref, user=user)
+    reviews = knowledge_base(ctx).reviews
+    document = reviews.verify(_found(reviews, ref), user=user)
     click.echo(f"verified: {document.title}")
 
 
@@ -65,7 +80,7 @@ def verify(ctx, ref, user):
 def archive(ctx, ref):
     """Archive a document: kept for the record, never cited again."""
     kb = knowledge_base(ctx)
-    document = kb.reviews.archive(ref, user=None)
+    document = kb.reviews.archive(_found(kb.reviews, ref), user=None)
     kb.refresh_index()
     click.echo(f"archived: {document.title} (answers no longer cite it)")
 
@@ -76,7 +91,7 @@ def archive(ctx, ref):
 def restore(ctx, ref):
     """Bring an archived document back into answers."""
     kb = knowledge_base(ctx)
-    document = kb.reviews.restore(ref)
+    document = kb.reviews.restore(_found(kb.reviews, ref))
     kb.refresh_index()
     click.echo(f"restored: {document.title}")
 
@@ -96,7 +111,8 @@ def owner(ctx, ref, owners):
         raise click.BadParameter(str(exc), param_hint="U…") from None
     if any(o.strip().lstrip("@<").startswith(("C", "G")) for o in owners):
         raise click.BadParameter("owners are users (U…) or user groups (S…), not channels", param_hint="U…")
-    document = knowledge_base(ctx).reviews.set_owners(ref, owners)
+    reviews = knowledge_base(ctx).reviews
+    document = reviews.set_owners(_found(reviews, ref), owners)
     click.echo(f"{document.title}: owned by {', '.join(document.owners)}")
 
 
@@ -106,5 +122,6 @@ def owner(ctx, ref, owners):
 @click.pass_context
 def interval(ctx, ref, days):
     """This document's own review interval in days (0: never due)."""
-    document = knowledge_base(ctx).reviews.set_interval(ref, days)
+    reviews = knowledge_base(ctx).reviews
+    document = reviews.set_interval(_found(reviews, ref), days)
     click.echo(f"{document.title}: review every {days} days" if days else f"{document.title}: never due")

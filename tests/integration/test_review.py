@@ -162,6 +162,13 @@ def test_a_synced_sources_configured_owners_own_its_documents(kb, tmp_path):
     assert owners == {QUOKKA[0]: (ANA, "S0ML"), "GPU queues": ("UCAROL",)}, "the front matter's owner wins"
 
 
+def test_a_document_id_made_of_digits_is_never_taken_for_a_row_id(team):
+    gpu = team.reviews.find("gpu")
+    add(team, "Digits", "A JSONL document whose id is digits, like many corpora's.", doc_id=str(gpu.key))
+    assert team.reviews.find(str(gpu.key)).title == "Digits" and team.reviews.find(gpu.key).doc_id == "gpu"
+    assert team.reviews.reference("#12") == 12 and team.reviews.reference(" gpu ") == "gpu"
+
+
 def test_review_intervals_by_kind_and_source(team):
     policy = team.reviews.policy
     assert policy.interval(kind="doc", source="x") == timedelta(days=90)
@@ -396,6 +403,26 @@ def test_a_restricted_documents_reminder_and_card_never_reach_someone_who_may_no
     kb.reviews.set_owners("zanzibar", [ANA])
     fresh, client = flows(kb, api)  # membership is cached a few minutes per bot
     assert fresh.send_reminders(client) == 1 and dms(api, ANA)
+
+
+def test_needs_changes_on_a_restricted_document_goes_only_to_people_who_may_see_it(slack):
+    kb, api = slack.kb, slack.api
+    api.members[PRIVATE] = [CAROL, EXPERT]
+    key = str(kb.reviews.find("zanzibar").key)
+    refused = slack.post(view_submission("review_revise_modal", {
+        "reviewers": {"reviewers": {"type": "multi_users_select", "selected_users": [BEN]}}},
+        user=EXPERT, private_metadata=key))
+    assert "may not see it" in json.loads(refused.body)["errors"]["reviewers"]
+    in_public = slack.post(view_submission("review_revise_modal", {
+        "channel": {"channel": {"type": "conversations_select", "selected_conversation": "C1"}}},
+        user=EXPERT, private_metadata=key))
+    assert "restricted" in json.loads(in_public.body)["errors"]["channel"]
+    assert kb.drafts.of_author(EXPERT) == [] and not dms(api, BEN)
+    slack.post(view_submission("review_revise_modal", {
+        "reviewers": {"reviewers": {"type": "multi_users_select", "selected_users": [CAROL]}}},
+        user=EXPERT, private_metadata=key))
+    [draft] = kb.drafts.of_author(EXPERT)
+    assert draft.revises == "zanzibar" and draft.private, "kept out of other channels' digests"
 
 
 def test_the_app_home_and_ml_ask_show_the_review_card_to_its_owner(slack):
