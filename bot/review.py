@@ -94,21 +94,22 @@ class ReviewFlows:
             return "Only the document's owners (or the designated machine learners) can review it."
         return document
 
-    def verify(self, client: WebClient, user: str, key: int | None) -> str:
+    def verify(self, client: WebClient, user: str, key: int | None) -> tuple[bool, str]:
+        """Still right: (done, what to tell them)."""
         found = self._document(client, user, key)
         if isinstance(found, str):
-            return found
+            return False, found
         document = self.reviews.verify(found.key, user=user)
-        return f"Thanks: *{escape(document.title)[:200]}* is verified as of today."
+        return True, f"Thanks: *{escape(document.title)[:200]}* is verified as of today."
 
-    def archive(self, client: WebClient, user: str, key: int | None) -> str:
+    def archive(self, client: WebClient, user: str, key: int | None) -> tuple[bool, str]:
         found = self._document(client, user, key)
         if isinstance(found, str):
-            return found
+            return False, found
         document = self.reviews.archive(found.key, user=user)
         self.kb.refresh_index()
-        return (f"Archived *{escape(document.title)[:200]}*: answers no longer cite it "
-                f"(`dml docs restore {document.key}` brings it back).")
+        return True, (f"Archived *{escape(document.title)[:200]}*: answers no longer cite it "
+                      f"(`dml docs restore {document.key}` brings it back).")
 
     def open_revision(self, client: WebClient, user: str, key: int | None, trigger_id: str | None) -> str:
         """"Needs changes": the form asking who should correct the current text."""

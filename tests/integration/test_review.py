@@ -217,12 +217,14 @@ def test_still_right_reverifies_from_the_reminder(slack):
 
     slack.post(block_actions("review_verify", value, user=BEN, channel="D1"))
     assert not kb.reviews.find("gpu").state.verified, "only an owner (or an expert) verifies"
-    slack.post(block_actions("review_verify", value, user=ANA, channel="D1"))
+    slack.post(block_actions("review_verify", value, user=ANA, channel="D1", message_ts="1700000000.000900"))
     gpu = kb.reviews.find("gpu")
     assert gpu.state.verified_by == ANA and not gpu.state.overdue and not gpu.needs_review
     notes = [shown(c.params) for c in api.calls_of("chat.postEphemeral")]
     assert any("Only the document's owners" in n for n in notes)
-    assert any("verified as of today" in n for n in notes)
+    [updated] = api.calls_of("chat.update")
+    assert updated.params["ts"] == "1700000000.000900" and "verified as of today" in shown(updated.params)
+    assert not buttons(updated.params), "the reminder no longer offers the buttons"
     assert kb.reviews.reminders_due() == []
 
 
