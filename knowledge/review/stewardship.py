@@ -146,6 +146,11 @@ class Reviews:
             query = query.where(Document.archived_at.is_(None))
         with self.database.session() as session:
             flags = self._flags(session)
+            if due:  # only those that can be overdue, and those people voted on, are read
+                flagged = [d for d, votes in flags.items() if len({u for u, _ in votes}) >= self.outdated_votes]
+                may_be_due = self._may_be_overdue(now)
+                if may_be_due is not None:
+                    query = query.where(or_(may_be_due, Document.doc_id.in_(flagged)) if flagged else may_be_due)
             found = [self._document(tuple(row), now, flags) for row in session.execute(query)]
         if owner:
             found = [d for d in found if owner in d.owners]
@@ -219,15 +224,11 @@ class Reviews:
     def overdue_keys(self, *, now: datetime | None = None) -> np.ndarray:
         """Row ids of the documents overdue for review now (archived ones aside)."""
         now = now or self.clock()
-        # Only documents last verified (or added) longer ago than the shortest interval in
-        # use, or with an interval of their own, can be overdue: the rest are not read.
-        shortest = min([d for d in (self.policy.team_days, *self.policy.intervals.values()) if d] or [0])
         query = select(Document.id, Document.kind, Document.source, Document.review_days,
                        Document.verified_at, Document.created_at).where(Document.archived_at.is_(None))
-        if shortest:
-            cutoff = now - timedelta(days=shortest)
-            query = query.where(or_(Document.review_days.is_not(None), Document.verified_at <= cutoff,
-                                    and_(Document.verified_at.is_(None), Document.created_at <= cutoff)))
+        may_be_due = self._may_be_overdue(now)
+        if may_be_due is not None:
+            query = query.where(may_be_due)
         intervals: dict[tuple[str, str, int | None], timedelta | None] = {}
         keys = []
         with self.database.session() as session:
@@ -239,6 +240,16 @@ class Reviews:
                 if interval is not None and since is not None and now >= since + interval:
                     keys.append(key)
         return np.asarray(keys, dtype=np.int64)
+
+    def _may_be_overdue(self, now: datetime):
+        """A condition no overdue document fails (None: any may be): last verified (or
+        added) longer ago than the shortest interval in use, or an interval of its own."""
+        shortest = min([d for d in (self.policy.team_days, *self.policy.intervals.values()) if d] or [0])
+        if not shortest:
+            return None
+        cutoff = now - timedelta(days=shortest)
+        return or_(Document.review_days.is_not(None), Document.verified_at <= cutoff,
+                   and_(Document.verified_at.is_(None), Document.created_at <= cutoff))
 
     def penalties(self, snapshot: IndexSnapshot) -> np.ndarray | None:
         """What to take off each index position's score (None: nothing is overdue)."""
