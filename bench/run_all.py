@@ -12,6 +12,8 @@ HERE = Path(__file__).resolve().parent
 STEPS = [
     ("Retrieval quality, MLQuestions dev", ["mlquestions.py"], "mlquestions"),
     ("Fusion settings, MLQuestions dev", ["tune_fusion.py"], "tune_fusion"),
+    ("Ranking preference for verified passages, MLQuestions dev", ["review_preference.py"],
+     "review_preference"),
     ("dml tune on 80% of MLQuestions dev, checked on the other 20%", ["tune_mlquestions.py"],
      "tune_mlquestions"),
     ("dml tune, 4-fold cross-validation on its 1,212 training questions",

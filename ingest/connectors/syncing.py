@@ -59,7 +59,12 @@ class SourceSyncer:
             options: dict[str, Any] | None = None, interval_minutes: int = 60) -> SourceConfig:
         """Check and store a new source (not synced yet); ``DMLError`` saying why not."""
         cls = source_class(kind)
-        default_name, stored = cls.configure(target, dict(options or {}))
+        options = dict(options or {})
+        # Who owns what it brings in (knowledge.review): any kind of source may have owners.
+        owners = [str(o) for o in options.pop("owners", None) or []]
+        default_name, stored = cls.configure(target, options)
+        if owners:
+            stored = {**stored, "owners": owners}
         name = (name or default_name).strip()
         if not name or "/" in name or name.startswith("."):
             raise DMLError(f"{name!r} cannot name a source: give --name, without '/'")
@@ -161,6 +166,8 @@ class SourceSyncer:
         ingestor = Ingestor(kb=self.kb, progress=self.progress, batch_chunks=self.batch_chunks)
         ingestor.ingest_items(changes.documents, source=config.key, refresh_index=False,
                               report=outcome.report)
+        if config.options.get("owners"):
+            self.kb.reviews.adopt(config.key, list(config.options["owners"]))
         stored = {entry.doc_id for entry in self.kb.store.documents_of_source(config.key)}
         if changes.removed is None:
             gone = stored - source.ids()

@@ -34,6 +34,20 @@ def _syncer(ctx, **kwargs):
     return SourceSyncer(kb=knowledge_base(ctx), connections={"slack": slack}, **kwargs)
 
 
+def _owners(owners: tuple[str, ...]) -> list[str]:
+    from knowledge.errors import DMLError
+    from knowledge.sources import AccessRule
+
+    try:
+        rule = AccessRule.of(list(owners))
+    except DMLError as exc:
+        raise click.BadParameter(str(exc), param_hint="--owner") from None
+    if rule.channels:
+        raise click.BadParameter("owners are users (U…) or user groups (S…), not channels",
+                                 param_hint="--owner")
+    return [*rule.users, *rule.groups]
+
+
 @sources.command("add")
 @click.argument("kind")
 @click.argument("target")
@@ -43,16 +57,20 @@ def _syncer(ctx, **kwargs):
               help="git: sync only files matching this glob (repeatable; * crosses folders), e.g. 'docs/*'.")
 @click.option("--every", "every", type=click.IntRange(1, 60 * 24 * 30), default=60, show_default=True,
               metavar="MINUTES", help="How often the scheduler syncs it, in minutes.")
+@click.option("--owner", "owners", multiple=True, metavar="U…",
+              help="Who owns its documents and reviews them (a Slack user U… or user group S…; "
+                   "repeatable). Default: the designated machine learners.")
 @click.option("--sync/--no-sync", "sync_now", default=False, help="Sync it once right away.")
 @click.pass_context
-def add(ctx, kind, target, name, branch, include, every, sync_now):
+def add(ctx, kind, target, name, branch, include, every, owners, sync_now):
     """Add a source: `dml sources add git URL_OR_PATH`, `dml sources add folder PATH`,
     `dml sources add slack CHANNEL_ID` (the bot must be a member of the channel).
 
     Credentials are never stored: a token in a URL is stripped (set DML_GIT_TOKEN or use
     git's credential helpers instead).
     """
-    options = {key: value for key, value in (("branch", branch), ("include", list(include))) if value}
+    options = {key: value for key, value in (("branch", branch), ("include", list(include)),
+                                             ("owners", _owners(owners))) if value}
     syncer = _syncer(ctx)
     config = syncer.add(kind, target, name=name, options=options, interval_minutes=every)
     where = _where(config)
