@@ -21,7 +21,7 @@ from typing import Any
 from knowledge.errors import DMLError
 from knowledge.kb import KnowledgeBase
 from knowledge.ops import utcnow
-from knowledge.sources import SourceConfig, SyncedSources, redact_credentials
+from knowledge.sources import AccessRule, SourceConfig, SyncedSources, redact_credentials
 
 from ..pipeline import Ingestor, IngestReport
 from .registry import source_class, source_for
@@ -57,9 +57,15 @@ class SourceSyncer:
 
     def add(self, kind: str, target: str, *, name: str | None = None,
             options: dict[str, Any] | None = None, interval_minutes: int = 60) -> SourceConfig:
-        """Check and store a new source (not synced yet); ``DMLError`` saying why not."""
+        """Check and store a new source (not synced yet); ``DMLError`` saying why not.
+        ``options["access"]``: the Slack ids (channels, users, user groups) its documents
+        are limited to, for any kind; without it they are public to the workspace."""
         cls = source_class(kind)
-        default_name, stored = cls.configure(target, dict(options or {}))
+        options = dict(options or {})
+        limit = AccessRule.of(options.pop("access", None) or [])
+        default_name, stored = cls.configure(target, options)
+        if not limit.public:
+            stored["access"] = [*limit.channels, *limit.users, *limit.groups]
         name = (name or default_name).strip()
         if not name or "/" in name or name.startswith("."):
             raise DMLError(f"{name!r} cannot name a source: give --name, without '/'")
