@@ -3,9 +3,9 @@
 
 from .contract import Changes, Refreshed, Source, SourceItem, stamp
 from .registry import SOURCE_KINDS, register, source_class, source_for
-from .slack_channel import SlackWorkspace
+from .slack_channel import VERIFYING_REACTIONS, SlackWorkspace
 from .slack_channel import thread_doc_id as slack_thread_id
 from .syncing import SourceSyncer, SyncOutcome
 
 __all__ = ["Changes", "Refreshed", "Source", "SourceItem", "SOURCE_KINDS", "SourceSyncer", "SyncOutcome",
-           "SlackWorkspace", "slack_thread_id", "register", "source_class", "source_for", "stamp"]
+           "SlackWorkspace", "VERIFYING_REACTIONS", "slack_thread_id", "register", "source_class", "source_for", "stamp"]

@@ -52,14 +52,15 @@ class Source(ABC):
     kind: ClassVar[str]
 
     def __init__(self, *, config: SourceConfig, settings: Settings, connection: Any = None,
-                 stored: Callable[[str], bool] | None = None):
+                 stored: Callable[[str], dict[str, Any] | None] | None = None):
         self.config = config
         self.settings = settings
         # What the edge connected this kind to (a Slack workspace's Web API): ingest builds
         # no clients of its own. None where the edge has none for this kind.
         self.connection = connection
-        # Does the knowledge base hold a document with this id (another source's, too)?
-        self.stored = stored or (lambda doc_id: False)
+        # The metadata of the document the knowledge base holds with this id (another
+        # source's, too), or None when it holds none.
+        self.stored = stored or (lambda doc_id: None)
 
     @property
     def name(self) -> str:

@@ -31,7 +31,7 @@ def source_class(kind: str) -> type[Source]:
 
 
 def source_for(config: SourceConfig, *, settings: Settings, connection: Any = None,
-               stored: Callable[[str], bool] | None = None) -> Source:
+               stored: Callable[[str], dict[str, Any] | None] | None = None) -> Source:
     return source_class(config.kind)(config=config, settings=settings, connection=connection,
                                      stored=stored)
 

@@ -159,7 +159,11 @@ class SourceSyncer:
     def _source(self, config: SourceConfig):
         connect = self.connections.get(config.kind)
         return source_for(config, settings=self.kb.settings, connection=connect() if connect else None,
-                          stored=lambda doc_id: self.kb.store.get_document(doc_id) is not None)
+                          stored=self._stored_metadata)
+
+    def _stored_metadata(self, doc_id: str) -> dict[str, Any] | None:
+        document = self.kb.store.get_document(doc_id)
+        return None if document is None else dict(document.meta or {})
 
     def _sync(self, config: SourceConfig, outcome: SyncOutcome) -> None:
         source = self._source(config)
