@@ -17,8 +17,8 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from itertools import islice
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 from knowledge.errors import DMLError, SourceError
