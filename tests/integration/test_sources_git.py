@@ -427,3 +427,52 @@ def test_limit_to_refuses_what_is_no_slack_id(kb, syncer, repo):
     with pytest.raises(DMLError, match="'everyone' is not a Slack channel"):
         syncer.add("git", str(repo.remote), name="handbook", options={"access": ["everyone"]})
     assert SyncedSources(kb.database).all() == []
+
+
+def test_unreadable_files_are_reported_by_source_and_path_while_the_rest_syncs(kb, syncer, tmp_path):
+    repo = Repo(tmp_path / "odd", {
+        "weights.txt": b"\x89PK\x03\x04" + bytes(range(256)) * 40,  # a binary file named like text
+        "notes/list.ipynb": "[1, 2, 3]",  # JSON, but no notebook
+        "notes/truncated.ipynb": json.dumps(NOTEBOOK)[:200],  # a notebook cut short
+        "data/dump.txt": b"\x00\x01" * 3_000_000,  # over the size read from a repository
+        "model.bin": b"\x00" * 6_000_000,  # not documentation by its name: not read, not reported
+        "guide.md": "# Guide\n\nRead the calibration notebook first, then the model card.\n"})
+    syncer.add("git", str(repo.remote), name="odd")
+    outcome = syncer.sync("odd")
+
+    assert outcome.error is None and outcome.cursor == repo.head
+    assert sorted(stored(kb, "odd")) == ["git:odd:guide.md"]
+    errors = sorted(outcome.report.errors)
+    assert len(errors) == 4, errors
+    assert errors[0].startswith("odd: data/dump.txt: skipped: 6,000,000 bytes")
+    assert errors[1] == "odd: notes/list.ipynb: is not a Jupyter notebook (no cells)"
+    assert errors[2].startswith("odd: notes/truncated.ipynb: is not a Jupyter notebook (not JSON")
+    assert errors[3] == "odd: weights.txt: looks like a binary file, not text"
+
+
+def test_a_source_that_is_no_longer_a_git_repository_fails_alone_and_says_which(kb, repo, tmp_path, cli_env):
+    import shutil
+
+    from shell.cli import main
+
+    other = Repo(tmp_path / "other", {"guide.md": "# Guide\n\nThe team's guide to model cards.\n"})
+    runner = CliRunner()
+    data = ["--data-dir", str(kb.settings.data_dir)]
+    env = {"DATABASE_URL": kb.settings.database_url} if kb.settings.database_url else {}
+    for name, remote in (("handbook", repo.remote), ("guides", other.remote)):
+        added = runner.invoke(main, [*data, "sources", "add", "git", str(remote), "--name", name], env=env)
+        assert added.exit_code == 0, added.output
+    shutil.rmtree(repo.remote)
+    repo.remote.mkdir()
+    (repo.remote / "README.md").write_text("# Not a repository any more\n")
+
+    synced = runner.invoke(main, [*data, "sources", "sync"], env=env)
+
+    assert synced.exit_code == 1
+    assert f"handbook: failed: {repo.remote}: git ls-remote failed: " in synced.stdout
+    assert "not a git repository" in synced.stdout or "does not appear to be a git repository" in synced.stdout
+    assert "guides: 1 added" in synced.stdout
+    assert "Traceback" not in synced.output
+    listed = runner.invoke(main, [*data, "sources", "list"], env=env).stdout
+    assert "last error: " in listed and "git ls-remote failed" in listed
+    assert sorted(stored(kb, "guides")) == ["git:guides:guide.md"]
