@@ -60,7 +60,7 @@ class SourceSyncer:
         """Check and store a new source (not synced yet); ``DMLError`` saying why not.
         ``options["access"]``: the Slack ids (channels, users, user groups) its documents
         are limited to, for any kind; without it they are public to the workspace."""
-        cls = source_class(kind)
+        cls = source_class(kind, syncable=True)
         options = dict(options or {})
         limit = AccessRule.of(options.pop("access", None) or [])
         default_name, stored = cls.configure(target, options)
@@ -171,11 +171,11 @@ class SourceSyncer:
         ingestor = Ingestor(kb=self.kb, progress=self.progress, batch_chunks=self.batch_chunks)
         ingestor.ingest_items(changes.documents, source=config.key, refresh_index=False,
                               report=outcome.report)
-        stored = {entry.doc_id for entry in self.kb.store.documents_of_source(config.key)}
+        entries = self.kb.store.documents_of_source(config.key)
         if changes.removed is None:
-            gone = stored - source.ids()
+            gone = set(source.removed_from(entries))
         else:
-            gone = stored & set(changes.removed)
+            gone = {entry.doc_id for entry in entries} & set(changes.removed)
         outcome.report.removed += self.kb.store.delete(sorted(gone))
         outcome.cursor = changes.cursor
 
