@@ -7,7 +7,6 @@ reads with the same loaders. SQLite and PostgreSQL where something is stored."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from sqlalchemy import select
