@@ -124,8 +124,9 @@ def register(app: App, deps: ListenerDeps) -> None:
         except SlackApiError as exc:
             log.info("cannot find the thread of %s in %s: %s", ts, channel, exc.response.get("error"))
             return None
-        message = next((m for m in messages if m.get("ts") == ts), None)
-        return None if message is None else (message.get("thread_ts") or ts)
+        # Given a reply's ts Slack answers that reply, or its thread from the top: either
+        # way the first message names the thread.
+        return (messages[0].get("thread_ts") or ts) if messages else None
 
     @app.event({"type": "message", "subtype": EDITS}, matchers=[an_edit_in_a_synced_channel])
     def on_edit(body, event, client: WebClient):

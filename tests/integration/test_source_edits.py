@@ -281,3 +281,26 @@ def test_other_reactions_and_unsynced_channels_read_nothing(bot, channel):
     assert bot.post(event_callback(reaction_added("white_check_mark", user="U1", channel="C0999",
                                                   ts=reply["ts"]))).status == 200
     assert replies_read(bot, mark) == [] and not verified(bot, 1)
+
+
+def test_an_experts_check_mark_in_a_synced_channel_saves_the_answer_and_verifies_the_thread(bot):
+    from .test_slack_flows import EXPERT, _abstain_and_hand_off, _expert_replied
+
+    thread, reply_ts = "1700001000.000100", "1700001000.000300"
+    _abstain_and_hand_off(bot, thread, channel=CHANNEL)
+    _expert_replied(bot, CHANNEL, thread, reply_ts)
+    parent = bot.api.thread_messages[(CHANNEL, thread)][0]
+    bot.api.history[CHANNEL] = [dict(parent, latest_reply=reply_ts)]
+    syncer(bot).add("slack", CHANNEL, name="ml-help")
+    assert syncer(bot).sync("ml-help").report.added == 1
+    synced = f"slack-thread:{CHANNEL}:{thread}"
+    assert not bot.kb.store.get_document(synced).meta.get("verified")
+
+    bot.api.thread_messages[(CHANNEL, thread)][2]["reactions"] = [
+        {"name": "white_check_mark", "users": [EXPERT], "count": 1}]
+    assert bot.post(event_callback(reaction_added("white_check_mark", user=EXPERT, channel=CHANNEL,
+                                                  ts=reply_ts, item_user=EXPERT))).status == 200
+
+    assert bot.kb.store.get_document(f"slack:{CHANNEL}:{reply_ts}").kind == "team answer"  # curation's part
+    assert bot.kb.store.get_document(synced).meta["verified"] is True
+    assert any("Saved to the knowledge base" in c.params.get("text", "") for c in bot.api.calls_of("chat.postMessage"))
