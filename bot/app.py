@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 
 # What the app listens to; deploy/slack-manifest.yml must declare exactly these.
 LISTENED_EVENTS = ("app_mention", "message.im", "message.channels", "message.groups",
-                   "reaction_added", "app_home_opened", "assistant_thread_started",
+                   "reaction_added", "reaction_removed", "app_home_opened", "assistant_thread_started",
                    "assistant_thread_context_changed")
 COMMANDS = ("/ml-ask", "/ml-add", "/ml-digest", "/ml-draft", "/ml-config")
 SHORTCUTS = ("add_to_dml",)

@@ -22,6 +22,7 @@ from .store import (
     ChunkRecord,
     DocumentRecord,
     Passage,
+    SourceEntry,
     Store,
     Verification,
     default_owners,
@@ -40,7 +41,7 @@ from .text import (
 __all__ = ["BACKENDS", "CPU_BACKEND", "ExportCache", "Runtime", "Answer", "AnswerStream", "ChunkRecord", "Citation", "DocumentRecord", "Embedder", "EvalQuestion",
     "ExtractiveWriter", "FeedbackStore", "IndexManager", "IndexSnapshot", "LLMWriter",
     "METRIC_KEYS", "PRIVATE_CHANNEL", "Passage", "ACTIVE_MODEL", "GENERATION", "QuestionLog", "Quote", "REASONS",
-    "Retriever", "SearchResult", "Verification", "default_owners", "SentenceVectors", "Store", "bundled_model_path",
+    "Retriever", "SearchResult", "Verification", "default_owners", "SentenceVectors", "SourceEntry", "Store", "bundled_model_path",
     "embedding_text", "evaluate", "keyword_terms", "keyword_text", "load_questions",
     "normalise_whitespace", "sentence_spans", "readable_sentences", "sha256", "split_blocks", "visible_in",
     "waiting_for_answer"]
