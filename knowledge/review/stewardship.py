@@ -104,7 +104,11 @@ class Reviews:
                                 aware(archived_at), aware(reminded_at), voters, self.outdated_votes)
 
     def _flags(self, session, doc_ids: Sequence[str] | None = None) -> dict[str, list[tuple[str, datetime]]]:
-        """(voter, when) of every "Outdated"/"Wrong" vote on an answer citing each document."""
+        """(voter, when) of every "Outdated"/"Wrong" vote on an answer whose lead came from
+        each document: source [1], where the extractive answer's first sentence and its quote
+        come from (an LLM answer's best passage). The other sources an answer cites were not
+        what the asker read first; flagging them too would send their owners reminders for
+        text nobody called outdated."""
         rows = session.execute(
             select(Feedback.user, Feedback.created_at, Question.citations)
             .join(Question, Question.id == Feedback.question_id)
@@ -113,9 +117,12 @@ class Reviews:
         wanted = set(doc_ids) if doc_ids is not None else None
         found: dict[str, list[tuple[str, datetime]]] = {}
         for user, when, citations in rows:
-            for doc_id in {c.get("doc_id") for c in citations or [] if isinstance(c, dict)}:
-                if isinstance(doc_id, str) and (wanted is None or doc_id in wanted):
-                    found.setdefault(doc_id, []).append((user, when))
+            cited = [c for c in citations or [] if isinstance(c, dict) and isinstance(c.get("doc_id"), str)]
+            if not cited:
+                continue
+            doc_id = min(cited, key=lambda c: c.get("n") if isinstance(c.get("n"), int) else 1_000_000)["doc_id"]
+            if wanted is None or doc_id in wanted:
+                found.setdefault(doc_id, []).append((user, when))
         return found
 
     def find(self, ref: str | int, *, now: datetime | None = None) -> ReviewedDocument:

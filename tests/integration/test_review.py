@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -25,6 +26,7 @@ from knowledge.drafts.publishing import publish_draft
 from knowledge.kb import KnowledgeBase
 from knowledge.ops.models import Document
 from knowledge.review import OVERDUE_PENALTY
+from knowledge.search.answers import Citation
 from knowledge.settings import Settings, SlackSettings
 from knowledge.sources import AccessRule
 
@@ -308,6 +310,21 @@ def test_two_outdated_votes_from_different_people_flag_it(slack):
     assert "2 people marked answers citing it as outdated or wrong" in shown(reminder.params)
     kb.reviews.verify("quokka", user=BEN)
     assert not kb.reviews.find("quokka").flagged, "verifying again clears the flags"
+
+
+def test_a_vote_flags_the_source_the_answer_led_with_not_every_source_it_cited(team):
+    kb = team
+    answer = kb.ask(QUOKKA_QUESTION)
+    lead = answer.citations[0]
+    assert lead.doc_id == "quokka"
+    # An answer that also cites the GPU page as its second source.
+    gpu = Citation(n=2, doc_id="gpu", title=GPU[0], url=None, passage=GPU[1])
+    answer = replace(answer, citations=[lead, gpu])
+    question = kb.questions.record(answer, asker=CAROL, channel="C1", thread_ts=None, private=False)
+    vote(kb, question, CAROL, "outdated")
+    vote(kb, question, ANA, "wrong")
+    assert kb.reviews.find("quokka").flagged
+    assert not kb.reviews.find("gpu").flagged and kb.reviews.find("gpu").flagged_by == ()
 
 
 # -- 2. shown where it matters, and the ranking preference --------------------------------
