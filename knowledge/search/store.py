@@ -154,8 +154,9 @@ class DocumentOwner(NamedTuple):
 
 @dataclass(frozen=True)
 class StoreStats:
-    documents: int
-    chunks: int
+    documents: int  # that answers may cite (archived ones are not counted)
+    chunks: int  # of those documents
+    archived: int = 0  # documents kept for the record, never cited
 
 
 class Store:
@@ -280,10 +281,13 @@ class Store:
         return out[:limit]
 
     def stats(self) -> StoreStats:
+        live = Document.archived_at.is_(None)
         with self.database.session() as session:
-            documents = session.scalar(select(func.count(Document.id))) or 0
-            chunks = session.scalar(select(func.count(Chunk.id))) or 0
-        return StoreStats(documents=documents, chunks=chunks)
+            documents = session.scalar(select(func.count(Document.id)).where(live)) or 0
+            archived = session.scalar(select(func.count(Document.id)).where(~live)) or 0
+            chunks = session.scalar(select(func.count(Chunk.id))
+                                    .join(Document, Document.id == Chunk.document_id).where(live)) or 0
+        return StoreStats(documents=documents, chunks=chunks, archived=archived)
 
     def models_in_use(self) -> list[str]:
         with self.database.session() as session:

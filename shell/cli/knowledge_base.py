@@ -132,7 +132,8 @@ def eval_(ctx, questions, as_json, keyword_weight, progress):
 def stats(ctx):
     """Size of the knowledge base."""
     store_stats = knowledge_base(ctx).store.stats()
-    click.echo(f"{store_stats.documents} documents, {store_stats.chunks} passages")
+    archived = f" ({store_stats.archived} more archived)" if store_stats.archived else ""
+    click.echo(f"{store_stats.documents} documents, {store_stats.chunks} passages{archived}")
 
 
 @click.group()

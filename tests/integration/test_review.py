@@ -492,8 +492,10 @@ def test_dml_docs_lists_verifies_archives_and_sets_owners(team, settings):
     assert "verified: GPU queues" in dml("docs", "verify", "gpu", "--by", ANA)
     assert dml("docs", "list", "--due").strip() == "Nothing due for review."
     assert "owned by UCAROL, S0TEAM" in dml("docs", "owner", "gpu", CAROL, "S0TEAM")
+    assert dml("stats").strip().startswith("3 documents")
     assert "archived: Quokka" in dml("docs", "archive", "quokka")
     assert "Quokka" not in dml("docs", "list") and "archived" in dml("docs", "list", "--archived")
+    assert dml("stats").strip().startswith("2 documents") and "(1 more archived)" in dml("stats")
     bad = runner.invoke(cli, ["docs", "verify", "no-such-doc"], env=env)
     assert bad.exit_code != 0 and "No document 'no-such-doc'" in bad.output
 
