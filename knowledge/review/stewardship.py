@@ -23,6 +23,12 @@ from .policy import OVERDUE_PENALTY, REMIND_EVERY, ReviewPolicy, ReviewState, aw
 __all__ = ["Reviews", "ReviewedDocument", "DocumentNotFound", "FLAG_REASONS", "CitedShare"]
 
 FLAG_REASONS = ("outdated", "wrong")  # the 👎 reasons that say a document is no longer right
+
+
+def _citation_number(citation: dict) -> int:
+    """A stored citation's number ([1] first); one without a number comes last."""
+    n = citation.get("n")
+    return n if isinstance(n, int) else 1_000_000
 PENALTY_CACHE_SECONDS = 60.0  # how soon another replica's verification changes the ranking here
 
 
@@ -120,7 +126,7 @@ class Reviews:
             cited = [c for c in citations or [] if isinstance(c, dict) and isinstance(c.get("doc_id"), str)]
             if not cited:
                 continue
-            doc_id = min(cited, key=lambda c: c.get("n") if isinstance(c.get("n"), int) else 1_000_000)["doc_id"]
+            doc_id = min(cited, key=_citation_number)["doc_id"]
             if wanted is None or doc_id in wanted:
                 found.setdefault(doc_id, []).append((user, when))
         return found
