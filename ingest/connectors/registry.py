@@ -1,4 +1,4 @@
-"""The source kinds: one name each (``git``, ``folder``, ``slack``), mapped to its
+"""The source kinds: one name each (``git``, ``folder``, ``slack``, ``confluence``), mapped to its
 implementation."""
 
 from __future__ import annotations
@@ -38,4 +38,4 @@ def source_for(config: SourceConfig, *, settings: Settings, connection: Any = No
 
 def _load_builtin() -> None:
     # Imported here: each registers itself, and `dml --help` loads none of them.
-    from . import folder_source, git_repo, slack_channel  # noqa: F401
+    from . import confluence, folder_source, git_repo, slack_channel  # noqa: F401

@@ -14,13 +14,14 @@ __all__ = ["sources"]
 
 @click.group()
 def sources():
-    """Sources that stay in sync (Git repositories, folders, Slack channels): synced on
+    """Sources that stay in sync (Git repositories, folders, Slack channels, Confluence
+    spaces): synced on
     their interval by the scheduler, or now with `dml sources sync`."""
 
 
 def _syncer(ctx, **kwargs):
     """The syncer, able to read Slack (with SLACK_BOT_TOKEN) once a Slack source needs it."""
-    from ingest import SourceSyncer
+    from ingest import ConfluenceSite, SourceSyncer
 
     def slack():
         from bot.app import build_client
@@ -31,28 +32,40 @@ def _syncer(ctx, **kwargs):
             raise click.ClickException("a Slack source is read with the bot's token: set SLACK_BOT_TOKEN")
         return slack_workspace(build_client(settings), experts=settings.experts)
 
-    return SourceSyncer(kb=knowledge_base(ctx), connections={"slack": slack}, **kwargs)
+    def confluence():  # restricted pages are cited to the designated machine learners only
+        return ConfluenceSite(experts=slack_settings_of(ctx).experts)
+
+    return SourceSyncer(kb=knowledge_base(ctx), connections={"slack": slack, "confluence": confluence},
+                        **kwargs)
 
 
 @sources.command("add")
 @click.argument("kind")
-@click.argument("target")
+@click.argument("target", required=False, default="")
 @click.option("--name", default=None, help="What to call it (default: the repository's or folder's name).")
 @click.option("--branch", default=None, help="git: the branch to sync (default: the remote's default branch).")
 @click.option("--include", multiple=True, metavar="GLOB",
               help="git: sync only files matching this glob (repeatable; * crosses folders), e.g. 'docs/*'.")
+@click.option("--space", default=None, metavar="KEY", help="confluence: the space's key.")
+@click.option("--url", default=None, help="confluence: the site (default: DML_CONFLUENCE_URL).")
 @click.option("--every", "every", type=click.IntRange(1, 60 * 24 * 30), default=60, show_default=True,
               metavar="MINUTES", help="How often the scheduler syncs it, in minutes.")
 @click.option("--sync/--no-sync", "sync_now", default=False, help="Sync it once right away.")
 @click.pass_context
-def add(ctx, kind, target, name, branch, include, every, sync_now):
+def add(ctx, kind, target, name, branch, include, space, url, every, sync_now):
     """Add a source: `dml sources add git URL_OR_PATH`, `dml sources add folder PATH`,
-    `dml sources add slack CHANNEL_ID` (the bot must be a member of the channel).
+    `dml sources add slack CHANNEL_ID` (the bot must be a member of the channel),
+    `dml sources add confluence --space KEY [--url SITE]` (DML_CONFLUENCE_USER and
+    DML_CONFLUENCE_TOKEN read it).
 
     Credentials are never stored: a token in a URL is stripped (set DML_GIT_TOKEN or use
     git's credential helpers instead).
     """
-    options = {key: value for key, value in (("branch", branch), ("include", list(include))) if value}
+    if not target and not space:
+        raise click.UsageError("give what to sync: a repository, a folder or a channel id "
+                               "(or --space KEY for confluence)")
+    options = {key: value for key, value in (("branch", branch), ("include", list(include)),
+                                             ("space", space), ("url", url)) if value}
     syncer = _syncer(ctx)
     config = syncer.add(kind, target, name=name, options=options, interval_minutes=every)
     where = _where(config)
@@ -68,6 +81,7 @@ def add(ctx, kind, target, name, branch, include, every, sync_now):
 @click.pass_context
 def list_(ctx):
     """The sources: kind, name, where, last sync, documents and the last error."""
+    from ingest import source_class
     from knowledge.sources import SyncedSources
 
     store = SyncedSources(knowledge_base(ctx).database)
@@ -81,6 +95,8 @@ def list_(ctx):
         synced = config.last_sync_at.strftime("%Y-%m-%d %H:%M") if config.last_sync_at else "never"
         line = (f"{config.kind:<7} {config.name}  {where}  last sync {synced}, "
                 f"{counts.get(config.name, 0)} documents, every {config.interval_minutes} min")
+        for note in getattr(source_class(config.kind), "notes", lambda _config: [])(config):
+            line += f"\n        {note}"
         if config.last_error:
             line += f"\n        last error: {config.last_error}"
         click.echo(line)
@@ -105,6 +121,8 @@ def sync(ctx, name, progress):
 
 def _where(config) -> str:
     options = config.options
+    if config.kind == "confluence":
+        return f"space {options['space']}" + (f" at {options['url']}" if options.get("url") else "")
     return options.get("url") or options.get("path") or (f"channel {options['channel']}"
                                                         if options.get("channel") else "")
 
