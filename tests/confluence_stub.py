@@ -44,6 +44,7 @@ class Page:
     editor: str = "Ada Lovelace"
     restricted_users: list[str] = field(default_factory=list)
     restricted_groups: list[str] = field(default_factory=list)
+    space: str | None = None  # None: the stand-in's space; another key: moved there
 
 
 @dataclass
@@ -142,7 +143,7 @@ class ConfluenceStub:
             return 200, {}, {"id": 98305, "key": self.space, "name": "Machine learning", "type": "global",
                              "status": "current", "_links": {"webui": f"/spaces/{self.space}", "base": self.url}}
         if path == "/rest/api/content":
-            pages = [p for p in self._ordered() if params.get("spaceKey") == self.space
+            pages = [p for p in self._ordered() if params.get("spaceKey") == (p.space or self.space)
                      and params.get("type", "page") == "page"]
             return 200, {}, self._list(path, params, pages)
         if path == "/rest/api/content/search":
@@ -174,7 +175,7 @@ class ConfluenceStub:
         after = re.search(r'lastmodified\s*(>=?)\s*"(\d{4}-\d{2}-\d{2} \d{2}:\d{2})"', cql)
         if space is None or (("lastmodified" in cql) and after is None):
             return 400, {}, {"statusCode": 400, "message": f"Could not parse cql : {cql}"}
-        pages = [p for p in self._ordered() if space.group(1) == self.space]
+        pages = [p for p in self._ordered() if space.group(1) == (p.space or self.space)]
         if after is not None:
             since = datetime.strptime(after.group(2), "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
             pages = [p for p in pages if p.when.replace(second=0, microsecond=0) > since

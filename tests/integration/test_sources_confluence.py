@@ -167,6 +167,22 @@ def test_a_restricted_page_is_cited_only_to_the_designated_machine_learners(ckb,
     assert "access" not in stored(ckb)[plan].meta
 
 
+def test_moves_under_a_restricted_page_or_to_another_space_are_picked_up(ckb, syncer, stub, space):
+    syncer.add("confluence", "", name="wiki", options={"space": "ML"})
+    syncer.sync("wiki")
+    plan = next(p for p in stub.pages.values() if p.title == "Churn model relaunch plan")
+    stub.pages[space[3].id].parent = plan.id  # moved under the restricted page: no new version
+    stub.pages[space[4].id].space = "ARCHIVE"  # moved to another space
+
+    outcome = syncer.sync("wiki")
+
+    assert (outcome.report.updated, outcome.report.removed) == (1, 1)
+    documents = stored(ckb)
+    assert doc_id(stub, space[4].id) not in documents
+    moved = documents[doc_id(stub, space[3].id)]
+    assert AccessRule.from_metadata(moved.meta) == AccessRule(users=(EXPERT,))
+
+
 def test_restricted_pages_are_hidden_from_everyone_without_designated_learners(ckb, stub, space):
     syncer = SourceSyncer(kb=ckb)  # no ConfluenceSite: nobody known to show them to
     syncer.add("confluence", "", name="wiki", options={"space": "ML"})
