@@ -27,10 +27,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-__all__ = ["ConfluenceStub", "Page", "Request"]
+__all__ = ["Attachment", "ConfluenceStub", "Page", "Request"]
 
 USER, TOKEN = "ada@example.com", "atl-api-token-123"
 MAX_LIMIT = {"body": 25, "plain": 200}  # Cloud caps expanded listings lower
+
+
+@dataclass
+class Attachment:
+    id: str
+    title: str  # the file name
+    media_type: str
+    data: bytes
+    when: datetime = field(default_factory=lambda: datetime(2026, 11, 2, 10, 15, tzinfo=UTC))
+    editor: str = "Ada Lovelace"
+    version: int = 1
 
 
 @dataclass
@@ -45,6 +56,7 @@ class Page:
     restricted_users: list[str] = field(default_factory=list)
     restricted_groups: list[str] = field(default_factory=list)
     space: str | None = None  # None: the stand-in's space; another key: moved there
+    attachments: list[Attachment] = field(default_factory=list)
 
 
 @dataclass
@@ -73,7 +85,7 @@ class ConfluenceStub:
                 self.send_response(status)
                 for key, value in {"Content-Type": "application/json;charset=UTF-8", **headers}.items():
                     self.send_header(key, value)
-                data = json.dumps(body).encode()
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -108,6 +120,12 @@ class ConfluenceStub:
         page = self.pages[page_id]
         page.body, page.when, page.editor = body, when, editor
         page.version += 1
+
+    def attach(self, page_id: str, title: str, data: bytes, media_type: str, **fields) -> Attachment:
+        attachment = Attachment(id=f"att{next(self._ids)}", title=title, media_type=media_type, data=data,
+                                **fields)
+        self.pages[page_id].attachments.append(attachment)
+        return attachment
 
     def storm(self, requests: int, *, retry_after: int = 1) -> None:
         self._storm, self._retry_after = requests, str(retry_after)
@@ -148,6 +166,17 @@ class ConfluenceStub:
             return 200, {}, self._list(path, params, pages)
         if path == "/rest/api/content/search":
             return self._search(path, params)
+        if (found := re.fullmatch(r"/rest/api/content/(\d+)/child/attachment", path)):
+            page = self.pages.get(found.group(1))
+            if page is None:
+                return self._missing(found.group(1))
+            return 200, {}, self._list(path, params, [(page, a) for a in page.attachments])
+        if (found := re.fullmatch(r"/download/attachments/(\d+)/([^/]+)", path)):
+            page = self.pages.get(found.group(1))
+            attachment = next((a for a in page.attachments if a.title == found.group(2)), None) if page else None
+            if attachment is None:
+                return 404, {}, {"statusCode": 404, "message": "Attachment not found"}
+            return 200, {"Content-Type": attachment.media_type}, attachment.data
         if (found := re.fullmatch(r"/rest/api/content/(\d+)/restriction/byOperation/read", path)):
             page = self.pages.get(found.group(1))
             if page is None:
@@ -175,14 +204,19 @@ class ConfluenceStub:
         after = re.search(r'lastmodified\s*(>=?)\s*"(\d{4}-\d{2}-\d{2} \d{2}:\d{2})"', cql)
         if space is None or (("lastmodified" in cql) and after is None):
             return 400, {}, {"statusCode": 400, "message": f"Could not parse cql : {cql}"}
+        types = re.search(r"type\s*(?:=\s*(\w+)|in\s*\(([^)]*)\))", cql)
+        kinds = {t.strip() for t in (types.group(1) or types.group(2)).split(",")} if types else {"page"}
         pages = [p for p in self._ordered() if space.group(1) == (p.space or self.space)]
+        found: list[Any] = [p for p in pages if "page" in kinds]
+        if "attachment" in kinds:
+            found += [(p, a) for p in pages for a in p.attachments]
         if after is not None:
             since = datetime.strptime(after.group(2), "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
-            pages = [p for p in pages if p.when.replace(second=0, microsecond=0) > since
-                     or (after.group(1) == ">=" and p.when >= since)]
-        return 200, {}, self._list(path, params, pages)
+            found = [f for f in found if _when(f).replace(second=0, microsecond=0) > since
+                     or (after.group(1) == ">=" and _when(f) >= since)]
+        return 200, {}, self._list(path, params, found)
 
-    def _list(self, path: str, params: dict[str, str], pages: list[Page]) -> dict[str, Any]:
+    def _list(self, path: str, params: dict[str, str], pages: list[Any]) -> dict[str, Any]:
         expand = _expand(params)
         cap = MAX_LIMIT["body" if "body.storage" in expand else "plain"]
         start = int(params.get("start", 0))
@@ -191,7 +225,8 @@ class ConfluenceStub:
         links = {"base": self.url, "context": "/wiki", "self": f"{self.url}{path}"}
         if start + limit < len(pages):
             links["next"] = f"{path}?{urlencode({**params, 'start': start + limit, 'limit': limit})}"
-        return {"results": [self._content(p, expand) for p in chosen], "start": start, "limit": limit,
+        return {"results": [self._content(p, expand) if isinstance(p, Page) else self._attachment(*p, expand)
+                            for p in chosen], "start": start, "limit": limit,
                 "size": len(chosen), "_links": links}
 
     def _content(self, page: Page, expand: set[str]) -> dict[str, Any]:
@@ -202,10 +237,7 @@ class ConfluenceStub:
                        "self": f"{self.url}/rest/api/content/{page.id}"},
             "_expandable": {"container": f"/rest/api/space/{self.space}", "space": f"/rest/api/space/{self.space}"},
         }
-        version = {"by": {"type": "known", "accountId": f"5b10ac8d82e05b22cc7d{abs(hash(page.editor)) % 10000}",
-                          "accountType": "atlassian", "displayName": page.editor, "publicName": page.editor},
-                   "when": page.when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{page.when.microsecond // 1000:03d}Z",
-                   "number": page.version, "minorEdit": False}
+        version = _version(page.editor, page.when, page.version)
         if "version" in expand:
             content["version"] = version
         if "history.lastUpdated" in expand:
@@ -217,6 +249,22 @@ class ConfluenceStub:
                                     for a in self._ancestors(page)]
         if any(e.startswith("restrictions.read") for e in expand):
             content["restrictions"] = {"read": self._read_restriction(page)}
+        return content
+
+    def _attachment(self, page: Page, attachment: Attachment, expand: set[str]) -> dict[str, Any]:
+        content: dict[str, Any] = {
+            "id": attachment.id, "type": "attachment", "status": "current", "title": attachment.title,
+            "metadata": {"mediaType": attachment.media_type, "comment": ""},
+            "extensions": {"mediaType": attachment.media_type, "fileSize": len(attachment.data), "comment": ""},
+            "_links": {"webui": f"/pages/viewpageattachments.action?pageId={page.id}&preview=%2F{page.id}"
+                                f"%2F{attachment.id}%2F{attachment.title}",
+                       "download": f"/download/attachments/{page.id}/{attachment.title}"
+                                   f"?version={attachment.version}&modificationDate=1730542500000&api=v2",
+                       "self": f"{self.url}/rest/api/content/{attachment.id}"}}
+        if "version" in expand:
+            content["version"] = _version(attachment.editor, attachment.when, attachment.version)
+        if "container" in expand:
+            content["container"] = {"id": page.id, "type": "page", "status": "current", "title": page.title}
         return content
 
     def _ancestors(self, page: Page) -> list[Page]:
@@ -234,6 +282,17 @@ class ConfluenceStub:
                 "restrictions": {"user": {"results": users, "start": 0, "limit": 200, "size": len(users)},
                                  "group": {"results": groups, "start": 0, "limit": 200, "size": len(groups)}},
                 "_links": {"self": f"{self.url}/rest/api/content/{page.id}/restriction/byOperation/read"}}
+
+
+def _version(editor: str, when: datetime, number: int) -> dict[str, Any]:
+    return {"by": {"type": "known", "accountId": f"5b10ac8d82e05b22cc7d{sum(map(ord, editor)) % 10000}",
+                   "accountType": "atlassian", "displayName": editor, "publicName": editor},
+            "when": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z",
+            "number": number, "minorEdit": False}
+
+
+def _when(found: Any) -> datetime:
+    return found.when if isinstance(found, Page) else found[1].when
 
 
 def _expand(params: dict[str, str]) -> set[str]:

@@ -7,8 +7,10 @@ view restrictions: 100 a call), which finds deleted and moved-away pages and eve
 restriction, inherited ones included. Bodies are read only for what changed: the first sync
 reads them with the listing; later ones ask CQL for the pages modified since the cursor
 (``lastmodified``), add any the listing shows newer (CQL's index lags), new to the space, or
-whose restriction changed, and read those pages alone. 429 answers are waited out as their
-``Retry-After`` says (the client's own retry), a few times, before the sync fails.
+whose restriction changed, and read those pages alone. A page's PDF and text attachments
+become documents of their own, listed again when their page is read again or when CQL finds
+one of its attachments changed. 429 answers are waited out as their ``Retry-After`` says
+(the client's own retry), a few times, before the sync fails.
 
 Credentials (``DML_CONFLUENCE_USER`` / ``DML_CONFLUENCE_TOKEN``) come from the settings at
 each sync and are never stored: a user or token written into ``--url`` is stripped.
@@ -27,6 +29,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +37,7 @@ from knowledge.errors import DMLError, SourceError
 from knowledge.sources import AccessRule, redact_credentials, strip_credentials
 
 from ..documents import SourceDocument
+from ..loaders import MARKDOWN, PDF, TEXT, load_bytes
 from .confluence_storage import storage_sections
 from .contract import Changes, Source, SourceItem, stamp
 from .registry import register
@@ -55,6 +59,10 @@ FIRST = "body.storage,history.lastUpdated," + LISTED  # the first sync's listing
 # Who may cite a page nobody here can map the permissions of: no one (see ConfluenceSite).
 NOBODY = AccessRule(channels=("-",))
 RESTRICTED = "confluence_restricted"  # metadata: the page has view restrictions
+# Attachments read as documents of their own: PDFs and text (by name, or by media type).
+ATTACHED = PDF | TEXT | MARKDOWN
+ATTACHED_TYPES = {"application/pdf", "text/plain", "text/markdown", "text/x-rst"}
+MAX_ATTACHMENT_BYTES = 20_000_000
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,7 @@ class _Cursor:
     since: datetime
     restricted: set[str]
     known: set[str]
+    attachments: dict[str, list[str]]  # page id -> the ids of its attachments read as documents
 
     @classmethod
     def read(cls, text: str | None) -> _Cursor | None:
@@ -117,13 +126,15 @@ class _Cursor:
             data = json.loads(text)
             since = datetime.fromisoformat(data["since"])
             return cls(since=since if since.tzinfo else since.replace(tzinfo=UTC),
-                       restricted=set(data.get("restricted") or []), known=set(data.get("known") or []))
+                       restricted=set(data.get("restricted") or []), known=set(data.get("known") or []),
+                       attachments={str(k): list(v) for k, v in (data.get("attachments") or {}).items()})
         except (ValueError, TypeError, KeyError):
             return None
 
     def write(self) -> str:
         return json.dumps({"since": self.since.isoformat(), "restricted": sorted(self.restricted),
-                           "known": sorted(self.known)})
+                           "known": sorted(self.known),
+                           "attachments": {k: v for k, v in sorted(self.attachments.items()) if v}})
 
 
 @register
@@ -183,20 +194,31 @@ class ConfluenceSource(Source):
         listed = self._listing(LISTED, LIST_PAGE)
         restricted = self._restricted(listed)
         newest = max([state.since, *(w for w in map(_when, listed.values()) if w)])
+        modified, attached_to = self._modified_since(state.since)
         wanted = {pid for pid, page in listed.items() if (_when(page) or newest) > state.since}
-        wanted |= {pid for pid in self._modified_since(state.since) if pid in listed}
+        wanted |= {pid for pid in modified if pid in listed}
         wanted |= set(listed) - state.known
         wanted |= {pid for pid in listed if (pid in restricted) != (pid in state.restricted)}
+        # Attachments are listed again for the pages read again, and where CQL saw one change.
+        relist = (wanted | attached_to) & set(listed)
+        self._attachments: dict[str, list[str]] = {
+            pid: ids for pid, ids in state.attachments.items() if pid in listed and pid not in relist}
         self._ids = {self.doc_id(pid) for pid in listed}
-        new = _Cursor(since=newest, restricted=restricted, known=set(listed))
-        return Changes(cursor=new.write(), documents=self._read(sorted(wanted, key=_numeric), restricted),
-                       removed=None)
+        new = _Cursor(since=newest, restricted=restricted, known=set(listed), attachments=self._attachments)
+        documents = self._read(sorted(wanted, key=_numeric), sorted(relist, key=_numeric), restricted)
+        return _LateCursor(new, documents)
 
     def ids(self) -> set[str]:
-        return self._ids
+        """The listed pages, and the attachments read or known of each (once the documents
+        were read: those of the pages read again are listed then)."""
+        return self._ids | {self.attachment_id(pid, aid) for pid, ids in self._attachments.items()
+                            for aid in ids}
 
     def doc_id(self, page_id: str) -> str:
         return confluence_page_id(self.site, page_id)
+
+    def attachment_id(self, page_id: str, attachment_id: str) -> str:
+        return f"{self.doc_id(page_id)}:attachment:{attachment_id}"
 
     # -- reading --------------------------------------------------------------------------
     def _everything(self) -> Changes:
@@ -205,10 +227,18 @@ class ConfluenceSource(Source):
         restricted = self._restricted(pages)
         newest = max((w for w in map(_when, pages.values()) if w), default=datetime.now(UTC))
         self._ids = {self.doc_id(pid) for pid in pages}
-        cursor = _Cursor(since=newest, restricted=restricted, known=set(pages))
-        items = (self._item(page, pid in restricted) for pid, page in pages.items())
-        documents = (item for item in items if item is not None)
-        return Changes(cursor=cursor.write(), documents=documents, removed=None)
+        self._attachments = {}
+        cursor = _Cursor(since=newest, restricted=restricted, known=set(pages), attachments=self._attachments)
+
+        def documents() -> Iterator[SourceItem]:
+            for pid, page in pages.items():
+                item = self._item(page, pid in restricted)
+                if item is not None:
+                    yield item
+                yield from self._attached(page, pid in restricted)
+
+        # The cursor is written once every document was read: the attachments found by then.
+        return _LateCursor(cursor, documents())
 
     def _listing(self, expand: str, limit: int) -> dict[str, dict[str, Any]]:
         """Every current page of the space, by id, paged with ``start``/``limit`` until the
@@ -230,25 +260,37 @@ class ConfluenceSource(Source):
                 return pages
             start += len(results)
 
-    def _modified_since(self, since: datetime) -> Iterator[str]:
-        """Ids of the pages CQL finds modified after ``since`` (versions only, no bodies)."""
+    def _modified_since(self, since: datetime) -> tuple[set[str], set[str]]:
+        """(pages, pages with an attachment) CQL finds modified after ``since``: versions
+        only, no bodies."""
         after = (since - CQL_MARGIN).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-        cql = f'space = "{self.space}" and type = page and lastmodified > "{after}"'
+        cql = f'space = "{self.space}" and type in (page, attachment) and lastmodified > "{after}"'
+        pages: set[str] = set()
+        attached_to: set[str] = set()
         start = 0
         while True:
-            params = {"cql": cql, "expand": "version", "start": start, "limit": LIST_PAGE}
+            params = {"cql": cql, "expand": "version,container", "start": start, "limit": LIST_PAGE}
             answer = self._call(lambda client, p=params: client.get("rest/api/content/search", params=p),
                                 what="searching for changed pages")
             results = self._results(answer)
-            for page in results:
-                when = _when(page) if isinstance(page, dict) else None
-                if when is not None and when > since:
-                    yield str(page["id"])
+            for found in results:
+                when = _when(found) if isinstance(found, dict) else None
+                if when is None or when <= since:
+                    continue
+                if found.get("type") == "attachment":
+                    container = (found.get("container") or {}).get("id")
+                    if container is not None:
+                        attached_to.add(str(container))
+                else:
+                    pages.add(str(found["id"]))
             if not results or not (answer.get("_links") or {}).get("next"):
-                return
+                return pages, attached_to
             start += len(results)
 
-    def _read(self, page_ids: list[str], restricted: set[str]) -> Iterator[SourceItem]:
+    def _read(self, page_ids: list[str], relist: list[str], restricted: set[str]) -> Iterator[SourceItem]:
+        """The pages to read whole, then the attachments of ``relist`` (those pages and the
+        ones CQL saw an attachment of change)."""
+        read: dict[str, dict[str, Any]] = {}
         for pid in page_ids:
             try:
                 page = self._call(lambda client, i=pid: client.get_page_by_id(i, expand=BODY),
@@ -257,9 +299,77 @@ class ConfluenceSource(Source):
                 if "no page" in exc.problem:  # deleted since the listing: the next sync drops it
                     continue
                 raise
+            read[pid] = page
             item = self._item(page, pid in restricted)
             if item is not None:
                 yield item
+        for pid in relist:
+            page = read.get(pid) or {"id": pid, "title": f"page {pid}"}
+            yield from self._attached(page, pid in restricted)
+
+    def _attached(self, page: dict[str, Any], restricted: bool) -> Iterator[SourceItem]:
+        """The page's PDF and text attachments as documents of their own (recorded, read or
+        not, so that the next sync knows they are still there)."""
+        pid = str(page["id"])
+        where = f"{self.where}: attachments of page {pid}"
+        found: list[str] = []
+        start = 0
+        while True:
+            params = {"expand": "version", "start": start, "limit": LIST_PAGE}
+            try:
+                answer = self._call(lambda client, p=params: client.get(
+                    f"rest/api/content/{pid}/child/attachment", params=p), what=f"listing {where}")
+                results = self._results(answer)
+            except ConfluenceError as exc:
+                if "no page" in exc.problem:
+                    break
+                yield where, exc  # the page's own document stays; its attachments wait
+                self._attachments[pid] = list(found)
+                return
+            base = ((answer.get("_links") or {}).get("base")) or self.site
+            for attachment in results:
+                if not isinstance(attachment, dict) or not _readable(attachment):
+                    continue
+                found.append(str(attachment["id"]))
+                yield self._attachment(page, attachment, base, restricted)
+            if not results or not (answer.get("_links") or {}).get("next"):
+                break
+            start += len(results)
+        self._attachments[pid] = found
+
+    def _attachment(self, page: dict[str, Any], attachment: dict[str, Any], base: str,
+                    restricted: bool) -> SourceItem:
+        name = str(attachment.get("title") or attachment["id"])
+        where = f"{self.where}: {name} attached to page {page['id']} ({page.get('title') or 'untitled'})"
+        size = (attachment.get("extensions") or {}).get("fileSize")
+        if isinstance(size, int) and size > MAX_ATTACHMENT_BYTES:
+            return where, SourceError(where, f"is {size} bytes; the limit is {MAX_ATTACHMENT_BYTES}")
+        links = attachment.get("_links") or {}
+        download = links.get("download")
+        if not download:
+            return where, SourceError(where, "has no download link")
+        try:
+            data = self._call(lambda client: client.get(f"{base.rstrip('/')}{download}", absolute=True,
+                                                        not_json_response=True), what=f"downloading {name}")
+            if not isinstance(data, bytes | bytearray):
+                raise SourceError(where, "could not be downloaded (no content)")
+            if len(data) > MAX_ATTACHMENT_BYTES:
+                raise SourceError(where, f"is larger than {MAX_ATTACHMENT_BYTES} bytes")
+            document = load_bytes(bytes(data), name, where)
+        except SourceError as exc:
+            return where, exc
+        except Exception as exc:  # a parser's crash on one file stops nothing else
+            log.exception("could not read %s", where)
+            return where, SourceError(where, f"could not be read ({type(exc).__name__}: {exc})")
+        document.doc_id = self.attachment_id(str(page["id"]), str(attachment["id"]))
+        document.kind = "confluence attachment"
+        document.url = f"{base.rstrip('/')}{links.get('webui') or download}"
+        if document.title == Path(name).stem.replace("-", " ").replace("_", " ").strip():
+            document.title = f"{name} ({page.get('title') or 'attachment'})"
+        document.metadata = {**document.metadata, "space": self.space, "page_id": str(page["id"]),
+                             "attachment": name, **({RESTRICTED: True} if restricted else {})}
+        access = self._experts_rule() if restricted else self.access
+        return where, stamp(document, updated_at=_when(attachment), author=_editor(attachment), access=access)
 
     def _item(self, page: dict[str, Any], restricted: bool) -> SourceItem | None:
         """The page as a document, or why it could not be read; None for a page without
@@ -392,6 +502,31 @@ class ConfluenceSource(Source):
             return ConfluenceError(self.where, f"{what}: no page with this id (any more)")
         return ConfluenceError(self.where, f"{what}: Confluence answered HTTP {status}: "
                                f"{redact_credentials(message)[:300]}")
+
+
+def _readable(attachment: Mapping[str, Any]) -> bool:
+    """A PDF or a text file, by its name or its media type (images and the rest are not)."""
+    media = ((attachment.get("metadata") or {}).get("mediaType")
+             or (attachment.get("extensions") or {}).get("mediaType") or "")
+    return Path(str(attachment.get("title") or "")).suffix.lower() in ATTACHED or \
+        str(media).split(";")[0].strip().lower() in ATTACHED_TYPES
+
+
+class _LateCursor(Changes):
+    """Changes whose cursor is written once its documents were all read (it records the
+    attachments found on the way)."""
+
+    def __init__(self, cursor: _Cursor, documents: Iterator[SourceItem]):
+        self._state = cursor
+        super().__init__(cursor="", documents=documents, removed=None)
+
+    @property
+    def cursor(self) -> str:
+        return self._state.write()
+
+    @cursor.setter
+    def cursor(self, value: str) -> None:
+        pass
 
 
 def _numeric(page_id: str) -> tuple[int, str]:

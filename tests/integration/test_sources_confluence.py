@@ -135,7 +135,7 @@ def test_an_edit_and_a_deletion_are_picked_up_and_nothing_else_is_read(ckb, sync
     bodies = sorted(c.path.rsplit("/", 1)[1] for c in calls if c.path.rsplit("/", 1)[1].isdigit())
     assert bodies == sorted([space[7].id, added.id])  # only what changed was read whole
     search = [c for c in calls if c.path.endswith("/content/search")]
-    assert search and 'space = "ML" and type = page and lastmodified > "' in search[0].params["cql"]
+    assert search and 'space = "ML" and type in (page, attachment) and lastmodified > "' in search[0].params["cql"]
     assert all("body" not in c.params.get("expand", "") for c in calls if c.path.endswith("/content"))
 
     third = syncer.sync("wiki")
@@ -328,3 +328,49 @@ def test_the_cql_date_leaves_room_for_any_time_zone(ckb, syncer, stub, space):
     cql = stub.calls("/content/search")[-1].params["cql"]
     since = datetime.fromisoformat(__import__("json").loads(first.cursor)["since"])
     assert f'lastmodified > "{(since - timedelta(days=1)):%Y-%m-%d %H:%M}"' in cql
+
+
+def test_pdf_and_text_attachments_are_documents_of_their_own(ckb, syncer, stub, space):
+    from .test_ingest_files import make_pdf
+
+    plan = next(p for p in stub.pages.values() if p.title == "Churn model relaunch plan")
+    stub.attach(space[2].id, "offline-eval-report.pdf", make_pdf([[
+        "Offline evaluation report for the ranking model.",
+        "The new ranker improves NDCG at ten by four points on the March holdout."]]), "application/pdf")
+    notes = stub.attach(plan.id, "relaunch-notes.txt", b"Relaunch notes: the churn model relaunch freezes "
+                        b"features on the last Friday of February.", "text/plain")
+    stub.attach(space[3].id, "architecture.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "image/png")
+    stub.attach(space[5].id, "broken.pdf", b"%PDF-1.4 this is not really a PDF", "application/pdf")
+    syncer.add("confluence", "", name="wiki", options={"space": "ML"})
+    first = syncer.sync("wiki")
+
+    assert first.error is None and first.report.added == 60 + 2
+    assert [e for e in first.report.errors if "broken.pdf attached to page" in str(e)]
+    documents = stored(ckb)
+    report = next(d for d in documents.values() if d.kind == "confluence attachment"
+                  and d.meta["attachment"] == "offline-eval-report.pdf")
+    assert "improves NDCG at ten by four points" in report.text
+    assert report.url.startswith(f"{stub.url}/pages/viewpageattachments.action?pageId={space[2].id}")
+    assert report.meta["author"] == "Ada Lovelace" and report.meta["page_id"] == space[2].id
+    attached = documents[f"{doc_id(stub, plan.id)}:attachment:{notes.id}"]
+    assert AccessRule.from_metadata(attached.meta) == AccessRule(users=(EXPERT,))  # as its page
+    assert not [d for d in documents.values() if "architecture" in (d.meta.get("attachment") or "")]
+
+    # A file attached to a page nobody edited is found by CQL; only that page's list is read.
+    before = len(stub.requests)
+    added = stub.attach(space[6].id, "drift-runbook.md", b"# Drift runbook\n\nWhen the PSI of a feature "
+                        b"passes 0.2 we retrain the ranker the same week.\n", "text/markdown", when=LATER)
+    second = syncer.sync("wiki")
+    assert (second.report.added, second.report.updated, second.report.removed) == (1, 0, 0)
+    assert f"{doc_id(stub, space[6].id)}:attachment:{added.id}" in stored(ckb)
+    lists = [c.path for c in stub.requests[before:] if c.path.endswith("/child/attachment")]
+    assert lists == [f"/wiki/rest/api/content/{space[6].id}/child/attachment"]
+    assert not [c for c in stub.requests[before:] if "/download/" in c.path and "drift" not in c.path]
+
+    # A deleted page takes its attachments with it; the others stay.
+    del stub.pages[space[2].id]
+    third = syncer.sync("wiki")
+    assert third.report.removed == 2
+    documents = stored(ckb)
+    assert not [d for d in documents if d.startswith(doc_id(stub, space[2].id))]
+    assert f"{doc_id(stub, plan.id)}:attachment:{notes.id}" in documents
