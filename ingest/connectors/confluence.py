@@ -193,8 +193,8 @@ class ConfluenceSource(Source):
             return self._everything()
         listed = self._listing(LISTED, LIST_PAGE)
         restricted = self._restricted(listed)
-        newest = max([state.since, *(w for w in map(_when, listed.values()) if w)])
-        modified, attached_to = self._modified_since(state.since)
+        modified, attached_to, seen = self._modified_since(state.since)
+        newest = max([state.since, seen, *(w for w in map(_when, listed.values()) if w)])
         wanted = {pid for pid, page in listed.items() if (_when(page) or newest) > state.since}
         wanted |= {pid for pid in modified if pid in listed}
         wanted |= set(listed) - state.known
@@ -265,13 +265,14 @@ class ConfluenceSource(Source):
                 return pages
             start += len(results)
 
-    def _modified_since(self, since: datetime) -> tuple[set[str], set[str]]:
-        """(pages, pages with an attachment) CQL finds modified after ``since``: versions
-        only, no bodies."""
+    def _modified_since(self, since: datetime) -> tuple[set[str], set[str], datetime]:
+        """(pages, pages with an attachment, the newest change) CQL finds modified after
+        ``since``: versions only, no bodies."""
         after = (since - CQL_MARGIN).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
         cql = f'space = "{self.space}" and type in (page, attachment) and lastmodified > "{after}"'
         pages: set[str] = set()
         attached_to: set[str] = set()
+        newest = since
         start = 0
         while True:
             params = {"cql": cql, "expand": "version,container", "start": start, "limit": LIST_PAGE}
@@ -282,6 +283,7 @@ class ConfluenceSource(Source):
                 when = _when(found) if isinstance(found, dict) else None
                 if when is None or when <= since:
                     continue
+                newest = max(newest, when)
                 if found.get("type") == "attachment":
                     container = (found.get("container") or {}).get("id")
                     if container is not None:
@@ -289,7 +291,7 @@ class ConfluenceSource(Source):
                 else:
                     pages.add(str(found["id"]))
             if not results or not (answer.get("_links") or {}).get("next"):
-                return pages, attached_to
+                return pages, attached_to, newest
             start += len(results)
 
     def _read(self, page_ids: list[str], relist: list[str], restricted: set[str]) -> Iterator[SourceItem]:

@@ -369,8 +369,10 @@ def test_pdf_and_text_attachments_are_documents_of_their_own(ckb, syncer, stub, 
 
     # A deleted page takes its attachments with it; the others stay.
     del stub.pages[space[2].id]
+    before = len(stub.requests)
     third = syncer.sync("wiki")
     assert third.report.removed == 2
+    assert not [c for c in stub.requests[before:] if "/child/attachment" in c.path or "/download/" in c.path]
     documents = stored(ckb)
     assert not [d for d in documents if d.startswith(doc_id(stub, space[2].id))]
     assert f"{doc_id(stub, plan.id)}:attachment:{notes.id}" in documents
