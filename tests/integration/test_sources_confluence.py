@@ -376,3 +376,16 @@ def test_pdf_and_text_attachments_are_documents_of_their_own(ckb, syncer, stub, 
     documents = stored(ckb)
     assert not [d for d in documents if d.startswith(doc_id(stub, space[2].id))]
     assert f"{doc_id(stub, plan.id)}:attachment:{notes.id}" in documents
+
+
+def test_the_scheduler_syncs_a_space_with_its_designated_machine_learners(ckb, stub, space):
+    from bot.digests import DigestService
+    from shell.scheduler import JobContext, sync_sources_job
+
+    SourceSyncer(kb=ckb).add("confluence", "", name="wiki", options={"space": "ML"})
+    sync_sources_job(context=JobContext(kb=ckb, client=None, digests=DigestService(kb=ckb),
+                                        leads=lambda: True, experts=(EXPERT,)))  # no Slack client
+    documents = stored(ckb)
+    assert len(documents) == 60
+    plan = next(d for d in documents.values() if d.title == "Churn model relaunch plan")
+    assert AccessRule.from_metadata(plan.meta) == AccessRule(users=(EXPERT,))
