@@ -8,7 +8,8 @@ Served: ``GET /wiki/rest/api/space/{key}``, ``/rest/api/content`` (``spaceKey``,
 ``/rest/api/content/search?cql=`` (``space = "KEY" and type = page and lastmodified >
 "yyyy-MM-dd HH:mm"``) and ``/rest/api/content/{id}/restriction/byOperation/read``. Lists
 answer ``results``/``start``/``limit``/``size`` and ``_links`` (``base``, ``context``,
-``self``, ``next`` while more remain). Basic authentication is checked (401 with
+``self``, ``next`` while more remain). Basic authentication (or, as Data Center takes it, a
+bearer personal access token) is checked (401 with
 Confluence's JSON body otherwise); ``storm(n, retry_after)`` answers the next ``n``
 requests 429 with ``Retry-After``. Every request is recorded.
 """
@@ -73,6 +74,7 @@ class ConfluenceStub:
         self.pages: dict[str, Page] = {}
         self.requests: list[Request] = []
         self.user, self.token = USER, TOKEN
+        self.personal_token: str | None = None  # Data Center: a bearer token is accepted too
         self._storm = 0
         self._retry_after = "1"
         self._ids = itertools.count(1001)
@@ -143,8 +145,10 @@ class ConfluenceStub:
         return status, headers, body
 
     def _route(self, path: str, params: dict[str, str], authorization: str | None):
-        expected = "Basic " + base64.b64encode(f"{self.user}:{self.token}".encode()).decode()
-        if authorization != expected:
+        expected = {"Basic " + base64.b64encode(f"{self.user}:{self.token}".encode()).decode()}
+        if self.personal_token:
+            expected.add(f"Bearer {self.personal_token}")
+        if authorization not in expected:
             return 401, {"WWW-Authenticate": 'Basic realm="Protected"'}, {
                 "statusCode": 401, "message": "Client must be authenticated to access this resource.",
                 "data": {"authorized": False, "valid": True, "errors": [], "successful": False}}

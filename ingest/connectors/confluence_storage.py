@@ -40,8 +40,11 @@ _SKIPPED_MACROS = {"toc", "toc-zone", "jira", "jiraissues", "children", "pagetre
                    "recently-updated", "contentbylabel", "livesearch", "gallery", "viewfile",
                    "view-file", "profile", "roadmap", "status", "anchor", "include", "excerpt-include",
                    "drawio", "gliffy", "widget", "iframe", "html", "space-attachments", "create-from-template"}
+# The new editor's panels and decisions come as ADF nodes with an HTML copy of themselves
+# (``ac:adf-fallback``) for old readers: the node is read, its copy is not.
 _SKIPPED_TAGS = {"ac:image", "ac:emoticon", "ac:placeholder", "ac:inline-comment-marker-ref",
-                 "script", "style", "img", "ri:attachment", "ri:url", "time"}
+                 "script", "style", "img", "ri:attachment", "ri:url", "time", "ac:adf-fallback",
+                 "ac:adf-attribute"}
 
 
 def _is_math(name: str) -> bool:
@@ -114,7 +117,8 @@ class _Writer:
         if tag in _HEADINGS or tag in _BLOCKS or tag in {"ul", "ol", "table", "pre", "hr",
                                                           "ac:task-list", "ac:layout",
                                                           "ac:layout-section", "ac:layout-cell",
-                                                          "ac:rich-text-body"}:
+                                                          "ac:rich-text-body", "ac:adf-extension",
+                                                          "ac:adf-node", "ac:adf-content"}:
             return True
         if tag == "ac:structured-macro":
             name = _macro_name(element)

@@ -389,3 +389,16 @@ def test_the_scheduler_syncs_a_space_with_its_designated_machine_learners(ckb, s
     assert len(documents) == 60
     plan = next(d for d in documents.values() if d.title == "Churn model relaunch plan")
     assert AccessRule.from_metadata(plan.meta) == AccessRule(users=(EXPERT,))
+
+
+def test_a_data_center_personal_access_token_is_sent_alone(settings, embedder, stub, space):
+    stub.personal_token = "dc-personal-access-token"
+    configured = settings.model_copy(update={"confluence_url": stub.url, "confluence_user": None,
+                                             "confluence_token": SecretStr("dc-personal-access-token")})
+    knowledge = KnowledgeBase(settings=configured, embedder=embedder)
+    try:
+        syncer = SourceSyncer(kb=knowledge)
+        syncer.add("confluence", "", name="wiki", options={"space": "ML"})
+        assert syncer.sync("wiki").report.added == 60
+    finally:
+        knowledge.close()

@@ -73,3 +73,12 @@ def test_an_empty_page_has_no_sections_and_a_body_that_is_not_text_is_an_error()
     assert storage_sections("", "page 1") == [] and storage_sections("<p> </p>", "page 1") == []
     with pytest.raises(SourceError, match="page 1: has no storage-format body"):
         storage_sections({"value": "<p>x</p>"}, "page 1")  # type: ignore[arg-type]
+
+
+def test_the_new_editors_panels_are_read_once():
+    body = ('<ac:adf-extension><ac:adf-node type="panel"><ac:adf-attribute key="panel-type">note'
+            '</ac:adf-attribute><ac:adf-content><p>Retrain weekly.</p></ac:adf-content></ac:adf-node>'
+            '<ac:adf-fallback><div class="panel"><p>Retrain weekly.</p></div></ac:adf-fallback>'
+            '</ac:adf-extension><p>After the panel.</p>')
+    [section] = storage_sections(body, "page 1")
+    assert section.text == "Retrain weekly.\n\nAfter the panel."
