@@ -30,6 +30,8 @@ STEPS = [
      "dense_search"),
     ("Sources that stay in sync: Git and Slack, first and second sync", ["sources_sync.py"],
      "sources_sync"),
+    ("Sources that stay in sync: a Confluence space of 5,000 pages", ["confluence_sync.py"],
+     "confluence_sync"),
     ("Slack bot, 50 concurrent mentions", ["slack_load.py"], "slack_load"),
     ("Slack bot, sustained load on one and two replicas", ["replica_load.py"], "replica_load"),
 ]

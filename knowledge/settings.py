@@ -243,8 +243,14 @@ class Settings(_Group):
     # A token for synced Git repositories over HTTPS (git's own credential helpers and SSH
     # keys work too). Never stored: a token written into a repository URL is stripped.
     git_token: SecretStr | None = variable("DML_GIT_TOKEN")
+    # Confluence sources (`dml sources add confluence --space KEY`): the site (a source's
+    # --url overrides it), and who reads it: an Atlassian account's e-mail with an API
+    # token (Cloud), or a personal access token alone (Data Center). Never stored.
+    confluence_url: str | None = variable("DML_CONFLUENCE_URL")
+    confluence_user: str | None = variable("DML_CONFLUENCE_USER")
+    confluence_token: SecretStr | None = variable("DML_CONFLUENCE_TOKEN")
 
-    @field_validator("llm_url")
+    @field_validator("llm_url", "confluence_url")
     @classmethod
     def _llm_url(cls, value: str | None) -> str | None:
         return _http_url(value)
@@ -407,7 +413,7 @@ class RootSettings(_Group):
         redact wherever they might be shown."""
         found = [_reveal(s) for s in (self.slack.bot_token, self.slack.app_token,
                                       self.slack.signing_secret, self.knowledge.llm_api_key,
-                                      self.knowledge.git_token)]
+                                      self.knowledge.git_token, self.knowledge.confluence_token)]
         url = self.knowledge.database_url or ""
         try:
             password = urlsplit(url).password if "://" in url else None

@@ -102,13 +102,18 @@ def sync_sources_job(*, context: JobContext | None = None) -> None:
 
 def _connections(context: JobContext) -> dict:
     """Slack channel sources read through this process's Web API client (none: they fail
-    with the reason, recorded on the source)."""
+    with the reason, recorded on the source); Confluence's restricted pages go to the
+    designated machine learners."""
+    from ingest import ConfluenceSite
+
+    connections: dict = {"confluence": lambda: ConfluenceSite(experts=tuple(context.experts or ()))}
     if context.client is None:
-        return {}
+        return connections
     from bot.source_reading import slack_workspace
 
     client = context.client
-    return {"slack": lambda: slack_workspace(client, experts=context.experts)}
+    connections["slack"] = lambda: slack_workspace(client, experts=context.experts)
+    return connections
 
 
 def send_draft_reminders_job(*, context: JobContext | None = None) -> None:

@@ -1,5 +1,5 @@
 """The source kinds, one name each, mapped to its implementation: those kept in sync
-(``git``, ``folder``, ``slack``) and those ``dml ingest`` reads once (``file``, ``jsonl``,
+(``git``, ``folder``, ``slack``, ``confluence``) and those ``dml ingest`` reads once (``file``, ``jsonl``,
 ``url``, ``folder`` again, and ``documents`` built elsewhere); and which kind reads a
 target given to ``dml ingest``: a URL, a folder, or a file by its suffix."""
 
@@ -68,6 +68,7 @@ def source_for_target(target: str, *, settings: Settings, connection: Any = None
 def _load_builtin() -> None:
     # Imported here: each registers itself, and `dml --help` loads none of them.
     from . import (  # noqa: F401
+        confluence,
         file_source,
         folder_source,
         git_repo,

@@ -15,13 +15,14 @@ __all__ = ["sources"]
 
 @click.group()
 def sources():
-    """Sources that stay in sync (Git repositories, folders, Slack channels): synced on
+    """Sources that stay in sync (Git repositories, folders, Slack channels, Confluence
+    spaces): synced on
     their interval by the scheduler, or now with `dml sources sync`."""
 
 
 def _syncer(ctx, **kwargs):
     """The syncer, able to read Slack (with SLACK_BOT_TOKEN) once a Slack source needs it."""
-    from ingest import SourceSyncer
+    from ingest import ConfluenceSite, SourceSyncer
 
     def slack():
         from bot.app import build_client
@@ -32,7 +33,11 @@ def _syncer(ctx, **kwargs):
             raise click.ClickException("a Slack source is read with the bot's token: set SLACK_BOT_TOKEN")
         return slack_workspace(build_client(settings), experts=settings.experts)
 
-    return SourceSyncer(kb=knowledge_base(ctx), connections={"slack": slack}, **kwargs)
+    def confluence():  # restricted pages are cited to the designated machine learners only
+        return ConfluenceSite(experts=slack_settings_of(ctx).experts)
+
+    return SourceSyncer(kb=knowledge_base(ctx), connections={"slack": slack, "confluence": confluence},
+                        **kwargs)
 
 
 def _owners(owners: tuple[str, ...]) -> list[str]:
@@ -75,7 +80,7 @@ class _SeveralIds(click.Option):
 
 @sources.command("add")
 @click.argument("kind")
-@click.argument("target")
+@click.argument("target", required=False, default="")
 @click.option("--name", default=None, help="What to call it (default: the repository's or folder's name).")
 @click.option("--branch", default=None, help="git: the branch to sync (default: the remote's default branch).")
 @click.option("--include", multiple=True, metavar="GLOB",
@@ -84,6 +89,8 @@ class _SeveralIds(click.Option):
               help="Cite its documents only in these channels (C…/G…), and in private to their "
                    "members; people (U…) and user groups (S…) may be named too. Default: everyone "
                    "in the workspace.")
+@click.option("--space", default=None, metavar="KEY", help="confluence: the space's key.")
+@click.option("--url", default=None, help="confluence: the site (default: DML_CONFLUENCE_URL).")
 @click.option("--every", "every", type=click.IntRange(1, 60 * 24 * 30), default=60, show_default=True,
               metavar="MINUTES", help="How often the scheduler syncs it, in minutes.")
 @click.option("--owner", "owners", multiple=True, metavar="U…",
@@ -91,15 +98,21 @@ class _SeveralIds(click.Option):
                    "repeatable). Default: the designated machine learners.")
 @click.option("--sync/--no-sync", "sync_now", default=False, help="Sync it once right away.")
 @click.pass_context
-def add(ctx, kind, target, name, branch, include, limit_to, every, owners, sync_now):
+def add(ctx, kind, target, name, branch, include, limit_to, space, url, every, owners, sync_now):
     """Add a source: `dml sources add git URL_OR_PATH`, `dml sources add folder PATH`,
-    `dml sources add slack CHANNEL_ID` (the bot must be a member of the channel).
-    `--limit-to C123 C456` keeps its documents to those channels.
+    `dml sources add slack CHANNEL_ID` (the bot must be a member of the channel),
+    `dml sources add confluence --space KEY [--url SITE]` (DML_CONFLUENCE_USER and
+    DML_CONFLUENCE_TOKEN read it). `--limit-to C123 C456` keeps its documents to those
+    channels.
 
     Credentials are never stored: a token in a URL is stripped (set DML_GIT_TOKEN or use
     git's credential helpers instead).
     """
+    if not target and not space:
+        raise click.UsageError("give what to sync: a repository, a folder or a channel id "
+                               "(or --space KEY for confluence)")
     options = {key: value for key, value in (("branch", branch), ("include", list(include)),
+                                             ("space", space), ("url", url),
                                              ("access", list(limit_to)),
                                              ("owners", _owners(owners))) if value}
     syncer = _syncer(ctx)
@@ -118,6 +131,7 @@ def add(ctx, kind, target, name, branch, include, limit_to, every, owners, sync_
 @click.pass_context
 def list_(ctx):
     """The sources: kind, name, where, last sync, documents and the last error."""
+    from ingest import source_class
     from knowledge.sources import SyncedSources
 
     store = SyncedSources(knowledge_base(ctx).database)
@@ -132,6 +146,8 @@ def list_(ctx):
         line = (f"{config.kind:<7} {config.name}  {where}  last sync {synced}, "
                 f"{counts.get(config.name, 0)} documents, every {config.interval_minutes} min"
                 + _limited(config))
+        for note in getattr(source_class(config.kind), "notes", lambda _config: [])(config):
+            line += f"\n        {note}"
         if config.last_error:
             line += f"\n        last error: {config.last_error}"
         click.echo(line)
@@ -156,6 +172,8 @@ def sync(ctx, name, progress):
 
 def _where(config) -> str:
     options = config.options
+    if config.kind == "confluence":
+        return f"space {options['space']}" + (f" at {options['url']}" if options.get("url") else "")
     return options.get("url") or options.get("path") or (f"channel {options['channel']}"
                                                         if options.get("channel") else "")
 

@@ -46,7 +46,7 @@ def test_the_registry_names_the_kind_that_reads_each_target(tmp_path):
 
 def test_only_kinds_that_can_stay_in_sync_are_offered_to_dml_sources_add(kb, tmp_path):
     assert source_class("file").syncable is False and source_class("git").syncable is True
-    with pytest.raises(DMLError, match="'file' is not a kind of source; known: folder, git, slack$"):
+    with pytest.raises(DMLError, match="'file' is not a kind of source; known: confluence, folder, git, slack$"):
         SourceSyncer(kb=kb).add("file", str(tmp_path))
 
 
