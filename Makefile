@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # Tests come in three tiers (tests/conftest.py says which is which): `make test` runs unit + integration, less the
-# tests marked slow (a real tune), in under 5 minutes on a quiet machine; `make test-system`
+# tests marked slow (a real tune; the PostgreSQL variants of the Slack flows); `make test-system`
 # runs the system tier (HTTP serving, real processes, replicas, faults, kill -9); `make
 # test-all` runs all three, the slow tests included, as CI (.ci/run) does.
 PYTEST_ARGS ?= -m "not slow"

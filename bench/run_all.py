@@ -12,6 +12,8 @@ HERE = Path(__file__).resolve().parent
 STEPS = [
     ("Retrieval quality, MLQuestions dev", ["mlquestions.py"], "mlquestions"),
     ("Fusion settings, MLQuestions dev", ["tune_fusion.py"], "tune_fusion"),
+    ("Ranking preference for verified passages, MLQuestions dev", ["review_preference.py"],
+     "review_preference"),
     ("dml tune on 80% of MLQuestions dev, checked on the other 20%", ["tune_mlquestions.py"],
      "tune_mlquestions"),
     ("dml tune, 4-fold cross-validation on its 1,212 training questions",
@@ -30,6 +32,8 @@ STEPS = [
      "recall of the approximate index, incremental updates)", ["index_scale.py"], "index_scale"),
     ("Sources that stay in sync: Git and Slack, first and second sync", ["sources_sync.py"],
      "sources_sync"),
+    ("Sources that stay in sync: a Confluence space of 5,000 pages", ["confluence_sync.py"],
+     "confluence_sync"),
     ("Slack bot, 50 concurrent mentions", ["slack_load.py"], "slack_load"),
     ("Slack bot, sustained load on one and two replicas", ["replica_load.py"], "replica_load"),
 ]

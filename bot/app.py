@@ -3,7 +3,7 @@
 Each feature's listeners live in a module of their own with a ``register(app, deps)``
 (``ask_listeners``, ``assistant_listeners``, ``config_listeners``, ``feedback_listeners``,
 ``curation_listeners``, ``digest_listeners``, ``draft_listeners``, ``home_listeners``,
-``source_listeners``); this
+``review_listeners``, ``source_listeners``); this
 module wires them, the request middleware and the error handler, and returns a typed
 ``DMLApp``.
 
@@ -41,6 +41,7 @@ from . import digest_listeners as digests_feature
 from . import draft_listeners as drafts_feature
 from . import feedback_listeners as feedback
 from . import home_listeners as home
+from . import review_listeners as reviewing
 from . import source_listeners as synced_sources
 from .digest_commands import DigestCommands, DigestScheduler
 from .drafts import DraftFlows
@@ -57,13 +58,14 @@ log = logging.getLogger(__name__)
 
 # What the app listens to; deploy/slack-manifest.yml must declare exactly these.
 LISTENED_EVENTS = ("app_mention", "message.im", "message.channels", "message.groups",
-                   "reaction_added", "app_home_opened", "assistant_thread_started",
+                   "reaction_added", "reaction_removed", "app_home_opened", "assistant_thread_started",
                    "assistant_thread_context_changed")
 COMMANDS = ("/ml-ask", "/ml-add", "/ml-digest", "/ml-draft", "/ml-config")
 SHORTCUTS = ("add_to_dml",)
 ACTIONS = ("feedback_up", "feedback_down", "answer_feedback", "ask_human", "share_answer", "save_answer",
            "post_digest", "draft_correct", "draft_approve", "draft_read", "draft_accept",
-           "draft_reject", "draft_reply", "draft_diff", "draft_publish", "draft_withdraw")
+           "draft_reject", "draft_reply", "draft_diff", "draft_publish", "draft_withdraw",
+           "review_verify", "review_revise", "review_archive")
 
 
 class CountSlackErrors(RetryHandler):
@@ -144,7 +146,7 @@ class DMLApp:
 # synced channels' edits and deletions before asking's generic message). The assistant panel
 # comes first: Bolt's Assistant middleware takes the panel's events.
 FEATURES = (assistant_panel, drafts_feature, watching, synced_sources, asking, feedback, curation,
-            digests_feature, home)
+            digests_feature, reviewing, home)
 
 
 def build_app(settings: SlackSettings, kb: KnowledgeBase, *, client: WebClient | None = None,

@@ -111,7 +111,7 @@ class AssistantPanel:
             answer, asker=user, channel=channel, thread_ts=thread_ts, private=True,
             vector=answer.result.vector if answer.result else None)
         reply, blocks = ui.answer_message(answer, question_id, assistant=True,
-                                          updated=self.bot.updated_dates(answer))
+                                          **self.bot.source_notes(answer))
         if answer.replaces_stream and streamed_ts:
             log.info("the streamed answer was replaced: %s", answer.replace_reason)
             blocks = [*blocks, ui.context_note(REPLACED_NOTE)]

@@ -104,13 +104,15 @@ def link(title: str, url: str | None, *, limit: int = 200) -> str:
     return f"*{text}*"
 
 
-def _source_line(citation: Citation, updated: datetime | None, now: datetime | None) -> str:
+def _source_line(citation: Citation, updated: datetime | None, now: datetime | None,
+                 note: str | None = None) -> str:
     name = link(citation.title or citation.doc_id, citation.url)
     if not (citation.url or "").startswith(("http://", "https://")) and citation.path:
         # A server path means nothing in Slack; the file's name helps find it in the repo.
         name += f" ({escape(citation.path.replace(chr(92), '/').rsplit('/', 1)[-1])})"
     kind = KIND_LABELS.get(citation.kind, citation.kind)
-    bits = [b for b in (kind, age(updated, now)) if b]
+    # Its verification ("verified 12 days ago by @ana") says more than its date, when known.
+    bits = [b for b in (kind, note or age(updated, now)) if b]
     return f"[{citation.n}] {name}" + (f" · {' · '.join(bits)}" if bits else "")
 
 
@@ -137,21 +139,29 @@ def _limit(blocks: list[dict], tail: list[dict]) -> list[dict]:
 
 def answer_message(answer: Answer, question_id: int, *, ephemeral: bool = False,
                    assistant: bool = False, updated: dict[str, datetime | None] | None = None,
-                   now: datetime | None = None) -> tuple[str, list[dict]]:
+                   now: datetime | None = None, notes: dict[str, str] | None = None,
+                   warning: str | None = None, cards: Sequence[dict] = ()) -> tuple[str, list[dict]]:
     """(fallback text, blocks) for an answer with its Sources and feedback buttons.
 
     ``assistant``: in the assistant panel, feedback is Slack's feedback buttons element for
-    AI apps (in a context_actions block) instead of the 👍/👎 buttons.
+    AI apps (in a context_actions block) instead of the 👍/👎 buttons. ``notes``: each
+    cited document's verification, by document id; ``warning``: one line when the best
+    source is overdue for review; ``cards``: review cards of cited documents (``/ml-ask``).
     """
     updated = updated or {}
+    notes = notes or {}
     blocks = [_section(part) for part in split_text(escape(answer.text)) if part]  # Slack rejects ""
     if answer.quote is not None and not answer.abstained:
         blocks.append(quote_block(answer.quote))
     if answer.citations:
         heading = "*Closest sources*" if answer.abstained else "*Sources*"
-        lines = [_source_line(c, updated.get(c.doc_id), now) for c in answer.citations]
+        lines = [_source_line(c, updated.get(c.doc_id), now, notes.get(c.doc_id))
+                 for c in answer.citations]
         for part in split_text(heading + "\n" + "\n".join(lines)):
             blocks.append(_section(part))
+    if warning:
+        blocks.append(context_note(warning))
+    blocks.extend(cards)
     value = str(question_id)
     if assistant:
         tail = [] if answer.abstained else [feedback_buttons(question_id), {
@@ -267,7 +277,8 @@ def _failing_sources_sections(sources: Sequence[SourceConfig], now: datetime | N
 def home_view(*, documents: int, passages: int, recent: Sequence[tuple[str, str | None, datetime | None]],
               unanswered: Sequence[str], drafts: Sequence[tuple[str, int, int]] = (),
               channels: Sequence[ChannelConfig] = (), min_confidence: float = 0.0,
-              failing_sources: Sequence[SourceConfig] = (), now: datetime | None = None) -> dict:
+              failing_sources: Sequence[SourceConfig] = (), now: datetime | None = None,
+              due_for_review: Sequence[dict] = ()) -> dict:
     """The App Home tab: size, recently added, the viewer's open questions, the channels
     with settings of their own (``min_confidence``: the global threshold), the synced
     sources failing now (given only to the designated machine learners), commands."""
@@ -288,6 +299,7 @@ def home_view(*, documents: int, passages: int, recent: Sequence[tuple[str, str 
                  + (f", {pending} correction{'s' if pending != 1 else ''} to decide" if pending else "")
                  for title, version, pending in drafts[:10]]
         blocks.append(_section("*Your drafts out for review*\n" + "\n".join(lines)))
+    blocks.extend(due_for_review)  # documents this person keeps that need a look (with buttons)
     blocks.extend(_channels_sections(channels, min_confidence))
     blocks.extend(_failing_sources_sections(failing_sources, now))
     blocks.append({"type": "divider"})

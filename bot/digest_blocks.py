@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from knowledge.digests import Digest, DigestStats, DraftEntry, QuestionGroup, RetrievalChange
+from knowledge.review import CitedShare, ReviewedDocument
 
-from .blocks import MAX_BLOCKS, MAX_SECTION, escape, link
+from .blocks import MAX_BLOCKS, MAX_SECTION, age, escape, link, mention
 
 __all__ = ["digest_message", "SECTION_ITEMS"]
 
@@ -76,6 +77,42 @@ def _retrieval_line(change: RetrievalChange | None) -> str:
             f"after tuning on the team's questions.")
 
 
+def _cited_line(cited: CitedShare | None) -> str:
+    if cited is None or cited.share is None:
+        return ""
+    return (f"*{cited.share * 100:.0f}%* of the passages answers cited this week came from "
+            f"verified documents ({cited.verified} of {cited.cited}).")
+
+
+def _review_line(document: ReviewedDocument, until) -> str:
+    state = document.state
+    when = (f"verified {age(state.verified_at, until)}" if state.verified_at is not None
+            else "never verified")
+    return f"• {link(document.title, document.url, limit=150)} ({when})"
+
+
+def _review_blocks(digest: Digest) -> list[dict]:
+    blocks = []
+    if digest.due_for_review:
+        owners = sorted(digest.due_for_review.items(), key=lambda kv: (not kv[0], -len(kv[1]), kv[0]))
+        total = sum(len(v) for v in digest.due_for_review.values())
+        parts = []
+        for owner, documents in owners[:SECTION_ITEMS]:
+            who = mention(owner) if owner else "_nobody yet (the designated machine learners)_"
+            lines = [_review_line(d, digest.until) for d in documents[:4]]
+            more = f"\n   …and {len(documents) - 4} more" if len(documents) > 4 else ""
+            parts.append(f"{who}\n" + "\n".join(lines) + more)
+        rest = len(owners) - SECTION_ITEMS
+        text = f"*Due for review ({total})*\n" + "\n".join(parts) + (f"\n…and {rest} more owners" if rest > 0 else "")
+        blocks.append(_section(text))
+    if digest.flagged:
+        lines = [f"• {link(d.title, d.url, limit=150)}: {len(d.flagged_by)} people said outdated or wrong"
+                 + (f", owned by {' '.join(mention(o) for o in d.owners[:3])}" if d.owners else "")
+                 for d in digest.flagged[:SECTION_ITEMS]]
+        blocks.append(_section("*Flagged as outdated*\n" + _fit(lines, len(digest.flagged))))
+    return blocks
+
+
 def digest_message(digest: Digest, *, permalink: Callable[[QuestionGroup], str | None] = lambda g: None,
                    title: str = "This week in our ML knowledge") -> tuple[str, list[dict]]:
     period = f"{digest.since:%b %d} – {digest.until:%b %d}"
@@ -88,6 +125,8 @@ def digest_message(digest: Digest, *, permalink: Callable[[QuestionGroup], str |
             blocks.append(_section(_stats_line(digest.stats, digest.previous)))
         if digest.retrieval:
             blocks.append(_section(_retrieval_line(digest.retrieval)))
+        if _cited_line(digest.cited):
+            blocks.append(_section(_cited_line(digest.cited)))
         return text, blocks
 
     docs = digest.new_documents
@@ -130,8 +169,9 @@ def digest_message(digest: Digest, *, permalink: Callable[[QuestionGroup], str |
     if digest.failing_sources:
         lines = [f"• {escape(name)}: {escape(error)[:200]}" for name, error in digest.failing_sources[:SECTION_ITEMS]]
         blocks.append(_section("*Sources that failed to sync*\n" + _fit(lines, len(digest.failing_sources))))
+    blocks.extend(_review_blocks(digest))
     stats = " ".join(filter(None, [_stats_line(digest.stats, digest.previous),
-                                   _retrieval_line(digest.retrieval)]))
+                                   _cited_line(digest.cited), _retrieval_line(digest.retrieval)]))
     if stats:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": stats[:MAX_SECTION]}]})
     text = f"{title} ({period}): {len(docs)} new, {len(digest.top_questions)} questions asked, {len(digest.unanswered)} waiting."

@@ -34,7 +34,7 @@ class DigestService:
         since = since or until - PERIOD
         previous = self.runs.previous_stats(channel, until) if channel else None
         return build_digest(self.kb.database, since=since, until=until, previous=previous,
-                            channel=channel)
+                            channel=channel, reviews=self.kb.reviews)
 
     def message(self, client: WebClient | None, digest: Digest) -> tuple[str, list[dict]]:
         def link(group: QuestionGroup) -> str | None:

@@ -123,7 +123,9 @@ class DraftFlows:
                          f"Nothing was circulated. Your title was: “{escape(new.title)}”.")
                 return None
             new = NewDraft(**{**new.__dict__, "body": body})
-        private = bool(new.review_channel) and self.bot.is_private(client, new.review_channel)
+        # Private when reviewed in a private channel, or already marked so (the revision of
+        # a restricted document): it then stays out of other channels' digests.
+        private = new.private or (bool(new.review_channel) and self.bot.is_private(client, new.review_channel))
         try:
             draft = self.drafts.submit(NewDraft(**{**new.__dict__, "private": private}))
         except DraftRefused as exc:

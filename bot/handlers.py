@@ -10,6 +10,7 @@ import logging
 import re
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_sdk import WebClient
@@ -23,6 +24,7 @@ from knowledge.settings import SlackSettings
 from knowledge.sources import Audience, SyncedSources
 
 from . import blocks as ui
+from . import review_blocks
 
 __all__ = ["DMLBot", "APOLOGY", "WORKING_REACTION"]
 
@@ -81,6 +83,10 @@ class DMLBot:
                     log.warning("cannot list user group %s: %s", group, exc.response.get("error"))
             return users
         return self._experts.get(key, compute)
+
+    def members_of(self, client: WebClient, ids: tuple[str, ...]) -> set[str]:
+        """The people these user ids and user groups (expanded) name."""
+        return self._members(client, ids, ("members-of", ids))
 
     def expert_users(self, client: WebClient) -> set[str]:
         """The designated machine learners (DML_EXPERTS): they configure channels too."""
@@ -200,7 +206,7 @@ class DMLBot:
             answer, asker=user, channel=channel, thread_ts=reply_in or ts,
             private=self.is_private(client, channel),
             vector=answer.result.vector if answer.result else None)
-        text, blocks = ui.answer_message(answer, question_id, updated=self.updated_dates(answer))
+        text, blocks = ui.answer_message(answer, question_id, **self.source_notes(answer))
         posted = client.chat_postMessage(channel=channel, thread_ts=reply_in, text=text,
                                          blocks=blocks, unfurl_links=False, unfurl_media=False)
         self.kb.questions.set_answer_ts(question_id, posted.get("ts"))
@@ -216,8 +222,12 @@ class DMLBot:
             answer, asker=user, channel=channel, thread_ts=None,
             private=self.is_private(client, channel),
             vector=answer.result.vector if answer.result else None)
-        text, blocks = ui.answer_message(answer, question_id, ephemeral=True,
-                                         updated=self.updated_dates(answer))
+        from .review import ReviewFlows  # it builds on this class
+
+        # The asker's own documents among the sources, when they need review: their card.
+        cards = ReviewFlows(kb=self.kb, bot=self).cards_for_answer(client, user, answer)
+        text, blocks = ui.answer_message(answer, question_id, ephemeral=True, cards=cards,
+                                         **self.source_notes(answer))
         respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=False)
         if answer.abstained:
             note = self.hand_off_privately(client, question_id=question_id, user=user,
@@ -231,7 +241,7 @@ class DMLBot:
                     replace_original=False)
             return
         answer = self.kb.ask(asked.text, channel=asked.channel)
-        text, blocks = ui.answer_message(answer, question_id, updated=self.updated_dates(answer))
+        text, blocks = ui.answer_message(answer, question_id, **self.source_notes(answer))
         intro = {"type": "context", "elements": [{"type": "mrkdwn", "text":
                  f"{ui.mention(user)} asked: {ui.escape(asked.text)[:2500]}"}]}
         shared = [intro, *blocks][: ui.MAX_BLOCKS]
@@ -409,10 +419,17 @@ class DMLBot:
         # The designated machine learners see every source failing now, each time they look
         # (the digest reports a failure once).
         failing = SyncedSources(self.kb.database).failing_now() if expert else []
+        due: list[dict] = []
+        if client is not None:
+            from .review import ReviewFlows  # it builds on this class
+
+            due = review_blocks.due_section(ReviewFlows(kb=self.kb, bot=self).due_for(client, user),
+                                            datetime.now(UTC))
         return ui.home_view(documents=stats.documents, passages=stats.chunks, recent=recent,
                             unanswered=waiting, drafts=drafts,
                             channels=self._home_channels(client, expert=expert),
-                            min_confidence=self.kb.settings.min_confidence, failing_sources=failing)
+                            min_confidence=self.kb.settings.min_confidence, failing_sources=failing,
+                            due_for_review=due)
 
     def _home_channels(self, client: WebClient | None, *, expert: bool) -> list[ChannelConfig]:
         """The channels the Home tab lists: to the designated machine learners, every channel
@@ -429,6 +446,13 @@ class DMLBot:
         """When each cited document was last updated, for the Sources lines."""
         hits = answer.result.hits if answer.result else []
         return {h.doc_id: h.updated_at for h in hits}
+
+    def source_notes(self, answer) -> dict[str, Any]:
+        """``answer_message``'s keywords for an answer's sources: their dates, what each
+        one's verification says ("verified 12 days ago by @ana", "unverified for 7 months"),
+        and one line when the best source is overdue for review."""
+        notes, warning = review_blocks.source_notes(answer, self.kb.reviews.policy, datetime.now(UTC))
+        return {"updated": self.updated_dates(answer), "notes": notes, "warning": warning}
 
     @staticmethod
     def _react(client: WebClient, method: str, channel: str, ts: str) -> None:

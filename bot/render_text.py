@@ -20,7 +20,11 @@ def _where(citation: Citation) -> str | None:
         return citation.path
 
 
-def render_answer_text(answer: Answer) -> str:
+def render_answer_text(answer: Answer, *, notes: dict[str, str] | None = None,
+                       warning: str | None = None) -> str:
+    """``notes``: each cited document's verification ("verified 12 days ago by @U0123");
+    ``warning``: a line when the best source is overdue for review."""
+    notes = notes or {}
     lines = [answer.text, ""]
     if answer.quote is not None and not answer.abstained:
         lines += [f"[{answer.quote.n}] From {answer.quote.title}: “{answer.quote.text}”", ""]
@@ -28,5 +32,9 @@ def render_answer_text(answer: Answer) -> str:
         lines.append("Closest sources:" if answer.abstained else "Sources:")
         for citation in answer.citations:
             where = _where(citation)
-            lines.append(f"  [{citation.n}] {citation.title}" + (f" — {where}" if where else ""))
+            note = notes.get(citation.doc_id)
+            lines.append(f"  [{citation.n}] {citation.title}" + (f" — {where}" if where else "")
+                         + (f" · {note}" if note else ""))
+        if warning:
+            lines += ["", warning]
     return "\n".join(lines).rstrip() + "\n"

@@ -5,7 +5,16 @@ This is the package's public entry point; the bot imports nothing else from ``in
 """
 
 from .chunking import Section
-from .connectors import SlackWorkspace, Source, SourceSyncer, SyncOutcome, slack_thread_id
+from .connectors import (
+    VERIFYING_REACTIONS,
+    ConfluenceSite,
+    SlackWorkspace,
+    Source,
+    SourceSyncer,
+    SyncOutcome,
+    slack_thread_id,
+    source_class,
+)
 from .documents import SourceDocument
 from .loaders import decode_text
 from .pipeline import Ingestor, IngestReport, fetch_draft_body
@@ -13,7 +22,8 @@ from .web import Fetcher, check_url
 
 __all__ = ["Ingestor", "IngestReport", "Fetcher", "SourceDocument", "Section", "check_url",
            "sample_knowledge_dir", "fetch_draft_body", "decode_text", "Source", "SourceSyncer",
-           "SyncOutcome", "SlackWorkspace", "slack_thread_id"]
+           "SyncOutcome", "SlackWorkspace", "slack_thread_id", "VERIFYING_REACTIONS", "ConfluenceSite",
+           "source_class"]
 
 
 def sample_knowledge_dir():

@@ -13,7 +13,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,7 +35,7 @@ from .documents import SourceDocument
 from .front_matter import plain, read_front_matter
 
 __all__ = [
-    "SUPPORTED_SUFFIXES", "load_file", "load_bytes", "open_source", "decode_text", "parse_markdown",
+    "SUPPORTED_SUFFIXES", "PARSERS", "load_file", "load_bytes", "open_source", "decode_text", "parse_markdown",
     "parse_html", "parse_pdf", "parse_text", "iter_jsonl",
 ]
 
@@ -376,11 +376,16 @@ def load_files(files: Iterable[tuple[Path, SourceError | None]]
             yield str(file), SourceError(str(file), f"could not be read ({type(exc).__name__}: {exc})")
 
 
-def load_bytes(data: bytes, name: str, where: str) -> SourceDocument:
-    """A document from a file's bytes, read the way its name's suffix says (a file in a Git
-    commit is read without being written out); ``where`` names it in errors."""
+Reader = Callable[[bytes, str, str], SourceDocument]  # (bytes, where, fallback title)
+
+
+def load_bytes(data: bytes, name: str, where: str, *,
+               parsers: Mapping[str, Reader] | None = None) -> SourceDocument:
+    """A document from a file's bytes, read the way its name's suffix says in ``parsers``
+    (default ``PARSERS``; a file in a Git commit is read without being written out);
+    ``where`` names it in errors."""
     fallback = Path(name).stem.replace("-", " ").replace("_", " ").strip() or name
-    parse = PARSERS.get(Path(name).suffix.lower(), _plain_text)
+    parse = (PARSERS if parsers is None else parsers).get(Path(name).suffix.lower(), _plain_text)
     return parse(data, where, fallback)
 
 
@@ -398,7 +403,7 @@ def _decoded(parse: Callable[..., SourceDocument]) -> Callable[[bytes, str, str]
 
 _plain_text = _decoded(parse_text)
 # One registry, suffix -> reader (bytes, where, fallback title); anything else is text.
-PARSERS: dict[str, Callable[[bytes, str, str], SourceDocument]] = {
+PARSERS: dict[str, Reader] = {
     **{suffix: _pdf for suffix in PDF},
     **{suffix: _decoded(parse_markdown) for suffix in MARKDOWN},
     **{suffix: _decoded(parse_html) for suffix in HTML},

@@ -15,11 +15,12 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DataError, IntegrityError
 
@@ -31,17 +32,11 @@ from knowledge.search import ChunkRecord, DocumentRecord, embedding_text, sha256
 
 from .chunking import CHUNKER_VERSION, Section, chunk_sections
 from .documents import SourceDocument
-from .folders import folder_files
-from .loaders import (
-    JSONL,
-    SUPPORTED_SUFFIXES,
-    iter_jsonl,
-    load_files,
-    open_source,
-    parse_html,
-    parse_markdown,
-)
-from .web import Fetcher, document_from_fetched, is_feed, parse_feed
+from .loaders import parse_markdown
+from .web import Fetcher, document_from_fetched
+
+if TYPE_CHECKING:
+    from .connectors import Source
 
 __all__ = ["Ingestor", "IngestReport"]
 
@@ -124,8 +119,11 @@ class Ingestor:
     def run(self, targets: Iterable[str], *, prune: bool = False, kind: str | None = None,
             added_by: str | None = None, refresh_index: bool = True,
             metadata: dict | None = None, follow_links: bool = False) -> IngestReport:
-        """Ingest targets; ``metadata`` (e.g. a curator's note) is added to every document.
+        """Ingest targets (files, folders, JSONL files, URLs), each read by the source kind
+        that reads it; ``metadata`` (e.g. a curator's note) is added to every document.
         ``follow_links``: follow links out of a folder (by default they are reported)."""
+        from .connectors import source_for_target
+
         report = IngestReport()
         started = time.perf_counter()
         options = RunOptions(kind=kind, added_by=added_by, metadata=dict(metadata or {}),
@@ -133,7 +131,9 @@ class Ingestor:
         with self._counted(report):
             for target in targets:
                 try:
-                    self._run_target(str(target), report, options)
+                    source = source_for_target(str(target), settings=self.kb.settings, connection=self.fetcher,
+                                               options={"follow_links": follow_links, "prune": prune})
+                    self._run_source(source, report, options)
                 except SourceError as exc:
                     self._problem(report, str(exc))
             if refresh_index and (report.added or report.updated or report.removed
@@ -144,8 +144,12 @@ class Ingestor:
 
     def ingest_documents(self, documents: Iterable[SourceDocument], *, source: str,
                          added_by: str | None = None, refresh_index: bool = True) -> IngestReport:
-        """Ingest documents built elsewhere (team answers, drafts): same hashing and chunking."""
-        return self.ingest_items(((None, d) for d in documents), source=source,
+        """Ingest documents built elsewhere (a Slack message, team answers, drafts), stored
+        under ``source``: same hashing and chunking."""
+        from .connectors import GivenDocuments
+
+        given = GivenDocuments.of(documents, key=source, settings=self.kb.settings)
+        return self.ingest_items(given.changes(None).documents, source=given.key,
                                  added_by=added_by, refresh_index=refresh_index)
 
     def ingest_items(self, items: Iterable[tuple[str | None, SourceDocument | SourceError]], *,
@@ -191,149 +195,31 @@ class Ingestor:
                              unchanged=report.unchanged, removed=report.removed,
                              failed=len(report.errors))
 
-    # -- targets ----------------------------------------------------------------------
-    def _run_target(self, target: str, report: IngestReport, options: RunOptions) -> None:
-        kind, prune = options.kind, options.prune
-        if target.startswith(("http://", "https://")) or "://" in target[:12]:
-            self._run_url(target, report, options)
-            return
-        path = Path(target).expanduser()
-        if not path.exists():
-            raise SourceError(target, "does not exist")
-        resolved = path.resolve()
-        if path.is_dir():
-            # Anything but a folder: a dangling link or a FIFO named like a document is
-            # reported (and what it stored is kept), not silently passed over. A link out of
-            # the folder is reported too, and what it stored is pruned: it is refused.
-            entries = folder_files(resolved, SUPPORTED_SUFFIXES, follow_links=options.follow_links)
-            refused = {str(f) for f, error in entries if error is not None}
-            files = [f for f, error in entries if error is None]
-            source = str(resolved)
-            jsonl_sources: set[str] = set()
-            for file in [f for f in files if f.suffix.lower() in JSONL]:
-                jsonl_source = f"{source}#{file.relative_to(resolved)}"
-                jsonl_sources.add(jsonl_source)
-                try:
-                    self._run_jsonl(file, report, source=jsonl_source, options=options)
-                except SourceError as exc:  # one unreadable file does not stop the folder
-                    self._problem(report, str(exc))
-            plain = [(f, error) for f, error in entries if error is not None or f.suffix.lower() not in JSONL]
-            loaded: dict[str, str] = {}  # doc id -> the file it came from in this run
-            failed: set[str] = set()
-
-            def tracked():
-                for where, item in self._load_files(plain, kind):
-                    if isinstance(item, SourceError):
-                        if where not in refused:
-                            failed.add(str(where))
-                    elif item.doc_id in loaded:
-                        item = SourceError(str(where), f"repeats id {item.doc_id!r} of "
-                                           f"{loaded[item.doc_id]}; the first one was kept")
-                    else:
-                        loaded[item.doc_id] = str(where)
-                    yield where, item
-
-            self._ingest_stream(tracked(), report, source=source, options=options,
-                                total=len(plain), label=str(path))
-            if prune:
-                # Gone: documents of deleted files, and old ids of files whose front-matter
-                # id changed. Kept: files that failed to load this time (nothing is lost).
-                self._prune(report, source,
-                            keep=lambda doc: doc.doc_id in loaded or doc.path in failed)
-                for gone in self.kb.store.sources(prefix=f"{source}#"):
-                    if gone not in jsonl_sources:  # a JSONL file deleted from the folder
-                        self._prune(report, gone, keep=lambda doc: False)
-        elif path.suffix.lower() in JSONL:
-            self._run_jsonl(resolved, report, source=str(resolved), options=options)
-        else:
-            self._ingest_stream(self._load_files([(resolved, None)], kind), report,
-                                source=str(resolved), options=options, total=1,
-                                label=str(path))
-
-    @staticmethod
-    def _load_files(files: list[tuple[Path, SourceError | None]],
-                    kind: str | None) -> Iterator[tuple[str | None, SourceDocument | SourceError]]:
-        """Each file's document (its kind set when the run names one), or its error."""
-        for where, item in load_files(files):
-            if kind and isinstance(item, SourceDocument):
-                item.kind = kind
-            yield where, item
-
-    def _run_jsonl(self, path: Path, report: IngestReport, *, source: str,
-                   options: RunOptions) -> None:
-        kind, prune = options.kind, options.prune
-        seen: set[str] = set()
-        bad_lines = lines = 0
-
-        def stream():
-            nonlocal bad_lines, lines
-            for number, item in iter_jsonl(path):
-                lines += 1
-                if isinstance(item, SourceError):
-                    bad_lines += 1
-                    yield f"{path}:{number}", item
-                    continue
-                if item.doc_id in seen:
-                    yield f"{path}:{number}", SourceError(f"{path}:{number}", f"repeats id {item.doc_id!r}; the first one was kept")
-                    continue
-                seen.add(item.doc_id)
-                if kind:
-                    item.kind = kind
-                yield f"{path}:{number}", item
-
-        self._ingest_stream(stream(), report, source=source, options=options,
-                            total=_count_lines(path), label=str(path))
-        if not lines:  # like an empty file of any other kind; and an emptied file prunes nothing
-            self._problem(report, f"{path}: is empty" + ("; nothing was pruned" if prune else ""))
-        elif prune:
-            if bad_lines:
-                self._problem(report, f"{path}: not pruned, because {bad_lines} line(s) could not be read")
-            else:
-                self._prune(report, source, keep=lambda doc: doc.doc_id in seen)
-
-    def _run_url(self, url: str, report: IngestReport, options: RunOptions) -> None:
-        kind = options.kind
-        fetched = self.fetcher.fetch(url)
-        if is_feed(fetched):
-            feed_title, entries = parse_feed(fetched)
-            self._ingest_stream(self._feed_documents(url, entries, kind), report, source=url,
-                                options=options, total=len(entries), label=feed_title)
-            return
-        document = document_from_fetched(fetched, source_url=url)
-        if kind:
-            document.kind = kind
-        self._ingest_stream(iter([(url, document)]), report, source=url, options=options,
-                            total=1, label=url)
-
-    def _feed_documents(self, feed_url: str, entries, kind: str | None):
-        for entry in entries:
-            if not entry.link:
-                yield feed_url, SourceError(feed_url, f"entry {entry.title!r} has no link; skipped")
-                continue
+    # -- a source read once ---------------------------------------------------------------
+    def _run_source(self, source: Source, report: IngestReport, options: RunOptions) -> None:
+        """Read ``source`` whole (its parts first: a folder's JSONL files), and with
+        ``prune`` remove what it no longer has. A part that cannot be read stops no other."""
+        for part in source.parts():
             try:
-                document = document_from_fetched(self.fetcher.fetch(entry.link), source_url=entry.link)
-            except Exception as exc:
-                if not isinstance(exc, SourceError):  # one odd entry stops no other
-                    log.exception("could not ingest %s", entry.link)
-                    exc = SourceError(entry.link, f"could not be read ({type(exc).__name__}: {exc})")
-                if not entry.content:
-                    yield entry.link, exc
-                    continue
-                # The article is unreachable but the feed carries its text: use that.
-                log.warning("%s; using the feed's copy of the entry", exc)
-                try:
-                    document = parse_html(entry.content, entry.link, fallback_title=entry.title or entry.link)
-                except SourceError as inner:
-                    yield entry.link, inner
-                    continue
-                document.doc_id = document.url = entry.link
-                document.named_id = True  # the feed's word for what the page says
-            if entry.title:
-                document.title = entry.title
-            document.kind = kind or "article"
-            document.metadata = {**document.metadata, "feed": feed_url,
-                                 **({"published": entry.published} if entry.published else {})}
-            yield entry.link, document
+                self._run_source(part, report, options)
+            except SourceError as exc:
+                self._problem(report, str(exc))
+        changes = source.changes(None)
+        self._ingest_stream(changes.documents, report, source=source.key, options=options,
+                            total=changes.total, label=source.label)
+        if not options.prune:
+            return
+        if changes.removed is None:
+            try:
+                gone = source.removed_from(self.kb.store.documents_of_source(source.key))
+            except SourceError as exc:  # it cannot tell this time: nothing is removed
+                self._problem(report, str(exc))
+                gone = []
+        else:
+            gone = changes.removed
+        report.removed += self.kb.store.delete(gone)
+        for stale in source.stale_parts(self.kb.store.sources(prefix=f"{source.key}#")):
+            report.removed += self.kb.store.delete(e.doc_id for e in self.kb.store.documents_of_source(stale))
 
     # -- the core loop ----------------------------------------------------------------
     def _ingest_stream(self, items: Iterable[tuple[str | None, SourceDocument | SourceError]],
@@ -392,6 +278,8 @@ class Ingestor:
         embedder = self.kb.embedder
         model = embedder.name
         added_by = options.added_by
+        if options.kind:  # the run names the kind of everything it reads
+            document.kind = options.kind
         if options.metadata:
             document.metadata = {**document.metadata, **options.metadata}
         problem = unstorable(document)
@@ -476,11 +364,6 @@ class Ingestor:
                 report.added += 1
             report.documents.append((record.doc_id, record.title, len(record.chunks)))
 
-    def _prune(self, report: IngestReport, source: str, keep) -> None:
-        """Delete the source's documents for which ``keep(entry)`` (doc_id, path) is false."""
-        gone = [entry.doc_id for entry in self.kb.store.documents_of_source(source) if not keep(entry)]
-        report.removed += self.kb.store.delete(gone)
-
     @staticmethod
     def _problem(report: IngestReport, message: str) -> None:
         log.warning("skipped: %s", message)
@@ -530,16 +413,6 @@ def _origin(source: str, path: str | None) -> str:
     if mark and "://" not in source:
         return str(Path(folder) / inner)
     return source
-
-
-def _count_lines(path: Path) -> int:
-    """Lines in a file, for a progress bar: read in blocks, never a whole line at once."""
-    count, last = 0, b"\n"
-    with open_source(path) as handle:
-        while block := handle.read(1 << 20):
-            count += block.count(b"\n")
-            last = block[-1:]
-    return count + (last != b"\n")
 
 
 def fetch_draft_body(kb: KnowledgeBase, url: str) -> tuple[str, str]:

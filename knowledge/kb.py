@@ -8,6 +8,7 @@ import time
 from knowledge.channels import AssistantThreads, ChannelConfigs
 from knowledge.drafts import Drafts
 from knowledge.ops import Database, Metrics
+from knowledge.review import ReviewPolicy, Reviews
 from knowledge.search import (
     Answer,
     AnswerStream,
@@ -55,6 +56,10 @@ class KnowledgeBase:
         self.feedback = FeedbackStore(self.database, metrics=self.metrics)
         self.drafts = Drafts(self.database, approvals_to_publish=settings.draft_approvals)
         self.assistant_threads = AssistantThreads(self.database)
+        # Owners, verification, review reminders, archiving; and the ranking's preference
+        # for verified passages.
+        self.reviews = Reviews(self.database, policy=ReviewPolicy.from_settings(settings),
+                               outdated_votes=settings.outdated_votes)
         # How DML behaves in each channel (/ml-config): auto-answer, experts, citable sources.
         self.channel_configs = ChannelConfigs(self.database)
         # The configured model; tuned versions of it live under the data directory, and the
@@ -105,7 +110,8 @@ class KnowledgeBase:
                                         keyword_weight=self.settings.keyword_weight,
                                         adjuster=self.feedback.adjustments,
                                         embedder_for=self.embedder_for,
-                                        confidence_offset=self.model_versions.confidence_offset)
+                                        confidence_offset=self.model_versions.confidence_offset,
+                                        freshness=self.reviews.penalties)
         return self._retriever
 
     @property

@@ -231,6 +231,13 @@ class Settings(_Group):
     # (0: only the author publishes); remind silent reviewers once after this many days.
     draft_approvals: int = variable("DML_DRAFT_APPROVALS", 0, ge=0, le=100)
     draft_remind_days: float = variable("DML_DRAFT_REMIND_DAYS", 3.0, gt=0)
+    # Knowledge that stays true: a team document is due for review this many days after it
+    # was last verified (0: never); curated articles never are, unless an interval says so.
+    # Intervals by kind or source ("article=365, source:handbook=30"; a source wins over a
+    # kind), and how many people's "Outdated"/"Wrong" votes flag a document to its owners.
+    review_days: int = variable("DML_REVIEW_DAYS", 90, ge=0, le=36500)
+    review_intervals: dict[str, int] | None = variable("DML_REVIEW_INTERVALS")
+    outdated_votes: int = variable("DML_OUTDATED_VOTES", 2, ge=1, le=100)
     # Several processes on one database: scheduled work runs where this lease (seconds,
     # renewed every third of it) is held; a holder that died is replaced after it runs out.
     leader_lease: float = variable("DML_LEADER_LEASE", 30.0, ge=1, le=3600)
@@ -241,13 +248,24 @@ class Settings(_Group):
     # A token for synced Git repositories over HTTPS (git's own credential helpers and SSH
     # keys work too). Never stored: a token written into a repository URL is stripped.
     git_token: SecretStr | None = variable("DML_GIT_TOKEN")
+    # Confluence sources (`dml sources add confluence --space KEY`): the site (a source's
+    # --url overrides it), and who reads it: an Atlassian account's e-mail with an API
+    # token (Cloud), or a personal access token alone (Data Center). Never stored.
+    confluence_url: str | None = variable("DML_CONFLUENCE_URL")
+    confluence_user: str | None = variable("DML_CONFLUENCE_USER")
+    confluence_token: SecretStr | None = variable("DML_CONFLUENCE_TOKEN")
 
-    @field_validator("llm_url")
+    @field_validator("llm_url", "confluence_url")
     @classmethod
     def _llm_url(cls, value: str | None) -> str | None:
         return _http_url(value)
 
     _choices = field_validator("embed_backend", "device", "index_kind", mode="before")(_lowercase)
+
+    @field_validator("review_intervals", mode="before")
+    @classmethod
+    def _review_intervals(cls, value: Any) -> Any:
+        return _intervals(value)
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -263,6 +281,21 @@ class Settings(_Group):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "index"
+
+
+def _intervals(value: Any) -> Any:
+    """"article=365, source:handbook=30" as {"article": 365, "source:handbook": 30}."""
+    if not isinstance(value, str):
+        return value
+    found: dict[str, int] = {}
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        key, _, days = part.rpartition("=")
+        if not key.strip() or not days.strip().isdigit():
+            raise ValueError(f"must list kind=DAYS or source=DAYS pairs, got {part!r}")
+        found[key.strip()] = int(days)
+    return found
 
 
 def _ids(value: Any) -> Any:
@@ -385,7 +418,7 @@ class RootSettings(_Group):
         redact wherever they might be shown."""
         found = [_reveal(s) for s in (self.slack.bot_token, self.slack.app_token,
                                       self.slack.signing_secret, self.knowledge.llm_api_key,
-                                      self.knowledge.git_token)]
+                                      self.knowledge.git_token, self.knowledge.confluence_token)]
         url = self.knowledge.database_url or ""
         try:
             password = urlsplit(url).password if "://" in url else None

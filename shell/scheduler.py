@@ -37,7 +37,7 @@ from knowledge.ops import LeaderElection, Lease
 
 __all__ = ["DMLScheduler", "JobScheduler", "JobContext", "ContextExecutor", "scheduler_config",
            "run_digest_job", "poll_feeds_job", "run_tune_job", "send_draft_reminders_job",
-           "sync_sources_job"]
+           "sync_sources_job", "send_review_reminders_job"]
 
 log = logging.getLogger(__name__)
 # Jobs stored before the scheduler moved here name their functions "bot.scheduler:…" (the
@@ -51,6 +51,7 @@ SOURCES_JOB = "sources"
 SOURCES_CHECK = timedelta(minutes=5)
 TUNE_JOB = "tune"
 REMINDERS_JOB = "draft-reminders"
+REVIEWS_JOB = "review-reminders"
 # Weekly tuning of the embedding model (DML_TUNE_WEEKLY): a quiet hour, Sunday night UTC.
 TUNE_TRIGGER = {"day_of_week": "sun", "hour": 3, "minute": 0}
 
@@ -101,13 +102,18 @@ def sync_sources_job(*, context: JobContext | None = None) -> None:
 
 def _connections(context: JobContext) -> dict:
     """Slack channel sources read through this process's Web API client (none: they fail
-    with the reason, recorded on the source)."""
+    with the reason, recorded on the source); Confluence's restricted pages go to the
+    designated machine learners."""
+    from ingest import ConfluenceSite
+
+    connections: dict = {"confluence": lambda: ConfluenceSite(experts=tuple(context.experts or ()))}
     if context.client is None:
-        return {}
+        return connections
     from bot.source_reading import slack_workspace
 
     client = context.client
-    return {"slack": lambda: slack_workspace(client, experts=context.experts)}
+    connections["slack"] = lambda: slack_workspace(client, experts=context.experts)
+    return connections
 
 
 def send_draft_reminders_job(*, context: JobContext | None = None) -> None:
@@ -119,6 +125,21 @@ def send_draft_reminders_job(*, context: JobContext | None = None) -> None:
     sent = DraftFlows(kb=context.kb, bot=None).send_reminders(context.client)
     if sent:
         log.info("sent %d draft review reminder(s)", sent)
+
+
+def send_review_reminders_job(*, context: JobContext | None = None) -> None:
+    """A DM to the owners of each document that came due or was flagged as outdated: at
+    most once a week per document, however many processes run this (a claim in the database)."""
+    if context is None or not context.leading or context.client is None:
+        return
+    from bot.handlers import DMLBot
+    from bot.review import ReviewFlows
+    from knowledge.settings import SlackSettings
+
+    bot = DMLBot(kb=context.kb, settings=SlackSettings(experts=context.experts))
+    sent = ReviewFlows(kb=context.kb, bot=bot).send_reminders(context.client)
+    if sent:
+        log.info("sent %d review reminder(s)", sent)
 
 
 def run_tune_job(*, context: JobContext | None = None) -> None:
@@ -316,6 +337,9 @@ class DMLScheduler:
         if self.scheduler.get_job(REMINDERS_JOB) is None:
             self.scheduler.add_job(send_draft_reminders_job, IntervalTrigger(hours=1), id=REMINDERS_JOB,
                                    replace_existing=True, name="remind silent draft reviewers")
+        if self.scheduler.get_job(REVIEWS_JOB) is None:
+            self.scheduler.add_job(send_review_reminders_job, IntervalTrigger(hours=1), id=REVIEWS_JOB,
+                                   replace_existing=True, name="remind owners of documents due for review")
         if self.scheduler.get_job(FEEDS_JOB) is None:
             self.scheduler.add_job(poll_feeds_job, IntervalTrigger(seconds=int(self.feed_interval.total_seconds())),
                                    id=FEEDS_JOB, replace_existing=True, name="poll followed feeds")

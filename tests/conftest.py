@@ -296,3 +296,14 @@ def bot_app(handbook_settings, embedder, slack_api, **app_options):
     slack = SlackSettings(bot_token="xoxb-test", signing_secret=SIGNING_SECRET,
                           api_url=slack_api.url, experts=(EXPERT,), curators=(CURATOR, EXPERT))
     return knowledge, build_app(slack, knowledge, client=build_client(slack), **app_options)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The PostgreSQL variant of a test that drives the bot through the Slack stand-in runs
+    with the slow tests (CI's `make test-all`), not in `make test`: it checks the same
+    dispatch as its SQLite variant, and the storage underneath is checked on PostgreSQL by
+    the storage tests, which stay in `make test`."""
+    slow = pytest.mark.slow(reason="PostgreSQL variant of a Slack flow: runs in CI")
+    for item in items:
+        if item.get_closest_marker("postgres") and "slack_api" in getattr(item, "fixturenames", ()):
+            item.add_marker(slow)

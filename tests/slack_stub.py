@@ -55,6 +55,7 @@ __all__ = [
     "message_im",
     "message_shortcut",
     "reaction_added",
+    "reaction_removed",
     "sign",
     "signed_dispatch",
     "signed_post",
@@ -326,6 +327,11 @@ class SlackAPIStub:
                     return {"ok": False, "error": "not_in_channel"}
                 ts = str(p.get("ts", ""))
                 messages = self.thread_messages.get((channel, ts))
+                if messages is None:
+                    # As Slack: a reply's ts answers that one reply (with its thread_ts).
+                    messages = next(([m] for (c, top), thread in self.thread_messages.items()
+                                     if c == channel for m in thread
+                                     if m.get("ts") == ts and top != ts), None)
                 if messages is None and channel in self.history:
                     # As Slack: a message without replies is a thread of one; no message, no thread.
                     messages = [m for m in self.history[channel] if m.get("ts") == ts]
@@ -740,6 +746,13 @@ def reaction_added(reaction: str, *, user: str = "U1", channel: str = "C1", ts: 
             "item": {"type": "message", "channel": channel, "ts": ts}, "event_ts": _new_ts()}
 
 
+def reaction_removed(reaction: str, *, user: str = "U1", channel: str = "C1", ts: str,
+                     item_user: str = BOT_USER_ID) -> dict[str, Any]:
+    """A reaction taken off a message (`ts`)."""
+    return dict(reaction_added(reaction, user=user, channel=channel, ts=ts, item_user=item_user),
+                type="reaction_removed")
+
+
 def app_home_opened(user: str = "U1", *, channel: str = "D1", tab: str = "home") -> dict[str, Any]:
     """The user opened the bot's Home tab (first visit: no `view` yet)."""
     return {"type": "app_home_opened", "user": user, "channel": channel, "tab": tab,
@@ -855,3 +868,18 @@ def message_shortcut(callback_id: str, *, user: str = "U1", channel: str = "C1",
         "message_ts": msg["ts"], "message": msg,
     }
     return _interactive(data)
+
+
+def shown(params: dict[str, Any]) -> str:
+    """Everything a person sees in a message or view: fallback text and all block texts."""
+    parts = [params.get("text") or ""]
+    for block in params.get("blocks") or []:
+        text = block.get("text")
+        if isinstance(text, dict):
+            parts.append(text.get("text", ""))
+        for element in block.get("elements") or []:
+            if isinstance(element.get("text"), dict):
+                parts.append(element["text"].get("text", ""))
+            elif isinstance(element.get("text"), str):
+                parts.append(element["text"])
+    return "\n".join(parts)

@@ -1,11 +1,15 @@
-"""The one contract every synced source keeps (a Git repository now; Slack channels,
-wikis and drives later), in the shape of Onyx's poll connectors.
+"""The one contract every source keeps, in the shape of Onyx's poll connectors: the
+sources kept in sync (Git repositories, folders, Slack channels) and what ``dml ingest``
+reads once (a file, a JSONL file, a folder, a web page or feed, and documents built
+elsewhere: a Slack message added with the shortcut, a published draft, a team answer).
 
-A ``Source`` is built from its stored ``SourceConfig``. ``changes(cursor)`` brings the
-documents new or changed since ``cursor`` (all of them when it is None or unusable), the
-ids removed since, and the cursor to store once they are all in; ``ids()`` lists every id
-it still has, so a full listing finds deletions. Each document carries a stable id, title,
-sections, URL, ``updated_at``, author and an ``AccessRule``. A kind that can read one
+A ``Source`` is built from a ``SourceConfig`` (stored, for a synced source; made for the
+run, for one read once, whose documents are then kept under ``key``: the path or URL it
+was given). ``changes(cursor)`` brings the documents new or changed since ``cursor`` (all
+of them when it is None or unusable), the ids removed since, and the cursor to store once
+they are all in; ``ids()`` lists every id it still has, so a full listing finds deletions
+(``removed_from`` decides which stored ones are gone). Each document carries a stable id,
+title, sections, URL, ``updated_at``, author and an ``AccessRule``. A kind that can read one
 document on its own (a Slack thread) also ``refresh``es given ids as they are now, for an
 edit or a deletion seen as it happens, between syncs.
 """
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from knowledge.errors import SourceError
+from knowledge.search import SourceEntry
 from knowledge.settings import Settings
 from knowledge.sources import AccessRule, SourceConfig
 
@@ -27,8 +32,9 @@ from ..documents import SourceDocument
 
 __all__ = ["Source", "Changes", "Refreshed", "SourceItem", "stamp"]
 
-# A document, or why one could not be read, with where it came from (a file in a commit).
-SourceItem = tuple[str, SourceDocument | SourceError]
+# A document, or why one could not be read, with where it came from (a file in a commit;
+# None: the document says, by its path or id).
+SourceItem = tuple[str | None, SourceDocument | SourceError]
 
 
 @dataclass
@@ -36,8 +42,9 @@ class Changes:
     cursor: str  # where this sync ends: stored only once everything below is in
     documents: Iterator[SourceItem]  # new and changed since the cursor given
     # Ids gone since the cursor given; None: ``documents`` is a full listing, and whatever
-    # the source stored that it no longer has (``Source.ids``) is gone.
+    # the source stored that it no longer has (``Source.removed_from``) is gone.
     removed: list[str] | None
+    total: int | None = None  # how many items ``documents`` brings, when known (a progress bar)
 
 
 @dataclass
@@ -50,20 +57,42 @@ class Refreshed:
 
 class Source(ABC):
     kind: ClassVar[str]
+    # Can ``dml sources add`` keep it in sync? Kinds only ``dml ingest`` reads are not.
+    syncable: ClassVar[bool] = True
 
     def __init__(self, *, config: SourceConfig, settings: Settings, connection: Any = None,
-                 stored: Callable[[str], bool] | None = None):
+                 stored: Callable[[str], dict[str, Any] | None] | None = None,
+                 key: str | None = None):
+        """``key``: read once, for ``dml ingest``, its documents kept under this key (the
+        path or URL given); without it, a synced source's (``source:NAME``)."""
         self.config = config
+        self._key = key
         self.settings = settings
         # What the edge connected this kind to (a Slack workspace's Web API): ingest builds
         # no clients of its own. None where the edge has none for this kind.
         self.connection = connection
-        # Does the knowledge base hold a document with this id (another source's, too)?
-        self.stored = stored or (lambda doc_id: False)
+        # The metadata of the document the knowledge base holds with this id (another
+        # source's, too), or None when it holds none.
+        self.stored = stored or (lambda doc_id: None)
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def key(self) -> str:
+        """What its documents carry as their ``source``: how the store finds them again."""
+        return self._key if self._key is not None else self.config.key
+
+    @property
+    def once(self) -> bool:
+        """Read once by ``dml ingest`` rather than kept in sync."""
+        return self._key is not None
+
+    @property
+    def label(self) -> str:
+        """How a progress bar names it."""
+        return self.name
 
     @property
     def workdir(self) -> Path:
@@ -87,6 +116,23 @@ class Source(ABC):
     @abstractmethod
     def ids(self) -> set[str]:
         """Every document id the source has now (after ``changes``), to find deletions."""
+
+    def removed_from(self, stored: Iterable[SourceEntry]) -> list[str]:
+        """Which of the documents stored under its key it no longer has (after a full
+        listing was read); ``SourceError`` saying why when it cannot tell this time, and
+        then nothing is removed."""
+        ids = self.ids()
+        return [entry.doc_id for entry in stored if entry.doc_id not in ids]
+
+    def parts(self) -> list[Source]:
+        """Sources read with this one and stored under keys of their own (a folder's JSONL
+        files, for ``dml ingest``), each before it."""
+        return []
+
+    def stale_parts(self, keys: Iterable[str]) -> list[str]:
+        """Of these stored keys, those of parts it no longer has (a JSONL file deleted from
+        the folder): their documents are removed when pruning."""
+        return []
 
     def refresh(self, ids: Iterable[str]) -> Refreshed:
         """Read just these documents again, as they are now; the cursor does not move (the

@@ -26,7 +26,7 @@ from knowledge.settings import child_environment
 from knowledge.sources import redact_credentials, strip_credentials
 
 from ..documents import SourceDocument
-from ..loaders import MARKDOWN, load_bytes
+from ..loaders import MARKDOWN, PARSERS, load_bytes
 from .contract import Changes, Source, SourceItem, stamp
 from .notebooks import NOTEBOOK_SUFFIX, parse_notebook
 from .registry import register
@@ -35,6 +35,9 @@ __all__ = ["GitSource", "web_link", "GIT_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 GIT_SUFFIXES = MARKDOWN | {".rst", ".txt", ".text", NOTEBOOK_SUFFIX}
+# How a file in a commit is read, by suffix: as `dml ingest` reads one, and notebooks too.
+READERS = {**PARSERS, NOTEBOOK_SUFFIX: lambda data, where, fallback: parse_notebook(
+    data, where, fallback_title=fallback)}
 MAX_TEXT_BYTES = 5_000_000  # a text file larger than this is data, not documentation
 MAX_NOTEBOOK_BYTES = 50_000_000  # notebooks carry their images
 FETCH_TIMEOUT = 600
@@ -267,12 +270,7 @@ class GitSource(Source):
                 yield where, stamp(document, updated_at=updated_at, author=author, access=self.access)
 
     def _document(self, path: str, data: bytes, where: str, head: str) -> SourceDocument:
-        name = PurePosixPath(path).name
-        if name.lower().endswith(NOTEBOOK_SUFFIX):
-            fallback = PurePosixPath(name).stem.replace("-", " ").replace("_", " ").strip() or name
-            document = parse_notebook(data, where, fallback_title=fallback)
-        else:
-            document = load_bytes(data, name, where)
+        document = load_bytes(data, PurePosixPath(path).name, where, parsers=READERS)
         # The id is the repository's and the path's, whatever the file's front matter says:
         # a rename is then a removal and an addition, and two repositories never collide.
         document.doc_id, document.named_id = self.doc_id(path), False

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 from knowledge.errors import DMLError, SourceError
@@ -32,6 +34,11 @@ __all__ = ["SlackChannelSource", "SlackWorkspace", "thread_doc_id"]
 log = logging.getLogger(__name__)
 PAGE = 200  # Slack's advice for conversations.history and .replies
 LONG_MESSAGE = 400  # a message without replies is kept from this many characters on
+# Stored, unverified threads active in the last this many days (at most this many, the most
+# recent) are read again at each sync: a ✅ on one of their replies, given while the bot was
+# not listening, shows nowhere else.
+RECHECK_DAYS = 7
+RECHECK_LIMIT = 20
 VERIFYING_REACTIONS = frozenset({"white_check_mark", "heavy_check_mark"})
 # Message subtypes written by people; the rest (joins, bots, topic changes…) are skipped.
 PEOPLES_SUBTYPES = frozenset({None, "file_share", "thread_broadcast", "me_message"})
@@ -119,9 +126,27 @@ class SlackChannelSource(Source):
         self._threads = {m["ts"]: m for m in self._pages("conversations.history", channel=self.channel)
                          if _top_level(m)}
         newest = max([since, *(_activity(m) for m in self._threads.values())])
-        active = sorted((m for m in self._threads.values() if _by_people(m) and _activity(m) > since),
-                        key=lambda m: _ts(m["ts"]))
+        active = [m for m in self._threads.values() if _by_people(m) and _activity(m) > since]
+        active += self._to_recheck([m for m in self._threads.values() if _by_people(m) and _activity(m) <= since])
+        active.sort(key=lambda m: _ts(m["ts"]))
         return Changes(cursor=f"{newest:.6f}", documents=self._documents(active, info), removed=None)
+
+    def _to_recheck(self, quiet: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Stored, unverified threads with nothing new that a ✅ given while the bot was not
+        listening may have verified (a reaction moves no cursor): those whose question history
+        shows with a ✅ from its asker or an expert, and the ``RECHECK_LIMIT`` most recently
+        active of the last ``RECHECK_DAYS`` (a ✅ on a reply shows only in
+        ``conversations.replies``). Verified threads are not read again for this."""
+        def unverified(top: Mapping[str, Any]) -> bool:
+            stored = self.stored(thread_doc_id(self.channel, top["ts"]))
+            return stored is not None and not stored.get("verified")
+
+        checked = [m for m in quiet if any(r.get("name") in VERIFYING_REACTIONS for r in m.get("reactions") or [])
+                   and self._checked_by_a_judge(m, m) and unverified(m)]
+        week = time.time() - RECHECK_DAYS * 86400
+        recent = sorted((m for m in quiet if _activity(m) > week and m not in checked),
+                        key=_activity, reverse=True)
+        return checked + list(islice((m for m in recent if unverified(m)), RECHECK_LIMIT))
 
     def ids(self) -> set[str]:
         # A deleted question with replies stays in history as a "tombstone": its thread is gone.
@@ -265,17 +290,18 @@ class SlackChannelSource(Source):
         last = datetime.fromtimestamp(_ts((replies or [question])[-1]["ts"]), UTC)
         return stamp(document, updated_at=last, author=self._name(question["user"]), access=access)
 
+    def _checked_by_a_judge(self, question: Mapping[str, Any], message: Mapping[str, Any]) -> bool:
+        """Did the asker of ``question`` or a designated machine learner give ``message`` a ✅?"""
+        users = {u for r in message.get("reactions") or [] if r.get("name") in VERIFYING_REACTIONS
+                 for u in r.get("users") or []}
+        return bool(users) and (question.get("user") in users or bool(users & self._experts()))
+
     def _verified(self, question: dict[str, Any], replies: list[dict[str, Any]]) -> bool:
         """A ✅ from the asker or a designated machine learner, or a reply the bot saved as a
         team answer (stored as ``slack:{channel}:{reply ts}``)."""
-        judges: set[str] | None = None
-        for message in (question, *replies):
-            for reaction in message.get("reactions") or []:
-                if reaction.get("name") in VERIFYING_REACTIONS:
-                    judges = judges if judges is not None else {question["user"], *self._experts()}
-                    if judges & set(reaction.get("users") or []):
-                        return True
-        return any(self.stored(f"slack:{self.channel}:{m['ts']}") for m in replies)
+        if any(self._checked_by_a_judge(question, message) for message in (question, *replies)):
+            return True
+        return any(self.stored(f"slack:{self.channel}:{m['ts']}") is not None for m in replies)
 
     def _plain(self, text: str) -> str:
         """Slack's markup as people read it: @names, #channels, link labels."""

@@ -21,7 +21,7 @@ from typing import Any
 from knowledge.errors import DMLError
 from knowledge.kb import KnowledgeBase
 from knowledge.ops import utcnow
-from knowledge.sources import SourceConfig, SyncedSources, redact_credentials
+from knowledge.sources import AccessRule, SourceConfig, SyncedSources, redact_credentials
 
 from ..pipeline import Ingestor, IngestReport
 from .registry import source_class, source_for
@@ -57,9 +57,19 @@ class SourceSyncer:
 
     def add(self, kind: str, target: str, *, name: str | None = None,
             options: dict[str, Any] | None = None, interval_minutes: int = 60) -> SourceConfig:
-        """Check and store a new source (not synced yet); ``DMLError`` saying why not."""
-        cls = source_class(kind)
-        default_name, stored = cls.configure(target, dict(options or {}))
+        """Check and store a new source (not synced yet); ``DMLError`` saying why not.
+        ``options["access"]``: the Slack ids (channels, users, user groups) its documents
+        are limited to, for any kind; without it they are public to the workspace.
+        ``options["owners"]``: who owns what it brings in (knowledge.review), for any kind."""
+        cls = source_class(kind, syncable=True)
+        options = dict(options or {})
+        limit = AccessRule.of(options.pop("access", None) or [])
+        owners = [str(o) for o in options.pop("owners", None) or []]
+        default_name, stored = cls.configure(target, options)
+        if not limit.public:
+            stored["access"] = [*limit.channels, *limit.users, *limit.groups]
+        if owners:
+            stored = {**stored, "owners": owners}
         name = (name or default_name).strip()
         if not name or "/" in name or name.startswith("."):
             raise DMLError(f"{name!r} cannot name a source: give --name, without '/'")
@@ -153,7 +163,11 @@ class SourceSyncer:
     def _source(self, config: SourceConfig):
         connect = self.connections.get(config.kind)
         return source_for(config, settings=self.kb.settings, connection=connect() if connect else None,
-                          stored=lambda doc_id: self.kb.store.get_document(doc_id) is not None)
+                          stored=self._stored_metadata)
+
+    def _stored_metadata(self, doc_id: str) -> dict[str, Any] | None:
+        document = self.kb.store.get_document(doc_id)
+        return None if document is None else dict(document.meta or {})
 
     def _sync(self, config: SourceConfig, outcome: SyncOutcome) -> None:
         source = self._source(config)
@@ -161,11 +175,13 @@ class SourceSyncer:
         ingestor = Ingestor(kb=self.kb, progress=self.progress, batch_chunks=self.batch_chunks)
         ingestor.ingest_items(changes.documents, source=config.key, refresh_index=False,
                               report=outcome.report)
-        stored = {entry.doc_id for entry in self.kb.store.documents_of_source(config.key)}
+        if config.options.get("owners"):
+            self.kb.reviews.adopt(config.key, list(config.options["owners"]))
+        entries = self.kb.store.documents_of_source(config.key)
         if changes.removed is None:
-            gone = stored - source.ids()
+            gone = set(source.removed_from(entries))
         else:
-            gone = stored & set(changes.removed)
+            gone = {entry.doc_id for entry in entries} & set(changes.removed)
         outcome.report.removed += self.kb.store.delete(sorted(gone))
         outcome.cursor = changes.cursor
 

@@ -159,6 +159,10 @@ def _documents(database, *, embeddings: bool, batch: int = 500) -> Iterator[dict
                    "title": row.title, "url": row.url, "path": row.path, "text": row.text,
                    "content_hash": row.content_hash, "metadata": row.meta or {}, "added_by": row.added_by,
                    "created_at": _when(row.created_at), "updated_at": _when(row.updated_at),
+                   "owners": list(row.owners or []), "verified_at": _when(row.verified_at),
+                   "verified_by": row.verified_by, "review_days": row.review_days,
+                   "archived_at": _when(row.archived_at), "archived_by": row.archived_by,
+                   "reminded_at": _when(row.reminded_at),
                    "chunks": [{"position": c.position, "heading": c.heading, "text": c.text,
                                "model": c.model, "embedding": _vector(c.embedding) if embeddings else None}
                               for c in chunks.get(row.id, [])]}
@@ -210,7 +214,7 @@ def _drafts(database) -> Iterator[dict]:
                 "due": d.due.isoformat() if d.due else None, "source_url": d.source_url, "status": d.status,
                 "version": d.version, "review_ts": d.review_ts, "created_at": _when(d.created_at),
                 "updated_at": _when(d.updated_at), "closed_at": _when(d.closed_at),
-                "published_doc_id": d.published_doc_id,
+                "published_doc_id": d.published_doc_id, "revises_doc_id": d.revises_doc_id,
                 "versions": [{"number": v.number, "body": v.body, "created_by": v.created_by, "reason": v.reason,
                               "created_at": _when(v.created_at)} for v in versions],
                 "corrections": [{"id": c.id, "version": c.version, "passage": c.passage,
@@ -476,14 +480,35 @@ def _restore_documents(kb, session, records: list[dict], model: str, report: Imp
             path=record.get("path"), metadata=record.get("metadata") or {}, added_by=record.get("added_by"),
             chunks=chunk_records))
         report.counts["document"] += 1
-    # A restored document is not new: the weekly digest lists documents by their dates.
+    # A restored document is not new: the weekly digest lists documents by their dates. Its
+    # owners, verification and archiving come along (an export from before them has none:
+    # the document keeps the default owners it was written with).
     for record in records:
-        dates = {key: _parse_when(record.get(key)) for key in ("created_at", "updated_at")}
-        if any(dates.values()):
-            session.execute(update(Document).where(Document.doc_id == record["doc_id"])
-                            .values({k: v for k, v in dates.items() if v}))
+        values: dict[str, Any] = {k: v for k, v in ((key, _parse_when(record.get(key)))
+                                                    for key in ("created_at", "updated_at")) if v}
+        values.update(_stewardship(record))
+        if values:
+            session.execute(update(Document).where(Document.doc_id == record["doc_id"]).values(values))
     session.flush()
     session.expunge_all()  # written in the transaction; not kept in memory until it ends
+
+
+def _stewardship(record: dict) -> dict[str, Any]:
+    """A document record's owners, verification, review interval and archiving, as columns."""
+    values: dict[str, Any] = {}
+    owners = record.get("owners")
+    if isinstance(owners, list) and all(isinstance(o, str) for o in owners):
+        values["owners"] = owners
+    for key in ("verified_at", "archived_at", "reminded_at"):
+        if key in record:
+            values[key] = _parse_when(record.get(key))
+    for key in ("verified_by", "archived_by"):
+        if key in record:
+            values[key] = record.get(key) if isinstance(record.get(key), str) else None
+    days = record.get("review_days")
+    if "review_days" in record:
+        values["review_days"] = days if isinstance(days, int) and not isinstance(days, bool) and days >= 0 else None
+    return values
 
 
 def _restore_questions(kb, session, records: list[dict], *, carry: bool, dropped: bool) -> None:
@@ -540,7 +565,7 @@ def _restore_draft(session, record: dict) -> None:
         source_url=record.get("source_url"), status=record["status"], version=int(record["version"]),
         review_ts=record.get("review_ts"), created_at=_parse_when(record.get("created_at")) or now,
         updated_at=_parse_when(record.get("updated_at")) or now, closed_at=_parse_when(record.get("closed_at")),
-        published_doc_id=record.get("published_doc_id"))
+        published_doc_id=record.get("published_doc_id"), revises_doc_id=record.get("revises_doc_id"))
     session.add(draft)
     session.flush()
     for v in record["versions"]:

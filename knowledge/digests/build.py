@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, func, select
 
 from knowledge.drafts import Drafts
 from knowledge.ops import Database, Document, Feed, Feedback, Question
+from knowledge.review import CitedShare, ReviewedDocument, Reviews
 from knowledge.search import Store, readable_sentences, visible_in, waiting_for_answer
 from knowledge.sources import SyncedSources
 
@@ -109,12 +110,17 @@ class Digest:
     stats: DigestStats | None = None
     previous: DigestStats | None = None
     retrieval: RetrievalChange | None = None
+    # Knowledge that stays true: overdue documents by owner ("" when nobody owns them), those
+    # readers marked outdated or wrong, and how many cited passages were verified.
+    due_for_review: dict[str, list[ReviewedDocument]] = field(default_factory=dict)
+    flagged: list[ReviewedDocument] = field(default_factory=list)
+    cited: CitedShare | None = None
 
     @property
     def empty(self) -> bool:
         return not (self.new_documents or self.top_questions or self.unanswered
                     or self.drafts_waiting or self.drafts_published or self.failing_feeds
-                    or self.failing_sources)
+                    or self.failing_sources or self.due_for_review or self.flagged)
 
     def by_topic(self) -> dict[str, list[NewDocument]]:
         groups: dict[str, list[NewDocument]] = {}
@@ -175,10 +181,12 @@ def group_questions(rows: list[tuple[int, str, bytes | None, str | None, str | N
 
 
 def build_digest(database: Database, *, since: datetime, until: datetime,
-                 previous: DigestStats | None = None, channel: str | None = None) -> Digest:
+                 previous: DigestStats | None = None, channel: str | None = None,
+                 reviews: Reviews | None = None) -> Digest:
     """The digest for a period, as seen from ``channel``: questions asked in private (DMs,
     private channels) and knowledge captured in a private channel appear only in a digest
-    for that same channel, never in another one."""
+    for that same channel, never in another one. With ``reviews``, what is due for review
+    and flagged as outdated (as of ``until``), and the share of cited passages verified."""
     digest = Digest(since=since, until=until, previous=previous)
     visible: ColumnElement[bool] = Question.private.is_(False)
     if channel:
@@ -221,10 +229,25 @@ def build_digest(database: Database, *, since: datetime, until: datetime,
     digest.drafts_waiting = [DraftEntry.of(d) for d in waiting if shown(d)]
     digest.drafts_published = [DraftEntry.of(d) for d in published if shown(d)]
     digest.retrieval = _retrieval_change(Store(database), since=since, until=until)
+    if reviews is not None:
+        _review_sections(digest, reviews, channel=channel)
     size = Store(database).stats()
     digest.stats = DigestStats(documents=size.documents, passages=size.chunks, questions=len(asked),
                                helpful=votes.get(True, 0), not_helpful=votes.get(False, 0))
     return digest
+
+
+def _review_sections(digest: Digest, reviews: Reviews, *, channel: str | None) -> None:
+    """Due for review (by owner) and flagged, of the documents ``channel`` may see."""
+    for document in reviews.documents(now=digest.until, due=True):
+        if not visible_in(document.meta, channel):
+            continue
+        if document.flagged:
+            digest.flagged.append(document)
+        if document.state.overdue:
+            for owner in document.owners or ("",):
+                digest.due_for_review.setdefault(owner, []).append(document)
+    digest.cited = reviews.cited_share(since=digest.since, until=digest.until, now=digest.until)
 
 
 def _retrieval_change(store: Store, *, since: datetime, until: datetime) -> RetrievalChange | None:

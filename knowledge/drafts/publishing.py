@@ -70,6 +70,19 @@ def draft_document(draft: DraftView, *, credits: list[str], url: str | None) -> 
                          kind=WRITE_UP, url=url, metadata=metadata)
 
 
+def revision_document(kb: KnowledgeBase, draft: DraftView, *, credits: list[str]
+                      ) -> tuple[DraftDocument, str]:
+    """A revising draft's document (and its source): the stored document it revises, its
+    id, kind, link, source and access rule kept, its text replaced by the draft's."""
+    stored = kb.store.get_document(draft.revises or "")
+    if stored is None:
+        raise DraftRefused(f"The document “{draft.title}” revises is no longer in the knowledge base.")
+    metadata = {**(stored.meta or {}), "reviewers": credits, "draft_id": draft.id,
+                "version": draft.version, "revised_by": draft.author}
+    return DraftDocument(doc_id=stored.doc_id, title=draft.title, body=draft.body, kind=stored.kind,
+                         url=stored.url, metadata=metadata), stored.source
+
+
 def publish_draft(kb: KnowledgeBase, drafts: Drafts, draft_id: int, *, ingest: DocumentIngest,
                   user: str | None, automatic: bool = False, url: str | None = None) -> Published:
     """Publish the draft's latest version into the knowledge base (the rules decide who may).
@@ -80,9 +93,14 @@ def publish_draft(kb: KnowledgeBase, drafts: Drafts, draft_id: int, *, ingest: D
     """
     draft = drafts.check_publishable(draft_id, user=user, automatic=automatic)
     credits = drafts.credits(draft_id)
-    document = draft_document(draft, credits=credits, url=url)
+    source = SOURCE
+    if draft.revises:
+        # "Needs changes": the corrected text replaces the document's passages in place.
+        document, source = revision_document(kb, draft, credits=credits)
+    else:
+        document = draft_document(draft, credits=credits, url=url)
     try:
-        passages, errors = ingest.ingest_markdown(document, source=SOURCE, added_by=draft.author)
+        passages, errors = ingest.ingest_markdown(document, source=source, added_by=draft.author)
     except SourceError:
         raise DraftRefused(f"“{draft.title}” has no text left to publish.") from None
     if errors:
@@ -90,9 +108,12 @@ def publish_draft(kb: KnowledgeBase, drafts: Drafts, draft_id: int, *, ingest: D
     if not drafts.mark_published(draft_id, version=draft.version, doc_id=document.doc_id):
         now = drafts.get(draft_id)
         if not (now.status == "published" and now.published_doc_id == document.doc_id
-                and now.version == draft.version):
+                and now.version == draft.version) and not draft.revises:
             kb.store.delete([document.doc_id])
             kb.refresh_index()
         drafts.check_publishable(draft_id, user=user, automatic=automatic)  # says what happened
         raise DraftRefused("The draft changed while publishing: look at it again, then publish.")
+    if draft.revises:
+        # Corrected by colleagues and published by its author: verified now.
+        kb.reviews.verify(document.doc_id, user=draft.author)
     return Published(drafts.get(draft_id), document.doc_id, passages, credits)

@@ -141,6 +141,7 @@ class DraftView:
     created_at: datetime | None = None
     closed_at: datetime | None = None
     published_doc_id: str | None = None
+    revises: str | None = None  # the document publishing replaces ("Needs changes")
 
     @property
     def passages(self) -> list[DraftPassage]:
@@ -151,7 +152,7 @@ class DraftView:
         return cls(row.id, row.author, row.title, body, row.version, row.status,
                    tuple(row.tags or ()), tuple(row.reviewers or ()), row.review_channel,
                    row.open_to_channel, row.private, row.due, row.source_url, row.review_ts,
-                   row.created_at, row.closed_at, row.published_doc_id)
+                   row.created_at, row.closed_at, row.published_doc_id, row.revises_doc_id)
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ class NewDraft:
     private: bool = False
     due: date | None = None
     source_url: str | None = None
+    revises: str | None = None  # a stored document's id: publishing replaces its passages
 
 
 @dataclass(frozen=True)
@@ -304,7 +306,7 @@ def validate_new_draft(new: NewDraft, *, today: date, ids: IdentityRules = ANY_I
     return NewDraft(author=new.author, title=title, body=body, tags=_clean_tags(new.tags),
                     reviewers=reviewers, review_channel=new.review_channel,
                     open_to_channel=new.open_to_channel, private=new.private, due=new.due,
-                    source_url=new.source_url)
+                    source_url=new.source_url, revises=new.revises)
 
 
 # -- the store ---------------------------------------------------------------------------
@@ -419,7 +421,7 @@ class Drafts:
                         reviewers=list(new.reviewers), review_channel=new.review_channel,
                         open_to_channel=new.open_to_channel, private=new.private, due=new.due,
                         source_url=new.source_url, status=OPEN, version=1, created_at=now,
-                        updated_at=now)
+                        updated_at=now, revises_doc_id=new.revises)
             session.add(row)
             session.flush()
             session.add(DraftVersion(draft_id=row.id, number=1, body=new.body,

@@ -55,6 +55,18 @@ class Document(Base):
     added_by: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Who keeps it true (Slack user or user-group ids): by default whoever added it.
+    owners: Mapped[list[str] | None] = mapped_column(JSON, default=list)
+    # The last time an owner (or an expert) said it is still right; None: never.
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    verified_by: Mapped[str | None] = mapped_column(String(64))
+    # Its own review interval in days (0: never due); None: its source's or kind's.
+    review_days: Mapped[int | None] = mapped_column(Integer)
+    # Archived: kept for the record, never indexed or cited again.
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    archived_by: Mapped[str | None] = mapped_column(String(64))
+    # The last review reminder (claimed with a compare-and-set: at most one a week).
+    reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     chunks: Mapped[list[Chunk]] = relationship(
         back_populates="document",
@@ -219,6 +231,8 @@ class Draft(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     published_doc_id: Mapped[str | None] = mapped_column(String(1024))
+    # The document this draft revises ("Needs changes"): publishing replaces its passages.
+    revises_doc_id: Mapped[str | None] = mapped_column(String(1024))
 
 
 class DraftVersion(Base):

@@ -23,7 +23,10 @@ from .store import (
     ChunkRecord,
     DocumentRecord,
     Passage,
+    SourceEntry,
     Store,
+    Verification,
+    default_owners,
     visible_in,
 )
 from .text import (
@@ -39,7 +42,7 @@ from .text import (
 __all__ = ["BACKENDS", "CPU_BACKEND", "DENSE_KINDS", "build_dense", "ExportCache", "Runtime", "Answer", "AnswerStream", "ChunkRecord", "Citation", "DocumentRecord", "Embedder", "EvalQuestion",
     "ExtractiveWriter", "FeedbackStore", "IndexManager", "IndexSnapshot", "LLMWriter",
     "METRIC_KEYS", "PRIVATE_CHANNEL", "Passage", "ACTIVE_MODEL", "GENERATION", "QuestionLog", "Quote", "REASONS",
-    "Retriever", "SearchResult", "SentenceVectors", "Store", "bundled_model_path",
+    "Retriever", "SearchResult", "Verification", "default_owners", "SentenceVectors", "SourceEntry", "Store", "bundled_model_path",
     "embedding_text", "evaluate", "keyword_terms", "keyword_text", "load_questions",
     "normalise_whitespace", "sentence_spans", "readable_sentences", "sha256", "split_blocks", "visible_in",
     "waiting_for_answer"]

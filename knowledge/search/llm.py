@@ -44,11 +44,16 @@ def base_url(url: str) -> str:
     return base[: -len(_ENDPOINT)] if base.endswith(_ENDPOINT) else base
 
 
+CONNECT_TIMEOUT = 5.0  # seconds to open a connection to the endpoint, per attempt
+
+
 class LLMWriter:
     """Writes with an OpenAI-compatible chat endpoint; falls back to the extractive writer.
 
     The client retries a failed call itself (``max_retries`` times: connection errors,
-    time-outs, 408, 409, 429 and 5xx), each attempt limited to ``timeout`` seconds.
+    time-outs, 408, 409, 429 and 5xx), each attempt limited to ``timeout`` seconds of
+    silence, and to ``CONNECT_TIMEOUT`` to connect: an endpoint that drops connections
+    holds a question for seconds, not for three full time-outs.
     """
 
     name = "llm"
@@ -60,11 +65,12 @@ class LLMWriter:
         self.fallback = fallback
         self.max_docs = max_docs
         if client is None:
-            from openai import OpenAI
+            from openai import OpenAI, Timeout
 
             # Every argument given, so the client reads none of OPENAI_API_KEY / _BASE_URL.
             client = OpenAI(base_url=base_url(url), api_key=api_key or NO_KEY,
-                            timeout=timeout, max_retries=max_retries)
+                            timeout=Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+                            max_retries=max_retries)
         self.client = client
 
     def _prompt(self, result: SearchResult) -> tuple[str, list[DocumentHit]]:

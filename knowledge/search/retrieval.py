@@ -19,7 +19,7 @@ from knowledge.sources import AccessRule, Audience, visible_to
 
 from .embedding import Embedder
 from .index import IndexSnapshot
-from .store import Store
+from .store import Store, Verification
 from .text import exact_terms, keyword_terms
 
 __all__ = ["Retriever", "PassageHit", "DocumentHit", "SearchResult", "fuse"]
@@ -64,6 +64,8 @@ class DocumentHit:
     score: float
     passages: list[PassageHit] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    # Owners and the last verification (None: not read, e.g. a hit built elsewhere).
+    verification: Verification | None = None
 
     @property
     def best(self) -> PassageHit:
@@ -103,7 +105,8 @@ class Retriever:
                  keyword_candidates: int = 100,
                  adjuster: Callable[[np.ndarray, str], dict[int, float]] | None = None,
                  embedder_for: Callable[[str], Embedder] | None = None,
-                 confidence_offset: Callable[[str], float] | None = None):
+                 confidence_offset: Callable[[str], float] | None = None,
+                 freshness: Callable[[IndexSnapshot], np.ndarray | None] | None = None):
         self.store = store
         self.index = index
         self.embedder = embedder
@@ -121,6 +124,9 @@ class Retriever:
         # Per model version: what puts its confidences on the configured threshold's scale
         # (a tuned version's cosines sit elsewhere; see knowledge.calibration).
         self.confidence_offset = confidence_offset
+        # Per index position, what to take off the fused score of a passage whose document
+        # is overdue for review (knowledge.review): a verified passage wins a near tie.
+        self.freshness = freshness
 
     def search(self, question: str, *, k: int = 10, passages_per_doc: int = 3,
                keyword_weight: float | None = None, channel: str | None = None,
@@ -154,6 +160,9 @@ class Retriever:
             if changes:
                 ids = snapshot.chunk_ids[positions]
                 fused = fused + np.array([changes.get(int(c), 0.0) for c in ids], dtype=np.float32)
+        penalty = self.freshness(snapshot) if self.freshness is not None else None
+        if penalty is not None:
+            fused = fused - penalty[positions]
         hits = self._group(snapshot, positions, fused, dense, k, passages_per_doc, audience)
         idf = snapshot.idf(terms)
         confidence = self.confidence(hits[0], terms, idf) if hits else 0.0
@@ -303,7 +312,8 @@ class Retriever:
             hits.append(DocumentHit(doc_id=first.doc_id, title=first.title, url=first.url,
                                     path=first.path, kind=first.kind,
                                     updated_at=first.updated_at, score=passages[0].score,
-                                    passages=passages, meta=first.meta or {}))
+                                    passages=passages, meta=first.meta or {},
+                                    verification=first.verification))
             if len(hits) == k:
                 break
         return hits

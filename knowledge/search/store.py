@@ -10,10 +10,11 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import String, cast, delete, func, select
+from sqlalchemy import String, cast, delete, func, select, true
 from sqlalchemy.orm import Session
 
 from knowledge.errors import ModelChangedError
@@ -24,7 +25,7 @@ from .text import keyword_text
 
 __all__ = ["Store", "DocumentRecord", "ChunkRecord", "Passage", "StoreStats", "SourceEntry",
            "RecentDocument", "visible_in", "PRIVATE_CHANNEL", "ACTIVE_MODEL", "GENERATION",
-           "DocumentOwner", "content_key", "index_fingerprints"]
+           "DocumentOwner", "Verification", "default_owners", "content_key", "index_fingerprints"]
 
 GENERATION = "generation"
 # The embedding model (version) every stored passage and question vector comes from, once
@@ -65,6 +66,32 @@ def visible_in(metadata: dict | None, channel: str | None) -> bool:
     return visible_to(metadata, Audience.in_channel(channel))
 
 
+class Verification(NamedTuple):
+    """Who keeps a document true and when they last said it is: what an answer's Sources
+    line shows and what decides when it is due for review (``knowledge.review``)."""
+
+    owners: tuple[str, ...]
+    verified_at: datetime | None
+    verified_by: str | None
+    created_at: datetime | None
+    review_days: int | None
+    source: str
+    kind: str
+
+
+def default_owners(metadata: dict[str, Any] | None, added_by: str | None) -> list[str]:
+    """A new document's owners: those its front matter names (``owner``), else whoever
+    added it (a curator, a published draft's author, the expert whose answer was saved)."""
+    named = (metadata or {}).get("owner") or (metadata or {}).get("owners")
+    if isinstance(named, str):
+        named = [part for part in named.replace(",", " ").split() if part]
+    if isinstance(named, list):
+        owners = [str(o).strip().lstrip("@<").rstrip(">") for o in named if str(o).strip()]
+        if owners:
+            return owners[:20]
+    return [added_by] if added_by else []
+
+
 @dataclass(frozen=True)
 class ChunkRecord:
     position: int
@@ -88,6 +115,8 @@ class DocumentRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     added_by: str | None = None
     chunks: list[ChunkRecord] = field(default_factory=list)
+    # Set only by an import (None: a new document's default owners; an update keeps them).
+    owners: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,20 +137,25 @@ class Passage:
     kind: str
     updated_at: Any
     meta: dict[str, Any]
+    verification: Verification | None = None
 
 
 # The columns a Passage is read from, after the chunk id (Store._passage builds it).
 _PASSAGE_COLUMNS = (Chunk.document_id, Chunk.position, Chunk.heading, Chunk.text, Chunk.model,
                     Document.doc_id, Document.title, Document.url, Document.path, Document.kind,
-                    Document.updated_at, Document.meta)
+                    Document.updated_at, Document.meta, Document.owners, Document.verified_at,
+                    Document.verified_by, Document.created_at, Document.review_days,
+                    Document.source)
 
 
 def _passage(row: Sequence[Any]) -> Passage:
     """A Passage from (chunk id, *_PASSAGE_COLUMNS)."""
     (chunk_id, document_key, position, heading, text, model, doc_id, title, url, path, kind,
-     updated_at, meta) = row
+     updated_at, meta, owners, verified_at, verified_by, created_at, review_days, source) = row
+    verification = Verification(tuple(owners or ()), verified_at, verified_by, created_at,
+                                review_days, source, kind)
     return Passage(chunk_id, document_key, position, heading, text, model, doc_id, title, url,
-                   path, kind, updated_at, meta or {})
+                   path, kind, updated_at, meta or {}, verification)
 
 
 class RecentDocument(NamedTuple):
@@ -145,8 +179,9 @@ class DocumentOwner(NamedTuple):
 
 @dataclass(frozen=True)
 class StoreStats:
-    documents: int
-    chunks: int
+    documents: int  # that answers may cite (archived ones are not counted)
+    chunks: int  # of those documents
+    archived: int = 0  # documents kept for the record, never cited
 
 
 class Store:
@@ -162,6 +197,12 @@ class Store:
     @staticmethod
     def _bump(session: Session) -> None:
         session.merge(Meta(key=GENERATION, value=uuid.uuid4().hex))
+
+    @classmethod
+    def mark_changed(cls, session: Session) -> None:
+        """A new generation, in the caller's transaction: every process's index is rebuilt
+        (e.g. a document archived, which the index leaves out)."""
+        cls._bump(session)
 
     # -- reads ------------------------------------------------------------------------
     def content_hashes(self, doc_ids: Sequence[str] | None = None) -> dict[str, str]:
@@ -256,6 +297,7 @@ class Store:
         with self.database.session() as session:
             rows = session.execute(select(Document.title, Document.url, Document.created_at,
                                           Document.meta)
+                                   .where(Document.archived_at.is_(None))
                                    .order_by(Document.created_at.desc(), Document.id.desc())
                                    .limit(limit * 3)).tuples()
             for title, url, created_at, meta in rows:
@@ -264,25 +306,29 @@ class Store:
         return out[:limit]
 
     def stats(self) -> StoreStats:
+        live = Document.archived_at.is_(None)
         with self.database.session() as session:
-            documents = session.scalar(select(func.count(Document.id))) or 0
-            chunks = session.scalar(select(func.count(Chunk.id))) or 0
-        return StoreStats(documents=documents, chunks=chunks)
+            documents = session.scalar(select(func.count(Document.id)).where(live)) or 0
+            archived = session.scalar(select(func.count(Document.id)).where(~live)) or 0
+            chunks = session.scalar(select(func.count(Chunk.id))
+                                    .join(Document, Document.id == Chunk.document_id).where(live)) or 0
+        return StoreStats(documents=documents, chunks=chunks, archived=archived)
 
     def models_in_use(self) -> list[str]:
         with self.database.session() as session:
             return list(session.scalars(select(Chunk.model).distinct()))
 
-    def _chunk_rows(self, *columns, batch: int) -> Iterator[tuple]:
+    def _chunk_rows(self, *columns, batch: int, citable: bool = False) -> Iterator[tuple]:
         """(chunk id, *columns) for every chunk joined with its document, by chunk id, read
-        ``batch`` rows at a time in one session."""
+        ``batch`` rows at a time in one session; ``citable``: only of documents not archived."""
         last = 0
+        live = Document.archived_at.is_(None) if citable else true()
         with self.database.session() as session:
             while True:
                 rows = session.execute(
                     select(Chunk.id, *columns)
                     .join(Document, Document.id == Chunk.document_id)
-                    .where(Chunk.id > last)
+                    .where(Chunk.id > last, live)
                     .order_by(Chunk.id)
                     .limit(batch)
                 ).tuples().all()
@@ -294,10 +340,10 @@ class Store:
     def iter_index_rows(self, batch: int = 5000, *, models: bool = False) -> Iterator[tuple]:
         """(chunk id, document key, embedding bytes, text for the keyword signal), by chunk id;
         with ``models``, the embedding model's name and the chunk's ``content_key`` come fifth
-        and sixth."""
+        and sixth. Archived documents are not in the index: nothing can cite them."""
         for chunk_id, document_key, blob, title, heading, text, model, embed_hash in self._chunk_rows(
                 Chunk.document_id, Chunk.embedding, Document.title, Chunk.heading, Chunk.text,
-                Chunk.model, Chunk.embed_hash, batch=batch):
+                Chunk.model, Chunk.embed_hash, batch=batch, citable=True):
             row = (chunk_id, document_key, blob, keyword_text(title, heading, text))
             yield (*row, model, content_key(embed_hash)) if models else row
 
@@ -306,10 +352,11 @@ class Store:
         an incremental index update compares with the fingerprints its snapshot holds, to
         find what was added and removed. A chunk id alone would not do: SQLite gives the id
         of a deleted last row to the next one inserted (a document edited last gets its old
-        chunk ids back)."""
+        chunk ids back). As the index, it leaves archived documents out."""
         with self.database.session() as session:
             rows = session.execute(select(Chunk.id, Chunk.document_id, Chunk.embed_hash)
-                                   .join(Document, Document.id == Chunk.document_id)).tuples().all()
+                                   .join(Document, Document.id == Chunk.document_id)
+                                   .where(Document.archived_at.is_(None))).tuples().all()
         ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
         keys = np.fromiter((row[1] for row in rows), dtype=np.int64, count=len(rows))
         contents = np.fromiter((content_key(row[2]) for row in rows), dtype=np.uint64, count=len(rows))
@@ -324,7 +371,7 @@ class Store:
                     select(Chunk.id, Chunk.document_id, Chunk.embedding, Document.title,
                            Chunk.heading, Chunk.text, Chunk.model, Chunk.embed_hash)
                     .join(Document, Document.id == Chunk.document_id)
-                    .where(Chunk.id.in_(wanted[start:start + batch]))
+                    .where(Chunk.id.in_(wanted[start:start + batch]), Document.archived_at.is_(None))
                     .order_by(Chunk.id)).tuples().all()
             for chunk_id, document_key, blob, title, heading, text, model, embed_hash in rows:
                 yield (chunk_id, document_key, blob, keyword_text(title, heading, text), model,
@@ -359,7 +406,7 @@ class Store:
             rows = session.execute(
                 select(Chunk.id, *_PASSAGE_COLUMNS)
                 .join(Document, Document.id == Chunk.document_id)
-                .where(Chunk.id.in_([int(i) for i in chunk_ids]))
+                .where(Chunk.id.in_([int(i) for i in chunk_ids]), Document.archived_at.is_(None))
             ).tuples()
             return {row[0]: _passage(row) for row in rows}
 
@@ -377,7 +424,8 @@ class Store:
         ).first()
         now = utcnow()
         if document is None:
-            document = Document(doc_id=record.doc_id, created_at=now)
+            document = Document(doc_id=record.doc_id, created_at=now,
+                                owners=default_owners(record.metadata, record.added_by))
             session.add(document)
         else:
             session.execute(delete(Chunk).where(Chunk.document_id == document.id))
@@ -390,6 +438,8 @@ class Store:
         document.content_hash = record.content_hash
         document.meta = record.metadata or {}
         document.added_by = record.added_by or document.added_by
+        if record.owners is not None:
+            document.owners = list(record.owners)
         document.updated_at = now
         session.flush()
         session.add_all(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .backup import export, import_
 from .digest import digest
+from .docs import docs
 from .drafts import draft
 from .knowledge_base import ask, db, eval_, index, ingest, stats
 from .root import cli
@@ -18,7 +19,7 @@ from .tune import tune
 __all__ = ["cli", "main"]
 
 for command in (ingest, ask, eval_, stats, db, index, console, serve, scheduler_command, digest,
-                run, draft, export, import_, tune, sources):
+                run, draft, export, import_, tune, sources, docs):
     cli.add_command(command)
 
 main = cli  # the `dml` console script (pyproject.toml)

@@ -72,7 +72,12 @@ def ask(ctx, question, as_json, channel, as_user):
     if as_json:
         click.echo(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
     else:
-        click.echo(render_answer_text(answer), nl=False)
+        from datetime import UTC, datetime
+
+        from bot.review_blocks import source_notes
+
+        notes, warning = source_notes(answer, kb.reviews.policy, datetime.now(UTC), who=lambda u: f"@{u}")
+        click.echo(render_answer_text(answer, notes=notes, warning=warning), nl=False)
 
 
 def _private_audience(ctx, kb, user: str):
@@ -127,7 +132,8 @@ def eval_(ctx, questions, as_json, keyword_weight, progress):
 def stats(ctx):
     """Size of the knowledge base."""
     store_stats = knowledge_base(ctx).store.stats()
-    click.echo(f"{store_stats.documents} documents, {store_stats.chunks} passages")
+    archived = f" ({store_stats.archived} more archived)" if store_stats.archived else ""
+    click.echo(f"{store_stats.documents} documents, {store_stats.chunks} passages{archived}")
 
 
 @click.group()

@@ -159,7 +159,7 @@ def _load_sample(kb) -> None:
     folder = sample_knowledge_dir()
     source = str(folder.resolve())
     stats = kb.store.stats()
-    if stats.documents and not kb.store.documents_of_source(source):
+    if (stats.documents or stats.archived) and not kb.store.documents_of_source(source):
         return  # the team has its own knowledge: leave it alone
     report = Ingestor(kb=kb, progress=False).run([str(folder)], prune=True)
     if report.added or report.updated:

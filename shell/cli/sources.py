@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import click
@@ -14,13 +15,14 @@ __all__ = ["sources"]
 
 @click.group()
 def sources():
-    """Sources that stay in sync (Git repositories, folders, Slack channels): synced on
+    """Sources that stay in sync (Git repositories, folders, Slack channels, Confluence
+    spaces): synced on
     their interval by the scheduler, or now with `dml sources sync`."""
 
 
 def _syncer(ctx, **kwargs):
     """The syncer, able to read Slack (with SLACK_BOT_TOKEN) once a Slack source needs it."""
-    from ingest import SourceSyncer
+    from ingest import ConfluenceSite, SourceSyncer
 
     def slack():
         from bot.app import build_client
@@ -31,32 +33,93 @@ def _syncer(ctx, **kwargs):
             raise click.ClickException("a Slack source is read with the bot's token: set SLACK_BOT_TOKEN")
         return slack_workspace(build_client(settings), experts=settings.experts)
 
-    return SourceSyncer(kb=knowledge_base(ctx), connections={"slack": slack}, **kwargs)
+    def confluence():  # restricted pages are cited to the designated machine learners only
+        return ConfluenceSite(experts=slack_settings_of(ctx).experts)
+
+    return SourceSyncer(kb=knowledge_base(ctx), connections={"slack": slack, "confluence": confluence},
+                        **kwargs)
+
+
+def _owners(owners: tuple[str, ...]) -> list[str]:
+    from knowledge.errors import DMLError
+    from knowledge.sources import AccessRule
+
+    try:
+        rule = AccessRule.of(list(owners))
+    except DMLError as exc:
+        raise click.BadParameter(str(exc), param_hint="--owner") from None
+    if rule.channels:
+        raise click.BadParameter("owners are users (U…) or user groups (S…), not channels",
+                                 param_hint="--owner")
+    return [*rule.users, *rule.groups]
+
+
+# A Slack id as --limit-to takes it: a channel (C…, G…), a person (U…, W…), a user group (S…).
+_SLACK_ID = re.compile(r"^[#@<]*[CGUWS][A-Z0-9]{2,}>?$")
+
+
+class _SeveralIds(click.Option):
+    """``--limit-to C1 C2 …``: the ids after the flag, up to the next option or the first
+    word that is no Slack id, each taken as if the flag were repeated."""
+
+    def add_to_parser(self, parser, ctx) -> None:
+        super().add_to_parser(parser, ctx)
+        for opt in self.opts:
+            parsed = parser._long_opt.get(opt) or parser._short_opt.get(opt)
+            if parsed is None:
+                continue
+            take = parsed.process
+
+            def process(value, state, take=take):
+                take(value, state)
+                while state.rargs and _SLACK_ID.match(state.rargs[0]):
+                    take(state.rargs.pop(0), state)
+
+            parsed.process = process
 
 
 @sources.command("add")
 @click.argument("kind")
-@click.argument("target")
+@click.argument("target", required=False, default="")
 @click.option("--name", default=None, help="What to call it (default: the repository's or folder's name).")
 @click.option("--branch", default=None, help="git: the branch to sync (default: the remote's default branch).")
 @click.option("--include", multiple=True, metavar="GLOB",
               help="git: sync only files matching this glob (repeatable; * crosses folders), e.g. 'docs/*'.")
+@click.option("--limit-to", "limit_to", cls=_SeveralIds, multiple=True, metavar="C… [C…]",
+              help="Cite its documents only in these channels (C…/G…), and in private to their "
+                   "members; people (U…) and user groups (S…) may be named too. Default: everyone "
+                   "in the workspace.")
+@click.option("--space", default=None, metavar="KEY", help="confluence: the space's key.")
+@click.option("--url", default=None, help="confluence: the site (default: DML_CONFLUENCE_URL).")
 @click.option("--every", "every", type=click.IntRange(1, 60 * 24 * 30), default=60, show_default=True,
               metavar="MINUTES", help="How often the scheduler syncs it, in minutes.")
+@click.option("--owner", "owners", multiple=True, metavar="U…",
+              help="Who owns its documents and reviews them (a Slack user U… or user group S…; "
+                   "repeatable). Default: the designated machine learners.")
 @click.option("--sync/--no-sync", "sync_now", default=False, help="Sync it once right away.")
 @click.pass_context
-def add(ctx, kind, target, name, branch, include, every, sync_now):
+def add(ctx, kind, target, name, branch, include, limit_to, space, url, every, owners, sync_now):
     """Add a source: `dml sources add git URL_OR_PATH`, `dml sources add folder PATH`,
-    `dml sources add slack CHANNEL_ID` (the bot must be a member of the channel).
+    `dml sources add slack CHANNEL_ID` (the bot must be a member of the channel),
+    `dml sources add confluence --space KEY [--url SITE]` (DML_CONFLUENCE_USER and
+    DML_CONFLUENCE_TOKEN read it). `--limit-to C123 C456` keeps its documents to those
+    channels.
 
     Credentials are never stored: a token in a URL is stripped (set DML_GIT_TOKEN or use
     git's credential helpers instead).
     """
-    options = {key: value for key, value in (("branch", branch), ("include", list(include))) if value}
+    if not target and not space:
+        raise click.UsageError("give what to sync: a repository, a folder or a channel id "
+                               "(or --space KEY for confluence)")
+    options = {key: value for key, value in (("branch", branch), ("include", list(include)),
+                                             ("space", space), ("url", url),
+                                             ("access", list(limit_to)),
+                                             ("owners", _owners(owners))) if value}
     syncer = _syncer(ctx)
     config = syncer.add(kind, target, name=name, options=options, interval_minutes=every)
     where = _where(config)
-    click.echo(f"added {config.kind} source {config.name!r} ({where}), synced every {every} min")
+    click.echo(f"added {config.kind} source {config.name!r} ({where}), synced every {every} min"
+               + _limited(config))
     if "@" in target and where and "@" not in where:
         click.echo("the credentials in the URL were not stored: set DML_GIT_TOKEN or use a git "
                    "credential helper", err=True)
@@ -68,6 +131,7 @@ def add(ctx, kind, target, name, branch, include, every, sync_now):
 @click.pass_context
 def list_(ctx):
     """The sources: kind, name, where, last sync, documents and the last error."""
+    from ingest import source_class
     from knowledge.sources import SyncedSources
 
     store = SyncedSources(knowledge_base(ctx).database)
@@ -80,7 +144,10 @@ def list_(ctx):
         where = _where(config)
         synced = config.last_sync_at.strftime("%Y-%m-%d %H:%M") if config.last_sync_at else "never"
         line = (f"{config.kind:<7} {config.name}  {where}  last sync {synced}, "
-                f"{counts.get(config.name, 0)} documents, every {config.interval_minutes} min")
+                f"{counts.get(config.name, 0)} documents, every {config.interval_minutes} min"
+                + _limited(config))
+        for note in getattr(source_class(config.kind), "notes", lambda _config: [])(config):
+            line += f"\n        {note}"
         if config.last_error:
             line += f"\n        last error: {config.last_error}"
         click.echo(line)
@@ -105,8 +172,18 @@ def sync(ctx, name, progress):
 
 def _where(config) -> str:
     options = config.options
+    if config.kind == "confluence":
+        return f"space {options['space']}" + (f" at {options['url']}" if options.get("url") else "")
     return options.get("url") or options.get("path") or (f"channel {options['channel']}"
                                                         if options.get("channel") else "")
+
+
+def _limited(config) -> str:
+    """", limited to channels C1, C2" for a source whose documents not everyone may see."""
+    from knowledge.sources import AccessRule
+
+    rule = AccessRule.of(config.options.get("access") or [])
+    return "" if rule.public else f", limited to {rule.describe()}"
 
 
 def _sync(ctx, syncer, names: list[str]) -> None:

@@ -518,7 +518,7 @@ def one_draft(**changes) -> dict:
 # once written: each is refused before anything is written, on SQLite as on PostgreSQL.
 INVALID_FILES = {
     "unknown schema": (lines({**HEADER, "schema": "0099"}, DOCUMENT, END),
-                       r"database schema '0099', which this DML does not know \(its newest is 0007\)"),
+                       r"database schema '0099', which this DML does not know \(its newest is 0008\)"),
     "wrong dimension": (lines(HEADER, passage(model=DEFAULT_MODEL_NAME, embedding=vector(np.ones(7))), END),
                         r":2: document passage 1's embedding has 7 dimensions; all-MiniLM-L6-v2 makes 384"),
     "bad base64": (lines(HEADER, passage(model=DEFAULT_MODEL_NAME, embedding="not base64!"), END),

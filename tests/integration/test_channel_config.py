@@ -28,6 +28,7 @@ from ..slack_stub import (
     channel_message,
     event_callback,
     reaction_added,
+    shown,
     slash_command,
     thread_message,
     view_submission,
@@ -49,17 +50,6 @@ def posts(bot, channel: str | None = None) -> list:
             if channel is None or c.params.get("channel") == channel]
 
 
-def shown(params: dict) -> str:
-    parts = [params.get("text") or ""]
-    for block in params.get("blocks") or []:
-        if isinstance(block.get("text"), dict):
-            parts.append(block["text"].get("text", ""))
-        for element in block.get("elements") or []:
-            if isinstance(element.get("text"), dict):
-                parts.append(element["text"].get("text", ""))
-            elif isinstance(element.get("text"), str):
-                parts.append(element["text"])
-    return "\n".join(parts)
 
 
 def buttons(params: dict) -> dict[str, dict]:

@@ -13,7 +13,7 @@ from knowledge.settings import SlackSettings
 from shell.scheduler import DMLScheduler
 
 from ..conftest import CURATOR, EXPERT, SIGNING_SECRET
-from ..slack_stub import block_actions, slash_command
+from ..slack_stub import block_actions, shown, slash_command
 from .conftest import InProcessBot
 
 WAIT = 20  # seconds: work after the ack may load the index first
@@ -39,17 +39,6 @@ def answer(bot, name: str) -> dict:
     return call.params
 
 
-def shown(params: dict) -> str:
-    parts = [params.get("text") or ""]
-    for block in params.get("blocks") or []:
-        if isinstance(block.get("text"), dict):
-            parts.append(block["text"]["text"])
-        for element in block.get("elements") or []:
-            if isinstance(element.get("text"), str):
-                parts.append(element["text"])
-            elif isinstance(element.get("text"), dict):
-                parts.append(element["text"]["text"])
-    return "\n".join(parts)
 
 
 def buttons(params: dict) -> dict[str, dict]:

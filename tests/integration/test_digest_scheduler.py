@@ -277,7 +277,7 @@ def test_a_restart_between_scheduling_and_firing_loses_no_schedule_and_duplicate
         node = nodes().start()
         node.dml.sync()
         node.tick()
-        assert stored_jobs(node.kb) == ["digest:C1", "digest:C2", "draft-reminders", "feeds", "sources"]
+        assert stored_jobs(node.kb) == ["digest:C1", "digest:C2", "draft-reminders", "feeds", "review-reminders", "sources"]
         assert node.next_run("digest:C1") == fire
         assert node.next_run("digest:C2") == fire + timedelta(hours=1)
         node.stop()
@@ -290,7 +290,7 @@ def test_a_restart_between_scheduling_and_firing_loses_no_schedule_and_duplicate
     last.tick()
     assert [len(posts(slack_api, c)) for c in ("C1", "C2", "C3")] == [1, 1, 0]
     assert "Calibrating churn models" in shown(posts(slack_api, "C1")[0].params)
-    assert stored_jobs(last.kb) == ["digest:C1", "digest:C2", "draft-reminders", "feeds", "sources"]
+    assert stored_jobs(last.kb) == ["digest:C1", "digest:C2", "draft-reminders", "feeds", "review-reminders", "sources"]
 
 
 def test_two_schedulers_on_one_database_post_once(nodes, clock, slack_api, tmp_path):
@@ -298,7 +298,7 @@ def test_two_schedulers_on_one_database_post_once(nodes, clock, slack_api, tmp_p
     fire = tomorrow_1030_berlin(clock.now)
     one.schedule(weekly_at("C1", fire))
     two.dml.sync()  # the second process starts with the same schedules: nothing is added
-    assert stored_jobs(one.kb) == ["digest:C1", "draft-reminders", "feeds", "sources"]
+    assert stored_jobs(one.kb) == ["digest:C1", "draft-reminders", "feeds", "review-reminders", "sources"]
     ingest(one.kb, tmp_path, ARTICLES)
 
     clock.set(fire + timedelta(seconds=1))
@@ -487,3 +487,34 @@ def test_a_failing_feed_is_reported_once_in_the_digest_not_every_hour(
     assert shown(first.params).count(url) == 1
     assert f"{url}: answered HTTP 500" in shown(first.params)
     assert url not in shown(second.params) and "Feeds that failed" not in shown(second.params)
+
+
+def test_review_reminders_go_out_once_per_document_across_restarts_and_replicas(nodes, clock, slack_api):
+    """The hourly review-reminder job: a due document's owner is reminded once, whichever
+    node runs the job and however often (two nodes on one database, then a restart)."""
+    from sqlalchemy import update
+
+    from ingest import Section, SourceDocument
+    from knowledge.ops.models import Document
+
+    first = nodes().start()
+    Ingestor(kb=first.kb, progress=False).ingest_documents(
+        [SourceDocument(doc_id="gpu", title="GPU queues for training",
+                        sections=[Section(None, "Training jobs for the ranking models run on the "
+                                                "gpu-large queue.")])], source="test", added_by="UANA")
+    with first.kb.database.session() as session, session.begin():
+        session.execute(update(Document).where(Document.doc_id == "gpu")
+                        .values(created_at=datetime.now(UTC) - timedelta(days=100)))
+    second = nodes().start()
+    clock.advance(hours=1, seconds=1)
+    first.tick()
+    second.tick()
+    assert len(posts(slack_api, "UANA")) == 1
+    assert "GPU queues for training" in " ".join(texts(posts(slack_api, "UANA")[0].params))
+    first.stop()
+    second.stop()
+    restarted = nodes().start()
+    clock.advance(hours=1, seconds=1)
+    restarted.tick()
+    assert len(posts(slack_api, "UANA")) == 1, "not again after a restart"
+    assert ("executed", "review-reminders") in {(kind, job) for kind, job, _ in restarted.events}

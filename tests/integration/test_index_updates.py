@@ -217,3 +217,23 @@ def test_a_document_edited_last_is_updated_though_its_chunk_ids_come_back(handbo
             fresh.close()
     finally:
         kb.close()
+
+
+def test_an_archived_document_leaves_the_index_and_comes_back_when_restored(handbook_settings,
+                                                                           embedder):
+    kb = KnowledgeBase(settings=handbook_settings, embedder=embedder)
+    try:
+        question = "What is data leakage?"
+        assert kb.search(question, k=1).hits[0].doc_id == "handbook/data-leakage"
+        size = kb.index.snapshot().size
+        kb.reviews.archive("handbook/data-leakage", user="UEXPERT")
+        kb.refresh_index()
+        archived = kb.index.snapshot()
+        assert archived.name.startswith("delta-") and archived.size < size
+        assert all(h.doc_id != "handbook/data-leakage" for h in kb.search(question, k=5).hits)
+        kb.reviews.restore("handbook/data-leakage")
+        kb.refresh_index()
+        assert kb.index.snapshot().size == size
+        assert kb.search(question, k=1).hits[0].doc_id == "handbook/data-leakage"
+    finally:
+        kb.close()

@@ -391,3 +391,15 @@ def test_the_extractive_writer_answers_whole(handbook_data_dir, embedder):
         assert asked(knowledge, "cli") == 1
     finally:
         knowledge.close()
+
+
+def test_a_dropped_connection_costs_seconds_not_the_answer_time_out():
+    # A black-holed endpoint is given CONNECT_TIMEOUT per attempt to connect, not the
+    # whole DML_LLM_TIMEOUT (three of which a question would otherwise wait for).
+    from knowledge.search.llm import CONNECT_TIMEOUT, LLMWriter
+
+    writer = LLMWriter(url="http://127.0.0.1:9/v1", model="m", timeout=60.0, fallback=None)  # type: ignore[arg-type]
+    assert writer.client.timeout.connect == CONNECT_TIMEOUT == 5.0
+    assert writer.client.timeout.read == 60.0
+    quick = LLMWriter(url="http://127.0.0.1:9/v1", model="m", timeout=0.75, fallback=None)  # type: ignore[arg-type]
+    assert quick.client.timeout.connect == 0.75

@@ -11,13 +11,16 @@ def _url(settings):
     return settings.sqlalchemy_url
 
 
-HEAD = "0007"
+HEAD = "0008"
 
 # Rows a team would have at each revision, written with that revision's own columns.
 POPULATE = {
     "0001": [
         "INSERT INTO documents (doc_id, source, kind, title, text, content_hash, metadata, "
         "created_at, updated_at) VALUES ('keep-me', 's', 'doc', 'T', 'body', 'h', '{}', "
+        "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        "INSERT INTO documents (doc_id, source, kind, title, text, content_hash, metadata, added_by, "
+        "created_at, updated_at) VALUES ('added-by-ana', 's', 'doc', 'T', 'body', 'h', '{}', 'UANA', "
         "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
     ],
     "0002": [
@@ -34,7 +37,7 @@ POPULATE = {
     ],
 }
 KEPT = {
-    "0001": ("SELECT doc_id FROM documents", "keep-me"),
+    "0001": ("SELECT doc_id FROM documents WHERE doc_id = 'keep-me'", "keep-me"),
     "0002": ("SELECT text FROM questions", "what is dropout?"),
     "0003": ("SELECT url FROM feeds", "https://example.org/feed"),
 }
@@ -61,6 +64,11 @@ def test_upgrade_a_populated_database_from_every_earlier_revision(settings, star
         for revision, (query, expected) in KEPT.items():
             if revision <= start:
                 assert conn.execute(sa.text(query)).scalar_one() == expected
+        if start >= "0001":
+            # 0008: whoever added a document owns it; nobody has verified or archived it.
+            owners = {doc_id: owners for doc_id, owners in conn.execute(sa.text(
+                "SELECT doc_id, owners FROM documents WHERE archived_at IS NULL AND verified_at IS NULL"))}
+            assert owners["added-by-ana"] in (["UANA"], '["UANA"]') and owners["keep-me"] is None
         tables = set(sa.inspect(conn).get_table_names())
     assert {"questions", "feedback", "processed_events", "digest_runs", "digest_schedules",
             "feeds", "drafts", "draft_versions", "corrections", "draft_reviews",

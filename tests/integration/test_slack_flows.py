@@ -26,6 +26,7 @@ from ..slack_stub import (
     message_im,
     message_shortcut,
     reaction_added,
+    shown,
     slash_command,
     thread_message,
     view_submission,
@@ -73,19 +74,6 @@ def response_url(bot, name: str) -> str:
     return f"{bot.api.url}response/{name}"
 
 
-def shown(params: dict) -> str:
-    """Everything a person sees in a message or view: fallback text and all block texts."""
-    parts = [params.get("text") or ""]
-    for block in params.get("blocks") or []:
-        text = block.get("text")
-        if isinstance(text, dict):
-            parts.append(text.get("text", ""))
-        for element in block.get("elements") or []:
-            if isinstance(element.get("text"), dict):
-                parts.append(element["text"].get("text", ""))
-            elif isinstance(element.get("text"), str):
-                parts.append(element["text"])
-    return "\n".join(parts)
 
 
 def buttons(params: dict) -> dict[str, dict]:

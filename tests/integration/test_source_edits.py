@@ -1,7 +1,8 @@
 """A synced Slack channel kept current while the bot runs: ``message_changed`` and
-``message_deleted`` events, signed and dispatched to the whole Bolt app (the assistant
-middleware and every other message listener in front), re-read the one thread they name
-through the Slack stand-in. SQLite and PostgreSQL."""
+``message_deleted`` events, and a ✅ given or taken away (``reaction_added``,
+``reaction_removed``), signed and dispatched to the whole Bolt app (the assistant
+middleware and every other listener in front), re-read the one thread they name through
+the Slack stand-in. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from bot.source_reading import slack_workspace
 from ingest import SourceSyncer
 from knowledge.settings import SlackSettings
 from knowledge.sources import AccessRule, SyncedSources
-from tests.slack_stub import event_callback, message_changed, message_deleted
+from tests.slack_stub import (
+    event_callback,
+    message_changed,
+    message_deleted,
+    reaction_added,
+    reaction_removed,
+)
 
 from .test_sources_slack import Channel, ts
 
@@ -221,3 +228,79 @@ def test_an_edit_in_a_private_source_channel_keeps_it_private(bot):
     document = bot.kb.store.get_document(f"slack-thread:G0777:{ts(1)}")
     assert "last three weeks" in document.text
     assert AccessRule.from_metadata(document.meta) == AccessRule(channels=("G0777",))
+
+
+# -- a ✅ given or taken away ------------------------------------------------------------------
+def check_mark(bot, n: int, who: str, *, on: int = 1, added: bool = True) -> None:
+    """``who`` gives (or takes off) a ✅ on message ``on`` of thread ``n`` (0: the question),
+    in the stand-in's data and as the event Slack sends."""
+    message = bot.api.thread_messages[(CHANNEL, ts(n))][on]
+    users = [u for u in ((message.get("reactions") or [{}])[0].get("users") or []) if u != who]
+    users += [who] if added else []
+    message["reactions"] = [{"name": "white_check_mark", "users": users, "count": len(users)}] if users else []
+    event = (reaction_added if added else reaction_removed)(
+        "white_check_mark", user=who, channel=CHANNEL, ts=message["ts"], item_user=message["user"])
+    assert bot.post(event_callback(event)).status == 200
+
+
+def verified(bot, n: int) -> bool:
+    return bool(bot.kb.store.get_document(doc_id(n)).meta.get("verified"))
+
+
+def test_a_check_mark_from_the_asker_verifies_the_thread_at_once_and_taking_it_off_undoes_it(bot, channel):
+    cursor = SyncedSources(bot.kb.database).get("ml-help").cursor
+    embedded = bot.kb.store.stats().chunks
+    mark = len(bot.api.calls)
+
+    check_mark(bot, 1, "U1")  # U1 asked thread 1: a ✅ on the answer
+    assert verified(bot, 1) and not verified(bot, 2)
+    assert replies_read(bot, mark)[-1] == ts(1)
+    assert "zebra schedule" in text_of(bot, 1)  # the same text, re-read; nothing else moved
+    assert bot.kb.store.stats().chunks == embedded
+    assert since(bot, mark, "chat.postMessage") == []
+
+    check_mark(bot, 1, "U1", added=False)
+    assert not verified(bot, 1)
+    assert SyncedSources(bot.kb.database).get("ml-help").cursor == cursor
+
+
+def test_a_check_mark_on_the_question_or_from_an_expert_verifies_and_anyone_elses_does_not(bot, channel):
+    check_mark(bot, 2, "U2")  # U2 neither asked thread 2 nor is a designated machine learner
+    assert not verified(bot, 2)
+    check_mark(bot, 2, "UEXPERT")  # a designated machine learner
+    assert verified(bot, 2)
+    check_mark(bot, 1, "U1", on=0)  # the asker, on the question itself
+    assert verified(bot, 1)
+
+
+def test_other_reactions_and_unsynced_channels_read_nothing(bot, channel):
+    mark = len(bot.api.calls)
+    reply = bot.api.thread_messages[(CHANNEL, ts(1))][1]
+    assert bot.post(event_callback(reaction_added("tada", user="U1", channel=CHANNEL,
+                                                  ts=reply["ts"]))).status == 200
+    assert bot.post(event_callback(reaction_added("white_check_mark", user="U1", channel="C0999",
+                                                  ts=reply["ts"]))).status == 200
+    assert replies_read(bot, mark) == [] and not verified(bot, 1)
+
+
+def test_an_experts_check_mark_in_a_synced_channel_saves_the_answer_and_verifies_the_thread(bot):
+    from .test_slack_flows import EXPERT, _abstain_and_hand_off, _expert_replied
+
+    thread, reply_ts = "1700001000.000100", "1700001000.000300"
+    _abstain_and_hand_off(bot, thread, channel=CHANNEL)
+    _expert_replied(bot, CHANNEL, thread, reply_ts)
+    parent = bot.api.thread_messages[(CHANNEL, thread)][0]
+    bot.api.history[CHANNEL] = [dict(parent, latest_reply=reply_ts)]
+    syncer(bot).add("slack", CHANNEL, name="ml-help")
+    assert syncer(bot).sync("ml-help").report.added == 1
+    synced = f"slack-thread:{CHANNEL}:{thread}"
+    assert not bot.kb.store.get_document(synced).meta.get("verified")
+
+    bot.api.thread_messages[(CHANNEL, thread)][2]["reactions"] = [
+        {"name": "white_check_mark", "users": [EXPERT], "count": 1}]
+    assert bot.post(event_callback(reaction_added("white_check_mark", user=EXPERT, channel=CHANNEL,
+                                                  ts=reply_ts, item_user=EXPERT))).status == 200
+
+    assert bot.kb.store.get_document(f"slack:{CHANNEL}:{reply_ts}").kind == "team answer"  # curation's part
+    assert bot.kb.store.get_document(synced).meta["verified"] is True
+    assert any("Saved to the knowledge base" in c.params.get("text", "") for c in bot.api.calls_of("chat.postMessage"))

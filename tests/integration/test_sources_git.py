@@ -384,3 +384,95 @@ def test_a_url_that_is_not_a_git_repository_is_refused_at_add(kb, git_http, cli_
     assert "Error: http://" in result.output and "git ls-remote failed" in result.output
     assert "Traceback" not in result.output
     assert SyncedSources(kb.database).all() == []
+
+
+def test_limit_to_keeps_a_repositorys_documents_to_those_channels(kb, repo, cli_env):
+    from shell.cli import main
+    from tests.slack_stub import SlackAPIStub
+
+    runner = CliRunner()
+    data = ["--data-dir", str(kb.settings.data_dir)]
+    env = {"DATABASE_URL": kb.settings.database_url} if kb.settings.database_url else {}
+    added = runner.invoke(main, [*data, "sources", "add", "git", str(repo.remote), "--name", "handbook",
+                                 "--limit-to", "C0123", "G0456", "--sync"], env=env)
+    assert added.exit_code == 0, added.output
+    assert "limited to channels C0123, G0456" in added.stdout and "4 added" in added.stdout
+    assert SyncedSources(kb.database).get("handbook").options["access"] == ["C0123", "G0456"]
+    clipping = stored(kb)["git:handbook:docs/clipping.md"]
+    assert clipping.meta["access"] == {"channels": ["C0123", "G0456"]}
+    assert "limited to channels C0123, G0456" in runner.invoke(main, [*data, "sources", "list"], env=env).stdout
+
+    question = "How do we keep loss spikes from diverging when fine-tuning?"
+
+    def ask(*args: str, slack: SlackAPIStub | None = None) -> str:
+        extra = {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_API_URL": slack.url} if slack else {}
+        result = runner.invoke(main, [*data, "ask", question, "--json", *args], env={**env, **extra})
+        assert result.exit_code == 0, result.output
+        return " ".join(c["doc_id"] for c in json.loads(result.stdout)["citations"])
+
+    cited = "git:handbook:docs/clipping.md"
+    assert cited in ask("--channel", "C0123") and cited in ask("--channel", "G0456")
+    assert cited not in ask() and cited not in ask("--channel", "C0999")
+    # In a channel the channel decides, whoever asks; in private, the asker's memberships.
+    assert cited in ask("--as", "U0001", "--channel", "C0123")
+    assert cited not in ask("--as", "U0001", "--channel", "C0999")
+    assert cited not in ask("--as", "U0001")  # no Slack token: memberships cannot be read
+    with SlackAPIStub() as slack:
+        slack.members.update({"C0123": ["U0001"], "G0456": ["U0002"]})
+        assert cited in ask("--as", "U0001", slack=slack) and cited in ask("--as", "U0002", slack=slack)
+        assert cited not in ask("--as", "U0003", slack=slack)
+
+
+def test_limit_to_refuses_what_is_no_slack_id(kb, syncer, repo):
+    with pytest.raises(DMLError, match="'everyone' is not a Slack channel"):
+        syncer.add("git", str(repo.remote), name="handbook", options={"access": ["everyone"]})
+    assert SyncedSources(kb.database).all() == []
+
+
+def test_unreadable_files_are_reported_by_source_and_path_while_the_rest_syncs(kb, syncer, tmp_path):
+    repo = Repo(tmp_path / "odd", {
+        "weights.txt": b"\x89PK\x03\x04" + bytes(range(256)) * 40,  # a binary file named like text
+        "notes/list.ipynb": "[1, 2, 3]",  # JSON, but no notebook
+        "notes/truncated.ipynb": json.dumps(NOTEBOOK)[:200],  # a notebook cut short
+        "data/dump.txt": b"\x00\x01" * 3_000_000,  # over the size read from a repository
+        "model.bin": b"\x00" * 6_000_000,  # not documentation by its name: not read, not reported
+        "guide.md": "# Guide\n\nRead the calibration notebook first, then the model card.\n"})
+    syncer.add("git", str(repo.remote), name="odd")
+    outcome = syncer.sync("odd")
+
+    assert outcome.error is None and outcome.cursor == repo.head
+    assert sorted(stored(kb, "odd")) == ["git:odd:guide.md"]
+    errors = sorted(outcome.report.errors)
+    assert len(errors) == 4, errors
+    assert errors[0].startswith("odd: data/dump.txt: skipped: 6,000,000 bytes")
+    assert errors[1] == "odd: notes/list.ipynb: is not a Jupyter notebook (no cells)"
+    assert errors[2].startswith("odd: notes/truncated.ipynb: is not a Jupyter notebook (not JSON")
+    assert errors[3] == "odd: weights.txt: looks like a binary file, not text"
+
+
+def test_a_source_that_is_no_longer_a_git_repository_fails_alone_and_says_which(kb, repo, tmp_path, cli_env):
+    import shutil
+
+    from shell.cli import main
+
+    other = Repo(tmp_path / "other", {"guide.md": "# Guide\n\nThe team's guide to model cards.\n"})
+    runner = CliRunner()
+    data = ["--data-dir", str(kb.settings.data_dir)]
+    env = {"DATABASE_URL": kb.settings.database_url} if kb.settings.database_url else {}
+    for name, remote in (("handbook", repo.remote), ("guides", other.remote)):
+        added = runner.invoke(main, [*data, "sources", "add", "git", str(remote), "--name", name], env=env)
+        assert added.exit_code == 0, added.output
+    shutil.rmtree(repo.remote)
+    repo.remote.mkdir()
+    (repo.remote / "README.md").write_text("# Not a repository any more\n")
+
+    synced = runner.invoke(main, [*data, "sources", "sync"], env=env)
+
+    assert synced.exit_code == 1
+    assert f"handbook: failed: {repo.remote}: git ls-remote failed: " in synced.stdout
+    assert "not a git repository" in synced.stdout or "does not appear to be a git repository" in synced.stdout
+    assert "guides: 1 added" in synced.stdout
+    assert "Traceback" not in synced.output
+    listed = runner.invoke(main, [*data, "sources", "list"], env=env).stdout
+    assert "last error: " in listed and "git ls-remote failed" in listed
+    assert sorted(stored(kb, "guides")) == ["git:guides:guide.md"]

@@ -156,7 +156,10 @@ def test_first_sync_stores_threads_as_questions_and_answers(kb, syncer, stub, bu
     assert hit.doc_id == doc_id(36)
 
 
-def test_the_next_sync_changes_exactly_what_changed(kb, syncer, stub, busy_channel):
+def test_the_next_sync_changes_exactly_what_changed(kb, syncer, stub, busy_channel, monkeypatch):
+    # "later" below is in 2027: no unverified thread of the last week is read again for a ✅
+    # (test_a_check_mark_given_while_the_bot_was_away_is_found_by_the_next_sync is about that).
+    monkeypatch.setattr(slack_channel, "RECHECK_LIMIT", 0)
     syncer.add("slack", CHANNEL, name="ml-help")
     first = syncer.sync("ml-help")
     before = stored(kb)
@@ -249,6 +252,38 @@ def test_a_check_mark_from_the_asker_or_an_expert_or_a_saved_answer_verifies(kb,
     documents = stored(kb)
     verified = {n for n in (1, 2, 3, 4) if documents[doc_id(n)].meta.get("verified")}
     assert verified == {1, 2, 4}  # the asker's ✅, the expert's (through user group S1), a saved reply
+
+
+def test_a_check_mark_given_while_the_bot_was_away_is_found_by_the_next_sync(kb, syncer, stub):
+    import time
+
+    channel = Channel(stub)
+    recent = int((time.time() - 1_700_000_000) / 100) - 864  # about a day ago
+    for n in (1, 2, recent):
+        channel.thread(n, question(n), [("U2", answer(n))])
+    syncer.add("slack", CHANNEL, name="ml-help")
+    syncer.sync("ml-help")
+    replies_before = len(stub.calls_of("conversations.replies"))
+
+    def check(n: int, on: int) -> None:
+        message = stub.thread_messages[(CHANNEL, ts(n))][on]
+        message["reactions"] = [{"name": "white_check_mark", "users": ["U1"], "count": 1}]
+        if on == 0:  # history shows the question's reactions
+            next(m for m in stub.history[CHANNEL] if m["ts"] == ts(n))["reactions"] = message["reactions"]
+
+    check(1, on=0)  # an old thread: the asker's ✅ on the question, seen in history
+    check(2, on=1)  # an old thread, ✅ on a reply: shows nowhere but conversations.replies
+    check(recent, on=1)  # a thread of the last week: read again until it is verified
+    second = syncer.sync("ml-help")
+
+    assert second.error is None and second.report.updated == 2 and second.report.chunks_embedded == 0
+    documents = stored(kb)
+    assert {n for n in (1, 2, recent) if documents[doc_id(n)].meta.get("verified")} == {1, recent}
+    read = [c.params["ts"] for c in stub.calls_of("conversations.replies")[replies_before:]]
+    assert sorted(read) == sorted([ts(1), ts(recent)])
+    third = syncer.sync("ml-help")  # verified now: not read again
+    assert third.report.summary().startswith("0 added, 0 updated, 0 unchanged, 0 removed")
+    assert len(stub.calls_of("conversations.replies")) == replies_before + 2
 
 
 def test_cli_adds_and_syncs_a_slack_channel_with_the_bots_token(kb, stub, monkeypatch, embedder):

@@ -279,7 +279,7 @@ def test_name_checks_catch_clashes(fake_repo_file):
 
 
 def test_knowledge_is_organised_by_feature():
-    assert knowledge_features() == ["backup", "channels", "digests", "drafts", "ops", "search", "sources", "tuning"]
+    assert knowledge_features() == ["backup", "channels", "digests", "drafts", "ops", "review", "search", "sources", "tuning"]
 
 
 # -- the checks themselves catch what they should -------------------------------------------

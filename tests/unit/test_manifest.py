@@ -69,6 +69,7 @@ EVENT_SCOPES: dict[str, tuple[str, ...]] = {
     "message.channels": ("channels:history",),
     "message.groups": ("groups:history",),
     "reaction_added": ("reactions:read",),
+    "reaction_removed": ("reactions:read",),
     "app_home_opened": (),
     "assistant_thread_started": ("assistant:write",),
     "assistant_thread_context_changed": ("assistant:write",),

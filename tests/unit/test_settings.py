@@ -80,8 +80,11 @@ def test_every_variable_is_read_and_typed():
            "DML_LLM_URL": "http://llm/v1", "DML_LLM_MODEL": "m", "DML_LLM_API_KEY": "sk-1",
            "DML_LLM_TIMEOUT": "5", "DML_ALLOW_PRIVATE_URLS": "yes", "DML_FETCH_TIMEOUT": "2.5",
            "DML_MAX_FETCH_BYTES": "1000", "DML_DRAFT_APPROVALS": "2",
-           "DML_DRAFT_REMIND_DAYS": "1.5", "DML_LEADER_LEASE": "10", "DML_TUNE_WEEKLY": "on",
-           "DML_TUNE_MIN_NEW_PAIRS": "7", "DML_GIT_TOKEN": "ghp_1", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1",
+           "DML_DRAFT_REMIND_DAYS": "1.5", "DML_LEADER_LEASE": "10", "DML_REVIEW_DAYS": "30",
+           "DML_REVIEW_INTERVALS": "article=365, source:handbook=0", "DML_OUTDATED_VOTES": "3", "DML_TUNE_WEEKLY": "on",
+           "DML_TUNE_MIN_NEW_PAIRS": "7", "DML_GIT_TOKEN": "ghp_1",
+           "DML_CONFLUENCE_URL": "https://ml.atlassian.net/wiki", "DML_CONFLUENCE_USER": "ada@example.com",
+           "DML_CONFLUENCE_TOKEN": "atl-1", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1",
            "SLACK_SIGNING_SECRET": "shh-secret", "SLACK_API_URL": "http://127.0.0.1:9/api",
            "DML_EXPERTS": "<@U0123>, S0456", "DML_CURATORS": "U0789",
            "DML_EXPERTS_CHANNEL": "<#C0123|experts>", "DML_LOG_FORMAT": " JSON ", "PORT": "8080"}
@@ -99,7 +102,12 @@ def test_every_variable_is_read_and_typed():
     assert (k.allow_private_urls, k.fetch_timeout, k.max_fetch_bytes) == (True, 2.5, 1000)
     assert (k.draft_approvals, k.draft_remind_days, k.leader_lease) == (2, 1.5, 10.0)
     assert (k.tune_weekly, k.tune_min_new_pairs) == (True, 7)
+    assert (k.review_days, k.review_intervals, k.outdated_votes) == \
+        (30, {"article": 365, "source:handbook": 0}, 3)
     assert k.git_token.get_secret_value() == "ghp_1" and "ghp_1" in root.secrets()
+    assert (k.confluence_url, k.confluence_user) == ("https://ml.atlassian.net/wiki", "ada@example.com")
+    assert k.confluence_token.get_secret_value() == "atl-1" and "atl-1" in root.secrets()
+    assert "atl-1" not in repr(k)
     assert (slack.bot_token_value, slack.app_token_value, slack.signing_secret_value) == \
         ("xoxb-1", "xapp-1", "shh-secret")
     assert slack.api_url == "http://127.0.0.1:9/api/"
