@@ -36,6 +36,7 @@ from ..slack_stub import (
     app_mention,
     block_actions,
     event_callback,
+    shown,
     slash_command,
     view_submission,
 )
@@ -98,17 +99,6 @@ def dms(api, user: str) -> list:
     return [c for c in api.calls_of("chat.postMessage") if c.params.get("channel") == user]
 
 
-def shown(params: dict) -> str:
-    parts = [params.get("text") or ""]
-    for block in params.get("blocks") or []:
-        if isinstance(block.get("text"), dict):
-            parts.append(block["text"].get("text", ""))
-        for element in block.get("elements") or []:
-            if isinstance(element.get("text"), dict):
-                parts.append(element["text"].get("text", ""))
-            elif isinstance(element.get("text"), str):
-                parts.append(element["text"])
-    return "\n".join(parts)
 
 
 def buttons(params: dict) -> dict[str, dict]:
