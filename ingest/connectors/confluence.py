@@ -140,12 +140,10 @@ class _Cursor:
 @register
 class ConfluenceSource(Source):
     kind = "confluence"
+    options_taken = ("space", "url")
 
     @classmethod
     def configure(cls, target: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        unknown = set(options) - {"space", "url"}
-        if unknown:
-            raise DMLError(f"a confluence source takes --space and --url, not {', '.join(sorted(unknown))}")
         space = (options.get("space") or target or "").strip()
         if not space or not space.replace("~", "").replace("_", "").replace("-", "").isalnum():
             raise DMLError("give the space's key: `dml sources add confluence --space KEY` "

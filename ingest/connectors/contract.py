@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from knowledge.errors import SourceError
+from knowledge.errors import DMLError, SourceError
 from knowledge.search import SourceEntry
 from knowledge.settings import Settings
 from knowledge.sources import AccessRule, SourceConfig
@@ -59,6 +59,9 @@ class Source(ABC):
     kind: ClassVar[str]
     # Can ``dml sources add`` keep it in sync? Kinds only ``dml ingest`` reads are not.
     syncable: ClassVar[bool] = True
+    # The options ``dml sources add`` may give it (``--branch`` → "branch"); any other is refused
+    # by ``refuse_unknown`` before ``configure`` sees them.
+    options_taken: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, *, config: SourceConfig, settings: Settings, connection: Any = None,
                  stored: Callable[[str], dict[str, Any] | None] | None = None,
@@ -98,6 +101,14 @@ class Source(ABC):
     def workdir(self) -> Path:
         """Where the source may keep a copy of what it reads (a clone)."""
         return self.settings.data_dir / "sources" / self.name
+
+    @classmethod
+    def refuse_unknown(cls, options: dict[str, Any]) -> None:
+        """``DMLError`` naming the options this kind does not take."""
+        unknown = sorted(set(options) - set(cls.options_taken))
+        if unknown:
+            taken = ", ".join(f"--{o}" for o in cls.options_taken) or "no options"
+            raise DMLError(f"a {cls.kind} source takes {taken}, not {', '.join(unknown)}")
 
     @classmethod
     @abstractmethod

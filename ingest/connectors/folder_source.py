@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from knowledge.errors import DMLError, SourceError
+from knowledge.errors import SourceError
 from knowledge.search import SourceEntry
 from knowledge.sources import SourceConfig
 
@@ -37,8 +37,6 @@ class FolderSource(Source):
 
     @classmethod
     def configure(cls, target: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        if options:
-            raise DMLError(f"a folder source takes no options ({', '.join(sorted(options))})")
         path = Path(target).expanduser().resolve()
         return path.name or "folder", {"path": str(path)}
 

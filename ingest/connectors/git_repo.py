@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from knowledge.errors import DMLError, SourceError
+from knowledge.errors import SourceError
 from knowledge.settings import child_environment
 from knowledge.sources import redact_credentials, strip_credentials
 
@@ -62,12 +62,10 @@ def _is_url(target: str) -> bool:
 @register
 class GitSource(Source):
     kind = "git"
+    options_taken = ("branch", "include")
 
     @classmethod
     def configure(cls, target: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        unknown = set(options) - {"branch", "include"}
-        if unknown:
-            raise DMLError(f"a git source takes --branch and --include, not {', '.join(sorted(unknown))}")
         if _is_url(target):
             location, had_token = strip_credentials(target)
             if had_token:

@@ -102,8 +102,6 @@ class SlackChannelSource(Source):
 
     @classmethod
     def configure(cls, target: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        if options:
-            raise DMLError(f"a slack source takes no options ({', '.join(sorted(options))})")
         channel = target.strip().lstrip("<#").split("|")[0].rstrip(">")
         if not _CHANNEL.match(channel):
             raise DMLError(f"{target!r} is not a Slack channel id (C… or G…): copy it from the "

@@ -65,6 +65,7 @@ class SourceSyncer:
         options = dict(options or {})
         limit = AccessRule.of(options.pop("access", None) or [])
         owners = [str(o) for o in options.pop("owners", None) or []]
+        cls.refuse_unknown(options)
         default_name, stored = cls.configure(target, options)
         if not limit.public:
             stored["access"] = [*limit.channels, *limit.users, *limit.groups]

@@ -50,6 +50,17 @@ def test_only_kinds_that_can_stay_in_sync_are_offered_to_dml_sources_add(kb, tmp
         SourceSyncer(kb=kb).add("file", str(tmp_path))
 
 
+def test_an_option_a_kind_does_not_take_is_refused_by_name_and_nothing_is_stored(kb, tmp_path):
+    syncer = SourceSyncer(kb=kb)
+    with pytest.raises(DMLError, match="^a folder source takes no options, not branch$"):
+        syncer.add("folder", str(tmp_path), options={"branch": "main"})
+    with pytest.raises(DMLError, match="^a git source takes --branch, --include, not space, url$"):
+        syncer.add("git", str(tmp_path), options={"space": "ML", "url": "x", "branch": "main"})
+    with pytest.raises(DMLError, match="^a confluence source takes --space, --url, not include$"):
+        syncer.add("confluence", "", options={"space": "ML", "include": ["*.md"]})
+    assert syncer.sources.all() == []
+
+
 # -- read once, through the contract ------------------------------------------------------------
 def test_a_runs_options_travel_with_the_run_not_with_the_ingestor(kb, tmp_path):
     (tmp_path / "dropout.md").write_text(note("Dropout"))
