@@ -19,17 +19,15 @@ import uuid
 import numpy as np
 from common import (
     CACHE,
+    ingest_mlquestions,
     markdown_table,
     mlquestions_dev,
-    mlquestions_documents,
     need_shared,
     save_result,
-    write_jsonl,
 )
 from latency import grow
 from sqlalchemy import insert, select, update
 
-from ingest import Ingestor
 from knowledge.kb import KnowledgeBase
 from knowledge.ops import Document, Meta
 from knowledge.settings import Settings
@@ -54,8 +52,7 @@ def base_store(data) -> None:
         return
     kb = KnowledgeBase(settings=Settings(data_dir=data))
     try:
-        corpus = write_jsonl(CACHE / "mlquestions-corpus.jsonl", mlquestions_documents())
-        Ingestor(kb=kb, progress=True, batch_chunks=256).run([str(corpus)], refresh_index=False)
+        ingest_mlquestions(kb, refresh_index=False)
     finally:
         kb.close()
 

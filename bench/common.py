@@ -49,6 +49,23 @@ def mlquestions_dev() -> list[dict]:
     return out
 
 
+def ingest_mlquestions(kb, *, refresh_index: bool = True):
+    """Ingest the MLQuestions corpus into ``kb`` (incremental: a second run embeds nothing);
+    its ingest report."""
+    from ingest import Ingestor
+
+    corpus = write_jsonl(CACHE / "mlquestions-corpus.jsonl", mlquestions_documents())
+    return Ingestor(kb=kb, progress=True, batch_chunks=256).run([str(corpus)], refresh_index=refresh_index)
+
+
+def mlquestions_questions(limit: int = 0) -> list:
+    """The dev questions as ``EvalQuestion``s (the first ``limit`` when it is set)."""
+    from knowledge.search import EvalQuestion
+
+    questions = [EvalQuestion(q["question"], frozenset(q["relevant"])) for q in mlquestions_dev()]
+    return questions[:limit] if limit else questions
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:

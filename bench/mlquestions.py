@@ -11,17 +11,15 @@ import time
 
 from common import (
     CACHE,
+    ingest_mlquestions,
     markdown_table,
-    mlquestions_dev,
-    mlquestions_documents,
+    mlquestions_questions,
     need_shared,
     save_result,
-    write_jsonl,
 )
 
-from ingest import Ingestor
 from knowledge.kb import KnowledgeBase
-from knowledge.search import EvalQuestion, evaluate
+from knowledge.search import evaluate
 from knowledge.settings import Settings
 
 
@@ -33,13 +31,10 @@ def main() -> None:
     need_shared()
     data = CACHE / "mlquestions"
     kb = KnowledgeBase(settings=Settings(data_dir=data))
-    corpus = write_jsonl(CACHE / "mlquestions-corpus.jsonl", mlquestions_documents())
     started = time.perf_counter()
-    report = Ingestor(kb=kb, progress=True, batch_chunks=256).run([str(corpus)])
+    report = ingest_mlquestions(kb)
     print(f"ingest: {report.summary()} ({time.perf_counter() - started:.0f}s)")
-    questions = [EvalQuestion(q["question"], frozenset(q["relevant"])) for q in mlquestions_dev()]
-    if args.limit:
-        questions = questions[: args.limit]
+    questions = mlquestions_questions(args.limit)
     kb.warm_up()
     rows, results = [], {}
     for weight in [float(w) for w in args.weights.split(",")]:

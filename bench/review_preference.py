@@ -19,19 +19,17 @@ from datetime import timedelta
 
 from common import (
     CACHE,
+    ingest_mlquestions,
     markdown_table,
-    mlquestions_dev,
-    mlquestions_documents,
+    mlquestions_questions,
     need_shared,
     save_result,
-    write_jsonl,
 )
 from sqlalchemy import select, update
 
-from ingest import Ingestor
 from knowledge.kb import KnowledgeBase
 from knowledge.ops import Document, utcnow
-from knowledge.search import EvalQuestion, evaluate
+from knowledge.search import evaluate
 from knowledge.settings import Settings
 
 
@@ -50,13 +48,10 @@ def main() -> None:
     args = parser.parse_args()
     need_shared()
     kb = KnowledgeBase(settings=Settings(data_dir=CACHE / "mlquestions"))
-    corpus = write_jsonl(CACHE / "mlquestions-corpus.jsonl", mlquestions_documents())
     started = time.perf_counter()
-    report = Ingestor(kb=kb, progress=True, batch_chunks=256).run([str(corpus)])
+    report = ingest_mlquestions(kb)
     print(f"ingest: {report.summary()} ({time.perf_counter() - started:.0f}s)")
-    questions = [EvalQuestion(q["question"], frozenset(q["relevant"])) for q in mlquestions_dev()]
-    if args.limit:
-        questions = questions[: args.limit]
+    questions = mlquestions_questions(args.limit)
     kb.warm_up()
     with kb.database.session() as session:
         keys = list(session.scalars(select(Document.id).order_by(Document.id)))

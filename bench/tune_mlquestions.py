@@ -33,8 +33,8 @@ from pathlib import Path
 from common import (
     CACHE,
     MLQ,
+    ingest_mlquestions,
     markdown_table,
-    mlquestions_documents,
     need_shared,
     peak_rss_mb,
     read_tsv,
@@ -42,7 +42,6 @@ from common import (
     write_jsonl,
 )
 
-from ingest import Ingestor
 from knowledge.kb import KnowledgeBase
 from knowledge.search import EvalQuestion, evaluate, sha256
 from knowledge.settings import Settings
@@ -232,8 +231,7 @@ def main() -> None:
 
     shared = CACHE / "mlquestions"
     kb = KnowledgeBase(settings=Settings(data_dir=shared))
-    corpus = write_jsonl(CACHE / "mlquestions-corpus.jsonl", mlquestions_documents())
-    report = Ingestor(kb=kb, progress=True, batch_chunks=256).run([str(corpus)])
+    report = ingest_mlquestions(kb)
     print(f"ingest: {report.summary()}", flush=True)
     kb.close()
 
