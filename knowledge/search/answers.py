@@ -241,7 +241,7 @@ class ExtractiveWriter:
         idf = result.idf
         mass = sum(idf.get(t, 0.0) for t in query_terms) or 1.0
         out: list[_Candidate] = []
-        seen: set[str] = set()  # passages overlap by a sentence: each is a candidate once
+        seen: dict[str, _Candidate] = {}  # passages overlap by a sentence: each is a candidate once
         for doc_rank, hit in enumerate(result.hits[: self.max_docs]):
             for passage in hit.passages:
                 relative = passage.score / best if best > 0 else 0.0
@@ -256,9 +256,8 @@ class ExtractiveWriter:
                         previous = None
                         continue
                     if sentence in seen:
-                        previous = next((c for c in out if c.text == sentence), None)
+                        previous = seen[sentence]
                         continue
-                    seen.add(sentence)
                     terms = frozenset(keyword_terms(sentence))
                     overlap = sum(idf.get(t, 0.0) for t in query_terms & terms) / mass
                     candidate = _Candidate(doc_rank, passage.position, order, sentence, terms,
@@ -267,7 +266,7 @@ class ExtractiveWriter:
                                            dangling=bool(DANGLING.match(sentence)),
                                            previous=previous, asked=terms & query_terms)
                     out.append(candidate)
-                    previous = candidate
+                    seen[sentence] = previous = candidate
         out = self._shortlist(out)
         self._score(out, result)
         return out
