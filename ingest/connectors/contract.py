@@ -111,6 +111,11 @@ class Source(ABC):
             raise DMLError(f"a {cls.kind} source takes {taken}, not {', '.join(unknown)}")
 
     @classmethod
+    def notes(cls, config: SourceConfig) -> list[str]:
+        """What ``dml sources list`` says about every source of this kind (a limit of it)."""
+        return []
+
+    @classmethod
     @abstractmethod
     def configure(cls, target: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """(a default name, the options to store) for ``dml sources add KIND TARGET``;

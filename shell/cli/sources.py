@@ -146,7 +146,7 @@ def list_(ctx):
         line = (f"{config.kind:<7} {config.name}  {where}  last sync {synced}, "
                 f"{counts.get(config.name, 0)} documents, every {config.interval_minutes} min"
                 + _limited(config))
-        for note in getattr(source_class(config.kind), "notes", lambda _config: [])(config):
+        for note in source_class(config.kind).notes(config):
             line += f"\n        {note}"
         if config.last_error:
             line += f"\n        last error: {config.last_error}"
