@@ -102,6 +102,10 @@ def one_edit(word: str) -> set[str]:
     return set(deletes + swaps + replaces + inserts)
 
 
+class OtherFormat(ValueError):
+    """A saved snapshot in another release's format: rebuilt, not reported as damage."""
+
+
 @dataclass
 class IndexSnapshot:
     """One consistent, in-memory view of the index.
@@ -392,6 +396,9 @@ class IndexManager:
         if name:
             try:
                 current = self._load(name, loaded)
+            except OtherFormat as exc:  # saved by another release: expected once, after an upgrade
+                log.info("index snapshot %s was saved by another release (%s); building it again "
+                         "from the stored vectors, once", name, exc)
             except Exception as exc:  # any damage means: rebuild from the database
                 log.warning("index snapshot %s unusable (%s); rebuilding from the database",
                             name, exc)
@@ -480,7 +487,7 @@ class IndexManager:
     def _meta(self, folder: Path) -> dict:
         meta = json.loads((folder / "meta.json").read_text())
         if meta.get("format") != FORMAT_VERSION:
-            raise ValueError(f"format {meta.get('format')} is not {FORMAT_VERSION}")
+            raise OtherFormat(f"format {meta.get('format')} is not {FORMAT_VERSION}")
         for filename, checksum in meta["checksums"].items():
             if _file_sha256(folder / filename) != checksum:
                 raise ValueError(f"checksum mismatch in {filename}")

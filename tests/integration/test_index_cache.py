@@ -97,6 +97,25 @@ DAMAGE = {
 }
 
 
+def test_a_snapshot_from_an_older_release_is_rebuilt_once_without_a_warning(handbook_settings, reference,
+                                                                           embedder, caplog):
+    meta_path = current_folder(handbook_settings.index_dir) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["format"] = meta["format"] - 1
+    meta_path.write_text(json.dumps(meta))
+    caplog.set_level("INFO", logger="knowledge.search.index")
+    kb = KnowledgeBase(settings=handbook_settings, embedder=embedder)
+    try:
+        assert results(kb) == reference
+    finally:
+        kb.close()
+    said = [r for r in caplog.records if "another release" in r.getMessage()]
+    assert [r.levelname for r in said] == ["INFO"]
+    assert not [r for r in caplog.records if r.levelname == "WARNING" and r.name == "knowledge.search.index"]
+    assert json.loads((current_folder(handbook_settings.index_dir) / "meta.json").read_text())["format"] \
+        == meta["format"] + 1
+
+
 @pytest.mark.parametrize("damage", list(DAMAGE), ids=list(DAMAGE))
 def test_damaged_index_is_rebuilt_from_stored_embeddings(damage, handbook_settings, reference,
                                                          embedder, monkeypatch):
