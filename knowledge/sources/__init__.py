@@ -7,7 +7,8 @@ This is the package's public entry point: code outside it imports only these nam
 
 from .access import ACCESS, AccessRule, Audience, visible_to
 from .credentials import redact_credentials, strip_credentials
+from .people import People, PeopleByEmail
 from .synced import SourceConfig, SyncedSources, source_key
 
 __all__ = ["ACCESS", "AccessRule", "Audience", "visible_to", "SourceConfig", "SyncedSources", "source_key",
-           "redact_credentials", "strip_credentials"]
+           "redact_credentials", "strip_credentials", "People", "PeopleByEmail"]
