@@ -51,9 +51,17 @@ def sha256(*parts: str) -> str:
 
 
 def _ends_with_abbreviation(fragment: str) -> bool:
-    words = fragment.rstrip(".!?\"')]").rsplit(None, 1)
+    words = fragment.rstrip(".!?\"')]").rsplit(None, 2)
     word = words[-1].lower().lstrip("(\"'") if words else ""
-    return word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha())
+    if word in _ABBREVIATIONS:
+        return True
+    if len(word) != 1 or not word.isalpha():
+        return False
+    # An initial ("Richard S. Sutton", "J. Smith") follows a name or opens the text; a
+    # single letter after a lower-case word is a variable ending its sentence ("…with a
+    # covariance matrix C. The new distribution…").
+    before = words[-2].lstrip("(\"'") if len(words) > 1 else ""
+    return not before or not before[:1].islower()
 
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
