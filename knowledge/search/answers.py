@@ -98,6 +98,8 @@ class _Candidate:
     dangling: bool = False
     previous: _Candidate | None = None  # the sentence before it in its passage, if quotable
     asked: frozenset[str] = frozenset()  # the question's terms it holds
+    about: bool = False  # opens with the question's subject ("Focal loss is…")
+    opens_section: bool = False  # among the first sentences of a section named as asked
 
     @property
     def key(self) -> tuple[int, int]:
@@ -108,11 +110,13 @@ _DEFINITION_QUESTION = re.compile(
     r"^\s*(what\s+(is|are|was|were|does\s+\S+(\s+\S+)?\s+mean)|what's|whats|define|who\s+is|"
     r"explain\s+what)\b", re.I)
 _DEFINES = re.compile(r"\b(is|are|was|means|refers to|stands for|is called|are called|called|"
-                      r"known as|denotes|describes|states|proposes|aims|is designed|learns)\b", re.I)
+                      r"known as|short for|denotes|describes|states|proposes|aims|is designed|learns)\b", re.I)
 
 
+# "Residual block: some input of a layer is passed…", a glossary entry.
+_NAMED = re.compile(r"^(?P<name>[\w()’'-]+(?: [\w()’'-]+){0,3}):\s+(?=\S)")
 _SUBORDINATE = re.compile(r"^(as|in|to|when|if|unlike|although|though|while|since|for|with|by|"
-                          r"because|after|before|compared|given|once|like|due|despite|recall|"
+                          r"because|after|before|during|compared|given|once|like|due|despite|recall|"
                           r"similar|similarly|interestingly|however|also|well)\b", re.I)
 
 
@@ -128,8 +132,13 @@ def _opens_with_subject(candidate: _Candidate, subject: set[str]) -> bool:
 def _defines(candidate: _Candidate, subject: set[str]) -> bool:
     """Does the sentence define the subject: it opens the sentence and a defining verb
     follows soon after ("X is …", "X, also known as Y, is …", "X states that …")?"""
-    return (_opens_with_subject(candidate, subject)
-            and _DEFINES.search(" ".join(candidate.text.split()[:14])) is not None)
+    if not _opens_with_subject(candidate, subject):
+        return False
+    if _DEFINES.search(" ".join(candidate.text.split()[:14])) is not None:
+        return True
+    named = _NAMED.match(candidate.text)  # "Residual block: the input of a layer is…"
+    return named is not None and bool(set(keyword_terms(named.group("name"))) & subject) \
+        and len(candidate.text[named.end():].split()) >= 6
 
 
 @dataclass(frozen=True)
@@ -177,6 +186,37 @@ def unseen_focus(question: str, unseen: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(w for w in words if w and set(keyword_terms(w)) & missing))
 
 
+SECTION_LEAD = 2  # the sentences that open a section
+
+
+def _focus_terms(question: str) -> frozenset[str]:
+    """The keyword terms of what a "What is…?" question asks about ("MAML", "normalizing
+    flow"), the frame words left out; empty for other questions."""
+    match = _FOCUS.match(question)
+    if not match:
+        return frozenset()
+    return frozenset(keyword_terms(match.group("focus"))) - _FRAME_WORDS
+
+
+def _heading(raw: str) -> bool:
+    """A heading the chunker kept as its own paragraph: short, no closing punctuation."""
+    text = raw.strip()
+    return 0 < len(text.split()) <= 12 and not text.endswith((".", "!", "?", ":", ";", ","))
+
+
+def _names(name: str | None, focus: frozenset[str]) -> bool:
+    """Is a section (or article) called this about what the question asks: all the asked
+    terms and at most one more ("MAML", not "First-order MAML"), or the asked name in its
+    parentheses ("Covariance Matrix Adaptation Evolution Strategies (CMA-ES)")?"""
+    if not focus or not name:
+        return False
+    terms = frozenset(keyword_terms(name)) - _FRAME_WORDS
+    if not focus <= terms:
+        return False
+    inside = " ".join(re.findall(r"\(([^)]*)\)", name))
+    return len(terms - focus) <= 1 or focus <= frozenset(keyword_terms(inside))
+
+
 def question_shape(question: str) -> Shape:
     return DEFINITION if _DEFINITION_QUESTION.match(question) else EXPLANATION
 
@@ -213,6 +253,7 @@ class ExtractiveWriter:
         self.definition_bonus = 0.12  # a sentence that defines the subject, for "What is X?"
         self.subject_bonus = 0.06  # a sentence whose subject is the question's, for how/why
         self.doc_penalty = 0.08  # per rank of the sentence's document
+        self.section_bonus = 0.15  # opens the section (or article) named by what is asked
 
     def should_abstain(self, result: SearchResult) -> bool:
         return (not result.hits or result.confidence < self.min_confidence
@@ -242,19 +283,30 @@ class ExtractiveWriter:
         mass = sum(idf.get(t, 0.0) for t in query_terms) or 1.0
         out: list[_Candidate] = []
         seen: dict[str, _Candidate] = {}  # passages overlap by a sentence: each is a candidate once
+        focus = _focus_terms(result.question)
         for doc_rank, hit in enumerate(result.hits[: self.max_docs]):
             for passage in hit.passages:
                 relative = passage.score / best if best > 0 else 0.0
-                if relative < 0.5 and doc_rank > 0:
+                raws = split_sentences(passage.text)
+                # The section the passage starts under (or the article, for its first
+                # passage), then each heading inside it: is it named as asked?
+                opening = passage.heading or (hit.title if passage.position == 0 else None)
+                named = [_names(opening, focus)] + [_heading(r) and _names(r, focus) for r in raws]
+                if relative < 0.5 and doc_rank > 0 and not any(named):
                     # The best document's passages all count: an exact-term bonus on one of
                     # them (a code sample naming the class) must not hide its prose.
                     continue
                 previous: _Candidate | None = None
-                for order, raw in enumerate(split_sentences(passage.text)):
+                leading = SECTION_LEAD if named[0] else 0  # sentences left of a section's opening
+                for order, raw in enumerate(raws):
+                    if _heading(raw):
+                        leading = SECTION_LEAD if named[order + 1] else 0
                     sentence = clean_sentence(raw)
                     if not quotable(sentence):
                         previous = None
                         continue
+                    opens_section = leading > 0
+                    leading -= opens_section
                     if sentence in seen:
                         previous = seen[sentence]
                         continue
@@ -264,7 +316,8 @@ class ExtractiveWriter:
                                            hit, passage.text, passage.chunk_id, overlap=overlap,
                                            relative=relative,
                                            dangling=bool(DANGLING.match(sentence)),
-                                           previous=previous, asked=terms & query_terms)
+                                           previous=previous, asked=terms & query_terms,
+                                           opens_section=opens_section)
                     out.append(candidate)
                     seen[sentence] = previous = candidate
         out = self._shortlist(out)
@@ -295,19 +348,25 @@ class ExtractiveWriter:
         # The question's subject: its rarest terms ("focal loss", "YOLO").
         subject = set(sorted(query_terms, key=lambda t: -idf.get(t, 0.0))[:2])
         definition = question_shape(result.question) is DEFINITION
+        # What a definition must open with: what is asked about ("the reparameterization
+        # trick" in "…trick in a variational autoencoder?"), else the rarest terms.
+        named = set(_focus_terms(result.question) & query_terms) or subject
         meanings = self._meanings(candidates, result)
         w_meaning, w_terms, w_rank = self.weights
         if meanings is None:  # no vectors: shared terms carry the meaning's weight too
             w_terms, w_meaning = w_terms + w_meaning, 0.0
         for i, c in enumerate(candidates):
+            c.about = _opens_with_subject(c, subject)
             c.meaning = float(meanings[i]) if meanings is not None else 0.0
             c.score = (w_meaning * c.meaning + w_terms * c.overlap + w_rank * c.relative
                        - self.doc_penalty * c.doc_rank)
             if c.dangling:
                 c.score -= 0.08  # "It is…", "This means…": lost without the sentence before
-            if definition and _defines(c, subject):
+            if c.opens_section:
+                c.score += self.section_bonus  # "What is MAML?": the section called "MAML"
+            if definition and _defines(c, named):
                 c.score += self.definition_bonus  # "What is X?" wants "X is …" first
-            elif not definition and _opens_with_subject(c, subject):
+            elif not definition and c.about:
                 c.score += self.subject_bonus  # "How does X…?" wants "X does …"
 
     # -- choice -----------------------------------------------------------------------
@@ -342,8 +401,17 @@ class ExtractiveWriter:
                     break
             if not added:
                 break
-        rest = sorted(chosen[head:], key=lambda c: (c.doc_rank, c.position, c.order))
-        return chosen[:head] + rest
+        lead_group, rest = chosen[:head], chosen[head:]
+        # A chosen sentence about the subject that comes right before the lead in its
+        # passage is read first: the passage's own order ("Residual block: some input…",
+        # then "Residual blocks are essential for…") reads better than the lead pulled out
+        # ahead of what introduces it.
+        while (before := next((c for c in rest if c.about and c.chunk_id == lead_group[0].chunk_id
+                               and c.order == lead_group[0].order - 1), None)) is not None:
+            rest.remove(before)
+            lead_group.insert(0, before)
+        rest = sorted(rest, key=lambda c: (c.doc_rank, c.position, c.order))
+        return lead_group + rest
 
     @staticmethod
     def _follows(candidate: _Candidate, taken: set[tuple[int, int]]) -> float:

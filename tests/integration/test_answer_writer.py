@@ -193,3 +193,50 @@ def test_a_question_about_something_no_document_names_gets_i_dont_know(metrics_k
 def test_typos_and_unseen_words_outside_the_subject_still_get_answers(metrics_kb, question):
     answer = metrics_kb.ask(question)
     assert not answer.abstained, answer.text
+
+
+# -- where the answer stands in the page: the section named as asked, the page's order --
+
+META_LEARNING = """# Meta-learning notes
+
+## First-order MAML
+
+First-order MAML drops the second derivatives of MAML to save memory and time. It is cheaper to compute than MAML on large models. Researchers found first-order MAML works nearly as well as MAML on few-shot image benchmarks.
+
+## MAML
+
+MAML trains the starting weights of a network so that a few gradient steps on a new task already give a good model. The same starting weights serve every task of the family.
+
+## Reptile
+
+Reptile moves the starting weights towards the weights trained on each sampled task, and is simpler than MAML.
+"""
+
+RESNETS = """# Deep networks
+
+Very deep plain networks are hard to train, whatever their width.
+
+Residual block: the input of a layer is added to the output of the layer two steps later. Residual blocks are essential for keeping a very deep network trainable. Plain networks of the same depth train worse as layers are added.
+"""
+
+
+@pytest.fixture
+def sections_kb(sqlite_kb, tmp_path):
+    ingest(sqlite_kb, tmp_path, {"meta-learning.md": META_LEARNING, "resnets.md": RESNETS,
+                                 "drift.md": DRIFT})
+    return sqlite_kb
+
+
+def test_a_definition_leads_with_the_opening_of_the_section_named_as_asked(sections_kb):
+    # "First-order MAML…" names MAML in every sentence; the section called "MAML" says what it is.
+    answer = sections_kb.ask("What is MAML?")
+    assert not answer.abstained, answer.text
+    assert answer.text.startswith("MAML trains the starting weights of a network"), answer.text
+
+
+def test_a_sentence_about_the_subject_just_before_the_lead_is_read_first(sections_kb):
+    answer = sections_kb.ask("What is a residual block?")
+    assert not answer.abstained, answer.text
+    first, _, rest = answer.text.partition(" [1] ")
+    assert first.startswith("Residual block: the input of a layer is added"), answer.text
+    assert "Residual blocks are essential" in rest
