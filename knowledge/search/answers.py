@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .asked import FOCUS, FRAME_WORDS, WORD, focus_terms, is_heading, names_asked
 from .index import one_edit
 from .retrieval import DocumentHit, SearchResult
 from .sentences import DANGLING, SentenceVectors, clean_sentence, quotable, readable
@@ -155,66 +156,20 @@ DEFINITION = Shape(sentences=3, words=70)
 EXPLANATION = Shape(sentences=5, words=110)
 
 
-# What a "What is…?" / "Who are…?" question asks about: the words after the copula, up to
-# the first preposition or clause ("our on-call rota" in "What is our on-call rota for the
-# feature store?").
-_FOCUS = re.compile(
-    r"^\s*(?:what|which|who)(?:'s|’s|\s+(?:is|are|was|were))\s+"
-    r"(?:(?:the|our|a|an|your|my|their|its)\s+)?(?P<focus>.+?)"
-    r"(?=\s+(?:for|of|in|on|at|to|with|when|that|which|who|we|do|does|did|used|between|and|or)"
-    r"\b|\s*[?.!]|\s*$)", re.I)
-_WORD = re.compile(r"[\w'’-]+")
-# Words that frame a question rather than name its subject ("the difference between…", "the
-# best way to…", "the main advantages of…"): a handbook need not use them to answer it.
-_FRAME_WORDS = frozenset(keyword_terms(
-    "difference differences best way ways purpose role point meaning advantage advantages "
-    "disadvantage disadvantages benefit benefits pros cons reason reasons goal idea intuition "
-    "use uses example examples definition main key right good kind kinds type types sort "
-    "steps step rule rules name names list"))
-
-
 def unseen_focus(question: str, unseen: Sequence[str]) -> list[str]:
     """The words of the question's focus that nothing in the knowledge base holds, as the
     asker typed them: "What is our on-call rota…?" asked of a handbook that never names a
     rota is not answered by the page about the feature store, however close it is."""
-    match = _FOCUS.match(question)
+    match = FOCUS.match(question)
     if not match or not unseen:
         return []
-    missing = set(unseen) - _FRAME_WORDS
-    missing = {t for t in missing if not one_edit(t) & _FRAME_WORDS}  # "diference"
-    words = [w.strip("'’-") for w in _WORD.findall(match.group("focus"))]
+    missing = set(unseen) - FRAME_WORDS
+    missing = {t for t in missing if not one_edit(t) & FRAME_WORDS}  # "diference"
+    words = [w.strip("'’-") for w in WORD.findall(match.group("focus"))]
     return list(dict.fromkeys(w for w in words if w and set(keyword_terms(w)) & missing))
 
 
 SECTION_LEAD = 2  # the sentences that open a section
-
-
-def _focus_terms(question: str) -> frozenset[str]:
-    """The keyword terms of what a "What is…?" question asks about ("MAML", "normalizing
-    flow"), the frame words left out; empty for other questions."""
-    match = _FOCUS.match(question)
-    if not match:
-        return frozenset()
-    return frozenset(keyword_terms(match.group("focus"))) - _FRAME_WORDS
-
-
-def _heading(raw: str) -> bool:
-    """A heading the chunker kept as its own paragraph: short, no closing punctuation."""
-    text = raw.strip()
-    return 0 < len(text.split()) <= 12 and not text.endswith((".", "!", "?", ":", ";", ","))
-
-
-def _names(name: str | None, focus: frozenset[str]) -> bool:
-    """Is a section (or article) called this about what the question asks: all the asked
-    terms and at most one more ("MAML", not "First-order MAML"), or the asked name in its
-    parentheses ("Covariance Matrix Adaptation Evolution Strategies (CMA-ES)")?"""
-    if not focus or not name:
-        return False
-    terms = frozenset(keyword_terms(name)) - _FRAME_WORDS
-    if not focus <= terms:
-        return False
-    inside = " ".join(re.findall(r"\(([^)]*)\)", name))
-    return len(terms - focus) <= 1 or focus <= frozenset(keyword_terms(inside))
 
 
 def question_shape(question: str) -> Shape:
@@ -283,15 +238,18 @@ class ExtractiveWriter:
         mass = sum(idf.get(t, 0.0) for t in query_terms) or 1.0
         out: list[_Candidate] = []
         seen: dict[str, _Candidate] = {}  # passages overlap by a sentence: each is a candidate once
-        focus = _focus_terms(result.question)
+        focus = focus_terms(result.question)
         for doc_rank, hit in enumerate(result.hits[: self.max_docs]):
             for passage in hit.passages:
                 relative = passage.score / best if best > 0 else 0.0
                 raws = split_sentences(passage.text)
                 # The section the passage starts under (or the article, for its first
                 # passage), then each heading inside it: is it named as asked?
+                # A passage filed under the named section opens it only when retrieval read
+                # that it does: the tail of a long section starts mid-way.
                 opening = passage.heading or (hit.title if passage.position == 0 else None)
-                named = [_names(opening, focus)] + [_heading(r) and _names(r, focus) for r in raws]
+                named = [bool(passage.opens_section) and names_asked(opening, focus)]
+                named += [is_heading(r) and names_asked(r, focus) for r in raws]
                 if relative < 0.5 and doc_rank > 0 and not any(named):
                     # The best document's passages all count: an exact-term bonus on one of
                     # them (a code sample naming the class) must not hide its prose.
@@ -299,7 +257,7 @@ class ExtractiveWriter:
                 previous: _Candidate | None = None
                 leading = SECTION_LEAD if named[0] else 0  # sentences left of a section's opening
                 for order, raw in enumerate(raws):
-                    if _heading(raw):
+                    if is_heading(raw):
                         leading = SECTION_LEAD if named[order + 1] else 0
                     sentence = clean_sentence(raw)
                     if not quotable(sentence):
@@ -350,7 +308,7 @@ class ExtractiveWriter:
         definition = question_shape(result.question) is DEFINITION
         # What a definition must open with: what is asked about ("the reparameterization
         # trick" in "…trick in a variational autoencoder?"), else the rarest terms.
-        named = set(_focus_terms(result.question) & query_terms) or subject
+        named = set(focus_terms(result.question) & query_terms) or subject
         meanings = self._meanings(candidates, result)
         w_meaning, w_terms, w_rank = self.weights
         if meanings is None:  # no vectors: shared terms carry the meaning's weight too

@@ -17,6 +17,7 @@ import numpy as np
 
 from knowledge.sources import AccessRule, Audience, visible_to
 
+from .asked import focus_terms, inner_headings, names_asked
 from .embedding import Embedder
 from .index import IndexSnapshot
 from .store import Store, Verification
@@ -32,6 +33,10 @@ COVERAGE_WEIGHT = 0.25
 # error string wants the page with that string, however similar other pages sound.
 RARE_TERM_SHARE = 0.002
 EXACT_BONUS = 1.0
+# A passage filed under a section (or an article) named after what a "What is…?" question
+# asks about (bench/answers.py, on its tuning half).
+NAMED_SECTION_BONUS = 0.1
+NAMED_SECTION_CANDIDATES = 50
 
 
 class SnapshotSource(Protocol):
@@ -51,6 +56,9 @@ class PassageHit:
     text: str
     score: float  # fused
     dense: float  # cosine similarity to the question
+    # Whether the passage opens its section (None: not read; retrieval reads it for the
+    # questions that ask what something is).
+    opens_section: bool | None = None
 
 
 @dataclass
@@ -160,10 +168,26 @@ class Retriever:
             if changes:
                 ids = snapshot.chunk_ids[positions]
                 fused = fused + np.array([changes.get(int(c), 0.0) for c in ids], dtype=np.float32)
+        focus = focus_terms(question)
+        sections: dict[int, bool] = {}
+        if focus and len(positions):
+            # "What is MAML?": the section called "MAML" (or the article of that title), not
+            # the one on first-order MAML that names it more often. Only the best few can
+            # gain from it; a section may also start inside a passage, under its heading.
+            top = np.argsort(-fused, kind="stable")[:NAMED_SECTION_CANDIDATES]
+            read = self.store.sections(snapshot.chunk_ids[positions[top]].tolist())
+            for i in top:
+                found = read.get(int(snapshot.chunk_ids[positions[i]]))
+                if found is None:
+                    continue
+                name, opens, text = found
+                sections[int(snapshot.chunk_ids[positions[i]])] = opens
+                if names_asked(name, focus) or any(names_asked(h, focus) for h in inner_headings(text)):
+                    fused[i] += NAMED_SECTION_BONUS
         penalty = self.freshness(snapshot) if self.freshness is not None else None
         if penalty is not None:
             fused = fused - penalty[positions]
-        hits = self._group(snapshot, positions, fused, dense, k, passages_per_doc, audience)
+        hits = self._group(snapshot, positions, fused, dense, k, passages_per_doc, audience, sections)
         idf = snapshot.idf(terms)
         confidence = self.confidence(hits[0], terms, idf) if hits else 0.0
         if hits and self.confidence_offset is not None:
@@ -282,8 +306,8 @@ class Retriever:
         return snapshot.dense_search(query, wanted, allowed)
 
     def _group(self, snapshot: IndexSnapshot, positions: np.ndarray, fused: np.ndarray,
-               dense: np.ndarray, k: int, passages_per_doc: int,
-               audience: Audience) -> list[DocumentHit]:
+               dense: np.ndarray, k: int, passages_per_doc: int, audience: Audience,
+               sections: dict[int, bool] | None = None) -> list[DocumentHit]:
         order = np.argsort(-fused, kind="stable")
         by_doc: dict[int, list[int]] = {}
         for i in order:
@@ -303,7 +327,8 @@ class Retriever:
                 if row is None:  # deleted since the snapshot was built
                     continue
                 passages.append(PassageHit(row.chunk_id, row.position, row.heading, row.text,
-                                        float(fused[i]), float(dense[i])))
+                                        float(fused[i]), float(dense[i]),
+                                        opens_section=(sections or {}).get(row.chunk_id)))
             if not passages:
                 continue
             first = rows[passages[0].chunk_id]

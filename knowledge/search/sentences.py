@@ -41,7 +41,8 @@ _ASIDE = re.compile(
     r"tutorial|series)s?\b|\bcheck\s+(out\s+)?(my|this|the)\b|\bin the (following|next) "
     r"(discussion|section|part|chapter)s?\b|\bpart\s+\d+\s+(will|would|introduces|covers|focuses|of (this|the))\b|\bwe\s+will\s+(discuss|"
     r"cover|use|see|talk|introduce|describe|look|go|focus|start|dive|learn)\b|\bstay tuned\b|"
-    r"\blater in this\b|\bkeep (on )?reading\b|\bin this (section|chapter)\b", re.I)
+    r"\blater in this\b|\bkeep (on )?reading\b|\bin this (section|chapter)\b|"
+    r"\bbefore we (dig|dive|get|go|look|jump|move)\b", re.I)
 # Math or a link dropped from the text leaves a word followed by bare punctuation.
 _HOLE = re.compile(r"[A-Za-z]\s+[,.;:](\s|$)|\(\s*\)|\b(of|on|by|to|the|is|and|with|as|a|an|"
                    r"between|from|parameter)\s+[,.;:)]")

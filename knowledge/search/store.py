@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import String, cast, delete, func, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from knowledge.errors import ModelChangedError
 from knowledge.ops import Chunk, Database, Document, Meta, utcnow
@@ -409,6 +409,27 @@ class Store:
                 .where(Chunk.id.in_([int(i) for i in chunk_ids]), Document.archived_at.is_(None))
             ).tuples()
             return {row[0]: _passage(row) for row in rows}
+
+    def sections(self, chunk_ids: Sequence[int]) -> dict[int, tuple[str | None, bool, str]]:
+        """Per passage: what it is filed under (its section's heading; for a document's first
+        passage with none, the document's title; else None), whether it opens that section
+        (the passage before it is filed under another, or there is none), and its text
+        (where the sections that start inside it are named). One query, by the (document,
+        position) index."""
+        if not chunk_ids:
+            return {}
+        before = aliased(Chunk)
+        with self.database.session() as session:
+            rows = session.execute(
+                select(Chunk.id, Chunk.heading, Chunk.position, Chunk.text, Document.title,
+                       before.id, before.heading)
+                .join(Document, Document.id == Chunk.document_id)
+                .outerjoin(before, (before.document_id == Chunk.document_id)
+                           & (before.position == Chunk.position - 1))
+                .where(Chunk.id.in_([int(i) for i in chunk_ids]))).tuples()
+            return {chunk_id: (heading or (title if position == 0 else None),
+                               previous is None or previous_heading != heading, text)
+                    for chunk_id, heading, position, text, title, previous, previous_heading in rows}
 
     # -- writes -----------------------------------------------------------------------
     def upsert(self, record: DocumentRecord) -> None:

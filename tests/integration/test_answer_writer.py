@@ -240,3 +240,42 @@ def test_a_sentence_about_the_subject_just_before_the_lead_is_read_first(section
     first, _, rest = answer.text.partition(" [1] ")
     assert first.startswith("Residual block: the input of a layer is added"), answer.text
     assert "Residual blocks are essential" in rest
+
+
+FIRST_ORDER = """# Cheaper meta-learning
+
+First-order MAML drops the second derivatives of MAML. First-order MAML is cheaper than MAML, and MAML's memory grows with the inner steps while first-order MAML's does not. Many teams start with first-order MAML before trying full MAML.
+"""
+
+# The MAML section starts inside a passage filed under "Backfill".
+GLOSSARY = ("# Glossary\n\n## Backfill\n\n"
+            "A backfill recomputes historical feature values after a feature's definition changes. "
+            + " ".join(f"Backfill step {i} rewrites one day of values in the offline store." for i in range(20))
+            + "\n\n## MAML\n\nMAML learns starting weights from which a few gradient steps adapt a "
+              "model to a new task.\n")
+
+
+def test_retrieval_puts_the_section_named_as_asked_first(sqlite_kb, tmp_path):
+    ingest(sqlite_kb, tmp_path, {"first-order.md": FIRST_ORDER, "glossary.md": GLOSSARY})
+    result = sqlite_kb.search("What is MAML?")
+    assert result.hits[0].title == "Glossary"
+    assert "MAML learns starting weights" in result.hits[0].passages[0].text
+    answer = sqlite_kb.ask("What is MAML?")
+    assert answer.text.startswith("MAML learns starting weights"), answer.text
+    # Other questions are not read this way.
+    assert all(p.opens_section is None for h in sqlite_kb.search("How do I start with MAML?").hits
+               for p in h.passages)
+
+
+def test_the_tail_of_a_long_section_does_not_open_it(sqlite_kb, tmp_path):
+    long_section = "# Monitoring\n\n## Drift\n\n" + " ".join(
+        f"Drift check number {i} compares the live distribution of a feature with its training one."
+        for i in range(80))
+    ingest(sqlite_kb, tmp_path, {"monitoring.md": long_section})
+    store = sqlite_kb.store
+    rows = store.passages(list(range(1, 50)))
+    assert len(rows) >= 2  # the section spans several passages
+    sections = store.sections(sorted(rows))
+    by_position = sorted((rows[i].position, sections[i][:2]) for i in rows)
+    assert by_position[0][1] == ("Drift", True)
+    assert all(section == ("Drift", False) for _, section in by_position[1:])
