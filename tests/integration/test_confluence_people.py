@@ -286,3 +286,30 @@ def test_cli_sync_maps_people_with_the_bot_token_and_ask_as_shows_it(ckb, stub, 
     assert rule_of(ckb, space["plan"].id, name="confluence-ml") == AccessRule(users=(EXPERT,))
     listed = runner.invoke(main, [*data, "sources", "list"], env=bare)
     assert "3 page(s) with view restrictions cited only to the designated machine learners" in listed.stdout
+
+
+def test_odd_addresses_group_names_and_answers_map_no_one_and_lose_nothing(ckb, syncer, stub, space, slack):
+    huge = stub.person("Huge", "h" * 100_000 + "@example.com")
+    bare = stub.person("Bare", "not-an-address")
+    hostile = stub.person("Hostile", "<script>alert(1)</script>@example.com\x00")
+    stub.groups["ml leads/ops & co"] = [huge.account_id, bare.account_id, hostile.account_id,
+                                        space["ann"].account_id]
+    odd = stub.add("Odd restriction", "<p>The odd restriction page lists the on-call rota for the "
+                   "labelling vendors.</p>", restricted_groups=["ml leads/ops & co"])
+    broken = stub.add("Broken restriction", "<p>The broken restriction page lists the GPU quota.</p>")
+    syncer.add("confluence", "", name="wiki", options={"space": "ML"})
+    original = stub._read_restriction
+
+    def malformed(page):
+        answer = original(page)
+        if page.id == broken.id:  # users and groups that are not lists of objects
+            answer["restrictions"] = {"user": {"results": "everyone"}, "group": {"results": [None, 7]}}
+        return answer
+
+    stub._read_restriction = malformed
+    outcome = syncer.sync("wiki")
+
+    assert outcome.error is None and outcome.report.errors == []
+    assert rule_of(ckb, odd.id) == AccessRule(users=(ANN, EXPERT))  # the group read, by its quoted name
+    assert rule_of(ckb, broken.id) == AccessRule(users=(EXPERT,))  # unreadable: the experts only
+    assert len(stored(ckb)) == 12  # every page stored (the 9 of the space, the plan's attachment, these two)
