@@ -89,6 +89,7 @@ class ConfluenceStub:
         self.groups: dict[str, list[str]] = {}  # group name -> account ids
         self.emails_in_listings = False
         self.people_refused = False
+        self.people_status: int | None = None
         self._storm = 0
         self._retry_after = "1"
         self._ids = itertools.count(1001)
@@ -218,6 +219,9 @@ class ConfluenceStub:
         return 404, {}, {"statusCode": 404, "message": f"null for uri: {self.url}{path}"}
 
     def _people_api(self, path: str, params: dict[str, str]):
+        if self.people_status is not None:
+            return self.people_status, {"Retry-After": "0"}, {"statusCode": self.people_status,
+                                                              "message": "Rate limit exceeded."}
         if self.people_refused:
             return 403, {}, {"statusCode": 403, "message": "The calling user does not have permission to view users",
                              "data": {"authorized": False, "valid": True, "errors": [], "successful": False}}

@@ -628,15 +628,25 @@ class ConfluenceSource(Source):
         return cache[group]
 
     def _lookup(self, request, *, what: str) -> Any:
-        """A user or group read: None when Confluence will not say (refused, not found,
-        hidden): who cannot be read is not mapped, and the sync goes on."""
+        """A user or group read: None when Confluence will not say (refused, not found, an
+        answer that cannot be read): who cannot be read is not mapped, and the sync goes on.
+        Too many requests or a site out of reach fail the sync instead (the pages keep the
+        access their last sync stamped, rather than losing their viewers for one sync)."""
+        import requests
         from atlassian.errors import ApiError
 
-        try:
-            return self._call(request, what=what)
-        except (ConfluenceError, ApiError) as exc:
-            log.info("%s: %s: not mapped to Slack people", self.where, redact_credentials(str(exc))[:300])
-            return None
+        def asked(client):
+            try:
+                return request(client)
+            except (ApiError, requests.HTTPError, ValueError) as exc:
+                status = getattr(getattr(exc, "response", None), "status_code", None)
+                if status is not None and (status == 429 or status >= 500):
+                    raise
+                log.info("%s: %s: %s; not mapped to Slack people", self.where, what,
+                         redact_credentials(str(exc))[:300])
+                return None
+
+        return self._call(asked, what=what)
 
     def _experts_rule(self) -> AccessRule:
         site = self.connection if isinstance(self.connection, ConfluenceSite) else None

@@ -313,3 +313,19 @@ def test_odd_addresses_group_names_and_answers_map_no_one_and_lose_nothing(ckb, 
     assert rule_of(ckb, odd.id) == AccessRule(users=(ANN, EXPERT))  # the group read, by its quoted name
     assert rule_of(ckb, broken.id) == AccessRule(users=(EXPERT,))  # unreadable: the experts only
     assert len(stored(ckb)) == 12  # every page stored (the 9 of the space, the plan's attachment, these two)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_storm_while_reading_people_fails_the_sync_and_keeps_the_last_stamps(ckb, syncer, stub, space,
+                                                                                monkeypatch, status):
+    monkeypatch.setattr("ingest.connectors.confluence.RETRIES", 1)
+    syncer.add("confluence", "", name="wiki", options={"space": "ML"})
+    syncer.sync("wiki")
+    cursor = SyncedSources(ckb.database).get("wiki").cursor
+    stub.people_status = status
+    outcome = syncer.sync("wiki")
+    assert outcome.error is not None and "reading user" in outcome.error
+    assert SyncedSources(ckb.database).get("wiki").cursor == cursor  # the next sync starts over
+    assert rule_of(ckb, space["plan"].id) == AccessRule(users=(ANN, EXPERT))  # not narrowed for a storm
+    stub.people_status = None
+    assert syncer.sync("wiki").error is None
