@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from ingest import ConfluenceSite, SlackWorkspace
+from knowledge.errors import SourceError
 from knowledge.sources import PeopleByEmail
 
 __all__ = ["slack_workspace", "confluence_site", "read_people", "SlackPeople"]
@@ -21,6 +22,10 @@ __all__ = ["slack_workspace", "confluence_site", "read_people", "SlackPeople"]
 log = logging.getLogger(__name__)
 PEOPLE_PAGE = 200  # users.list members a call (Slack recommends no more than 200)
 MAX_PEOPLE_PAGES = 5_000  # a million people: past this a cursor that never ends is not followed
+# Refusals that last (the app was installed without the scope): nobody is mapped, and the
+# sync goes on. Any other failure (rate limited past the retries, Slack down) fails the sync,
+# so that pages keep the viewers their last sync stamped rather than losing them for one.
+LASTING_REFUSALS = {"missing_scope", "not_allowed_token_type", "no_permission"}
 
 
 def slack_workspace(client: WebClient, *, experts: Iterable[str] = ()) -> SlackWorkspace:
@@ -47,16 +52,22 @@ def confluence_site(client: WebClient | None, *, experts: Iterable[str] = ()) ->
 def read_people(client: WebClient) -> PeopleByEmail:
     """The workspace's people by e-mail: every ``users.list`` page (``cursor`` /
     ``response_metadata.next_cursor``), leaving out deleted users, bots and people without
-    an e-mail. When Slack refuses (no ``users:read.email``, say), nobody: restricted
-    content then goes to the designated machine learners only, as without Slack."""
+    an e-mail. When the app may not read them (no ``users:read.email``), nobody: restricted
+    content then goes to the designated machine learners only, as without Slack. Any other
+    failure is a ``SourceError`` that fails the sync."""
     pairs: list[tuple[str, str]] = []
     cursor: str | None = None
     for _ in range(MAX_PEOPLE_PAGES):
         try:
             answer = client.users_list(limit=PEOPLE_PAGE, cursor=cursor)
         except SlackApiError as exc:
-            log.warning("cannot read the workspace's people (users.list: %s): restricted Confluence pages "
-                        "are cited only to the designated machine learners", exc.response.get("error"))
+            error = str(exc.response.get("error") or exc.response.status_code)
+            if error not in LASTING_REFUSALS:
+                raise SourceError("Slack's people (users.list)", f"could not be read ({error}); "
+                                  "the next sync tries again") from None
+            log.warning("cannot read the workspace's people (users.list: %s; the app needs users:read and "
+                        "users:read.email): restricted Confluence pages are cited only to the designated "
+                        "machine learners", error)
             return PeopleByEmail()
         pairs += [pair for member in answer.get("members") or [] if (pair := _person(member))]
         cursor = (answer.get("response_metadata") or {}).get("next_cursor") or None

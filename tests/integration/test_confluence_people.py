@@ -329,3 +329,15 @@ def test_a_storm_while_reading_people_fails_the_sync_and_keeps_the_last_stamps(c
     assert rule_of(ckb, space["plan"].id) == AccessRule(users=(ANN, EXPERT))  # not narrowed for a storm
     stub.people_status = None
     assert syncer.sync("wiki").error is None
+
+
+def test_slack_rate_limiting_past_the_retries_fails_the_sync_and_keeps_the_last_stamps(ckb, syncer, stub,
+                                                                                      space, slack):
+    syncer.add("confluence", "", name="wiki", options={"space": "ML"})
+    syncer.sync("wiki")
+    slack.fail("users.list", status=429, times=6, retry_after=0)  # the first try and 5 retries
+    outcome = syncer.sync("wiki")
+    assert outcome.error is not None and "Slack's people (users.list)" in outcome.error
+    assert rule_of(ckb, space["plan"].id) == AccessRule(users=(ANN, EXPERT))
+    assert len(slack.calls_of("users.list", include_failed=True)) == 1 + 6
+    assert syncer.sync("wiki").error is None  # Slack answers again: the sync goes on
