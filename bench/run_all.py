@@ -34,6 +34,8 @@ STEPS = [
      "sources_sync"),
     ("Sources that stay in sync: a Confluence space of 5,000 pages", ["confluence_sync.py"],
      "confluence_sync"),
+    ("Confluence view restrictions mapped to 5,000 Slack people by e-mail", ["confluence_people.py"],
+     "confluence_people"),
     ("Slack bot, 50 concurrent mentions", ["slack_load.py"], "slack_load"),
     ("Slack bot, sustained load on one and two replicas", ["replica_load.py"], "replica_load"),
 ]

@@ -30,7 +30,7 @@ from ingest import VERIFYING_REACTIONS, SourceSyncer, slack_thread_id
 from knowledge.sources import SyncedSources
 
 from .listener_deps import ListenerDeps, from_a_bot
-from .source_reading import slack_workspace
+from .source_reading import confluence_site, slack_workspace
 
 __all__ = ["register", "edited_thread", "checked_message", "EDITS"]
 
@@ -106,7 +106,8 @@ def register(app: App, deps: ListenerDeps) -> None:
 
     def reread(client: WebClient, channel: str, thread_ts: str, why: str) -> None:
         syncer = SourceSyncer(kb=kb, connections={
-            "slack": lambda: slack_workspace(client, experts=bot.settings.experts)})
+            "slack": lambda: slack_workspace(client, experts=bot.settings.experts),
+            "confluence": lambda: confluence_site(client, experts=bot.settings.experts)})
         for name in sources_reading(channel):
             outcome = syncer.refresh(name, [slack_thread_id(channel, thread_ts)])
             if outcome.error:

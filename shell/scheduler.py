@@ -102,17 +102,16 @@ def sync_sources_job(*, context: JobContext | None = None) -> None:
 
 def _connections(context: JobContext) -> dict:
     """Slack channel sources read through this process's Web API client (none: they fail
-    with the reason, recorded on the source); Confluence's restricted pages go to the
-    designated machine learners."""
-    from ingest import ConfluenceSite
-
-    connections: dict = {"confluence": lambda: ConfluenceSite(experts=tuple(context.experts or ()))}
-    if context.client is None:
-        return connections
-    from bot.source_reading import slack_workspace
+    with the reason, recorded on the source); Confluence's restricted pages go to the Slack
+    people who may view them (by e-mail, read through that client once a sync) and the
+    designated machine learners, or to the designated machine learners alone without a client."""
+    from bot.source_reading import confluence_site, slack_workspace
 
     client = context.client
-    connections["slack"] = lambda: slack_workspace(client, experts=context.experts)
+    experts = tuple(context.experts or ())
+    connections: dict = {"confluence": lambda: confluence_site(client, experts=experts)}
+    if client is not None:
+        connections["slack"] = lambda: slack_workspace(client, experts=experts)
     return connections
 
 

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
-__all__ = ["Attachment", "ConfluenceStub", "Page", "Request"]
+__all__ = ["Attachment", "ConfluenceStub", "Page", "Person", "Request"]
 
 USER, TOKEN = "ada@example.com", "atl-api-token-123"
 MAX_LIMIT = {"body": 25, "plain": 200}  # Cloud caps expanded listings lower
@@ -61,6 +61,16 @@ class Page:
 
 
 @dataclass
+class Person:
+    """A Confluence Cloud account: its e-mail, shown only when its privacy settings allow."""
+
+    account_id: str
+    name: str
+    email: str
+    email_hidden: bool = False
+
+
+@dataclass
 class Request:
     path: str
     params: dict[str, str]
@@ -75,6 +85,11 @@ class ConfluenceStub:
         self.requests: list[Request] = []
         self.user, self.token = USER, TOKEN
         self.personal_token: str | None = None  # Data Center: a bearer token is accepted too
+        self.people: dict[str, Person] = {}  # by account id
+        self.groups: dict[str, list[str]] = {}  # group name -> account ids
+        self.emails_in_listings = False
+        self.people_refused = False
+        self.people_status: int | None = None
         self._storm = 0
         self._retry_after = "1"
         self._ids = itertools.count(1001)
@@ -128,6 +143,11 @@ class ConfluenceStub:
                                 **fields)
         self.pages[page_id].attachments.append(attachment)
         return attachment
+
+    def person(self, name: str, email: str, *, email_hidden: bool = False) -> Person:
+        account = f"712020:{sum(map(ord, email)):08x}-{len(self.people):04d}-4c1e-9f2a-{len(email):012x}"
+        self.people[account] = Person(account, name, email, email_hidden)
+        return self.people[account]
 
     def storm(self, requests: int, *, retry_after: int = 1) -> None:
         self._storm, self._retry_after = requests, str(retry_after)
@@ -186,6 +206,9 @@ class ConfluenceStub:
             if page is None:
                 return self._missing(found.group(1))
             return 200, {}, self._read_restriction(page)
+        if path == "/rest/api/user" or (found := re.fullmatch(r"/rest/api/group/([^/]+)/member", path)) \
+                or path == "/rest/api/group/member":
+            return self._people_api(path, params)
         if (found := re.fullmatch(r"/rest/api/content/(\d+)", path)):
             page = self.pages.get(found.group(1))
             if page is None:
@@ -194,6 +217,44 @@ class ConfluenceStub:
             content["_links"].update(base=self.url, context="/wiki")
             return 200, {}, content
         return 404, {}, {"statusCode": 404, "message": f"null for uri: {self.url}{path}"}
+
+    def _people_api(self, path: str, params: dict[str, str]):
+        if self.people_status is not None:
+            return self.people_status, {"Retry-After": "0"}, {"statusCode": self.people_status,
+                                                              "message": "Rate limit exceeded."}
+        if self.people_refused:
+            return 403, {}, {"statusCode": 403, "message": "The calling user does not have permission to view users",
+                             "data": {"authorized": False, "valid": True, "errors": [], "successful": False}}
+        if path == "/rest/api/user":
+            person = self.people.get(params.get("accountId", ""))
+            if person is None:
+                return 404, {}, {"statusCode": 404, "message": f"No user found with accountId: "
+                                 f"{params.get('accountId')}"}
+            return 200, {}, self._user(person, with_email=True)
+        found = re.fullmatch(r"/rest/api/group/([^/]+)/member", path)
+        name = unquote(found.group(1)) if found else params.get("name", "")
+        if name not in self.groups:
+            return 404, {}, {"statusCode": 404, "message": f"No group found with name: {name}"}
+        members = [self.people[a] for a in self.groups[name] if a in self.people]
+        start, limit = int(params.get("start", 0)), min(int(params.get("limit", 200)), 200)
+        links = {"base": self.url, "context": "/wiki", "self": f"{self.url}{path}"}
+        if start + limit < len(members):
+            links["next"] = f"{path}?{urlencode({**params, 'start': start + limit, 'limit': limit})}"
+        chosen = members[start:start + limit]
+        return 200, {}, {"results": [self._user(p, with_email=True) for p in chosen], "start": start,
+                         "limit": limit, "size": len(chosen), "_links": links}
+
+    def _user(self, person: Person, *, with_email: bool) -> dict[str, Any]:
+        user: dict[str, Any] = {
+            "type": "known", "accountId": person.account_id, "accountType": "atlassian",
+            "publicName": person.name.split()[0], "displayName": person.name,
+            "profilePicture": {"path": "/wiki/aa-avatar/default.png", "width": 48, "height": 48,
+                               "isDefault": True},
+            "_links": {"self": f"{self.url}/rest/api/user?accountId={person.account_id}"},
+            "_expandable": {"operations": "", "personalSpace": ""}}
+        if with_email:
+            user["email"] = "" if person.email_hidden else person.email
+        return user
 
     def _missing(self, page_id: str):
         return 404, {}, {"statusCode": 404, "message": f"No content found with id: ContentId{{id={page_id}}}",
@@ -280,7 +341,8 @@ class ConfluenceStub:
         return chain
 
     def _read_restriction(self, page: Page) -> dict[str, Any]:
-        users = [{"type": "known", "accountId": u, "displayName": u} for u in page.restricted_users]
+        users = [self._user(self.people[u], with_email=self.emails_in_listings) if u in self.people
+                 else {"type": "known", "accountId": u, "displayName": u} for u in page.restricted_users]
         groups = [{"type": "group", "name": g, "id": f"g-{g}"} for g in page.restricted_groups]
         return {"operation": "read",
                 "restrictions": {"user": {"results": users, "start": 0, "limit": 200, "size": len(users)},

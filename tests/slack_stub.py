@@ -117,7 +117,10 @@ class SlackAPIStub:
     """Slack's Web API on 127.0.0.1: records every call and answers with realistic JSON.
 
     Preload `thread_messages[(channel, thread_ts)]`, `history[channel]`, `usergroups[id]`
-    `users[id]`, `members[channel]` and `channels[channel]` (fields conversations.info
+    `users[id]` (fields over a user's defaults: users.info answers with it, users.list lists
+    every one, paged with `limit`/`cursor`/`response_metadata.next_cursor` and showing
+    `profile.email` only with `email_scope`, as Slack without `users:read.email`),
+    `members[channel]` and `channels[channel]` (fields conversations.info
     answers with, e.g. {"is_member": False}; None: the channel is not found, as a private
     channel the bot is not in) to shape what reads return. History and replies page with
     Slack's cursors (`limit`, `cursor`, `response_metadata.next_cursor`, `has_more`;
@@ -139,6 +142,7 @@ class SlackAPIStub:
         self.usergroups: dict[str, list[str]] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.members: dict[str, list[str]] = {}
+        self.email_scope = True  # users:read.email granted: users.list shows profile.email
         self._tiers: dict[str, tuple[int, float]] = {}
         self._recent: dict[str, list[float]] = {}  # delivered calls' times, per rate-limited method
         # chat.startStream messages by ts: channel, thread, the text so far, stopped or not.
@@ -176,11 +180,23 @@ class SlackAPIStub:
             self.history.clear()
             self.usergroups.clear()
             self.users.clear()
+            self.email_scope = True
             self.channels.clear()
             self._tiers.clear()
             self._recent.clear()
             self.streams.clear()
             self.members.clear()
+
+    def _user(self, uid: str) -> dict[str, Any]:
+        """A user object as Slack's reference shows it, with the preloaded fields over it
+        (a preloaded ``profile`` over the default profile)."""
+        name = f"user-{uid.lower()}"
+        user: dict[str, Any] = {"id": uid, "team_id": TEAM_ID, "name": name, "real_name": name,
+                                "is_bot": False, "deleted": False, "tz": "UTC", "is_admin": False,
+                                "is_owner": False, "is_app_user": False, "updated": 1730542500,
+                                "profile": {"display_name": name, "real_name": name, "team": TEAM_ID}}
+        given = self.users.get(uid, {})
+        return {**user, **given, "profile": {**user["profile"], **(given.get("profile") or {})}}
 
     # -- fault injection ---------------------------------------------------
 
@@ -349,11 +365,13 @@ class SlackAPIStub:
                 return _page(messages, p)
             case "users.info":
                 uid = p.get("user", "")
-                name = f"user-{uid.lower()}"
-                user = {"id": uid, "team_id": TEAM_ID, "name": name, "real_name": name, "is_bot": False,
-                        "deleted": False, "tz": "UTC",
-                        "profile": {"display_name": name, "real_name": name}}
-                return {"ok": True, "user": {**user, **self.users.get(uid, {})}}
+                return {"ok": True, "user": self._user(uid)}
+            case "users.list":
+                listed = [self._user(uid) for uid in self.users]
+                if not self.email_scope:
+                    for user in listed:
+                        user["profile"].pop("email", None)
+                return _members_page(listed, p)
             case "conversations.members":
                 if channel not in self.members:
                     return {"ok": False, "error": "channel_not_found"}
@@ -400,6 +418,18 @@ class SlackAPIStub:
                 return {"ok": True, "users": list(self.usergroups.get(p.get("usergroup", ""), []))}
             case _:
                 return {"ok": True}
+
+
+def _members_page(users: list[dict[str, Any]], p: dict[str, Any]) -> dict[str, Any]:
+    """users.list's page: `members` from the opaque `cursor`, `limit` of them (Slack may
+    return fewer; no limit: all), `cache_ts`, and the next cursor ("" on the last page)."""
+    start = int(base64.b64decode(p["cursor"]).decode().removeprefix("user:")) if p.get("cursor") else 0
+    limit = int(p.get("limit") or 0) or len(users) or 1
+    page = users[start:start + limit]
+    more = start + limit < len(users)
+    cursor = base64.b64encode(f"user:{start + limit}".encode()).decode() if more else ""
+    return {"ok": True, "members": page, "cache_ts": int(time.time()),
+            "response_metadata": {"next_cursor": cursor}}
 
 
 def _page(messages: list[dict[str, Any]], p: dict[str, Any]) -> dict[str, Any]:

@@ -15,26 +15,34 @@ one of its attachments changed. 429 answers are waited out as their ``Retry-Afte
 Credentials (``DML_CONFLUENCE_USER`` / ``DML_CONFLUENCE_TOKEN``) come from the settings at
 each sync and are never stored: a user or token written into ``--url`` is stripped.
 
-Who may see a page: Confluence names its users and groups by account ids that DML does not
-map to Slack people, so a page with a view restriction (its own or an ancestor's) is cited
-only to the designated machine learners (the ``ConfluenceSite`` the edge hands in), and to
-no one when none are known. Space permissions are not read: a space's pages are cited to
-everyone who may ask DML, unless the source is limited with an access rule.
+Who may see a page: a page with a view restriction (its own or an ancestor's) is cited to
+the designated machine learners (the ``ConfluenceSite`` the edge hands in) and, when the
+edge hands in the Slack workspace's people, to the Slack people who may view it, matched
+by e-mail: the users a restriction names (their ``email``, from the listing or the user
+API) and the members of the groups it names, intersected over the page and its restricted
+ancestors (each restricted level must allow a viewer, as Confluence inherits them). Who
+cannot be read (an e-mail hidden by privacy settings, a refused lookup) is not mapped;
+a page none of whose viewers could be mapped is cited only to the designated machine
+learners, and to no one when none are known. A changed list of viewers re-stamps the
+page's access at the next sync (its text is read again, not embedded again: the same
+passages find their embeddings by hash). Space permissions are not read: a space's pages
+are cited to everyone who may ask DML, unless the source is limited with an access rule.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from knowledge.errors import DMLError, SourceError
-from knowledge.sources import AccessRule, redact_credentials, strip_credentials
+from knowledge.sources import AccessRule, People, redact_credentials, strip_credentials
 
 from ..documents import SourceDocument
 from ..loaders import MARKDOWN, PDF, TEXT, load_bytes
@@ -63,14 +71,19 @@ RESTRICTED = "confluence_restricted"  # metadata: the page has view restrictions
 ATTACHED = PDF | TEXT | MARKDOWN
 ATTACHED_TYPES = {"application/pdf", "text/plain", "text/markdown", "text/x-rst"}
 MAX_ATTACHMENT_BYTES = 20_000_000
+MEMBERS_PAGE = 200  # group members per call
+MAX_MEMBERS = 20_000  # a group larger than this is read no further (its first members count)
 
 
 @dataclass(frozen=True)
 class ConfluenceSite:
     """What the edge knows that a Confluence source needs: the designated machine learners
-    (Slack user and user-group ids), who may see pages with view restrictions."""
+    (Slack user and user-group ids), who may see pages with view restrictions, and the Slack
+    workspace's people by e-mail (None without Slack: restricted pages go to the designated
+    machine learners only)."""
 
     experts: tuple[str, ...] = ()
+    people: People | None = None
 
 
 class ConfluenceError(SourceError):
@@ -103,12 +116,41 @@ def _editor(page: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _own_restriction(page: Mapping[str, Any]) -> bool | None:
-    """Does the page itself restrict viewing? None when the listing did not say."""
+@dataclass(frozen=True)
+class _Restriction:
+    """A page's own view restriction: whether it restricts, and the users (as Confluence
+    gives them) and group names it allows. ``readable=False``: it restricts, but who it
+    allows could not be read."""
+
+    restricts: bool
+    users: tuple[Mapping[str, Any], ...] = ()
+    groups: tuple[str, ...] = ()
+    readable: bool = True
+
+
+UNREADABLE = _Restriction(restricts=True, readable=False)
+
+
+def _own_restriction(page: Mapping[str, Any]) -> _Restriction | None:
+    """The page's own view restriction; None when the listing did not say."""
     read = ((page.get("restrictions") or {}).get("read") or {}).get("restrictions")
     if not isinstance(read, dict):
         return None
-    return any(((read.get(kind) or {}).get("results") or []) for kind in ("user", "group"))
+    found = {kind: (read.get(kind) or {}).get("results") or [] for kind in ("user", "group")}
+    if not all(isinstance(v, list) for v in found.values()):
+        return UNREADABLE
+    users = tuple(u for u in found["user"] if isinstance(u, dict))
+    groups = tuple(str(g["name"]) for g in found["group"] if isinstance(g, dict) and g.get("name"))
+    return _Restriction(restricts=bool(found["user"] or found["group"]), users=users, groups=groups)
+
+
+def _email(user: Mapping[str, Any]) -> str | None:
+    email = user.get("email")
+    return email.strip() if isinstance(email, str) and "@" in email else None
+
+
+def _fingerprint(rule: AccessRule) -> str:
+    return hashlib.sha256(json.dumps(rule.to_metadata(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -117,6 +159,10 @@ class _Cursor:
     restricted: set[str]
     known: set[str]
     attachments: dict[str, list[str]]  # page id -> the ids of its attachments read as documents
+    # Restricted page id -> the fingerprint of the access rule its documents carry: a change
+    # in who may view it is stamped at the next sync. ``mapped``: those cited to Slack people.
+    viewers: dict[str, str] = field(default_factory=dict)
+    mapped: set[str] = field(default_factory=set)
 
     @classmethod
     def read(cls, text: str | None) -> _Cursor | None:
@@ -127,14 +173,17 @@ class _Cursor:
             since = datetime.fromisoformat(data["since"])
             return cls(since=since if since.tzinfo else since.replace(tzinfo=UTC),
                        restricted=set(data.get("restricted") or []), known=set(data.get("known") or []),
-                       attachments={str(k): list(v) for k, v in (data.get("attachments") or {}).items()})
-        except (ValueError, TypeError, KeyError):
+                       attachments={str(k): list(v) for k, v in (data.get("attachments") or {}).items()},
+                       viewers={str(k): str(v) for k, v in (data.get("viewers") or {}).items()},
+                       mapped=set(data.get("mapped") or []))
+        except (ValueError, TypeError, KeyError, AttributeError):
             return None
 
     def write(self) -> str:
         return json.dumps({"since": self.since.isoformat(), "restricted": sorted(self.restricted),
                            "known": sorted(self.known),
-                           "attachments": {k: v for k, v in sorted(self.attachments.items()) if v}})
+                           "attachments": {k: v for k, v in sorted(self.attachments.items()) if v},
+                           "viewers": dict(sorted(self.viewers.items())), "mapped": sorted(self.mapped)})
 
 
 @register
@@ -159,6 +208,16 @@ class ConfluenceSource(Source):
             stored["url"] = url
         return f"confluence-{space.lower()}", stored
 
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        # Who is who in this sync's Confluence, read once a sync: account id -> e-mail
+        # (None: hidden or unreadable), group name -> its members' e-mails.
+        self._emails: dict[str, str | None] = {}
+        self._groups: dict[str, set[str]] = {}
+        # This sync's restricted pages: the access rule of each, and those cited to Slack people.
+        self._rules: dict[str, AccessRule] = {}
+        self._mapped: set[str] = set()
+
     @property
     def space(self) -> str:
         return self.config.options["space"]
@@ -177,9 +236,21 @@ class ConfluenceSource(Source):
 
     @classmethod
     def notes(cls, config) -> list[str]:
-        """What ``dml sources list`` says about every source of this kind."""
-        return ["pages with view restrictions are cited only to the designated machine learners "
-                "(DML_EXPERTS): Confluence users and groups are not mapped to Slack people"]
+        """What ``dml sources list`` says about a Confluence source: how many of its restricted
+        pages are cited to the Slack people who may view them, and how many only to the
+        designated machine learners (from its last sync's cursor)."""
+        state = _Cursor.read(config.cursor)
+        if state is None:
+            return ["pages with view restrictions are cited to the Slack people who may view them "
+                    "(matched by e-mail, with SLACK_BOT_TOKEN) and the designated machine learners "
+                    "(DML_EXPERTS); space permissions are not read"]
+        mapped = len(state.mapped & state.restricted)
+        only = len(state.restricted) - mapped
+        return [f"{mapped} page(s) with view restrictions cited to the Slack people who may view them "
+                "(matched by e-mail) and the designated machine learners",
+                f"{only} page(s) with view restrictions cited only to the designated machine learners "
+                "(DML_EXPERTS): who may view them could not be read, or has no Slack account with "
+                "the same e-mail"]
 
     # -- the contract ---------------------------------------------------------------------
     def check(self) -> None:
@@ -191,19 +262,23 @@ class ConfluenceSource(Source):
             return self._everything()
         listed = self._listing(LISTED, LIST_PAGE)
         restricted = self._restricted(listed)
+        viewers = self._stamp_viewers(restricted)
         modified, attached_to, seen = self._modified_since(state.since)
         newest = max([state.since, seen, *(w for w in map(_when, listed.values()) if w)])
         wanted = {pid for pid, page in listed.items() if (_when(page) or newest) > state.since}
         wanted |= {pid for pid in modified if pid in listed}
         wanted |= set(listed) - state.known
         wanted |= {pid for pid in listed if (pid in restricted) != (pid in state.restricted)}
+        # Who may view it changed: the page is stamped again (read, not embedded again).
+        wanted |= {pid for pid in restricted if state.viewers.get(pid) != viewers.get(pid)}
         # Attachments are listed again for the pages read again, and where CQL saw one change.
         relist = (wanted | attached_to) & set(listed)
         self._attachments: dict[str, list[str]] = {
             pid: ids for pid, ids in state.attachments.items() if pid in listed and pid not in relist}
         self._ids = {self.doc_id(pid) for pid in listed}
-        new = _Cursor(since=newest, restricted=restricted, known=set(listed), attachments=self._attachments)
-        documents = self._read(sorted(wanted, key=_numeric), sorted(relist, key=_numeric), restricted)
+        new = _Cursor(since=newest, restricted=set(restricted), known=set(listed), attachments=self._attachments,
+                      viewers=viewers, mapped=set(self._mapped))
+        documents = self._read(sorted(wanted, key=_numeric), sorted(relist, key=_numeric), set(restricted))
         return _LateCursor(new, documents)
 
     def ids(self) -> set[str]:
@@ -222,11 +297,14 @@ class ConfluenceSource(Source):
     def _everything(self) -> Changes:
         """The first sync (or one from an unreadable cursor): every page, bodies included."""
         pages = self._listing(FIRST, BODY_PAGE)
-        restricted = self._restricted(pages)
+        levels = self._restricted(pages)
+        restricted = set(levels)
+        viewers = self._stamp_viewers(levels)
         newest = max((w for w in map(_when, pages.values()) if w), default=datetime.now(UTC))
         self._ids = {self.doc_id(pid) for pid in pages}
         self._attachments = {}
-        cursor = _Cursor(since=newest, restricted=restricted, known=set(pages), attachments=self._attachments)
+        cursor = _Cursor(since=newest, restricted=restricted, known=set(pages), attachments=self._attachments,
+                         viewers=viewers, mapped=set(self._mapped))
 
         attached = self._space_attachments()  # one search for the space, not a call a page
 
@@ -393,7 +471,7 @@ class ConfluenceSource(Source):
             document.title = f"{name} ({page.get('title') or 'attachment'})"
         document.metadata = {**document.metadata, "space": self.space, "page_id": str(page["id"]),
                              "attachment": name, **({RESTRICTED: True} if restricted else {})}
-        access = self._experts_rule() if restricted else self.access
+        access = self._restricted_rule(str(page["id"])) if restricted else self.access
         return where, stamp(document, updated_at=_when(attachment), author=_editor(attachment), access=access)
 
     def _item(self, page: dict[str, Any], restricted: bool) -> SourceItem | None:
@@ -421,41 +499,154 @@ class ConfluenceSource(Source):
         access = self.access
         if restricted:
             metadata[RESTRICTED] = True
-            access = self._experts_rule()
+            access = self._restricted_rule(str(page["id"]))
         document = SourceDocument(doc_id=self.doc_id(str(page["id"])), title=str(page.get("title") or "Untitled"),
                                   sections=sections, kind="confluence page", url=url, metadata=metadata)
         return stamp(document, updated_at=_when(page), author=_editor(page), access=access)
 
-    def _restricted(self, pages: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    def _restricted(self, pages: Mapping[str, Mapping[str, Any]]) -> dict[str, list[_Restriction]]:
         """The pages with a view restriction of their own or on an ancestor (Confluence's
-        restrictions are inherited). A page whose restrictions the listing did not show is
-        asked for on its own; one that cannot be read counts as restricted."""
-        own: dict[str, bool] = {}
+        restrictions are inherited), each with the restrictions of every restricted level
+        (its own and its ancestors'). A page whose restrictions the listing did not show is
+        asked for on its own; one that cannot be read counts as restricted, allowing no one."""
+        own: dict[str, _Restriction] = {}
         for pid, page in pages.items():
             found = _own_restriction(page)
             own[pid] = found if found is not None else self._asked_restriction(pid)
 
-        def restricts(page_id: str) -> bool:
+        def restriction(page_id: str) -> _Restriction:
             if page_id not in own:  # an ancestor outside the listing
                 own[page_id] = self._asked_restriction(page_id)
             return own[page_id]
 
-        restricted = set()
+        restricted: dict[str, list[_Restriction]] = {}
         for pid, page in pages.items():
             ancestors = [str(a.get("id")) for a in page.get("ancestors") or [] if isinstance(a, dict)]
-            if restricts(pid) or any(restricts(a) for a in ancestors):
-                restricted.add(pid)
+            levels = [r for r in map(restriction, [*ancestors, pid]) if r.restricts]
+            if levels:
+                restricted[pid] = levels
         return restricted
 
-    def _asked_restriction(self, page_id: str) -> bool:
+    def _asked_restriction(self, page_id: str) -> _Restriction:
         try:
             answer = self._call(lambda client: client.get(
                 f"rest/api/content/{page_id}/restriction/byOperation/read",
                 params={"expand": "restrictions.user,restrictions.group"}), what=f"reading page {page_id}'s restrictions")
         except ConfluenceError:
-            return True
+            return UNREADABLE
         found = _own_restriction({"restrictions": {"read": answer}})
-        return True if found is None else found
+        return UNREADABLE if found is None else found
+
+    # -- who may view a restricted page ---------------------------------------------------
+    def _stamp_viewers(self, restricted: Mapping[str, list[_Restriction]]) -> dict[str, str]:
+        """The access rule of each restricted page (kept for its documents), and its
+        fingerprint for the cursor; ``_mapped``: the pages cited to Slack people."""
+        self._rules, self._mapped = {}, set()
+        experts = self._experts_rule()
+        for pid, levels in restricted.items():
+            users = self._viewers(levels)
+            self._rules[pid] = self._viewers_rule(experts, users)
+            if users and self._rules[pid] is not experts:
+                self._mapped.add(pid)
+        return {pid: _fingerprint(rule) for pid, rule in self._rules.items()}
+
+    @staticmethod
+    def _viewers_rule(experts: AccessRule, users: list[str]) -> AccessRule:
+        """The designated machine learners and these Slack users (the experts alone when
+        there are none, or when one is not a Slack user id: nobody is granted by mistake)."""
+        if not users:
+            return experts
+        try:
+            return AccessRule.of([*experts.users, *experts.groups, *users])
+        except DMLError:
+            return experts
+
+    def _restricted_rule(self, page_id: str) -> AccessRule:
+        return self._rules.get(page_id) or self._experts_rule()
+
+    def _viewers(self, levels: list[_Restriction]) -> list[str]:
+        """The Slack ids of the people every level allows (an e-mail read for each, matched
+        to Slack's); none when the edge gave no people or a level allows no one readable."""
+        people = self._people()
+        if people is None:
+            return []
+        allowed: set[str] | None = None
+        for level in levels:
+            emails = self._emails_allowed(level) if level.readable else set()
+            allowed = emails if allowed is None else allowed & emails
+            if not allowed:
+                return []
+        found = people.by_email(sorted(allowed or ()))
+        return sorted({user for user in found.values() if isinstance(user, str)})
+
+    def _people(self) -> People | None:
+        site = self.connection if isinstance(self.connection, ConfluenceSite) else None
+        return site.people if site is not None else None
+
+    def _emails_allowed(self, level: _Restriction) -> set[str]:
+        """The (lower-cased) e-mails of the users a restriction names and of the members of
+        its groups, as far as they can be read."""
+        emails = {e for e in map(self._user_email, level.users) if e}
+        for group in level.groups:
+            emails |= self._group_emails(group)
+        return emails
+
+    def _user_email(self, user: Mapping[str, Any]) -> str | None:
+        """A user's e-mail: the one the answer carries, or the user API's when the answer
+        leaves it out (once a sync an account); None when hidden by their privacy settings
+        or not to be read."""
+        email = _email(user)
+        account = user.get("accountId")
+        # An empty "email" is Confluence saying it is hidden; asked for only when left out.
+        if email is not None or "email" in user or not isinstance(account, str) or not account:
+            return email.lower() if email else None
+        cache = self._emails
+        if account not in cache:
+            found = self._lookup(lambda client: client.get_user_details_by_accountid(account),
+                                 what=f"reading user {account}")
+            email = _email(found) if isinstance(found, dict) else None
+            cache[account] = email.lower() if email else None
+        return cache[account]
+
+    def _group_emails(self, group: str) -> set[str]:
+        """The e-mails of a group's members (paged; once a sync a group)."""
+        cache = self._groups
+        if group in cache:
+            return cache[group]
+        members: list[Mapping[str, Any]] = []
+        while len(members) < MAX_MEMBERS:
+            start = len(members)
+            answer = self._lookup(lambda client, s=start: client.get_group_members(
+                quote(group, safe=""), start=s, limit=MEMBERS_PAGE), what=f"reading the members of group {group}")
+            results = answer.get("results") if isinstance(answer, dict) else None
+            if not isinstance(results, list):
+                break
+            members += [m for m in results if isinstance(m, dict)]
+            if not results or not (answer.get("_links") or {}).get("next"):
+                break
+        cache[group] = {e for e in map(self._user_email, members) if e}
+        return cache[group]
+
+    def _lookup(self, request, *, what: str) -> Any:
+        """A user or group read: None when Confluence will not say (refused, not found, an
+        answer that cannot be read): who cannot be read is not mapped, and the sync goes on.
+        Too many requests or a site out of reach fail the sync instead (the pages keep the
+        access their last sync stamped, rather than losing their viewers for one sync)."""
+        import requests
+        from atlassian.errors import ApiError
+
+        def asked(client):
+            try:
+                return request(client)
+            except (ApiError, requests.HTTPError, ValueError) as exc:
+                status = getattr(getattr(exc, "response", None), "status_code", None)
+                if status is not None and (status == 429 or status >= 500):
+                    raise
+                log.info("%s: %s: %s; not mapped to Slack people", self.where, what,
+                         redact_credentials(str(exc))[:300])
+                return None
+
+        return self._call(asked, what=what)
 
     def _experts_rule(self) -> AccessRule:
         site = self.connection if isinstance(self.connection, ConfluenceSite) else None

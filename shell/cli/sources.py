@@ -21,8 +21,10 @@ def sources():
 
 
 def _syncer(ctx, **kwargs):
-    """The syncer, able to read Slack (with SLACK_BOT_TOKEN) once a Slack source needs it."""
-    from ingest import ConfluenceSite, SourceSyncer
+    """The syncer, able to read Slack (with SLACK_BOT_TOKEN) once a Slack source needs it,
+    and the Slack people a Confluence space's restricted pages map to (with SLACK_BOT_TOKEN;
+    without it, those pages go to the designated machine learners only)."""
+    from ingest import SourceSyncer
 
     def slack():
         from bot.app import build_client
@@ -33,8 +35,15 @@ def _syncer(ctx, **kwargs):
             raise click.ClickException("a Slack source is read with the bot's token: set SLACK_BOT_TOKEN")
         return slack_workspace(build_client(settings), experts=settings.experts)
 
-    def confluence():  # restricted pages are cited to the designated machine learners only
-        return ConfluenceSite(experts=slack_settings_of(ctx).experts)
+    def confluence():
+        from bot.source_reading import confluence_site
+
+        settings = slack_settings_of(ctx)
+        if not settings.bot_token:
+            return confluence_site(None, experts=settings.experts)
+        from bot.app import build_client
+
+        return confluence_site(build_client(settings), experts=settings.experts)
 
     return SourceSyncer(kb=knowledge_base(ctx), connections={"slack": slack, "confluence": confluence},
                         **kwargs)

@@ -39,6 +39,7 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "usergroups.users.list": ("usergroups:read",),
     "conversations.history": ("channels:history", "groups:history"),  # synced channels only
     "users.info": ("users:read",),
+    "users.list": ("users:read", "users:read.email"),  # e-mails need users:read.email
     "views.open": (),  # no scope required (a trigger_id is the permission)
     "views.publish": (),  # no scope required
     "assistant.threads.setStatus": ("assistant:write",),

@@ -111,6 +111,29 @@ def test_reads_return_preloaded_data(stub, client):
     assert stub.calls_of("users.info")[-1].params == {"user": "U9"}
 
 
+def test_users_list_pages_with_cursors_and_shows_emails_only_with_the_scope(stub, client):
+    for i in range(5):
+        stub.users[f"U{i}"] = {"profile": {"email": f"person{i}@example.com"}}
+    stub.users["U9"] = {"deleted": True}
+
+    first = client.users_list(limit=2)
+    assert [m["id"] for m in first["members"]] == ["U0", "U1"]
+    assert first["members"][0]["profile"]["email"] == "person0@example.com"
+    assert first["members"][0]["profile"]["real_name"] == "user-u0"  # the default profile stays
+    assert isinstance(first["cache_ts"], int)
+    seen, cursor = [m["id"] for m in first["members"]], first["response_metadata"]["next_cursor"]
+    while cursor:
+        page = client.users_list(limit=2, cursor=cursor)
+        seen += [m["id"] for m in page["members"]]
+        cursor = page["response_metadata"]["next_cursor"]
+    assert seen == ["U0", "U1", "U2", "U3", "U4", "U9"]
+    assert [c.params.get("cursor") is None for c in stub.calls_of("users.list")] == [True, False, False]
+    assert [m["id"] for m in client.users_list()["members"]] == seen  # no limit: all of them
+
+    stub.email_scope = False  # without users:read.email Slack leaves the address out
+    assert all("email" not in m["profile"] for m in client.users_list(limit=200)["members"])
+
+
 def test_views_and_unknown_methods(stub, client):
     view = {"type": "modal", "callback_id": "draft", "title": {"type": "plain_text", "text": "Draft"},
             "blocks": []}
