@@ -102,11 +102,12 @@ def sync_sources_job(*, context: JobContext | None = None) -> None:
 
 def _connections(context: JobContext) -> dict:
     """Slack channel sources read through this process's Web API client (none: they fail
-    with the reason, recorded on the source); Confluence's restricted pages go to the
-    designated machine learners."""
-    from ingest import ConfluenceSite
+    with the reason, recorded on the source); Confluence's restricted pages, and Notion's
+    pages unless their source was opened up, go to the designated machine learners."""
+    from ingest import ConfluenceSite, NotionSite
 
-    connections: dict = {"confluence": lambda: ConfluenceSite(experts=tuple(context.experts or ()))}
+    connections: dict = {"confluence": lambda: ConfluenceSite(experts=tuple(context.experts or ())),
+                         "notion": lambda: NotionSite(experts=tuple(context.experts or ()))}
     if context.client is None:
         return connections
     from bot.source_reading import slack_workspace
