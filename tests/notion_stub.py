@@ -142,7 +142,7 @@ class NotionStub:
         self._retry_after = "1"
         self._ids = itertools.count(1)
         self._block_ids: dict[int, str] = {}  # id(block dict) -> its stable id
-        self._block_parent: dict[str, str] = {}  # block id -> the page it is in
+        self._in_blocks: set[str] = set()  # blocks pages were added in
         self._lock = threading.Lock()
         self.add_user("user-ada", "Ada Lovelace", "ada@example.com")
         self.add_user("user-grace", "Grace Hopper", "grace@example.com")
@@ -195,9 +195,18 @@ class NotionStub:
         self.users[user_id] = {"object": "user", "id": user_id, "type": "person", "name": name,
                                "avatar_url": None, "person": {"email": email} if email else {}}
 
+    def block_id(self, original: dict[str, Any]) -> str:
+        """The id a block (as tests wrote it) is served with."""
+        return self._block_ids.setdefault(id(original), str(uuid.uuid4()))
+
     def add_page(self, title: str, blocks: list[dict[str, Any]] | None = None, *, parent: str | None = None,
-                 database: str | None = None, **fields) -> Page:
-        if database is not None:
+                 database: str | None = None, in_block: dict[str, Any] | None = None, **fields) -> Page:
+        """A page under ``parent`` (a page id), a row of ``database``, inside a block of
+        another page (``in_block``: a toggle, a column), or at the workspace's top level."""
+        if in_block is not None:
+            where = {"type": "block_id", "block_id": self.block_id(in_block)}
+            self._in_blocks.add(where["block_id"])
+        elif database is not None:
             where = {"type": "database_id", "database_id": database}
         elif parent is not None:
             where = {"type": "page_id", "page_id": parent}
@@ -285,6 +294,11 @@ class NotionStub:
             return 200, {}, self._page(page)
         if method == "GET" and (found := re.fullmatch(r"/v1/blocks/([\w-]+)/children", path)):
             return self._children(found.group(1), params)
+        if method == "GET" and (found := re.fullmatch(r"/v1/blocks/([\w-]+)", path)):
+            located = self._locate(found.group(1))
+            if located is None:
+                return self._missing(found.group(1), "Block")
+            return 200, {}, self._block(*located)
         if method == "GET" and (found := re.fullmatch(r"/v1/users/([\w-]+)", path)):
             user = self.users.get(found.group(1))
             if user is None:
@@ -361,24 +375,27 @@ class NotionStub:
             children += [self._child_database(d) for d in self.databases.values()
                          if d.parent.get("page_id") == page.id and not d.archived]
             return self._listed(children, params, "block")
-        owner = self._block_parent.get(block_id)
-        original = self._find_block(block_id)
-        if original is None or owner is None:
+        located = self._locate(block_id)
+        if located is None:
             return self._missing(block_id, "Block")
-        return self._listed([self._block(b, block_id, owner) for b in original["_children"]], params, "block")
+        original, _, owner = located
+        children = [self._block(b, block_id, owner) for b in original["_children"]]
+        children += [self._child(p) for p in self._live_pages() if p.parent.get("block_id") == block_id]
+        return self._listed(children, params, "block")
 
-    def _find_block(self, block_id: str) -> dict[str, Any] | None:
-        def walk(blocks):
+    def _locate(self, block_id: str) -> tuple[dict[str, Any], str, str] | None:
+        """(the block, the id of what it is in, the page it is on)."""
+        def walk(blocks, parent_id, page_id):
             for b in blocks:
                 if self._block_ids.get(id(b)) == block_id:
-                    return b
-                found = walk(b["_children"])
+                    return b, parent_id, page_id
+                found = walk(b["_children"], self.block_id(b), page_id)
                 if found is not None:
                     return found
             return None
 
         for page in self.pages.values():
-            found = walk(page.blocks)
+            found = walk(page.blocks, page.id, page.id)
             if found is not None:
                 return found
         return None
@@ -389,15 +406,15 @@ class NotionStub:
                 else {"type": "block_id", "block_id": parent_id})
 
     def _block(self, original: dict[str, Any], parent_id: str, page_id: str) -> dict[str, Any]:
-        block_id = self._block_ids.setdefault(id(original), str(uuid.uuid4()))
-        self._block_parent[block_id] = page_id
+        block_id = self.block_id(original)
         page = self.pages[page_id]
         kind = original["type"]
+        pages_in = block_id in self._in_blocks
         return {"object": "block", "id": block_id, "parent": self._parent_of(parent_id, page_id),
                 "created_time": _iso(START), "last_edited_time": _iso(page.edited),
                 "created_by": {"object": "user", "id": "user-ada"},
                 "last_edited_by": {"object": "user", "id": page.editor},
-                "has_children": bool(original["_children"]), "archived": False, "in_trash": False,
+                "has_children": bool(original["_children"]) or pages_in, "archived": False, "in_trash": False,
                 "type": kind, kind: original[kind]}
 
     def _child(self, page: Page) -> dict[str, Any]:

@@ -7,7 +7,8 @@ author. Read through the ``notion-client`` package (Notion's API version 2022-06
 
 Each sync lists the tree without reading a page's body: ``search`` (a hundred pages and
 databases a call, each with its ``parent``) gives every page the integration can see, the
-tree is followed down from the root by those parent links, and each database in it is
+tree is followed down from the root by those parent links (a page inside a toggle or a
+column: under the page its block is on, ``blocks/{id}``), and each database in it is
 queried too (``databases/{id}/query``; after the first sync only for rows edited since the
 last one, with a ``last_edited_time`` filter: search's index may lag behind an edit).
 Blocks are read (``blocks/{id}/children``, paged, nested blocks too) only for the pages new
@@ -253,11 +254,18 @@ class NotionSource(Source):
                               "the source with `dml sources remove` if it is gone for good)")
         children: dict[str, list[dict[str, Any]]] = {}
         databases = {str(root["id"])} if self.root_is_database else set()
+        in_blocks: set[str] = set()
         for found in self._paged(lambda c, cur: c.search(**_paging(cur)), what="listing the shared pages"):
             if _live(found) and _parent(found):
                 children.setdefault(str(_parent(found)), []).append(found)
                 if found.get("object") == "database":
                     databases.add(str(found["id"]))
+                if (found.get("parent") or {}).get("type") == "block_id":
+                    in_blocks.add(str(_parent(found)))
+        for block_id in in_blocks:  # a page inside a toggle or a column: under the page it is on
+            owner = self._page_of_block(block_id)
+            if owner is not None:
+                children.setdefault(owner, []).extend(children[block_id])
         since = state.since() if state else None
         pages: dict[str, dict[str, Any]] = {}
         if not self.root_is_database:
@@ -278,6 +286,26 @@ class NotionSource(Source):
                 if child.get("object") == "page":
                     pages[cid] = child
         return pages
+
+    def _page_of_block(self, block_id: str) -> str | None:
+        """The page (or database) a block is on, up its parents (``blocks/{id}``); None for
+        one that cannot be read. Asked once a sync for each block pages sit in."""
+        for _ in range(MAX_DEPTH):
+            try:
+                found = self._call(functools.partial(_retrieve_block, block_id),
+                                   what=f"finding the page of block {block_id}")
+            except NotionError as exc:
+                if "not found (HTTP 404)" in exc.problem or isinstance(exc, _Malformed):
+                    return None
+                raise
+            parent: dict[str, Any] = found.get("parent") or {} if isinstance(found, dict) else {}
+            kind = parent.get("type") if isinstance(parent, dict) else None
+            if kind in ("page_id", "database_id") and parent.get(kind):
+                return str(parent[kind])
+            if kind != "block_id" or not parent.get("block_id"):
+                return None
+            block_id = str(parent["block_id"])
+        return None
 
     def _rows(self, database_id: str, since: datetime | None) -> list[dict[str, Any]]:
         """A database's rows: all of them at the first sync; then those edited since (from a
@@ -452,6 +480,10 @@ class NotionSource(Source):
 
 def _paging(cursor: str | None) -> dict[str, Any]:
     return {"page_size": PAGE_SIZE, **({"start_cursor": cursor} if cursor else {})}
+
+
+def _retrieve_block(block_id: str, client: Any) -> Any:
+    return client.blocks.retrieve(block_id=block_id)
 
 
 def _with_cursor(request: Callable[[Any, str | None], Any], cursor: str | None, client: Any) -> Any:

@@ -459,3 +459,31 @@ def test_the_scheduler_syncs_a_tree_with_its_designated_machine_learners(nkb, st
     documents = stored(nkb)
     assert len(documents) == TREE
     assert AccessRule.from_metadata(documents[doc_id(tree["rows"][0])].meta) == AccessRule(users=(EXPERT,))
+
+
+def test_a_page_inside_a_toggle_or_a_column_is_in_the_tree(nkb, syncer, stub, tree):
+    toggle = block("toggle", "Archive of old runbooks")
+    column = block("column", children=[block("paragraph", "Left column text.")])
+    tree["runbooks"].blocks += [toggle, block("column_list", children=[column])]
+    hidden = stub.add_page("Old runbook", [block("paragraph", "The old runbook restarted the ranker by hand.")],
+                           in_block=toggle)
+    beside = stub.add_page("Side note", [block("paragraph", "A side note kept in a column.")], in_block=column)
+    syncer.add("notion", "", name="wiki", options={"page": tree["home"].id})
+    outcome = syncer.sync("wiki")
+
+    assert outcome.error is None and outcome.report.added == TREE + 2
+    documents = stored(nkb)
+    assert "restarted the ranker by hand" in documents[doc_id(hidden)].text
+    assert "side note kept" in documents[doc_id(beside)].text
+    runbooks = documents[doc_id(tree["runbooks"])].text
+    assert "Archive of old runbooks" in runbooks and "Left column text." in runbooks
+    assert "restarted the ranker" not in runbooks  # a child page is a document of its own
+
+
+def test_a_root_page_in_the_trash_fails_the_sync_and_removes_nothing(nkb, syncer, stub, tree):
+    syncer.add("notion", "", name="wiki", options={"page": tree["home"].id})
+    syncer.sync("wiki")
+    tree["home"].in_trash = True
+    outcome = syncer.sync("wiki")
+    assert outcome.error is not None and "in the trash" in outcome.error
+    assert len(stored(nkb)) == TREE
