@@ -487,3 +487,18 @@ def test_a_root_page_in_the_trash_fails_the_sync_and_removes_nothing(nkb, syncer
     outcome = syncer.sync("wiki")
     assert outcome.error is not None and "in the trash" in outcome.error
     assert len(stored(nkb)) == TREE
+
+
+def test_the_stand_in_answers_as_notion_does_to_a_request_without_a_version_or_a_token(stub, tree):
+    import httpx
+
+    page = f"{stub.url}/v1/pages/{tree['home'].id}"
+    unversioned = httpx.get(page, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert unversioned.status_code == 400 and unversioned.json()["code"] == "missing_version"
+    anonymous = httpx.get(page, headers={"Notion-Version": "2022-06-28"})
+    assert anonymous.status_code == 401
+    assert anonymous.json() == {**anonymous.json(), "object": "error", "status": 401, "code": "unauthorized"}
+    found = httpx.post(f"{stub.url}/v1/search", json={"page_size": 2},
+                       headers={"Authorization": f"Bearer {TOKEN}", "Notion-Version": "2022-06-28"}).json()
+    assert (found["object"], len(found["results"]), found["has_more"]) == ("list", 2, True)
+    assert found["next_cursor"] not in {r["id"] for r in found["results"]}
