@@ -310,21 +310,25 @@ class NotionStub:
         return _error(404, "object_not_found", f"Could not find {what.lower()} with ID: {object_id}. Make "
                       "sure the relevant pages and databases are shared with your integration.")
 
-    def _listed(self, items: list[dict[str, Any]], params: dict[str, Any], kind: str):
+    def _listed(self, items: list[Any], params: dict[str, Any], kind: str, render=lambda item: item):
+        """One page of ``items`` (objects, or blocks already served), each ``render``ed once
+        chosen (rendering all 5,000 pages for each page of 100 would time the stand-in)."""
         size = params.get("page_size", MAX_PAGE)
         if not isinstance(size, int | str) or not str(size).isdigit() or not 1 <= int(size) <= MAX_PAGE:
             return _error(400, "validation_error", "body failed validation: body.page_size should be a "
                           f"number less than or equal to {MAX_PAGE}, instead was `{size}`.")
         start = 0
         if params.get("start_cursor"):
-            ids = [item["id"] for item in items]
+            ids = [item["id"] if isinstance(item, dict) else item.id for item in items]
             if params["start_cursor"] not in ids:
                 return _error(400, "validation_error", "start_cursor provided is invalid")
             start = ids.index(params["start_cursor"])
-        chosen = items[start:start + int(size)]
+        chosen = [render(item) for item in items[start:start + int(size)]]
         more = start + int(size) < len(items)
+        following = items[start + int(size)] if more else None
         return 200, {}, {"object": "list", "results": chosen,
-                         "next_cursor": items[start + int(size)]["id"] if more else None,
+                         "next_cursor": None if following is None else
+                         following["id"] if isinstance(following, dict) else following.id,
                          "has_more": more, "type": kind, kind: {}}
 
     def _live_pages(self) -> list[Page]:
@@ -343,8 +347,8 @@ class NotionStub:
         query = str(params.get("query") or "").lower()
         found = [f for f in found if query in f.title.lower()]
         found.sort(key=lambda f: (f.edited, f.id), reverse=True)
-        return self._listed([self._page(f) if isinstance(f, Page) else self._database(f) for f in found],
-                            params, "page_or_database")
+        return self._listed(found, params, "page_or_database",
+                            lambda f: self._page(f) if isinstance(f, Page) else self._database(f))
 
     def _query(self, database_id: str, params: dict[str, Any]):
         database = self.databases.get(database_id)
@@ -361,7 +365,7 @@ class NotionStub:
             since = datetime.fromisoformat(after.replace("Z", "+00:00"))
             rows = [p for p in rows if p.edited.replace(second=0, microsecond=0) >= since]
         rows.sort(key=lambda p: p.id)
-        return self._listed([self._page(p) for p in rows], params, "page_or_database")
+        return self._listed(rows, params, "page_or_database", self._page)
 
     def _children(self, block_id: str, params: dict[str, Any]):
         page = self.pages.get(block_id)

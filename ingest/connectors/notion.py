@@ -274,9 +274,8 @@ class NotionSource(Source):
         seen = set(queue)
         while queue:
             node = queue.pop(0)
-            below = list(children.get(node, []))
-            if node in databases:
-                below += self._rows(node, since)
+            # A database's rows as its query gives them first: search's copy may be older.
+            below = (self._rows(node, since) if node in databases else []) + children.get(node, [])
             for child in below:
                 cid = str(child["id"])
                 if cid in seen:
