@@ -134,6 +134,7 @@ class NotionStub:
         self.pages: dict[str, Page] = {}
         self.databases: dict[str, Database] = {}
         self.users: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, bytes] = {}
         self.requests: list[Request] = []
         self.token = TOKEN
         self._storm = 0
@@ -150,6 +151,16 @@ class NotionStub:
 
         class Handler(BaseHTTPRequestHandler):
             def _serve(self, method: str) -> None:
+                if self.path.startswith("/files/"):  # a hosted file, as S3 serves it
+                    data = stub.files.get(self.path[len("/files/"):].split("?")[0])
+                    with stub._lock:
+                        stub.requests.append(Request(method, self.path.split("?")[0], {},
+                                                     200 if data is not None else 404, time.monotonic()))
+                    self.send_response(200 if data is not None else 404)
+                    self.send_header("Content-Length", str(len(data or b"")))
+                    self.end_headers()
+                    self.wfile.write(data or b"")
+                    return
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 status, headers, body = stub.answer(method, self.path, raw, self.headers)
@@ -231,6 +242,14 @@ class NotionStub:
         """Under another page (or to the workspace's top level); Notion keeps its edit time."""
         self.pages[page_id].parent = ({"type": "page_id", "page_id": to_page} if to_page
                                       else {"type": "workspace", "workspace": True})
+
+    def file_block(self, name: str, data: bytes, *, kind: str = "file") -> dict[str, Any]:
+        """A ``file`` (or ``pdf``) block of a file Notion hosts: its link (on the stand-in,
+        as Notion's are on S3, no token needed) expires within the hour."""
+        self.files[name] = data
+        return {"type": kind, kind: {"type": "file", "caption": [], "name": name,
+                                     "file": {"url": f"{self.url}/files/{name}?X-Amz-Expires=3600",
+                                              "expiry_time": _iso(START)}}, "_children": []}
 
     def storm(self, requests: int, *, retry_after: int | None = 1, status: int = 429, only: str = "") -> None:
         """Answer the next ``requests`` requests (to paths holding ``only``) with ``status``:

@@ -2,7 +2,8 @@
 depth, and every row of a database in the tree) becomes one document: its blocks as clean
 text (``notion_blocks``), its ``url`` as the citation link, its ``last_edited_time`` as the
 time it was updated and its last editor (``users.retrieve``, once a sync per person) as its
-author. Read through the ``notion-client`` package (Notion's API version 2022-06-28, whose
+author; its PDF and text file blocks become documents of their own (linked to the page's
+block, with the page's access). Read through the ``notion-client`` package (Notion's API version 2022-06-28, whose
 ``databases/{id}/query`` lists a database's rows).
 
 Each sync lists the tree without reading a page's body: ``search`` (a hundred pages and
@@ -46,15 +47,18 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from knowledge.errors import DMLError, SourceError
 from knowledge.sources import AccessRule
 
 from ..chunking import Section
 from ..documents import SourceDocument
+from ..loaders import MARKDOWN, PDF, TEXT, load_bytes
 from .contract import Changes, Source, SourceItem, stamp
 from .notion_blocks import SEPARATE, block_sections, rich_text
 from .registry import register
@@ -73,6 +77,8 @@ SETTLE = timedelta(minutes=2)
 QUERY_MARGIN = timedelta(minutes=2)  # a database's rows asked for from before the cursor
 MAX_DEPTH = 12  # nested blocks read this deep, no deeper
 MAX_BLOCKS = 20_000  # blocks read for one page before it is cut off (and said so)
+ATTACHED = PDF | TEXT | MARKDOWN  # file blocks read as documents of their own
+MAX_FILE_BYTES = 20_000_000
 NOBODY = AccessRule(channels=("-",))
 RESTRICTED = "notion_restricted"  # metadata: cited only to the designated machine learners
 _ID = re.compile(r"([0-9a-f]{32})(?:[?#].*)?$", re.I)
@@ -147,6 +153,7 @@ class _Record:
     edited: str  # last_edited_time as Notion wrote it
     parent: str | None
     settled: bool
+    files: list[str] = field(default_factory=list)  # the ids of its file blocks read as documents
 
 
 class _Cursor:
@@ -159,12 +166,14 @@ class _Cursor:
             return None
         try:
             data = json.loads(text)
-            return cls({str(k): _Record(str(v[0]), v[1], bool(v[2])) for k, v in data["pages"].items()})
+            return cls({str(k): _Record(str(v[0]), v[1], bool(v[2]), [str(f) for f in (v[3:4] or [[]])[0]])
+                        for k, v in data["pages"].items()})
         except (ValueError, TypeError, KeyError, IndexError, AttributeError):
             return None
 
     def write(self) -> str:
-        return json.dumps({"pages": {k: [r.edited, r.parent, r.settled] for k, r in sorted(self.pages.items())}})
+        return json.dumps({"pages": {k: [r.edited, r.parent, r.settled, *([r.files] if r.files else [])]
+                                     for k, r in sorted(self.pages.items())}})
 
     def since(self) -> datetime | None:
         times = [w for w in (_when(r.edited) for r in self.pages.values()) if w]
@@ -231,13 +240,19 @@ class NotionSource(Source):
         state = _Cursor.read(cursor)
         listed = self._listing(state)
         wanted = [pid for pid, page in listed.items() if state is None or state.wants(pid, page)]
-        records = {pid: record for pid, record in (state.pages if state else {}).items()
-                   if pid in listed and pid not in wanted}
-        self._ids = {notion_page_id(pid) for pid in listed}
-        return _LateCursor(_Cursor(records), self._read(wanted, listed, records), total=len(wanted))
+        previous = state.pages if state else {}
+        records = {pid: record for pid, record in previous.items() if pid in listed and pid not in wanted}
+        self._listed_ids = {notion_page_id(pid) for pid in listed}
+        self._records = records
+        return _LateCursor(_Cursor(records), self._read(wanted, listed, records, previous), total=len(wanted))
 
     def ids(self) -> set[str]:
-        return self._ids
+        """The listed pages, and the file blocks read (or known) of each, once read."""
+        return self._listed_ids | {self.file_id(pid, fid) for pid, record in self._records.items()
+                                   for fid in record.files}
+
+    def file_id(self, page_id: str, block_id: str) -> str:
+        return f"{notion_page_id(page_id)}:file:{block_id}"
 
     # -- listing ------------------------------------------------------------------------------
     def _root(self) -> dict[str, Any]:
@@ -332,48 +347,92 @@ class NotionSource(Source):
                 return
 
     # -- reading ------------------------------------------------------------------------------
-    def _read(self, wanted: list[str], listed: dict[str, dict[str, Any]],
-              records: dict[str, _Record]) -> Iterator[SourceItem]:
-        """The pages to read whole. A page read is recorded in the cursor (a page that could
-        not be read is not: the next sync tries it again); Notion refusing the token or the
-        requests fails the sync."""
+    def _read(self, wanted: list[str], listed: dict[str, dict[str, Any]], records: dict[str, _Record],
+              previous: dict[str, _Record]) -> Iterator[SourceItem]:
+        """The pages to read whole, each followed by its file blocks. A page read is recorded
+        in the cursor; one that could not be read is recorded as never read (the next sync
+        tries it again), keeping the files it had. Notion refusing the token or the requests
+        fails the sync."""
         for pid in wanted:
             page = listed[pid]
             read_at = datetime.now(UTC)
             title = _title(page) or "Untitled"
             where = f"{self.where}: page {page['id']} ({title})"
+            failed: SourceItem | None = None
             try:
-                document = self._document(page, title, where)
+                document, files = self._document(page, title, where)
             except NotionError as exc:
-                if isinstance(exc, _Malformed):
-                    yield where, exc
-                elif "not found (HTTP 404)" not in exc.problem:  # a 404: deleted since the listing
-                    raise
-                continue
+                if not isinstance(exc, _Malformed) and "not found (HTTP 404)" not in exc.problem:
+                    raise  # a 404: deleted since the listing, gone from the next one
+                failed = (where, exc) if isinstance(exc, _Malformed) else None
             except Exception as exc:  # a page shaped in a way nobody foresaw stops nothing else
                 log.exception("could not read %s", where)
-                yield where, SourceError(where, f"could not be read ({type(exc).__name__}: {exc})")
+                failed = (where, SourceError(where, f"could not be read ({type(exc).__name__}: {exc})"))
+            else:
+                edited = _when(page.get("last_edited_time"))
+                settled = edited is not None and read_at - edited >= SETTLE
+                records[pid] = _Record(str(page.get("last_edited_time")), _parent(page), settled,
+                                       [str(f["id"]) for f in files])
+                if document is not None:  # None: a page without text (a title over its children)
+                    yield where, document
+                for found in files:
+                    yield self._file(page, title, found)
                 continue
-            edited = _when(page.get("last_edited_time"))
-            settled = edited is not None and read_at - edited >= SETTLE
-            records[pid] = _Record(str(page.get("last_edited_time")), _parent(page), settled)
-            if document is not None:  # None: a page without text (a title over its children)
-                yield where, document
+            old = previous.get(pid)
+            if old is not None:
+                records[pid] = _Record("", old.parent, False, old.files)
+            if failed is not None:
+                yield failed
 
-    def _document(self, page: dict[str, Any], title: str, where: str) -> SourceDocument | None:
-        sections: list[Section] = block_sections(self._blocks(str(page["id"]), where))
+    def _document(self, page: dict[str, Any], title: str, where: str
+                  ) -> tuple[SourceDocument | None, list[dict[str, Any]]]:
+        """The page as a document (None when it has no text), and its file blocks to read."""
+        blocks = self._blocks(str(page["id"]), where)
+        files = [b for b in _walk(blocks) if _file_name(b) is not None]
+        sections: list[Section] = block_sections(blocks)
         if not sections:
-            return None
+            return None, files
         metadata: dict[str, Any] = {"notion_page_id": str(page["id"]), "notion_parent": _parent(page),
                                     "notion_edited": page.get("last_edited_time")}
-        access, restricted = self._access()
-        if restricted:
-            metadata[RESTRICTED] = True
         document = SourceDocument(doc_id=notion_page_id(str(page["id"])), title=title, sections=sections,
                                   kind="notion page", url=page.get("url") or None, metadata=metadata)
+        return self._stamp(document, page), files
+
+    def _stamp(self, document: SourceDocument, page: dict[str, Any], when: object = None) -> SourceDocument:
+        access, restricted = self._access()
+        if restricted:
+            document.metadata[RESTRICTED] = True
         editor = (page.get("last_edited_by") or {}).get("id")
-        return stamp(document, updated_at=_when(page.get("last_edited_time")),
+        return stamp(document, updated_at=_when(when or page.get("last_edited_time")),
                      author=self._person(str(editor)) if editor else None, access=access)
+
+    def _file(self, page: dict[str, Any], title: str, found: dict[str, Any]) -> SourceItem:
+        """A PDF or text file block as a document of its own, cited by the page's link to
+        the block (Notion's file links expire within the hour); the page's access."""
+        name = _file_name(found) or "file"
+        where = f"{self.where}: {name} in page {page['id']} ({title})"
+        body = found.get(str(found.get("type"))) or {}
+        url = (body.get(str(body.get("type"))) or {}).get("url")
+        try:
+            if not isinstance(url, str) or not url:
+                raise SourceError(where, "has no link to download it from")
+            from ..web import Fetcher
+
+            fetched = Fetcher(timeout=self.settings.fetch_timeout, max_bytes=MAX_FILE_BYTES,
+                              allow_private=self.settings.allow_private_urls).fetch(url)
+            document = load_bytes(fetched.body, name, where)
+        except SourceError as exc:
+            return where, exc
+        except Exception as exc:  # a parser's crash on one file stops nothing else
+            log.exception("could not read %s", where)
+            return where, SourceError(where, f"could not be read ({type(exc).__name__}: {exc})")
+        document.doc_id = self.file_id(str(page["id"]), str(found["id"]))
+        document.kind = "notion file"
+        document.url = f"{page.get('url') or ''}#{str(found['id']).replace('-', '')}" if page.get("url") else None
+        if document.title == PurePosixPath(name).stem.replace("-", " ").replace("_", " ").strip():
+            document.title = f"{name} ({title})"
+        document.metadata = {**document.metadata, "notion_page_id": str(page["id"]), "file": name}
+        return where, self._stamp(document, page, found.get("last_edited_time"))
 
     def _blocks(self, block_id: str, where: str, depth: int = 0, count: list[int] | None = None
                 ) -> list[dict[str, Any]]:
@@ -479,6 +538,25 @@ class NotionSource(Source):
 
 def _paging(cursor: str | None) -> dict[str, Any]:
     return {"page_size": PAGE_SIZE, **({"start_cursor": cursor} if cursor else {})}
+
+
+def _walk(blocks: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for found in blocks:
+        yield found
+        yield from _walk(found.get("children") or [])
+
+
+def _file_name(found: dict[str, Any]) -> str | None:
+    """The name of a PDF or text file block (``file``/``pdf``), None for any other block."""
+    if found.get("type") not in ("file", "pdf"):
+        return None
+    body = found.get(str(found["type"]))
+    if not isinstance(body, dict):
+        return None
+    url = (body.get(str(body.get("type"))) or {}).get("url") if isinstance(body.get(str(body.get("type"))), dict) else None
+    name = body.get("name") or (unquote(urlsplit(url).path.rsplit("/", 1)[-1]) if isinstance(url, str) else "")
+    name = str(name).strip()
+    return name if PurePosixPath(name).suffix.lower() in ATTACHED else None
 
 
 def _retrieve_block(block_id: str, client: Any) -> Any:

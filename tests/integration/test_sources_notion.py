@@ -502,3 +502,46 @@ def test_the_stand_in_answers_as_notion_does_to_a_request_without_a_version_or_a
                        headers={"Authorization": f"Bearer {TOKEN}", "Notion-Version": "2022-06-28"}).json()
     assert (found["object"], len(found["results"]), found["has_more"]) == ("list", 2, True)
     assert found["next_cursor"] not in {r["id"] for r in found["results"]}
+
+
+def test_pdf_and_text_file_blocks_are_documents_of_their_own(settings, embedder, stub, tree):
+    from .test_ingest_files import make_pdf
+
+    report = stub.file_block("offline-eval-report.pdf", make_pdf([[
+        "Offline evaluation report for the ranking model.",
+        "The new ranker improves NDCG at ten by four points on the March holdout."]]), kind="pdf")
+    notes = stub.file_block("relaunch-notes.txt", b"Relaunch notes: the churn model relaunch freezes "
+                            b"features on the last Friday of February.")
+    tree["pages"][2].blocks += [report, block("toggle", "Attachments", children=[notes]),
+                                stub.file_block("diagram.png", b"\x89PNG\r\n\x1a\n"),
+                                stub.file_block("broken.pdf", b"%PDF-1.4 this is not really a PDF")]
+    configured = settings.model_copy(update={"notion_url": stub.url, "notion_token": SecretStr(TOKEN),
+                                             "allow_private_urls": True})  # the stand-in's files are local
+    knowledge = KnowledgeBase(settings=configured, embedder=embedder)
+    try:
+        syncer = SourceSyncer(kb=knowledge, connections={"notion": lambda: NotionSite(experts=(EXPERT,))})
+        syncer.add("notion", "", name="wiki", options={"page": tree["home"].id})
+        first = syncer.sync("wiki")
+
+        assert first.error is None and first.report.added == TREE + 2
+        assert [e for e in first.report.errors if "broken.pdf in page" in str(e)]
+        documents = stored(knowledge)
+        page = tree["pages"][2]
+        pdf = next(d for d in documents.values() if d.meta.get("file") == "offline-eval-report.pdf")
+        assert pdf.kind == "notion file" and "improves NDCG at ten by four points" in pdf.text
+        assert pdf.url.startswith(f"https://www.notion.so/Runbook-2-{page.id.replace('-', '')}#")
+        assert pdf.meta["notion_page_id"] == page.id and pdf.meta["author"] == "Ada Lovelace"
+        assert AccessRule.from_metadata(pdf.meta) == AccessRule(users=(EXPERT,))  # as its page
+        text_file = next(d for d in documents.values() if d.meta.get("file") == "relaunch-notes.txt")
+        assert "freezes features on the last Friday" in text_file.text
+        assert not [d for d in documents.values() if "diagram" in (d.meta.get("file") or "")]
+
+        # Unchanged: nothing downloaded again. The page deleted: its files go with it.
+        before = len(stub.requests)
+        assert syncer.sync("wiki").report.removed == 0
+        assert not [c for c in stub.requests[before:] if c.path.startswith("/files/")]
+        del stub.pages[page.id]
+        assert syncer.sync("wiki").report.removed == 3
+        assert not [d for d in stored(knowledge) if d.startswith(doc_id(page))]
+    finally:
+        knowledge.close()
