@@ -254,8 +254,12 @@ class Settings(_Group):
     confluence_url: str | None = variable("DML_CONFLUENCE_URL")
     confluence_user: str | None = variable("DML_CONFLUENCE_USER")
     confluence_token: SecretStr | None = variable("DML_CONFLUENCE_TOKEN")
+    # Notion sources (`dml sources add notion --page ID`): an internal integration's secret,
+    # never stored; the API's address (Notion's own unless a proxy stands in front of it).
+    notion_token: SecretStr | None = variable("DML_NOTION_TOKEN")
+    notion_url: str | None = variable("DML_NOTION_URL")
 
-    @field_validator("llm_url", "confluence_url")
+    @field_validator("llm_url", "confluence_url", "notion_url")
     @classmethod
     def _llm_url(cls, value: str | None) -> str | None:
         return _http_url(value)
@@ -418,7 +422,8 @@ class RootSettings(_Group):
         redact wherever they might be shown."""
         found = [_reveal(s) for s in (self.slack.bot_token, self.slack.app_token,
                                       self.slack.signing_secret, self.knowledge.llm_api_key,
-                                      self.knowledge.git_token, self.knowledge.confluence_token)]
+                                      self.knowledge.git_token, self.knowledge.confluence_token,
+                                      self.knowledge.notion_token)]
         url = self.knowledge.database_url or ""
         try:
             password = urlsplit(url).password if "://" in url else None

@@ -10,9 +10,11 @@ from urllib.parse import urlsplit, urlunsplit
 __all__ = ["strip_credentials", "redact_credentials"]
 
 _IN_TEXT = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
-# Tokens by their well-known shapes (Slack, GitHub, GitLab) and after "Bearer" / "token=".
+# Tokens by their well-known shapes (Slack, GitHub, GitLab, Notion's integration secrets) and
+# after "Bearer" / "token=".
 _TOKENS = re.compile(r"\b(?:xox[abeoprs]-[A-Za-z0-9-]{6,}|gh[opsur]_[A-Za-z0-9]{20,}"
-                     r"|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{16,})"
+                     r"|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{16,}"
+                     r"|secret_[A-Za-z0-9]{20,}|ntn_[A-Za-z0-9]{20,})"
                      r"|(?<=\bBearer )[^\s'\"]{8,}|(?<=\btoken=)[^\s&'\"]{8,}", re.I)
 
 
