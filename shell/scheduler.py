@@ -103,10 +103,11 @@ def sync_sources_job(*, context: JobContext | None = None) -> None:
 def _connections(context: JobContext) -> dict:
     """Slack channel sources read through this process's Web API client (none: they fail
     with the reason, recorded on the source); Confluence's restricted pages go to the
-    designated machine learners."""
-    from ingest import ConfluenceSite
+    designated machine learners, and so do Drive files shared with no one mapped to Slack."""
+    from ingest import ConfluenceSite, GDriveSite
 
-    connections: dict = {"confluence": lambda: ConfluenceSite(experts=tuple(context.experts or ()))}
+    connections: dict = {"confluence": lambda: ConfluenceSite(experts=tuple(context.experts or ())),
+                         "gdrive": lambda: GDriveSite(experts=tuple(context.experts or ()))}
     if context.client is None:
         return connections
     from bot.source_reading import slack_workspace

@@ -170,6 +170,11 @@ class DriveStub:
             "universe_domain": "googleapis.com"}))
         return path
 
+    def revoke_key(self) -> None:
+        """The key written is deleted from the account: no new token, and the old ones expire."""
+        self._public_key = None
+        self.tokens.clear()
+
     # -- what tests change ----------------------------------------------------------------------
     def _changed(self, file_id: str) -> None:
         with self._lock:

@@ -16,13 +16,13 @@ __all__ = ["sources"]
 @click.group()
 def sources():
     """Sources that stay in sync (Git repositories, folders, Slack channels, Confluence
-    spaces): synced on
+    spaces, Google Drive folders): synced on
     their interval by the scheduler, or now with `dml sources sync`."""
 
 
 def _syncer(ctx, **kwargs):
     """The syncer, able to read Slack (with SLACK_BOT_TOKEN) once a Slack source needs it."""
-    from ingest import ConfluenceSite, SourceSyncer
+    from ingest import ConfluenceSite, GDriveSite, SourceSyncer
 
     def slack():
         from bot.app import build_client
@@ -36,8 +36,11 @@ def _syncer(ctx, **kwargs):
     def confluence():  # restricted pages are cited to the designated machine learners only
         return ConfluenceSite(experts=slack_settings_of(ctx).experts)
 
-    return SourceSyncer(kb=knowledge_base(ctx), connections={"slack": slack, "confluence": confluence},
-                        **kwargs)
+    def gdrive():  # what cannot be mapped to Slack people goes to the designated machine learners
+        return GDriveSite(experts=slack_settings_of(ctx).experts)
+
+    return SourceSyncer(kb=knowledge_base(ctx), connections={"slack": slack, "confluence": confluence,
+                                                              "gdrive": gdrive}, **kwargs)
 
 
 def _owners(owners: tuple[str, ...]) -> list[str]:
@@ -91,6 +94,8 @@ class _SeveralIds(click.Option):
                    "in the workspace.")
 @click.option("--space", default=None, metavar="KEY", help="confluence: the space's key.")
 @click.option("--url", default=None, help="confluence: the site (default: DML_CONFLUENCE_URL).")
+@click.option("--folder", default=None, metavar="ID", help="gdrive: the folder's id (or its address).")
+@click.option("--shared-drive", "shared_drive", default=None, metavar="ID", help="gdrive: the shared drive's id.")
 @click.option("--every", "every", type=click.IntRange(1, 60 * 24 * 30), default=60, show_default=True,
               metavar="MINUTES", help="How often the scheduler syncs it, in minutes.")
 @click.option("--owner", "owners", multiple=True, metavar="U…",
@@ -98,21 +103,24 @@ class _SeveralIds(click.Option):
                    "repeatable). Default: the designated machine learners.")
 @click.option("--sync/--no-sync", "sync_now", default=False, help="Sync it once right away.")
 @click.pass_context
-def add(ctx, kind, target, name, branch, include, limit_to, space, url, every, owners, sync_now):
+def add(ctx, kind, target, name, branch, include, limit_to, space, url, folder, shared_drive, every, owners,
+        sync_now):
     """Add a source: `dml sources add git URL_OR_PATH`, `dml sources add folder PATH`,
     `dml sources add slack CHANNEL_ID` (the bot must be a member of the channel),
     `dml sources add confluence --space KEY [--url SITE]` (DML_CONFLUENCE_USER and
-    DML_CONFLUENCE_TOKEN read it). `--limit-to C123 C456` keeps its documents to those
+    DML_CONFLUENCE_TOKEN read it), `dml sources add gdrive --folder ID | --shared-drive ID`
+    (the service account whose key DML_GDRIVE_CREDENTIALS names reads it). `--limit-to C123 C456` keeps its documents to those
     channels.
 
     Credentials are never stored: a token in a URL is stripped (set DML_GIT_TOKEN or use
     git's credential helpers instead).
     """
-    if not target and not space:
+    if not target and not space and not folder and not shared_drive:
         raise click.UsageError("give what to sync: a repository, a folder or a channel id "
-                               "(or --space KEY for confluence)")
+                               "(or --space KEY for confluence, --folder ID for gdrive)")
     options = {key: value for key, value in (("branch", branch), ("include", list(include)),
-                                             ("space", space), ("url", url),
+                                             ("space", space), ("url", url), ("folder", folder),
+                                             ("shared_drive", shared_drive),
                                              ("access", list(limit_to)),
                                              ("owners", _owners(owners))) if value}
     syncer = _syncer(ctx)
@@ -174,6 +182,8 @@ def _where(config) -> str:
     options = config.options
     if config.kind == "confluence":
         return f"space {options['space']}" + (f" at {options['url']}" if options.get("url") else "")
+    if config.kind == "gdrive":
+        return f"folder {options['folder']}" if options.get("folder") else f"shared drive {options['shared_drive']}"
     return options.get("url") or options.get("path") or (f"channel {options['channel']}"
                                                         if options.get("channel") else "")
 
