@@ -34,6 +34,7 @@ STEPS = [
      "sources_sync"),
     ("Sources that stay in sync: a Confluence space of 5,000 pages", ["confluence_sync.py"],
      "confluence_sync"),
+    ("Sources that stay in sync: a Google Drive folder of 5,000 files", ["gdrive_sync.py"], "gdrive_sync"),
     ("Slack bot, 50 concurrent mentions", ["slack_load.py"], "slack_load"),
     ("Slack bot, sustained load on one and two replicas", ["replica_load.py"], "replica_load"),
 ]
