@@ -311,7 +311,7 @@ class DriveStub:
             if (found := re.fullmatch(r"'([^']+)' in parents", clause)):
                 wanted = [f for f in wanted if found.group(1) in f.parents]
             elif clause.replace(" ", "") == "trashed=false":
-                wanted = [f for f in wanted if not f.trashed]
+                wanted = [f for f in wanted if not self._trashed(f)]
             else:
                 return _error(400, f"Invalid Value: {clause}", "invalid")
         if params.get("corpora") == "drive":
@@ -370,6 +370,16 @@ class DriveStub:
             return _error(403, "This file is too large to be exported.", "exportSizeLimitExceeded")
         return 200, {"Content-Type": wanted}, data
 
+    def _trashed(self, file: DriveFile) -> bool:
+        """Trashed itself, or inside a trashed folder (as Drive trashes a folder's contents)."""
+        seen = set()
+        while file is not None and file.id not in seen:
+            if file.trashed:
+                return True
+            seen.add(file.id)
+            file = self.files.get(file.parents[0]) if file.parents else None
+        return False
+
     def _resource(self, file: DriveFile, *, listed: bool) -> dict[str, Any]:
         stamp = file.modified.strftime("%Y-%m-%dT%H:%M:%S.") + f"{file.modified.microsecond // 1000:03d}Z"
         name, email = file.editor
@@ -379,7 +389,7 @@ class DriveStub:
                 f"https://drive.google.com/file/d/{file.id}/view?usp=drivesdk")
         resource: dict[str, Any] = {
             "kind": "drive#file", "id": file.id, "name": file.name, "mimeType": file.mime,
-            "parents": list(file.parents), "trashed": file.trashed, "modifiedTime": stamp, "webViewLink": link,
+            "parents": list(file.parents), "trashed": self._trashed(file), "modifiedTime": stamp, "webViewLink": link,
             "lastModifyingUser": {"kind": "drive#user", "displayName": name, "emailAddress": email,
                                   "me": False, "permissionId": f"{abs(hash(email)) % 10**20}"}}
         if not file.mime.startswith("application/vnd.google-apps."):

@@ -197,8 +197,8 @@ class GDriveSource(Source):
         """The tree listed whole (the first sync, or after a folder moved out): every file
         read, but those stored with the same ``modifiedTime`` and permissions."""
         start = token or self._start_token()
-        folders: dict[str, str | None] = {} if self.shared_drive else {self.root: None}
-        files = self._list_drive() if self.shared_drive else list(self._walk([self.root], folders))
+        folders: dict[str, str | None] = {self.root: None}  # a shared drive's id is its root's
+        files = self._list_drive(folders) if self.shared_drive else list(self._walk([self.root], folders))
         self._ids = {gdrive_doc_id(f["id"]) for f in files}
         state = _Cursor(token=start, folders=folders)
         return _LateCursor(state, self._read(files, state, fresh=set()), None)
@@ -237,9 +237,16 @@ class GDriveSource(Source):
                 elif readable(file):
                     yield file
 
-    def _list_drive(self) -> list[dict[str, Any]]:
-        return [f for f in self._list("listing the shared drive", q="trashed=false", corpora="drive",
-                                      driveId=self.shared_drive) if f.get("mimeType") != FOLDER and readable(f)]
+    def _list_drive(self, folders: dict[str, str | None]) -> list[dict[str, Any]]:
+        """The shared drive's readable files, in one listing (its folders recorded)."""
+        files = []
+        for file in self._list("listing the shared drive", q="trashed=false", corpora="drive",
+                               driveId=self.shared_drive):
+            if file.get("mimeType") == FOLDER:
+                folders[str(file["id"])] = _parent(file)
+            elif readable(file):
+                files.append(file)
+        return files
 
     def _changes_since(self, token: str) -> tuple[dict[str, dict[str, Any] | None], str]:
         """The latest state of each file changed since ``token`` (None: removed, or no longer
@@ -270,10 +277,6 @@ class GDriveSource(Source):
         """Record folders that moved in (walked later, in ``_new_folders``); True when one the
         tree held moved out, was trashed or deleted: what went with it is found by listing."""
         self._new_folders: list[str] = []
-        if self.shared_drive:
-            return any(file is None and fid in state.folders for fid, file in changed.items()) or any(
-                file is not None and file.get("mimeType") == FOLDER and file.get("driveId") != self.shared_drive
-                for file in changed.values())
         gone = [fid for fid, file in changed.items() if fid in state.folders and fid != self.root and (
             file is None or not self._inside(file, state.folders))]
         if gone:

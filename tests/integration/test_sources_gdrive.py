@@ -376,6 +376,13 @@ def test_a_shared_drive_is_listed_whole_and_followed_by_its_changes(gkb, syncer,
     assert (second.report.updated, second.report.removed, second.report.added) == (1, 1, 0)
     assert stub.calls("/drive/v3/changes")[-1].params["driveId"] == drive
     assert doc(elsewhere) not in stored(gkb)
+
+    # A folder trashed: its files go with it (the drive is listed again to find them).
+    stub.trash(folder.id)
+    third = syncer.sync("drive")
+    in_folder = [f for f in files if folder.id in f.parents and f is not files[2]]
+    assert third.report.removed == len(in_folder) and third.report.added == 0
+    assert not {doc(f) for f in in_folder} & set(stored(gkb))
     with pytest.raises(DMLError, match="not found"):
         syncer.add("gdrive", "", name="none", options={"shared_drive": "0ANoSuchDrive"})
 
