@@ -104,7 +104,10 @@ class DriveStub:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+            protocol_version = "HTTP/1.1"  # keep-alive, as Google's front ends answer
+            # Headers and body are written apart: without TCP_NODELAY each answer waits out the
+            # client's delayed ACK (40 ms on loopback), which Google's servers do not add.
+            disable_nagle_algorithm = True
 
             def _answer(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
