@@ -337,6 +337,8 @@ class DriveStub:
         try:
             start = int(params["pageToken"])
         except (KeyError, ValueError):
+            start = 0
+        if not 1 <= start <= len(self.log) + 1:
             return _error(400, "Invalid Value", "invalid")
         page = min(int(params.get("pageSize", 100)), 1000)
         window = self.log[start - 1:]

@@ -11,7 +11,8 @@ syncs follow ``changes.list`` from the stored token to ``newStartPageToken`` and
 the files it names that are under the folder (their parents are checked against the
 folders the cursor knows); a file trashed, deleted or moved out is removed, one moved in is
 read. A folder that moved in is walked; one that moved out, was trashed or deleted makes the
-sync list the tree again (names and dates only) to find what went with it. A file listed
+sync list the tree again (names and dates only) to find what went with it, and so does a
+page token the feed no longer takes. A file listed
 with the same ``modifiedTime`` and permissions as the stored document is not read again: an
 interrupted first sync resumes where it stopped.
 
@@ -171,7 +172,16 @@ class GDriveSource(Source):
         state = _Cursor.read(cursor)
         if state is None:
             return self._everything()
-        changed, token = self._changes_since(state.token)
+        try:
+            changed, token = self._changes_since(state.token)
+        except DriveError as exc:
+            if exc.fatal or exc.status not in (400, 404, 410):
+                raise
+            # A page token Drive no longer takes: the tree is listed again, and only what
+            # differs from the stored documents is read.
+            log.warning("%s: the changes feed refused the stored page token (%s); listing the tree again",
+                        self.where, exc.problem)
+            return self._everything()
         new = _Cursor(token=token, folders=dict(state.folders), experts_only=set(state.experts_only))
         if self._tree_changed(changed, new):
             return self._everything(token=token)

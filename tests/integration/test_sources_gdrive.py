@@ -170,6 +170,22 @@ def test_an_edit_a_new_file_a_deletion_and_a_trashing_read_only_what_changed(gkb
     assert third.report.chunks_embedded == 0
 
 
+def test_a_page_token_drive_no_longer_takes_lists_the_tree_again(gkb, syncer, stub, tree):
+    add(syncer, tree)
+    first = syncer.sync("drive")
+    sources = SyncedSources(gkb.database)
+    cursor = first.cursor.replace(f'"token": "{stub.log.__len__() + 1}"', '"token": "999999"')
+    assert "999999" in cursor
+    sources.record_sync("drive", now=datetime.now(UTC), cursor=cursor)
+    stub.edit(tree.notes[4].id, note(4) + b"\nEdited while the token was lost.\n", when=LATER)
+    before = len(stub.requests)
+    outcome = syncer.sync("drive")
+    assert outcome.error is None and (outcome.report.updated, outcome.report.removed) == (1, 0)
+    reads = [c for c in stub.requests[before:] if c.params.get("alt") == "media" or "/export" in c.path]
+    assert [c.path.split("/")[4] for c in reads] == [tree.notes[4].id]  # the rest is stored as it is
+    assert '"token": "999999"' not in sources.get("drive").cursor
+
+
 def test_files_and_folders_moved_out_and_in(gkb, syncer, stub, tree):
     add(syncer, tree)
     syncer.sync("drive")
