@@ -37,6 +37,7 @@ STEPS = [
     ("Confluence view restrictions mapped to 5,000 Slack people by e-mail", ["confluence_people.py"],
      "confluence_people"),
     ("Sources that stay in sync: a Notion page tree of 5,000 pages", ["notion_sync.py"], "notion_sync"),
+    ("Sources that stay in sync: a Google Drive folder of 5,000 files", ["gdrive_sync.py"], "gdrive_sync"),
     ("Slack bot, 50 concurrent mentions", ["slack_load.py"], "slack_load"),
     ("Slack bot, sustained load on one and two replicas", ["replica_load.py"], "replica_load"),
 ]

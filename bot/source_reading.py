@@ -13,7 +13,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from ingest import ConfluenceSite, SlackWorkspace
+from ingest import ConfluenceSite, GDriveSite, SlackWorkspace
 from knowledge.errors import SourceError
 from knowledge.sources import PeopleByEmail
 
@@ -47,6 +47,13 @@ def confluence_site(client: WebClient | None, *, experts: Iterable[str] = ()) ->
     and the workspace's people (read once, when the sync first looks one up) when there is a
     Slack client; without one, restricted pages go to the designated machine learners only."""
     return ConfluenceSite(experts=tuple(experts), people=SlackPeople(client) if client is not None else None)
+
+
+def gdrive_site(client: WebClient | None, *, experts: Iterable[str] = ()) -> GDriveSite:
+    """What a Google Drive source's sync needs from Slack: the designated machine learners,
+    and the workspace's people when there is a Slack client (files shared with named people
+    are cited to them); without one, such files go to the designated machine learners only."""
+    return GDriveSite(experts=tuple(experts), people=SlackPeople(client) if client is not None else None)
 
 
 def read_people(client: WebClient) -> PeopleByEmail:

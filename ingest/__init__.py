@@ -8,6 +8,7 @@ from .chunking import Section
 from .connectors import (
     VERIFYING_REACTIONS,
     ConfluenceSite,
+    GDriveSite,
     NotionSite,
     SlackWorkspace,
     Source,
@@ -24,7 +25,7 @@ from .web import Fetcher, check_url
 __all__ = ["Ingestor", "IngestReport", "Fetcher", "SourceDocument", "Section", "check_url",
            "sample_knowledge_dir", "fetch_draft_body", "decode_text", "Source", "SourceSyncer",
            "SyncOutcome", "SlackWorkspace", "slack_thread_id", "VERIFYING_REACTIONS", "ConfluenceSite", "NotionSite",
-           "source_class"]
+           "GDriveSite", "source_class"]
 
 
 def sample_knowledge_dir():

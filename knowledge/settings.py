@@ -259,7 +259,14 @@ class Settings(_Group):
     notion_token: SecretStr | None = variable("DML_NOTION_TOKEN")
     notion_url: str | None = variable("DML_NOTION_URL")
 
-    @field_validator("llm_url", "confluence_url", "notion_url")
+    # Google Drive sources (`dml sources add gdrive --folder ID`): a service account's JSON
+    # key file (the path: the key itself is never stored), the user it acts for with
+    # domain-wide delegation (unset: as itself), and the Drive API's root (unset: Google's).
+    gdrive_credentials: Path | None = variable("DML_GDRIVE_CREDENTIALS")
+    gdrive_subject: str | None = variable("DML_GDRIVE_SUBJECT")
+    gdrive_api_url: str | None = variable("DML_GDRIVE_API_URL")
+
+    @field_validator("llm_url", "confluence_url", "notion_url", "gdrive_api_url")
     @classmethod
     def _llm_url(cls, value: str | None) -> str | None:
         return _http_url(value)

@@ -102,18 +102,19 @@ def sync_sources_job(*, context: JobContext | None = None) -> None:
 
 def _connections(context: JobContext) -> dict:
     """Slack channel sources read through this process's Web API client (none: they fail
-    with the reason, recorded on the source); Confluence's restricted pages go to the Slack
-    people who may view them (by e-mail, read through that client once a sync) and the
-    designated machine learners, or to the designated machine learners alone without a
-    client; Notion's pages go to the designated machine learners unless their source was
-    opened up."""
-    from bot.source_reading import confluence_site, slack_workspace
+    with the reason, recorded on the source); Confluence's restricted pages and Drive's
+    shared files go to the Slack people who may view them (by e-mail, read through that
+    client once a sync) and the designated machine learners, or to the designated machine
+    learners alone without a client; Notion's pages go to the designated machine learners
+    unless their source was opened up."""
+    from bot.source_reading import confluence_site, gdrive_site, slack_workspace
     from ingest import NotionSite
 
     client = context.client
     experts = tuple(context.experts or ())
     connections: dict = {"confluence": lambda: confluence_site(client, experts=experts),
-                         "notion": lambda: NotionSite(experts=experts)}
+                         "notion": lambda: NotionSite(experts=experts),
+                         "gdrive": lambda: gdrive_site(client, experts=experts)}
     if client is not None:
         connections["slack"] = lambda: slack_workspace(client, experts=experts)
     return connections

@@ -5,6 +5,7 @@ from their stored cursors."""
 
 from .confluence import ConfluenceSite
 from .contract import Changes, Refreshed, Source, SourceItem, stamp
+from .gdrive import GDriveSite
 from .given_source import GivenDocuments
 from .notion import NotionSite
 from .registry import SOURCE_KINDS, register, source_class, source_for, source_for_target
@@ -12,6 +13,6 @@ from .slack_channel import VERIFYING_REACTIONS, SlackWorkspace
 from .slack_channel import thread_doc_id as slack_thread_id
 from .syncing import SourceSyncer, SyncOutcome
 
-__all__ = ["ConfluenceSite", "NotionSite", "Changes", "Refreshed", "Source", "SourceItem", "SOURCE_KINDS", "SourceSyncer",
+__all__ = ["ConfluenceSite", "NotionSite", "GDriveSite", "Changes", "Refreshed", "Source", "SourceItem", "SOURCE_KINDS", "SourceSyncer",
            "SyncOutcome", "SlackWorkspace", "VERIFYING_REACTIONS", "slack_thread_id", "register", "source_class",
            "source_for", "source_for_target", "stamp", "GivenDocuments"]

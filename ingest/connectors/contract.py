@@ -107,7 +107,7 @@ class Source(ABC):
         """``DMLError`` naming the options this kind does not take."""
         unknown = sorted(set(options) - set(cls.options_taken))
         if unknown:
-            taken = ", ".join(f"--{o}" for o in cls.options_taken) or "no options"
+            taken = ", ".join(f"--{o.replace('_', '-')}" for o in cls.options_taken) or "no options"
             raise DMLError(f"a {cls.kind} source takes {taken}, not {', '.join(unknown)}")
 
     @classmethod

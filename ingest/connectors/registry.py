@@ -1,5 +1,5 @@
 """The source kinds, one name each, mapped to its implementation: those kept in sync
-(``git``, ``folder``, ``slack``, ``confluence``, ``notion``) and those ``dml ingest`` reads once (``file``, ``jsonl``,
+(``git``, ``folder``, ``slack``, ``confluence``, ``notion``, ``gdrive``) and those ``dml ingest`` reads once (``file``, ``jsonl``,
 ``url``, ``folder`` again, and ``documents`` built elsewhere); and which kind reads a
 target given to ``dml ingest``: a URL, a folder, or a file by its suffix."""
 
@@ -71,6 +71,7 @@ def _load_builtin() -> None:
         confluence,
         file_source,
         folder_source,
+        gdrive,
         git_repo,
         given_source,
         jsonl_source,

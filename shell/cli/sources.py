@@ -16,15 +16,15 @@ __all__ = ["sources"]
 @click.group()
 def sources():
     """Sources that stay in sync (Git repositories, folders, Slack channels, Confluence
-    spaces, Notion pages and databases): synced on
+    spaces, Notion pages and databases, Google Drive folders): synced on
     their interval by the scheduler, or now with `dml sources sync`."""
 
 
 def _syncer(ctx, **kwargs):
     """The syncer, able to read Slack (with SLACK_BOT_TOKEN) once a Slack source needs it,
-    and the Slack people a Confluence space's restricted pages map to (with SLACK_BOT_TOKEN;
-    without it, those pages go to the designated machine learners only); Notion's pages go
-    to the designated machine learners unless their source was opened up."""
+    and the Slack people a Confluence space's restricted pages and Drive's shared files map
+    to (with SLACK_BOT_TOKEN; without it, those go to the designated machine learners only);
+    Notion's pages go to the designated machine learners unless their source was opened up."""
     from ingest import NotionSite, SourceSyncer
 
     def slack():
@@ -49,8 +49,18 @@ def _syncer(ctx, **kwargs):
     def notion():  # pages are cited to the designated machine learners unless opened up
         return NotionSite(experts=slack_settings_of(ctx).experts)
 
+    def gdrive():  # what cannot be mapped to Slack people goes to the designated machine learners
+        from bot.source_reading import gdrive_site
+
+        settings = slack_settings_of(ctx)
+        if not settings.bot_token:
+            return gdrive_site(None, experts=settings.experts)
+        from bot.app import build_client
+
+        return gdrive_site(build_client(settings), experts=settings.experts)
+
     return SourceSyncer(kb=knowledge_base(ctx), connections={"slack": slack, "confluence": confluence,
-                                                             "notion": notion}, **kwargs)
+                                                             "notion": notion, "gdrive": gdrive}, **kwargs)
 
 
 def _owners(owners: tuple[str, ...]) -> list[str]:
@@ -111,6 +121,8 @@ class _SeveralIds(click.Option):
 @click.option("--everyone", is_flag=True, default=False,
               help="notion: declare its pages public to the workspace (default: cited only to the "
                    "designated machine learners, since Notion's API does not say who may see a page).")
+@click.option("--folder", default=None, metavar="ID", help="gdrive: the folder's id (or its address).")
+@click.option("--shared-drive", "shared_drive", default=None, metavar="ID", help="gdrive: the shared drive's id.")
 @click.option("--every", "every", type=click.IntRange(1, 60 * 24 * 30), default=60, show_default=True,
               metavar="MINUTES", help="How often the scheduler syncs it, in minutes.")
 @click.option("--owner", "owners", multiple=True, metavar="U…",
@@ -118,24 +130,27 @@ class _SeveralIds(click.Option):
                    "repeatable). Default: the designated machine learners.")
 @click.option("--sync/--no-sync", "sync_now", default=False, help="Sync it once right away.")
 @click.pass_context
-def add(ctx, kind, target, name, branch, include, limit_to, space, url, page, database, everyone, every,
-        owners, sync_now):
+def add(ctx, kind, target, name, branch, include, limit_to, space, url, page, database, everyone, folder,
+        shared_drive, every, owners, sync_now):
     """Add a source: `dml sources add git URL_OR_PATH`, `dml sources add folder PATH`,
     `dml sources add slack CHANNEL_ID` (the bot must be a member of the channel),
     `dml sources add confluence --space KEY [--url SITE]` (DML_CONFLUENCE_USER and
     DML_CONFLUENCE_TOKEN read it), `dml sources add notion --page ID | --database ID
-    [--everyone]` (DML_NOTION_TOKEN reads it). `--limit-to C123 C456` keeps its documents to
-    those channels.
+    [--everyone]` (DML_NOTION_TOKEN reads it), `dml sources add gdrive --folder ID |
+    --shared-drive ID` (the service account whose key DML_GDRIVE_CREDENTIALS names reads it).
+    `--limit-to C123 C456` keeps its documents to those channels.
 
     Credentials are never stored: a token in a URL is stripped (set DML_GIT_TOKEN or use
     git's credential helpers instead).
     """
-    if not target and not (space or page or database):
+    if not target and not (space or page or database or folder or shared_drive):
         raise click.UsageError("give what to sync: a repository, a folder or a channel id "
-                               "(or --space KEY for confluence, --page ID or --database ID for notion)")
+                               "(or --space KEY for confluence, --page ID or --database ID for notion, "
+                               "--folder ID or --shared-drive ID for gdrive)")
     options = {key: value for key, value in (("branch", branch), ("include", list(include)),
                                              ("space", space), ("url", url), ("page", page),
                                              ("database", database), ("everyone", everyone),
+                                             ("folder", folder), ("shared_drive", shared_drive),
                                              ("access", list(limit_to)),
                                              ("owners", _owners(owners))) if value}
     syncer = _syncer(ctx)
@@ -199,6 +214,8 @@ def _where(config) -> str:
         return f"space {options['space']}" + (f" at {options['url']}" if options.get("url") else "")
     if config.kind == "notion":
         return f"page {options['page']}" if options.get("page") else f"database {options.get('database')}"
+    if config.kind == "gdrive":
+        return f"folder {options['folder']}" if options.get("folder") else f"shared drive {options['shared_drive']}"
     return options.get("url") or options.get("path") or (f"channel {options['channel']}"
                                                         if options.get("channel") else "")
 

@@ -46,7 +46,7 @@ def test_the_registry_names_the_kind_that_reads_each_target(tmp_path):
 
 def test_only_kinds_that_can_stay_in_sync_are_offered_to_dml_sources_add(kb, tmp_path):
     assert source_class("file").syncable is False and source_class("git").syncable is True
-    with pytest.raises(DMLError, match="'file' is not a kind of source; known: confluence, folder, git, slack$"):
+    with pytest.raises(DMLError, match="'file' is not a kind of source; known: confluence, folder, gdrive, git, notion, slack$"):
         SourceSyncer(kb=kb).add("file", str(tmp_path))
 
 
@@ -58,6 +58,8 @@ def test_an_option_a_kind_does_not_take_is_refused_by_name_and_nothing_is_stored
         syncer.add("git", str(tmp_path), options={"space": "ML", "url": "x", "branch": "main"})
     with pytest.raises(DMLError, match="^a confluence source takes --space, --url, not include$"):
         syncer.add("confluence", "", options={"space": "ML", "include": ["*.md"]})
+    with pytest.raises(DMLError, match="^a gdrive source takes --folder, --shared-drive, not space$"):
+        syncer.add("gdrive", "", options={"folder": "1AbCdefGHI", "space": "ML"})
     assert syncer.sources.all() == []
 
 

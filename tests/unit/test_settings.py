@@ -85,6 +85,8 @@ def test_every_variable_is_read_and_typed():
            "DML_TUNE_MIN_NEW_PAIRS": "7", "DML_GIT_TOKEN": "ghp_1",
            "DML_CONFLUENCE_URL": "https://ml.atlassian.net/wiki", "DML_CONFLUENCE_USER": "ada@example.com",
            "DML_CONFLUENCE_TOKEN": "atl-1", "DML_NOTION_TOKEN": "ntn_1", "DML_NOTION_URL": "http://127.0.0.1:9",
+           "DML_GDRIVE_CREDENTIALS": "/etc/dml/drive-key.json",
+           "DML_GDRIVE_SUBJECT": "ada@example.com", "DML_GDRIVE_API_URL": "http://127.0.0.1:9/drive/v3/",
            "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1",
            "SLACK_SIGNING_SECRET": "shh-secret", "SLACK_API_URL": "http://127.0.0.1:9/api",
            "DML_EXPERTS": "<@U0123>, S0456", "DML_CURATORS": "U0789",
@@ -111,6 +113,8 @@ def test_every_variable_is_read_and_typed():
     assert "atl-1" not in repr(k)
     assert k.notion_token.get_secret_value() == "ntn_1" and "ntn_1" in root.secrets()
     assert k.notion_url == "http://127.0.0.1:9" and "ntn_1" not in repr(k)
+    assert (k.gdrive_credentials, k.gdrive_subject, k.gdrive_api_url) == \
+        (Path("/etc/dml/drive-key.json"), "ada@example.com", "http://127.0.0.1:9/drive/v3/")
     assert (slack.bot_token_value, slack.app_token_value, slack.signing_secret_value) == \
         ("xoxb-1", "xapp-1", "shh-secret")
     assert slack.api_url == "http://127.0.0.1:9/api/"
