@@ -19,8 +19,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import markdown_table, need_shared, save_result
-from sources_sync import row, texts
+from common import need_shared
+from sources_sync import report_two_syncs, texts
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests/confluence_stub.py: the Confluence stand-in
@@ -78,20 +78,12 @@ def main() -> None:
                 kb.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    for outcome in (first_outcome, second_outcome):
-        if outcome.error:
-            raise SystemExit(outcome.error)
-    rows = [row("confluence", f"{args.pages} pages: first sync", first, first_outcome.report),
-            row("confluence", "1% edited, 5 deleted: second sync", second, second_outcome.report, first)]
-    table = markdown_table(["source", "sync", "seconds", "added", "updated", "removed",
-                            "passages embedded", "passages/s", "of the first sync"], rows)
     calls_line = (f"API calls: first sync {first_calls}; second sync {len(calls)}, of which "
                   f"{len(bodies)} read a page whole ({len(unchanged_bodies)} of them unchanged pages)")
-    print(table)
-    print(calls_line)
-    save_result("confluence_sync", {"rows": rows, "table": table, "first_calls": first_calls,
-                                    "second_calls": len(calls), "bodies_read": len(bodies),
-                                    "unchanged_bodies_read": len(unchanged_bodies)})
+    report_two_syncs("confluence", f"{args.pages} pages: first sync", (first, first_outcome), (second, second_outcome),
+                     calls_line, "confluence_sync",
+                     {"first_calls": first_calls, "second_calls": len(calls), "bodies_read": len(bodies),
+                      "unchanged_bodies_read": len(unchanged_bodies)})
 
 
 if __name__ == "__main__":

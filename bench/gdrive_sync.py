@@ -20,8 +20,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import markdown_table, need_shared, save_result
-from sources_sync import row, texts
+from common import need_shared
+from sources_sync import report_two_syncs, texts
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests/gdrive_stub.py: the Drive stand-in
@@ -86,20 +86,12 @@ def main() -> None:
                 kb.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    for outcome in (first_outcome, second_outcome):
-        if outcome.error:
-            raise SystemExit(outcome.error)
-    rows = [row("gdrive", f"{args.files} files: first sync", first, first_outcome.report),
-            row("gdrive", "1% edited, 5 deleted: second sync", second, second_outcome.report, first)]
-    table = markdown_table(["source", "sync", "seconds", "added", "updated", "removed",
-                            "passages embedded", "passages/s", "of the first sync"], rows)
     calls_line = (f"API calls: first sync {first_calls}; second sync {len(calls)}, of which {len(reads)} read "
                   f"one file ({len(unchanged_reads)} of them unchanged files)")
-    print(table)
-    print(calls_line)
-    save_result("gdrive_sync", {"rows": rows, "table": table, "first_calls": first_calls,
-                                "second_calls": len(calls), "file_reads": len(reads),
-                                "unchanged_file_reads": len(unchanged_reads)})
+    report_two_syncs("gdrive", f"{args.files} files: first sync", (first, first_outcome), (second, second_outcome),
+                     calls_line, "gdrive_sync",
+                     {"first_calls": first_calls, "second_calls": len(calls), "file_reads": len(reads),
+                      "unchanged_file_reads": len(unchanged_reads)})
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import markdown_table, need_shared, save_result
-from sources_sync import row, texts
+from common import need_shared
+from sources_sync import report_two_syncs, texts
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests/notion_stub.py: the Notion stand-in
@@ -81,21 +81,13 @@ def main() -> None:
                 kb.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    for outcome in (first_outcome, second_outcome):
-        if outcome.error:
-            raise SystemExit(outcome.error)
-    rows = [row("notion", f"{args.pages} pages: first sync", first, first_outcome.report),
-            row("notion", "1% edited, 5 deleted: second sync", second, second_outcome.report, first)]
-    table = markdown_table(["source", "sync", "seconds", "added", "updated", "removed",
-                            "passages embedded", "passages/s", "of the first sync"], rows)
     calls_line = (f"API calls: first sync {first_calls}; second sync {len(calls)}: {len(listing)} listing "
                   f"(the root page, search), {len(reads)} block reads ({len(unchanged_reads)} of them of "
                   f"unchanged pages), {len(calls) - len(listing) - len(reads)} other (users)")
-    print(table)
-    print(calls_line)
-    save_result("notion_sync", {"rows": rows, "table": table, "first_calls": first_calls,
-                                "second_calls": len(calls), "listing_calls": len(listing),
-                                "block_reads": len(reads), "unchanged_block_reads": len(unchanged_reads)})
+    report_two_syncs("notion", f"{args.pages} pages: first sync", (first, first_outcome), (second, second_outcome),
+                     calls_line, "notion_sync",
+                     {"first_calls": first_calls, "second_calls": len(calls), "listing_calls": len(listing),
+                      "block_reads": len(reads), "unchanged_block_reads": len(unchanged_reads)})
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))  # tests/slack_stub.py: the Slack API stand-in
 
 from bot.app import build_client  # noqa: E402
 from bot.source_reading import slack_workspace  # noqa: E402
-from ingest import SourceSyncer  # noqa: E402
+from ingest import SourceSyncer, SyncOutcome  # noqa: E402
 from knowledge.kb import KnowledgeBase  # noqa: E402
 from knowledge.settings import Settings, SlackSettings  # noqa: E402
 from tests.slack_stub import SlackAPIStub  # noqa: E402
@@ -68,6 +68,22 @@ def row(kind: str, what: str, seconds: float, report, first: float | None = None
     return [kind, what, round(seconds, 1), report.added, report.updated, report.removed,
             passages, round(passages / seconds, 1) if seconds and passages else "",
             f"{100 * seconds / first:.1f}%" if first else ""]
+
+
+def report_two_syncs(kind: str, first_label: str, first: tuple[float, SyncOutcome],
+                     second: tuple[float, SyncOutcome], calls_line: str, name: str, figures: dict) -> None:
+    """The stand-in benchmarks' ending (Confluence, Notion, Drive): a first sync and a second
+    after 1% was edited and 5 deleted, as a table with the API calls' line; saved as ``name``."""
+    for _, outcome in (first, second):
+        if outcome.error:
+            raise SystemExit(outcome.error)
+    rows = [row(kind, first_label, first[0], first[1].report),
+            row(kind, "1% edited, 5 deleted: second sync", second[0], second[1].report, first[0])]
+    table = markdown_table(["source", "sync", "seconds", "added", "updated", "removed",
+                            "passages embedded", "passages/s", "of the first sync"], rows)
+    print(table)
+    print(calls_line)
+    save_result(name, {"rows": rows, "table": table, **figures})
 
 
 def bench_git(root: Path, kb: KnowledgeBase, files: int, notebooks: int) -> list[list]:

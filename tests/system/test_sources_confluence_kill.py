@@ -4,13 +4,6 @@ it without embedding again what was stored."""
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
-
 import pytest
 from pydantic import SecretStr
 
@@ -20,7 +13,7 @@ from knowledge.settings import Settings
 from knowledge.sources import SyncedSources
 
 from ..confluence_stub import TOKEN, USER, ConfluenceStub
-from ..conftest import REPO
+from .killed_sync import add_then_kill_sync, clean_env
 
 TOPICS = ["feature store", "offline evaluation", "label noise", "shadow deployment", "drift alerts"]
 
@@ -28,36 +21,12 @@ TOPICS = ["feature store", "offline evaluation", "label noise", "shadow deployme
 @pytest.mark.slow  # a model load and ~300 embeddings in a process of its own
 def test_a_sync_killed_midway_resumes_without_embedding_again(tmp_path, embedder):
     data = tmp_path / "data"
-    db = data / "dml.sqlite3"
     with ConfluenceStub(space="ML") as stub:
         for i in range(300):
             stub.add(f"Runbook {i}", f"<h2>{TOPICS[i % 5]} for service {i}</h2><p>Service {i} checks "
                      f"its {TOPICS[i % 5]} dashboard every {i % 12 + 1} hours and pages team {i % 9}.</p>")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DML_", "SLACK_"))
-               and k != "DATABASE_URL"}
-        env.update(DML_CONFLUENCE_URL=stub.url, DML_CONFLUENCE_USER=USER, DML_CONFLUENCE_TOKEN=TOKEN,
-                   DML_EXPORT_DIR=os.environ.get("DML_EXPORT_DIR", str(tmp_path / "exports")))
-        dml = [sys.executable, "-m", "shell.cli", "--data-dir", str(data), "sources"]
-        added = subprocess.run([*dml, "add", "confluence", "--space", "ML", "--name", "wiki"], cwd=REPO,
-                               env=env, capture_output=True, text=True, timeout=120)
-        assert added.returncode == 0, added.stderr
-        process = subprocess.Popen([*dml, "sync", "wiki", "--no-progress"], cwd=REPO, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        stored = 0
-        try:
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline and process.poll() is None:
-                with sqlite3.connect(db, timeout=5) as conn:
-                    stored = conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
-                if stored >= 20:
-                    os.kill(process.pid, signal.SIGKILL)
-                    break
-                time.sleep(0.02)
-        finally:
-            if process.poll() is None and stored < 20:
-                process.kill()
-            process.wait(timeout=30)
-        assert process.returncode == -signal.SIGKILL, "the sync was killed while it was writing"
+        env = clean_env(tmp_path, DML_CONFLUENCE_URL=stub.url, DML_CONFLUENCE_USER=USER, DML_CONFLUENCE_TOKEN=TOKEN)
+        add_then_kill_sync(data, env, ["confluence", "--space", "ML"], "wiki")
 
         settings = Settings(data_dir=data, confluence_url=stub.url, confluence_user=USER,
                             confluence_token=SecretStr(TOKEN))

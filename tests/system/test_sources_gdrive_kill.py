@@ -4,13 +4,6 @@ next sync finishes it without downloading or embedding again what was stored."""
 
 from __future__ import annotations
 
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
-
 import pytest
 
 from ingest import GDriveSite, SourceSyncer
@@ -18,8 +11,8 @@ from knowledge.kb import KnowledgeBase
 from knowledge.settings import Settings
 from knowledge.sources import SyncedSources
 
-from ..conftest import REPO
 from ..gdrive_stub import DOC, DriveStub
+from .killed_sync import add_then_kill_sync, clean_env
 
 TOPICS = ["feature store", "offline evaluation", "label noise", "shadow deployment", "drift alerts"]
 
@@ -27,7 +20,6 @@ TOPICS = ["feature store", "offline evaluation", "label noise", "shadow deployme
 @pytest.mark.slow  # a model load and ~300 embeddings in a process of its own
 def test_a_sync_killed_midway_resumes_without_reading_or_embedding_again(tmp_path, embedder):
     data = tmp_path / "data"
-    db = data / "dml.sqlite3"
     with DriveStub() as stub:
         key = stub.write_key(tmp_path / "service-account.json")
         root = stub.folder("ML team")
@@ -39,31 +31,8 @@ def test_a_sync_killed_midway_resumes_without_reading_or_embedding_again(tmp_pat
                 files.append(stub.add(f"service-{i}.md", "text/markdown", text.encode(), parent=root.id))
             else:
                 files.append(stub.add(f"Service {i}", DOC, text.encode(), parent=root.id))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DML_", "SLACK_"))
-               and k != "DATABASE_URL"}
-        env.update(DML_GDRIVE_CREDENTIALS=str(key), DML_GDRIVE_API_URL=stub.api_url,
-                   DML_EXPORT_DIR=os.environ.get("DML_EXPORT_DIR", str(tmp_path / "exports")))
-        dml = [sys.executable, "-m", "shell.cli", "--data-dir", str(data), "sources"]
-        added = subprocess.run([*dml, "add", "gdrive", "--folder", root.id, "--name", "drive"], cwd=REPO,
-                               env=env, capture_output=True, text=True, timeout=120)
-        assert added.returncode == 0, added.stderr
-        process = subprocess.Popen([*dml, "sync", "drive", "--no-progress"], cwd=REPO, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        stored = 0
-        try:
-            deadline = time.monotonic() + 240
-            while time.monotonic() < deadline and process.poll() is None:
-                with sqlite3.connect(db, timeout=5) as conn:
-                    stored = conn.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
-                if stored >= 20:
-                    os.kill(process.pid, signal.SIGKILL)
-                    break
-                time.sleep(0.02)
-        finally:
-            if process.poll() is None and stored < 20:
-                process.kill()
-            process.wait(timeout=30)
-        assert process.returncode == -signal.SIGKILL, "the sync was killed while it was writing"
+        env = clean_env(tmp_path, DML_GDRIVE_CREDENTIALS=str(key), DML_GDRIVE_API_URL=stub.api_url)
+        add_then_kill_sync(data, env, ["gdrive", "--folder", root.id], "drive")
 
         settings = Settings(data_dir=data, gdrive_credentials=key, gdrive_api_url=stub.api_url)
         knowledge = KnowledgeBase(settings=settings, embedder=embedder)
