@@ -1,8 +1,9 @@
 """Ingest throughput on ../shared/corpus/lil-log (37 long ML articles, Jekyll Markdown),
-side by side in one run: torch with one batch after the other (how DML ingested before),
-torch with embedding overlapped with reading and chunking, and the default backend
-(DML_EMBED_BACKEND=auto) overlapped. Each: a first ingest into an empty store, then a
-re-ingest of the unchanged corpus."""
+side by side in one run: torch with one batch of 64 passages after the other (how DML
+ingested before), torch with embedding overlapped with reading and chunking, torch handed 256
+passages at once (DML_INGEST_BATCH's default: sorted by length, they pad less), and the
+default backend (DML_EMBED_BACKEND=auto) overlapped with 256. Each: a first ingest into an
+empty store, then a re-ingest of the unchanged corpus."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from ingest import Ingestor
 from knowledge.kb import KnowledgeBase
 from knowledge.settings import Settings
 
-RUNS = (("torch, one batch after the other (before)", "torch", False),
-        ("torch, embedding overlapped", "torch", True),
-        ("default backend (auto), overlapped", "auto", True))
+# (label, backend, overlapped, passages handed to the model at once)
+RUNS = (("torch, one batch after the other (before)", "torch", False, 64),
+        ("torch, embedding overlapped", "torch", True, 64),
+        ("torch, overlapped, 256 passages at once", "torch", True, 256),
+        ("default backend (auto), overlapped, 256 at once (now)", "auto", True, 256))
 
 
-def measure(backend: str, overlap: bool) -> dict:
+def measure(backend: str, overlap: bool, batch: int) -> dict:
     corpus = SHARED / "corpus" / "lil-log"
     data = Path(tempfile.mkdtemp(prefix="dml-bench-ingest-"))
     try:
@@ -30,10 +33,10 @@ def measure(backend: str, overlap: bool) -> dict:
                                              export_dir=CACHE / "backends" / "exports"))
         kb.embedder.embed_query("load the model (and build its export) before timing")
         t0 = time.perf_counter()
-        first = Ingestor(kb=kb, progress=False, overlap=overlap).run([str(corpus)])
+        first = Ingestor(kb=kb, progress=False, overlap=overlap, batch_chunks=batch).run([str(corpus)])
         first_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        again = Ingestor(kb=kb, progress=False, overlap=overlap).run([str(corpus)])
+        again = Ingestor(kb=kb, progress=False, overlap=overlap, batch_chunks=batch).run([str(corpus)])
         again_s = time.perf_counter() - t0
         chunks = first.chunks_written
         result = {"backend": kb.embedder.backend, "overlap": overlap, "documents": first.added,
@@ -50,8 +53,8 @@ def measure(backend: str, overlap: bool) -> dict:
 def main() -> None:
     need_shared()
     results = []
-    for label, backend, overlap in RUNS:
-        result = {"run": label, **measure(backend, overlap)}
+    for label, backend, overlap, batch in RUNS:
+        result = {"run": label, "batch": batch, **measure(backend, overlap, batch)}
         print(result, flush=True)
         results.append(result)
     base = results[0]["chunks_per_s"]

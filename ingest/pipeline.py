@@ -102,7 +102,7 @@ class RunOptions:
 
 class Ingestor:
     def __init__(self, *, kb: KnowledgeBase, fetcher: Fetcher | None = None,
-                 progress: bool | None = None, batch_chunks: int = 64, overlap: bool = True):
+                 progress: bool | None = None, batch_chunks: int | None = None, overlap: bool = True):
         self.kb = kb
         # Embed on a worker thread while the next batch is prepared (False: one after the
         # other, as before; bench/ingest_throughput.py measures both).
@@ -113,7 +113,8 @@ class Ingestor:
                                           allow_private=settings.allow_private_urls)
         # None: a progress bar only when attached to a terminal.
         self.progress = progress
-        self.batch_chunks = batch_chunks
+        # Passages embedded together (DML_INGEST_BATCH unless given).
+        self.batch_chunks = batch_chunks or settings.ingest_batch
 
     # -- entry points -----------------------------------------------------------------
     def run(self, targets: Iterable[str], *, prune: bool = False, kind: str | None = None,

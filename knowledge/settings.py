@@ -202,6 +202,9 @@ class Settings(_Group):
     # per batch (default: 32 on a CPU, 128 on a GPU).
     embed_threads: int | None = variable("DML_EMBED_THREADS", None, ge=1, le=1024)
     embed_batch: int | None = variable("DML_EMBED_BATCH", None, ge=1, le=4096)
+    # Passages an ingest hands the model at once (sorted by length into its batches, so the
+    # more, the less padding; bench/ingest_throughput.py), and what a killed ingest embeds again.
+    ingest_batch: int = variable("DML_INGEST_BATCH", 256, ge=1, le=100_000)
     # Where the exported backends' models are kept (built once, checksummed); default
     # <data dir>/models/exported. Replicas may share one.
     export_dir: Path | None = variable("DML_EXPORT_DIR")

@@ -45,7 +45,7 @@ class SyncOutcome:
 
 
 class SourceSyncer:
-    def __init__(self, *, kb: KnowledgeBase, progress: bool | None = False, batch_chunks: int = 64,
+    def __init__(self, *, kb: KnowledgeBase, progress: bool | None = False, batch_chunks: int | None = None,
                  connections: Mapping[str, Callable[[], Any]] | None = None):
         """``connections``: per kind, how to connect to what it reads (``"slack"``: a
         ``SlackWorkspace``), built by the edge only when a source of that kind syncs."""
@@ -53,7 +53,7 @@ class SourceSyncer:
         self.connections = dict(connections or {})
         self.sources = SyncedSources(kb.database)
         self.progress = progress
-        self.batch_chunks = batch_chunks  # passages per embedding batch (the Ingestor's)
+        self.batch_chunks = batch_chunks  # passages per embedding batch (None: the Ingestor's default)
 
     def add(self, kind: str, target: str, *, name: str | None = None,
             options: dict[str, Any] | None = None, interval_minutes: int = 60) -> SourceConfig:

@@ -65,7 +65,7 @@ def test_a_sync_killed_midway_resumes_from_its_cursor_without_embedding_again(
         kb.close()
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DML_", "SLACK_")) and k != "DATABASE_URL"}
-    env.update({"DML_DATA_DIR": str(settings.data_dir),
+    env.update({"DML_DATA_DIR": str(settings.data_dir), "DML_INGEST_BATCH": "64",
                 **({"DATABASE_URL": settings.database_url} if settings.database_url else {}),
                 **({"DML_EXPORT_DIR": os.environ["DML_EXPORT_DIR"]} if "DML_EXPORT_DIR" in os.environ else {})})
     process = subprocess.Popen([sys.executable, "-m", "shell.cli", "sources", "sync", "handbook", "--no-progress"],

@@ -75,7 +75,7 @@ def test_every_variable_is_read_and_typed():
            "DML_EMBEDDING_MODEL": "/models/m", "DML_KEYWORD_WEIGHT": "0.3",
            "DML_INDEX_KIND": " IVF ", "DML_INDEX_APPROXIMATE_ABOVE": "500000",
            "DML_EMBED_BACKEND": " ONNX-int8", "DML_DEVICE": "CPU", "DML_EMBED_THREADS": "3",
-           "DML_EMBED_BATCH": "64", "DML_EXPORT_DIR": "/srv/exports",
+           "DML_EMBED_BATCH": "64", "DML_INGEST_BATCH": "512", "DML_EXPORT_DIR": "/srv/exports",
            "DML_MIN_CONFIDENCE": "0.6", "DML_MIN_SENTENCE_SIMILARITY": "0.5",
            "DML_LLM_URL": "http://llm/v1", "DML_LLM_MODEL": "m", "DML_LLM_API_KEY": "sk-1",
            "DML_LLM_TIMEOUT": "5", "DML_ALLOW_PRIVATE_URLS": "yes", "DML_FETCH_TIMEOUT": "2.5",
@@ -98,6 +98,7 @@ def test_every_variable_is_read_and_typed():
                                                               "/models/m")
     assert (k.embed_backend, k.device, k.embed_threads, k.embed_batch, k.export_dir) == \
         ("onnx-int8", "cpu", 3, 64, Path("/srv/exports"))
+    assert k.ingest_batch == 512
     assert (k.keyword_weight, k.min_confidence, k.min_sentence_similarity) == (0.3, 0.6, 0.5)
     assert (k.index_kind, k.index_approximate_above) == ("ivf", 500_000)
     assert (k.llm_url, k.llm_model, k.llm_api_key.get_secret_value(), k.llm_timeout) == \
@@ -146,6 +147,7 @@ def test_construction_by_keyword_reads_no_environment(monkeypatch):
     ({"DML_FETCH_TIMEOUT": "-1"}, "DML_FETCH_TIMEOUT must be positive, got '-1'"),
     ({"DML_LEADER_LEASE": "0.5"}, "DML_LEADER_LEASE must be between 1 and 3600"),
     ({"DML_TUNE_MIN_NEW_PAIRS": "0"}, "DML_TUNE_MIN_NEW_PAIRS must be at least 1"),
+    ({"DML_INGEST_BATCH": "0"}, "DML_INGEST_BATCH must be between 1 and 100000"),
     ({"DML_INDEX_KIND": "hnsw"}, "DML_INDEX_KIND must be 'auto', 'exact' or 'ivf', got 'hnsw'"),
     ({"DML_INDEX_APPROXIMATE_ABOVE": "0"}, "DML_INDEX_APPROXIMATE_ABOVE must be at least 1"),
     ({"DML_EXPERTS_CHANNEL": "general"}, "DML_EXPERTS_CHANNEL must be a channel id"),
