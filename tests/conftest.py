@@ -298,12 +298,23 @@ def bot_app(handbook_settings, embedder, slack_api, **app_options):
     return knowledge, build_app(slack, knowledge, client=build_client(slack), **app_options)
 
 
+# Sources read through a vendor's stand-in: their PostgreSQL variants check the same
+# connector as the SQLite ones, over storage the storage tests check on PostgreSQL.
+_STAND_IN_SOURCES = {"test_sources_confluence", "test_confluence_people", "test_sources_notion",
+                     "test_sources_gdrive"}
+
+
 def pytest_collection_modifyitems(config, items):
-    """The PostgreSQL variant of a test that drives the bot through the Slack stand-in runs
-    with the slow tests (CI's `make test-all`), not in `make test`: it checks the same
-    dispatch as its SQLite variant, and the storage underneath is checked on PostgreSQL by
+    """The PostgreSQL variant of a test that drives the bot through the Slack stand-in, or
+    syncs a source from a vendor's stand-in (Confluence, Notion, Drive), runs with the slow
+    tests (CI's `make test-all`), not in `make test`: it checks the same dispatch or
+    connector as its SQLite variant, and the storage underneath is checked on PostgreSQL by
     the storage tests, which stay in `make test`."""
-    slow = pytest.mark.slow(reason="PostgreSQL variant of a Slack flow: runs in CI")
+    slow = pytest.mark.slow(reason="PostgreSQL variant of a Slack flow or a stand-in source: runs in CI")
     for item in items:
-        if item.get_closest_marker("postgres") and "slack_api" in getattr(item, "fixturenames", ()):
+        if not item.get_closest_marker("postgres"):
+            continue
+        module = getattr(item, "module", None)
+        if "slack_api" in getattr(item, "fixturenames", ()) or (
+                module is not None and module.__name__.rsplit(".", 1)[-1] in _STAND_IN_SOURCES):
             item.add_marker(slow)
