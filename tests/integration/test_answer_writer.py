@@ -234,14 +234,6 @@ def test_a_definition_leads_with_the_opening_of_the_section_named_as_asked(secti
     assert answer.text.startswith("MAML trains the starting weights of a network"), answer.text
 
 
-def test_a_sentence_about_the_subject_just_before_the_lead_is_read_first(sections_kb):
-    answer = sections_kb.ask("What is a residual block?")
-    assert not answer.abstained, answer.text
-    first, _, rest = answer.text.partition(" [1] ")
-    assert first.startswith("Residual block: the input of a layer is added"), answer.text
-    assert "Residual blocks are essential" in rest
-
-
 FIRST_ORDER = """# Cheaper meta-learning
 
 First-order MAML drops the second derivatives of MAML. First-order MAML is cheaper than MAML, and MAML's memory grows with the inner steps while first-order MAML's does not. Many teams start with first-order MAML before trying full MAML.

@@ -98,3 +98,42 @@ def test_one_edit_covers_drops_swaps_changes_and_additions():
     assert "network" in edits  # swapped
     assert {"diference", "differencee"} <= one_edit("difference")
     assert "difference" not in one_edit("diferense")  # two edits away
+
+
+def _candidate(order: int, text: str, score: float, *, about: bool):
+    from knowledge.search.answers import _Candidate
+    from knowledge.search.retrieval import DocumentHit
+
+    hit = DocumentHit(doc_id="d", title="Training deep networks", url=None, path="t.md", kind="doc",
+                      updated_at=None, score=1.0)
+    return _Candidate(0, 0, order, text, frozenset(text.lower().split()), hit, "", chunk_id=7,
+                      score=score, about=about)
+
+
+def test_a_sentence_about_the_subject_just_before_the_lead_is_read_first():
+    from knowledge.search.answers import ExtractiveWriter
+
+    before = _candidate(0, "Residual blocks add the input of a layer to the output two layers later.", 0.8,
+                        about=True)
+    lead = _candidate(1, "Residual blocks help deep networks train because gradients flow back unchanged.",
+                      1.0, about=True)
+    assert ExtractiveWriter().choose([lead, before], EXPLANATION) == [before, lead]
+    # Not when it is not about the subject: the lead stays first.
+    aside = _candidate(0, "During training the optimiser sees only small batches of examples.", 0.8,
+                       about=False)
+    assert ExtractiveWriter().choose([lead, aside], EXPLANATION) == [lead, aside]
+
+
+@pytest.mark.parametrize(("sentence", "defines"), [
+    ("Residual block: a shortcut that adds the input of a layer to the output two layers later.", True),
+    ("CMA-ES, short for covariance matrix adaptation evolution strategy, fixes the step size.", True),
+    ("Residual blocks are essential for keeping a deep network trainable.", True),
+    ("Cons: residual blocks add memory for the shortcut tensors of every layer.", False),  # not its name
+    ("Residual block: none.", False),  # a label, not a definition
+    ("As a component, a residual block adds the input of a layer to a later output.", False),
+])
+def test_what_defines_the_subject(sentence, defines):
+    from knowledge.search.answers import _defines
+
+    subject = {"residu", "block", "cma-es", "cma"}
+    assert _defines(_candidate(0, sentence, 1.0, about=False), subject) is defines
