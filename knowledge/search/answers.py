@@ -101,6 +101,7 @@ class _Candidate:
     asked: frozenset[str] = frozenset()  # the question's terms it holds
     about: bool = False  # opens with the question's subject ("Focal loss is…")
     opens_section: bool = False  # among the first sentences of a section named as asked
+    section: str | None = None  # the heading of the section it stands in (None: not known)
 
     @property
     def key(self) -> tuple[int, int]:
@@ -170,6 +171,7 @@ def unseen_focus(question: str, unseen: Sequence[str]) -> list[str]:
 
 
 SECTION_LEAD = 2  # the sentences that open a section
+HEADING_WEIGHT = 0.15  # tuned on half of bench/data/answer_questions.jsonl
 
 
 def question_shape(question: str) -> Shape:
@@ -209,6 +211,7 @@ class ExtractiveWriter:
         self.subject_bonus = 0.06  # a sentence whose subject is the question's, for how/why
         self.doc_penalty = 0.08  # per rank of the sentence's document
         self.section_bonus = 0.15  # opens the section (or article) named by what is asked
+        self.heading_weight = HEADING_WEIGHT  # times the cosine of its section's heading
 
     def should_abstain(self, result: SearchResult) -> bool:
         return (not result.hits or result.confidence < self.min_confidence
@@ -256,9 +259,11 @@ class ExtractiveWriter:
                     continue
                 previous: _Candidate | None = None
                 leading = SECTION_LEAD if named[0] else 0  # sentences left of a section's opening
+                section = passage.heading
                 for order, raw in enumerate(raws):
                     if is_heading(raw):
                         leading = SECTION_LEAD if named[order + 1] else 0
+                        section = raw.strip()
                     sentence = clean_sentence(raw)
                     if not quotable(sentence):
                         previous = None
@@ -275,7 +280,7 @@ class ExtractiveWriter:
                                            relative=relative,
                                            dangling=bool(DANGLING.match(sentence)),
                                            previous=previous, asked=terms & query_terms,
-                                           opens_section=opens_section)
+                                           opens_section=opens_section, section=section)
                     out.append(candidate)
                     seen[sentence] = previous = candidate
         out = self._shortlist(out)
@@ -300,6 +305,18 @@ class ExtractiveWriter:
         vectors = self.sentence_vectors.get(result.model or "", texts)
         return vectors @ result.vector.astype(np.float32)
 
+    def _heading_meanings(self, candidates: list[_Candidate], result: SearchResult) -> dict[str, float] | None:
+        """The cosine of each candidate's section heading with the question ("Choosing
+        metrics for rare classes" for "How should I evaluate a classifier on imbalanced
+        data?"), from the same cache as the sentences' vectors."""
+        if not self.heading_weight or self.sentence_vectors is None or result.vector is None:
+            return None
+        names = sorted({c.section for c in candidates if c.section})
+        if not names:
+            return {}
+        cosines = self.sentence_vectors.get(result.model or "", names) @ result.vector.astype(np.float32)
+        return dict(zip(names, (float(x) for x in cosines), strict=True))
+
     def _score(self, candidates: list[_Candidate], result: SearchResult) -> None:
         query_terms = set(result.terms)
         idf = result.idf
@@ -313,6 +330,7 @@ class ExtractiveWriter:
         w_meaning, w_terms, w_rank = self.weights
         if meanings is None:  # no vectors: shared terms carry the meaning's weight too
             w_terms, w_meaning = w_terms + w_meaning, 0.0
+        headings = self._heading_meanings(candidates, result)
         for i, c in enumerate(candidates):
             c.about = _opens_with_subject(c, subject)
             c.meaning = float(meanings[i]) if meanings is not None else 0.0
@@ -320,6 +338,8 @@ class ExtractiveWriter:
                        - self.doc_penalty * c.doc_rank)
             if c.dangling:
                 c.score -= 0.08  # "It is…", "This means…": lost without the sentence before
+            if headings is not None and c.section:
+                c.score += self.heading_weight * headings.get(c.section, 0.0)
             if c.opens_section:
                 c.score += self.section_bonus  # "What is MAML?": the section called "MAML"
             if definition and _defines(c, named):

@@ -271,3 +271,30 @@ def test_the_tail_of_a_long_section_does_not_open_it(sqlite_kb, tmp_path):
     by_position = sorted((rows[i].position, sections[i][:2]) for i in rows)
     assert by_position[0][1] == ("Drift", True)
     assert all(section == ("Drift", False) for _, section in by_position[1:])
+
+
+RARE_CLASSES = """# Rare classes
+
+## Threshold tuning
+
+Most classifiers output a score, and the default cut-off of 0.5 rarely suits data where one class is rare. Tuning the cut-off on the validation set is cheap.
+
+## Metrics for rare classes
+
+Precision and recall of the rare class are the numbers we report, with PR AUC as the one summary over all cut-offs. Accuracy hides a model that never predicts the rare class.
+"""
+
+
+def test_a_sentence_gains_with_how_close_its_sections_heading_is_to_the_question(sqlite_kb, tmp_path,
+                                                                                  monkeypatch):
+    # "evaluate" shares no word with "Precision and recall of the rare class are the numbers
+    # we report", but its section is called "Metrics for rare classes".
+    ingest(sqlite_kb, tmp_path, {"rare.md": RARE_CLASSES, "drift.md": DRIFT})
+    result = sqlite_kb.ask("How should I evaluate a classifier when one class is rare?").result
+    writer = sqlite_kb.extractive
+    scored = {c.text[:20]: c for c in writer.candidates(result)}
+    monkeypatch.setattr(writer, "heading_weight", 0.0)
+    unscored = {c.text[:20]: c.score for c in writer.candidates(result)}
+    gain = {text: c.score - unscored[text] for text, c in scored.items()}
+    assert scored["Precision and recall"].section == "Metrics for rare classes"
+    assert gain["Precision and recall"] > gain["Most classifiers out"] > 0
