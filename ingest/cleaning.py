@@ -14,9 +14,11 @@ import logging
 import re
 from functools import lru_cache
 
+from .chunking import Section
+
 __all__ = [
     "latex_to_text", "is_caption", "is_update_note", "is_reference_heading", "is_citation_lead",
-    "strip_footnote_markers", "clean_html_markup",
+    "strip_footnote_markers", "clean_html_markup", "SectionWriter",
 ]
 
 log = logging.getLogger(__name__)
@@ -218,3 +220,48 @@ def _drop_reference_sections(tree) -> None:
             sibling.drop_tree()
             sibling = following
         heading.drop_tree()
+
+
+_SPACE_BEFORE_STOP = re.compile(r"\s+([.,;:!?])(?=\s|$)")  # "a link ." once its markup is gone
+
+
+class SectionWriter:
+    """What a converter of a vendor's page format (Confluence storage, Notion blocks) writes
+    into: sections by heading, paragraphs without captions or update notes, code verbatim,
+    and nothing under a References heading until a heading of its level or above."""
+
+    strip_footnotes = False  # "[1]" markers (Confluence's footnote macros leave them)
+
+    def __init__(self) -> None:
+        self.sections: list[Section] = []
+        self.heading: str | None = None
+        self.parts: list[str] = []
+        self.skip_level = 0  # inside a References section of this heading level
+
+    def close_section(self) -> None:
+        text = "\n\n".join(p for p in self.parts if p.strip())
+        if text.strip():
+            self.sections.append(Section(self.heading, text))
+        self.parts = []
+
+    def emit(self, text: str, prefix: str = "") -> None:
+        if self.strip_footnotes:
+            text = strip_footnote_markers(text)
+        text = _SPACE_BEFORE_STOP.sub(r"\1", " ".join(text.split()))
+        if text and not self.skip_level and not (is_caption(text) or is_update_note(text)):
+            self.parts.append(prefix + text)
+
+    def emit_verbatim(self, text: str) -> None:
+        text = text.strip("\n")
+        if text.strip() and not self.skip_level:
+            self.parts.append(text)
+
+    def start_section(self, heading: str, level: int) -> None:
+        """A heading of this level: the section before it ends; a References heading skips
+        what follows, up to the next heading of its level or above."""
+        self.close_section()
+        if self.skip_level and level <= self.skip_level:
+            self.skip_level = 0
+        if is_reference_heading(heading):
+            self.skip_level = self.skip_level or level
+        self.heading = heading or self.heading

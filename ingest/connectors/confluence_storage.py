@@ -20,16 +20,12 @@ from knowledge.search import normalise_whitespace
 
 from ..chunking import Section
 from ..cleaning import (
-    is_caption,
-    is_reference_heading,
-    is_update_note,
+    SectionWriter,
     latex_to_text,
-    strip_footnote_markers,
 )
 
 __all__ = ["storage_sections"]
 
-_SPACE_BEFORE_STOP = re.compile(r"\s+([.,;:!?])(?=\s|$)")  # "a link ." once its markup is gone
 _CDATA = re.compile(r"<!\[CDATA\[(.*?)\]\]>", re.S)
 _HEADINGS = {f"h{n}" for n in range(1, 7)}
 _BLOCKS = {"p", "div", "blockquote", "section", "article", "center"}
@@ -72,28 +68,8 @@ def storage_sections(storage: object, where: str) -> list[Section]:
     return writer.sections
 
 
-class _Writer:
-    def __init__(self) -> None:
-        self.sections: list[Section] = []
-        self.heading: str | None = None
-        self.blocks: list[str] = []
-        self.skip_level = 0  # inside a References section of this heading level
-
-    def close_section(self) -> None:
-        text = "\n\n".join(b for b in self.blocks if b.strip())
-        if text.strip():
-            self.sections.append(Section(self.heading, text))
-        self.blocks = []
-
-    def emit(self, text: str, prefix: str = "") -> None:
-        text = _SPACE_BEFORE_STOP.sub(r"\1", " ".join(strip_footnote_markers(text).split()))
-        if text and not self.skip_level and not (is_caption(text) or is_update_note(text)):
-            self.blocks.append(prefix + text)
-
-    def emit_verbatim(self, text: str) -> None:
-        text = text.strip("\n")
-        if text.strip() and not self.skip_level:
-            self.blocks.append(text)
+class _Writer(SectionWriter):
+    strip_footnotes = True
 
     # -- blocks -------------------------------------------------------------------------
     def block(self, element) -> None:
@@ -145,13 +121,7 @@ class _Writer:
             self.block(element)
 
     def heading_(self, element, level: int) -> None:
-        text = normalise_whitespace(self.inline(element))
-        self.close_section()
-        if self.skip_level and level <= self.skip_level:
-            self.skip_level = 0
-        if is_reference_heading(text):
-            self.skip_level = self.skip_level or level
-        self.heading = text or self.heading
+        self.start_section(normalise_whitespace(self.inline(element)), level)
 
     def list_(self, element, *, ordered: bool) -> None:
         number = 0

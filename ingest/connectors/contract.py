@@ -19,7 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -30,7 +30,7 @@ from knowledge.sources import AccessRule, SourceConfig
 
 from ..documents import SourceDocument
 
-__all__ = ["Source", "Changes", "Refreshed", "SourceItem", "stamp"]
+__all__ = ["Source", "Changes", "Refreshed", "SourceItem", "stamp", "vendor_time"]
 
 # A document, or why one could not be read, with where it came from (a file in a commit;
 # None: the document says, by its path or id).
@@ -160,6 +160,18 @@ class Source(ABC):
     def access(self) -> AccessRule:
         """Who may see this source's documents (stored in its options; default: everyone)."""
         return AccessRule.of(self.config.options.get("access") or [])
+
+
+def vendor_time(value: object) -> datetime | None:
+    """An API's ISO 8601 time ("2026-12-01T09:00:00.000Z", with or without its zone: UTC
+    then), timezone-aware; None when it is missing or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def stamp(document: SourceDocument, *, updated_at: datetime | None, author: str | None,

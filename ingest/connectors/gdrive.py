@@ -30,7 +30,6 @@ import logging
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from knowledge.errors import DMLError, SourceError
 from knowledge.sources import People
 
 from ..loaders import MARKDOWN, PDF, TEXT, load_bytes
-from .contract import Changes, Source, SourceItem, stamp
+from .contract import Changes, Source, SourceItem, stamp, vendor_time
 from .gdrive_access import EXPERTS_ONLY, access_of, permissions_key
 from .gdrive_client import DriveError, DriveService
 from .registry import register
@@ -76,15 +75,6 @@ class GDriveSite:
 def gdrive_doc_id(file_id: str) -> str:
     return f"gdrive:{file_id}"
 
-
-def _when(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _parent(file: dict[str, Any]) -> str | None:
@@ -385,7 +375,7 @@ class GDriveSource(Source):
                              **({EXPERTS_ONLY: True} if experts_only else {})}
         editor = file.get("lastModifyingUser") or {}
         author = editor.get("displayName") or editor.get("emailAddress")
-        return stamp(document, updated_at=_when(file.get("modifiedTime")), author=author, access=access)
+        return stamp(document, updated_at=vendor_time(file.get("modifiedTime")), author=author, access=access)
 
     def _permissions(self, fid: str, name: str) -> list[dict[str, Any]] | None:
         """The file's permissions (every page), or None when the account may not read them."""

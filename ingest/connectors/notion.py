@@ -59,7 +59,7 @@ from knowledge.sources import AccessRule
 from ..chunking import Section
 from ..documents import SourceDocument
 from ..loaders import MARKDOWN, PDF, TEXT, load_bytes
-from .contract import Changes, Source, SourceItem, stamp
+from .contract import Changes, Source, SourceItem, stamp, vendor_time
 from .notion_blocks import SEPARATE, block_sections, rich_text
 from .registry import register
 
@@ -116,15 +116,6 @@ def parse_notion_id(value: str) -> str | None:
     return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
 
 
-def _when(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
 
 def _parent(obj: Mapping[str, Any]) -> str | None:
     """The id of what ``obj`` (a page or database) sits in: a page, a database or a block."""
@@ -176,7 +167,7 @@ class _Cursor:
                                      for k, r in sorted(self.pages.items())}})
 
     def since(self) -> datetime | None:
-        times = [w for w in (_when(r.edited) for r in self.pages.values()) if w]
+        times = [w for w in (vendor_time(r.edited) for r in self.pages.values()) if w]
         return max(times) if times else None
 
     def wants(self, page_id: str, page: Mapping[str, Any]) -> bool:
@@ -369,7 +360,7 @@ class NotionSource(Source):
                 log.exception("could not read %s", where)
                 failed = (where, SourceError(where, f"could not be read ({type(exc).__name__}: {exc})"))
             else:
-                edited = _when(page.get("last_edited_time"))
+                edited = vendor_time(page.get("last_edited_time"))
                 settled = edited is not None and read_at - edited >= SETTLE
                 records[pid] = _Record(str(page.get("last_edited_time")), _parent(page), settled,
                                        [str(f["id"]) for f in files])
@@ -403,7 +394,7 @@ class NotionSource(Source):
         if restricted:
             document.metadata[RESTRICTED] = True
         editor = (page.get("last_edited_by") or {}).get("id")
-        return stamp(document, updated_at=_when(when or page.get("last_edited_time")),
+        return stamp(document, updated_at=vendor_time(when or page.get("last_edited_time")),
                      author=self._person(str(editor)) if editor else None, access=access)
 
     def _file(self, page: dict[str, Any], title: str, found: dict[str, Any]) -> SourceItem:

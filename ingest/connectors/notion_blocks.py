@@ -12,12 +12,14 @@ every other loader). Rich text is read from its ``plain_text`` (a mention: its p
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..chunking import Section
-from ..cleaning import is_caption, is_reference_heading, is_update_note, latex_to_text
+from ..cleaning import (
+    SectionWriter,
+    latex_to_text,
+)
 
 __all__ = ["block_sections", "rich_text", "CONTAINERS", "SEPARATE"]
 
@@ -28,7 +30,6 @@ CONTAINERS = {"paragraph", "toggle", "quote", "callout", "column_list", "column"
               "heading_3", "template"}
 # Pages and databases inside a page: documents of their own, never read as its text.
 SEPARATE = {"child_page", "child_database"}
-_SPACE_BEFORE_STOP = re.compile(r"\s+([.,;:!?])(?=\s|$)")
 
 
 def rich_text(runs: object) -> str:
@@ -69,29 +70,7 @@ def _children(block: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [c for c in children if isinstance(c, Mapping)] if isinstance(children, list) else []
 
 
-class _Writer:
-    def __init__(self) -> None:
-        self.sections: list[Section] = []
-        self.heading: str | None = None
-        self.parts: list[str] = []
-        self.skip_level = 0  # inside a References section of this heading level
-
-    def close_section(self) -> None:
-        text = "\n\n".join(p for p in self.parts if p.strip())
-        if text.strip():
-            self.sections.append(Section(self.heading, text))
-        self.parts = []
-
-    def emit(self, text: str, prefix: str = "") -> None:
-        text = _SPACE_BEFORE_STOP.sub(r"\1", " ".join(text.split()))
-        if text and not self.skip_level and not (is_caption(text) or is_update_note(text)):
-            self.parts.append(prefix + text)
-
-    def emit_verbatim(self, text: str) -> None:
-        text = text.strip("\n")
-        if text.strip() and not self.skip_level:
-            self.parts.append(text)
-
+class _Writer(SectionWriter):
     def blocks(self, blocks: Iterable[Mapping[str, Any]], *, depth: int) -> None:
         number = 0
         for block in blocks:
@@ -131,13 +110,7 @@ class _Writer:
         self.blocks(_children(block), depth=depth + 1 if kind in ("paragraph", "toggle") and depth else depth)
 
     def heading_(self, text: str, level: int) -> None:
-        text = " ".join(text.split())
-        self.close_section()
-        if self.skip_level and level <= self.skip_level:
-            self.skip_level = 0
-        if is_reference_heading(text):
-            self.skip_level = self.skip_level or level
-        self.heading = text or self.heading
+        self.start_section(" ".join(text.split()), level)
 
     def table(self, rows: list[Mapping[str, Any]]) -> None:
         for row in rows:
