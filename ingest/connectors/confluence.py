@@ -47,7 +47,7 @@ from knowledge.sources import AccessRule, People, redact_credentials, strip_cred
 from ..documents import SourceDocument
 from ..loaders import MARKDOWN, PDF, TEXT, load_bytes
 from .confluence_storage import storage_sections
-from .contract import Changes, Source, SourceItem, stamp
+from .contract import Changes, LateCursor, Source, SourceItem, stamp
 from .registry import register
 
 __all__ = ["ConfluenceSite", "ConfluenceSource", "confluence_page_id"]
@@ -279,7 +279,7 @@ class ConfluenceSource(Source):
         new = _Cursor(since=newest, restricted=set(restricted), known=set(listed), attachments=self._attachments,
                       viewers=viewers, mapped=set(self._mapped))
         documents = self._read(sorted(wanted, key=_numeric), sorted(relist, key=_numeric), set(restricted))
-        return _LateCursor(new, documents)
+        return LateCursor(new, documents)
 
     def ids(self) -> set[str]:
         """The listed pages, and the attachments read or known of each (once the documents
@@ -319,7 +319,7 @@ class ConfluenceSource(Source):
                     yield self._attachment(page, attachment, base, pid in restricted)
 
         # The cursor is written once every document was read: the attachments found by then.
-        return _LateCursor(cursor, documents())
+        return LateCursor(cursor, documents())
 
     def _listing(self, expand: str, limit: int) -> dict[str, dict[str, Any]]:
         """Every current page of the space, by id, paged with ``start``/``limit`` until the
@@ -727,22 +727,6 @@ def _readable(attachment: Mapping[str, Any]) -> bool:
     return Path(str(attachment.get("title") or "")).suffix.lower() in ATTACHED or \
         str(media).split(";")[0].strip().lower() in ATTACHED_TYPES
 
-
-class _LateCursor(Changes):
-    """Changes whose cursor is written once its documents were all read (it records the
-    attachments found on the way)."""
-
-    def __init__(self, cursor: _Cursor, documents: Iterator[SourceItem]):
-        self._state = cursor
-        super().__init__(cursor="", documents=documents, removed=None)
-
-    @property
-    def cursor(self) -> str:
-        return self._state.write()
-
-    @cursor.setter
-    def cursor(self, value: str) -> None:
-        pass
 
 
 def _numeric(page_id: str) -> tuple[int, str]:

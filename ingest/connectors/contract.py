@@ -30,7 +30,7 @@ from knowledge.sources import AccessRule, SourceConfig
 
 from ..documents import SourceDocument
 
-__all__ = ["Source", "Changes", "Refreshed", "SourceItem", "stamp", "vendor_time"]
+__all__ = ["Source", "Changes", "LateCursor", "Refreshed", "SourceItem", "stamp", "vendor_time"]
 
 # A document, or why one could not be read, with where it came from (a file in a commit;
 # None: the document says, by its path or id).
@@ -45,6 +45,25 @@ class Changes:
     # the source stored that it no longer has (``Source.removed_from``) is gone.
     removed: list[str] | None
     total: int | None = None  # how many items ``documents`` brings, when known (a progress bar)
+
+
+class LateCursor(Changes):
+    """Changes whose cursor is written only once its documents were all read: the
+    connector's cursor state records on the way what the next sync needs (attachments
+    found, files cited to the experts alone, when each page was read)."""
+
+    def __init__(self, state: Any, documents: Iterator[SourceItem], *, removed: list[str] | None = None,
+                 total: int | None = None):
+        self._state = state  # anything with write() -> str
+        super().__init__(cursor="", documents=documents, removed=removed, total=total)
+
+    @property
+    def cursor(self) -> str:
+        return self._state.write()
+
+    @cursor.setter
+    def cursor(self, value: str) -> None:
+        pass  # the dataclass's __init__ sets it; the state decides
 
 
 @dataclass

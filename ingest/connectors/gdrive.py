@@ -37,7 +37,7 @@ from knowledge.errors import DMLError, SourceError
 from knowledge.sources import People
 
 from ..loaders import MARKDOWN, PDF, TEXT, load_bytes
-from .contract import Changes, Source, SourceItem, stamp, vendor_time
+from .contract import Changes, LateCursor, Source, SourceItem, stamp, vendor_time
 from .gdrive_access import EXPERTS_ONLY, access_of, permissions_key
 from .gdrive_client import DriveError, DriveService
 from .registry import register
@@ -187,7 +187,7 @@ class GDriveSource(Source):
                 new.experts_only.discard(fid)
         walked = [f for f in self._walk(self._new_folders, new.folders) if f["id"] not in wanted]
         self._ids: set[str] = set()  # not asked: the removed are named
-        return _LateCursor(new, self._read([*wanted.values(), *walked], new, fresh=set(wanted)), removed)
+        return LateCursor(new, self._read([*wanted.values(), *walked], new, fresh=set(wanted)), removed=removed)
 
     def ids(self) -> set[str]:
         return self._ids
@@ -201,7 +201,7 @@ class GDriveSource(Source):
         files = self._list_drive(folders) if self.shared_drive else list(self._walk([self.root], folders))
         self._ids = {gdrive_doc_id(f["id"]) for f in files}
         state = _Cursor(token=start, folders=folders)
-        return _LateCursor(state, self._read(files, state, fresh=set()), None)
+        return LateCursor(state, self._read(files, state, fresh=set()))
 
     def _start_token(self) -> str:
         params: dict[str, Any] = {"supportsAllDrives": True}
@@ -415,19 +415,3 @@ def _drive_id(value: Any) -> str:
                        "…/drive/folders/ID of its address)")
     return text
 
-
-class _LateCursor(Changes):
-    """Changes whose cursor is written once its documents were all read (it records the
-    files cited to the experts alone, found on the way)."""
-
-    def __init__(self, cursor: _Cursor, documents: Iterator[SourceItem], removed: list[str] | None):
-        self._state = cursor
-        super().__init__(cursor="", documents=documents, removed=removed)
-
-    @property
-    def cursor(self) -> str:
-        return self._state.write()
-
-    @cursor.setter
-    def cursor(self, value: str) -> None:
-        pass

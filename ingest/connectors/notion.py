@@ -59,7 +59,7 @@ from knowledge.sources import AccessRule
 from ..chunking import Section
 from ..documents import SourceDocument
 from ..loaders import MARKDOWN, PDF, TEXT, load_bytes
-from .contract import Changes, Source, SourceItem, stamp, vendor_time
+from .contract import Changes, LateCursor, Source, SourceItem, stamp, vendor_time
 from .notion_blocks import SEPARATE, block_sections, rich_text
 from .registry import register
 
@@ -235,7 +235,7 @@ class NotionSource(Source):
         records = {pid: record for pid, record in previous.items() if pid in listed and pid not in wanted}
         self._listed_ids = {notion_page_id(pid) for pid in listed}
         self._records = records
-        return _LateCursor(_Cursor(records), self._read(wanted, listed, records, previous), total=len(wanted))
+        return LateCursor(_Cursor(records), self._read(wanted, listed, records, previous), total=len(wanted))
 
     def ids(self) -> set[str]:
         """The listed pages, and the file blocks read (or known) of each, once read."""
@@ -566,19 +566,3 @@ def _wait(retry_after: str | None, attempt: int) -> float:
         pass
     return min(2.0 ** attempt, MAX_WAIT)
 
-
-class _LateCursor(Changes):
-    """Changes whose cursor is written once its documents were all read (it records when
-    each page was read, which decides whether it is settled)."""
-
-    def __init__(self, cursor: _Cursor, documents: Iterator[SourceItem], total: int):
-        self._state = cursor
-        super().__init__(cursor="", documents=documents, removed=None, total=total)
-
-    @property
-    def cursor(self) -> str:
-        return self._state.write()
-
-    @cursor.setter
-    def cursor(self, value: str) -> None:
-        pass
