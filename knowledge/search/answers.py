@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .asked import FOCUS, FRAME_WORDS, WORD, focus_terms, is_heading, names_asked
+from .asked import FOCUS, FRAME_WORDS, WORD, focus_terms, headings_in, names_asked
 from .index import one_edit
 from .retrieval import DocumentHit, SearchResult
 from .sentences import DANGLING, SentenceVectors, clean_sentence, quotable, readable
@@ -95,7 +95,9 @@ class _Candidate:
     overlap: float = 0.0  # share of the question's keyword weight (IDF) in the sentence
     relative: float = 0.0  # the passage's score relative to the best passage
     meaning: float = 0.0  # cosine of the sentence and the question
-    score: float = 0.0
+    score: float = 0.0  # as the answer's lead
+    in_context: float = 0.0  # as a sentence that goes with the lead: read under its heading
+    meaning_in_context: float = 0.0  # cosine with the question, read under its heading
     dangling: bool = False
     previous: _Candidate | None = None  # the sentence before it in its passage, if quotable
     asked: frozenset[str] = frozenset()  # the question's terms it holds
@@ -212,6 +214,7 @@ class ExtractiveWriter:
         self.doc_penalty = 0.08  # per rank of the sentence's document
         self.section_bonus = 0.15  # opens the section (or article) named by what is asked
         self.heading_weight = HEADING_WEIGHT  # times the cosine of its section's heading
+        self.read_in_context = True  # the sentences after the lead, read under their heading
 
     def should_abstain(self, result: SearchResult) -> bool:
         return (not result.hits or result.confidence < self.min_confidence
@@ -246,13 +249,14 @@ class ExtractiveWriter:
             for passage in hit.passages:
                 relative = passage.score / best if best > 0 else 0.0
                 raws = split_sentences(passage.text)
+                headings = headings_in(passage.text)
                 # The section the passage starts under (or the article, for its first
                 # passage), then each heading inside it: is it named as asked?
                 # A passage filed under the named section opens it only when retrieval read
                 # that it does: the tail of a long section starts mid-way.
                 opening = passage.heading or (hit.title if passage.position == 0 else None)
                 named = [bool(passage.opens_section) and names_asked(opening, focus)]
-                named += [is_heading(r) and names_asked(r, focus) for r in raws]
+                named += [r.strip() in headings and names_asked(r, focus) for r in raws]
                 if relative < 0.5 and doc_rank > 0 and not any(named):
                     # The best document's passages all count: an exact-term bonus on one of
                     # them (a code sample naming the class) must not hide its prose.
@@ -261,7 +265,7 @@ class ExtractiveWriter:
                 leading = SECTION_LEAD if named[0] else 0  # sentences left of a section's opening
                 section = passage.heading
                 for order, raw in enumerate(raws):
-                    if is_heading(raw):
+                    if raw.strip() in headings:
                         leading = SECTION_LEAD if named[order + 1] else 0
                         section = raw.strip()
                     sentence = clean_sentence(raw)
@@ -296,26 +300,28 @@ class ExtractiveWriter:
             c.overlap + 0.5 * c.relative - 0.1 * c.doc_rank))[: self.max_embedded]))
         return [c for c in candidates if id(c) in kept]
 
-    def _meanings(self, candidates: list[_Candidate], result: SearchResult) -> np.ndarray | None:
+    def _cosines(self, candidates: list[_Candidate], result: SearchResult
+                 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]] | None:
+        """Cosines with the question, from one batch of the sentence cache: each sentence's;
+        each sentence's read under its section's heading or its article's title ("K-fold
+        cross-validation: The dataset is now divided into k parts.", the sentence's own when
+        not ``read_in_context``); and each section heading's ("Choosing metrics for rare classes"
+        for "How should I evaluate a classifier on imbalanced data?")."""
         if self.sentence_vectors is None or result.vector is None or not candidates:
             return None
         # A sentence's opening carries its subject; a long one is embedded by its first
         # words, which costs the model a fraction and measured no worse.
-        texts = [" ".join(c.text.split()[:EMBEDDED_WORDS]) for c in candidates]
-        vectors = self.sentence_vectors.get(result.model or "", texts)
-        return vectors @ result.vector.astype(np.float32)
-
-    def _heading_meanings(self, candidates: list[_Candidate], result: SearchResult) -> dict[str, float] | None:
-        """The cosine of each candidate's section heading with the question ("Choosing
-        metrics for rare classes" for "How should I evaluate a classifier on imbalanced
-        data?"), from the same cache as the sentences' vectors."""
-        if not self.heading_weight or self.sentence_vectors is None or result.vector is None:
-            return None
-        names = sorted({c.section for c in candidates if c.section})
-        if not names:
-            return {}
-        cosines = self.sentence_vectors.get(result.model or "", names) @ result.vector.astype(np.float32)
-        return dict(zip(names, (float(x) for x in cosines), strict=True))
+        plain = [" ".join(c.text.split()[:EMBEDDED_WORDS]) for c in candidates]
+        in_context = self.read_in_context
+        read = [f"{c.section or c.hit.title}: {text}" for c, text in zip(candidates, plain, strict=True)] \
+            if in_context else []
+        names = sorted({c.section for c in candidates if c.section}) if self.heading_weight else []
+        cosines = self.sentence_vectors.get(result.model or "", plain + read + names) \
+            @ result.vector.astype(np.float32)
+        n = len(plain)
+        under_heading = cosines[n:2 * n] if in_context else cosines[:n]
+        headings = dict(zip(names, (float(x) for x in cosines[n + len(read):]), strict=True))
+        return cosines[:n], under_heading, headings
 
     def _score(self, candidates: list[_Candidate], result: SearchResult) -> None:
         query_terms = set(result.terms)
@@ -326,19 +332,23 @@ class ExtractiveWriter:
         # What a definition must open with: what is asked about ("the reparameterization
         # trick" in "…trick in a variational autoencoder?"), else the rarest terms.
         named = set(focus_terms(result.question) & query_terms) or subject
-        meanings = self._meanings(candidates, result)
+        # What goes with the lead is read in its section: a sentence that goes on with the
+        # section's subject without naming it ("The dataset is now divided into k parts.")
+        # is close to the question only under its heading. The lead is not: read that way,
+        # the sentences of a section named like the question all look alike.
+        cosines = self._cosines(candidates, result)
         w_meaning, w_terms, w_rank = self.weights
-        if meanings is None:  # no vectors: shared terms carry the meaning's weight too
+        if cosines is None:  # no vectors: shared terms carry the meaning's weight too
             w_terms, w_meaning = w_terms + w_meaning, 0.0
-        headings = self._heading_meanings(candidates, result)
+        meanings, in_context, headings = cosines or (None, None, {})
         for i, c in enumerate(candidates):
             c.about = _opens_with_subject(c, subject)
             c.meaning = float(meanings[i]) if meanings is not None else 0.0
-            c.score = (w_meaning * c.meaning + w_terms * c.overlap + w_rank * c.relative
+            c.score = (w_terms * c.overlap + w_rank * c.relative
                        - self.doc_penalty * c.doc_rank)
             if c.dangling:
                 c.score -= 0.08  # "It is…", "This means…": lost without the sentence before
-            if headings is not None and c.section:
+            if c.section:
                 c.score += self.heading_weight * headings.get(c.section, 0.0)
             if c.opens_section:
                 c.score += self.section_bonus  # "What is MAML?": the section called "MAML"
@@ -346,6 +356,9 @@ class ExtractiveWriter:
                 c.score += self.definition_bonus  # "What is X?" wants "X is …" first
             elif not definition and c.about:
                 c.score += self.subject_bonus  # "How does X…?" wants "X does …"
+            c.meaning_in_context = float(in_context[i]) if in_context is not None else 0.0
+            c.in_context = c.score + w_meaning * c.meaning_in_context
+            c.score += w_meaning * c.meaning
 
     # -- choice -----------------------------------------------------------------------
     def choose(self, candidates: list[_Candidate], shape: Shape) -> list[_Candidate]:
@@ -361,15 +374,17 @@ class ExtractiveWriter:
         chosen = self._with_antecedent(lead)
         head = len(chosen)  # the lead and the sentences it needs before it, in reading order
         words = sum(len(c.text.split()) for c in chosen)
+        # A further sentence, read in its section, scores close to the best one so read.
+        bar = self.keep_ratio * max(c.in_context for c in candidates)
         while len(chosen) < shape.sentences:
             # The sentence right after a chosen one usually goes on with its thought: a
             # paragraph reads better than a collage, and holds the facts around the lead.
             taken = {c.key for c in chosen}
             ranked = sorted((c for c in ranked if c.key not in taken),
-                            key=lambda c: -(c.score + self._follows(c, taken)))
+                            key=lambda c: -(c.in_context + self._follows(c, taken)))
             added = False
             for candidate in ranked:
-                if candidate.score + self._follows(candidate, taken) < self.keep_ratio * lead.score:
+                if candidate.in_context + self._follows(candidate, taken) < bar:
                     break
                 group = self._admit(candidate, chosen, shape, words)
                 if group:
@@ -401,7 +416,8 @@ class ExtractiveWriter:
         if self._repeats(candidate, chosen):
             return []
         if candidate.hit.doc_id not in {c.hit.doc_id for c in chosen} and not (
-                self._adds(candidate, chosen) and candidate.meaning >= chosen[0].meaning - 0.05):
+                self._adds(candidate, chosen)
+                and candidate.meaning_in_context >= chosen[0].meaning_in_context - 0.05):
             return []  # a second source only for a new fact as close to the question
         group = self._with_antecedent(candidate, chosen)
         group_words = sum(len(c.text.split()) for c in group)

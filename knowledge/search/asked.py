@@ -9,7 +9,7 @@ import re
 
 from .text import keyword_terms
 
-__all__ = ["FOCUS", "FRAME_WORDS", "WORD", "focus_terms", "names_asked", "is_heading", "inner_headings"]
+__all__ = ["FOCUS", "FRAME_WORDS", "WORD", "focus_terms", "names_asked", "is_heading", "headings_in", "inner_headings"]
 
 # What a "What is…?" / "Who are…?" question asks about: the words after the copula, up to
 # the first preposition or clause ("our on-call rota" in "What is our on-call rota for the
@@ -51,10 +51,22 @@ def names_asked(name: str | None, focus: frozenset[str]) -> bool:
     return len(terms - focus) <= 1 or focus <= frozenset(keyword_terms(inside))
 
 
+# A line of code kept as its own paragraph ("folds = KFold(n_splits=5)") is not a heading.
+_CODE = re.compile(r"[=_{}\[\]<>`;$\\]|\w\(")
+
+
 def is_heading(paragraph: str) -> bool:
-    """A heading the chunker kept as its own paragraph: short, no closing punctuation."""
+    """A heading the chunker kept as its own paragraph: short, no closing punctuation, not
+    code."""
     text = paragraph.strip()
-    return 0 < len(text.split()) <= 12 and not text.endswith((".", "!", "?", ":", ";", ","))
+    return (0 < len(text.split()) <= 12 and not text.endswith((".", "!", "?", ":", ";", ","))
+            and not _CODE.search(text))
+
+
+def headings_in(text: str) -> frozenset[str]:
+    """The passage's paragraphs that are headings (the chunker writes each between blank
+    lines; a list item or a line of a table is not one)."""
+    return frozenset(p.strip() for p in text.split("\n\n") if "\n" not in p.strip() and is_heading(p))
 
 
 def inner_headings(text: str) -> list[str]:

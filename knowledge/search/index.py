@@ -54,8 +54,8 @@ __all__ = ["IndexSnapshot", "IndexManager"]
 
 log = logging.getLogger(__name__)
 # 2: meta.json names the embedding model; 3: own keyword index, approximate dense
-# indexes, deltas
-FORMAT_VERSION = 3
+# indexes, deltas; 4: Greek letters in keyword terms by name
+FORMAT_VERSION = 4
 CURRENT = "CURRENT"
 SNAPSHOT_NAME = re.compile(r"^(snap|delta)-\d{8}T\d{6}-[0-9a-f]{8}$")
 # A delta may grow to this many changed passages, or this share of its base, whichever is

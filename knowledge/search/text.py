@@ -6,7 +6,7 @@ import hashlib
 import re
 from functools import lru_cache
 
-__all__ = ["split_sentences", "split_blocks", "keyword_terms", "exact_terms", "normalise_whitespace", "sha256",
+__all__ = ["split_sentences", "split_blocks", "keyword_terms", "exact_terms", "latin_letters", "normalise_whitespace", "sha256",
            "embedding_text", "keyword_text", "sentence_spans"]
 
 _ABBREVIATIONS = {
@@ -129,8 +129,25 @@ def _stopwords() -> frozenset[str]:
     return frozenset(STOPWORDS_EN) | _QUESTION_WORDS
 
 
+# A Greek letter that is part of a name, by name: an article writes "β-VAE" and "ε-greedy",
+# a person types "beta-VAE" and "epsilon-greedy". A letter standing alone is a variable
+# ("κ" in a formula), and stays out of the terms: "kappa" must not find every formula.
+_GREEK_NAMES = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi "
+                "omicron pi rho sigma sigma tau upsilon phi chi psi omega").split()
+_GREEK = {**{chr(0x3B1 + i): name for i, name in enumerate(_GREEK_NAMES)},  # α…ω, with final ς
+          **{chr(0x391 + i): name for i, name in enumerate(_GREEK_NAMES) if i != 17},  # Α…Ω
+          "\u00b5": "mu", "\u03d1": "theta", "\u03d5": "phi", "\u03f5": "epsilon"}
+_GREEK_IN_NAME = re.compile("(?<![\\w-])([\u0391-\u03a9\u03b1-\u03c9\u00b5\u03d1\u03d5\u03f5])(?=-[^\\W\\d_])")
+
+
+def latin_letters(text: str) -> str:
+    """A Greek letter joined to a name, by name ("β-VAE" → "beta-VAE"); other text as it is."""
+    return _GREEK_IN_NAME.sub(lambda m: _GREEK.get(m.group(1), m.group(1)), text)
+
+
 def keyword_terms(text: str) -> list[str]:
-    """Terms for the keyword signal: lower-cased, stemmed, stop words dropped.
+    """Terms for the keyword signal: lower-cased, stemmed, stop words dropped, a Greek
+    letter in a name ("β-VAE") by name.
 
     Compound tokens that carry exact meaning (``CUDA_ERROR_OUT_OF_MEMORY``, ``gpt-4``,
     ``sklearn.metrics``, ``C++``) are kept whole, unstemmed, alongside their parts,
@@ -139,7 +156,7 @@ def keyword_terms(text: str) -> list[str]:
     stop = _stopwords()
     plain: list[str] = []
     exact: list[str] = []
-    for token in _TOKEN.findall(text):
+    for token in _TOKEN.findall(latin_letters(text)):
         token = token.lower()
         if token.isalnum():  # one plain word or number (most tokens): the same rules, faster
             if token not in stop and (len(token) > 1 or token.isdigit()):
@@ -163,7 +180,7 @@ def exact_terms(question: str) -> list[str]:
     """
     out: list[str] = []
     stop = _stopwords()
-    for i, match in enumerate(_TOKEN.finditer(question)):
+    for i, match in enumerate(_TOKEN.finditer(latin_letters(question))):
         token = match.group()
         lower = token.lower()
         if len(_PART.split(lower)) > 1 or token.endswith(("+", "#")):

@@ -298,3 +298,36 @@ def test_a_sentence_gains_with_how_close_its_sections_heading_is_to_the_question
     gain = {text: c.score - unscored[text] for text, c in scored.items()}
     assert scored["Precision and recall"].section == "Metrics for rare classes"
     assert gain["Precision and recall"] > gain["Most classifiers out"] > 0
+
+
+K_FOLD = """# Validating models
+
+## K-fold cross-validation
+
+K-fold cross-validation estimates how well a model generalises when labelled data is scarce. The rows are shuffled and cut into k folds of equal size.
+
+    folds = KFold(n_splits=5, shuffle=True)
+
+Each fold is held out once for scoring while the remaining folds fit the model. The k scores are averaged into one estimate, and their spread shows how stable it is.
+
+## Holdout sets
+
+A holdout set is a slice of the data kept aside until the very end. Teams use it once, to confirm the final model before launch.
+"""
+
+
+def test_what_goes_with_the_lead_is_read_under_its_sections_heading(sqlite_kb, tmp_path, monkeypatch):
+    # "Each fold is held out once…" never names k-fold cross-validation, and the line of
+    # code before it is neither a heading nor a sentence that leads on to it.
+    ingest(sqlite_kb, tmp_path, {"validation.md": K_FOLD, "drift.md": DRIFT})
+    question = "How does k-fold cross-validation work?"
+    answer = sqlite_kb.ask(question)
+    assert answer.text.startswith("K-fold cross-validation estimates"), answer.text
+    assert "Each fold is held out once for scoring" in answer.text
+    assert "holdout set" not in answer.text
+    writer = sqlite_kb.extractive
+    scored = {c.text[:20]: c for c in writer.candidates(answer.result)}
+    assert scored["Each fold is held ou"].section == "K-fold cross-validation"
+    # Read on its own, the sentence is too far from the question to be quoted.
+    monkeypatch.setattr(writer, "read_in_context", False)
+    assert "Each fold is held out once" not in sqlite_kb.ask(question).text
