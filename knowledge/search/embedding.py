@@ -131,6 +131,14 @@ class Embedder:
         return self.resolved[0]
 
     @property
+    def quantized(self) -> bool:
+        """Runs an int8 export, whose activations are quantized per batch: a text's vector
+        depends a little on the texts embedded with it."""
+        if self.passages is not None:
+            return self.passages.quantized
+        return self.backend.endswith("-int8")
+
+    @property
     def batch_size(self) -> int:
         return self._batch_size or self.runtime.batch_size(self.resolved[1])
 

@@ -232,3 +232,19 @@ def test_a_new_document_on_the_int8_backend_is_found_by_its_own_words(tmp_path, 
         source="notes")
     assert kb.search("Which queue do big GPU training jobs use?", k=1).hits[0].doc_id == "gpu-queue"
     kb.close()
+
+
+def test_an_answer_sentence_embeds_the_same_whatever_is_embedded_with_it(built):
+    from knowledge.kb import KnowledgeBase
+    from knowledge.search import Embedder, Runtime
+
+    # int8 activations are quantized per batch: batched, a sentence's vector moves with the
+    # sentences beside it, and a cached answer would depend on which question came first.
+    int8 = Embedder(runtime=Runtime(backend="onnx-int8", export_dir=built, threads=1))
+    sentence, *others = TEXTS[:4]
+    assert int8.quantized
+    alone = int8.embed([sentence])[0]
+    assert float(alone @ int8.embed([sentence, *others], batch_size=8)[0]) < 0.9999
+    for batch in ([sentence, *others], [*others, sentence]):
+        vectors = KnowledgeBase._embed_sentences(int8, batch)
+        assert np.array_equal(vectors[batch.index(sentence)], alone)
