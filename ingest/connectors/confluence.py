@@ -45,9 +45,9 @@ from knowledge.errors import DMLError, SourceError
 from knowledge.sources import AccessRule, People, redact_credentials, strip_credentials
 
 from ..documents import SourceDocument
-from ..loaders import MARKDOWN, PDF, TEXT, load_bytes
+from ..loaders import MARKDOWN, PDF, TEXT
 from .confluence_storage import storage_sections
-from .contract import Changes, LateCursor, Source, SourceItem, stamp
+from .contract import Changes, LateCursor, Source, SourceItem, file_document, stamp
 from .registry import register
 
 __all__ = ["ConfluenceSite", "ConfluenceSource", "confluence_page_id"]
@@ -454,21 +454,16 @@ class ConfluenceSource(Source):
         try:
             data = self._call(lambda client: client.get(f"{base.rstrip('/')}{download}", absolute=True,
                                                         not_json_response=True), what=f"downloading {name}")
-            if not isinstance(data, bytes | bytearray):
-                raise SourceError(where, "could not be downloaded (no content)")
-            if len(data) > MAX_ATTACHMENT_BYTES:
-                raise SourceError(where, f"is larger than {MAX_ATTACHMENT_BYTES} bytes")
-            document = load_bytes(bytes(data), name, where)
+            document = file_document(data, name, where, limit=MAX_ATTACHMENT_BYTES,
+                                     title=f"{name} ({page.get('title') or 'attachment'})")
         except SourceError as exc:
             return where, exc
-        except Exception as exc:  # a parser's crash on one file stops nothing else
-            log.exception("could not read %s", where)
-            return where, SourceError(where, f"could not be read ({type(exc).__name__}: {exc})")
+        except Exception as exc:  # the client's own crash on one download stops nothing else
+            log.exception("could not download %s", where)
+            return where, SourceError(where, f"could not be downloaded ({type(exc).__name__}: {exc})")
         document.doc_id = self.attachment_id(str(page["id"]), str(attachment["id"]))
         document.kind = "confluence attachment"
         document.url = f"{base.rstrip('/')}{links.get('webui') or download}"
-        if document.title == Path(name).stem.replace("-", " ").replace("_", " ").strip():
-            document.title = f"{name} ({page.get('title') or 'attachment'})"
         document.metadata = {**document.metadata, "space": self.space, "page_id": str(page["id"]),
                              "attachment": name, **({RESTRICTED: True} if restricted else {})}
         access = self._restricted_rule(str(page["id"])) if restricted else self.access

@@ -16,11 +16,12 @@ edit or a deletion seen as it happens, between syncs.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from knowledge.errors import DMLError, SourceError
@@ -29,8 +30,12 @@ from knowledge.settings import Settings
 from knowledge.sources import AccessRule, SourceConfig
 
 from ..documents import SourceDocument
+from ..loaders import load_bytes
 
-__all__ = ["Source", "Changes", "LateCursor", "Refreshed", "SourceItem", "stamp", "vendor_time"]
+__all__ = ["Source", "Changes", "LateCursor", "Refreshed", "SourceItem", "file_document", "stamp",
+           "vendor_time"]
+
+log = logging.getLogger(__name__)
 
 # A document, or why one could not be read, with where it came from (a file in a commit;
 # None: the document says, by its path or id).
@@ -191,6 +196,30 @@ def vendor_time(value: object) -> datetime | None:
     except ValueError:
         return None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def file_document(data: object, name: str, where: str, *, limit: int, title: str) -> SourceDocument:
+    """A file a vendor's API handed over (a Confluence attachment, a Notion file block, a
+    Drive file) as a document: its content checked (there, within ``limit`` bytes), parsed by
+    its name's kind, and called ``title`` when the file has no title of its own (the parser
+    fell back to its name). A SourceError says what was wrong with this one file; a
+    parser's crash is one too, so the rest of the sync goes on."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if not isinstance(data, bytes | bytearray):
+        raise SourceError(where, "could not be downloaded (no content)")
+    if len(data) > limit:
+        raise SourceError(where, f"is larger than {limit} bytes")
+    try:
+        document = load_bytes(bytes(data), name, where)
+    except SourceError:
+        raise
+    except Exception as exc:  # a parser's crash on one file stops nothing else
+        log.exception("could not read %s", where)
+        raise SourceError(where, f"could not be read ({type(exc).__name__}: {exc})") from exc
+    if document.title == PurePosixPath(name).stem.replace("-", " ").replace("_", " ").strip():
+        document.title = title
+    return document
 
 
 def stamp(document: SourceDocument, *, updated_at: datetime | None, author: str | None,

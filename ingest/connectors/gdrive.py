@@ -36,8 +36,8 @@ from typing import Any
 from knowledge.errors import DMLError, SourceError
 from knowledge.sources import People
 
-from ..loaders import MARKDOWN, PDF, TEXT, load_bytes
-from .contract import Changes, LateCursor, Source, SourceItem, stamp, vendor_time
+from ..loaders import MARKDOWN, PDF, TEXT
+from .contract import Changes, LateCursor, Source, SourceItem, file_document, stamp, vendor_time
 from .gdrive_access import EXPERTS_ONLY, access_of, permissions_key
 from .gdrive_client import DriveError, DriveService
 from .registry import register
@@ -351,14 +351,8 @@ class GDriveSource(Source):
             suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in SUFFIXES else DOWNLOADED[mime]
             data = self._call(lambda s: s.files().get_media(fileId=fid, supportsAllDrives=True),
                               what=f"downloading {name}")
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        if not isinstance(data, bytes | bytearray):
-            raise SourceError(where, "could not be downloaded (no content)")
-        if len(data) > MAX_BYTES:
-            raise SourceError(where, f"is larger than {MAX_BYTES} bytes")
         stem = Path(name).stem if Path(name).suffix.lower() in SUFFIXES else name
-        document = load_bytes(bytes(data), f"{stem}{suffix}", where)
+        document = file_document(data, f"{stem}{suffix}", where, limit=MAX_BYTES, title=name)
         permissions = file.get("permissions")
         if permissions is None:
             permissions = self._permissions(fid, name)
@@ -367,7 +361,7 @@ class GDriveSource(Source):
         document.doc_id = gdrive_doc_id(fid)
         document.kind = KINDS.get(mime, "drive file")
         document.url = file.get("webViewLink") or f"https://drive.google.com/file/d/{fid}/view"
-        if mime in EXPORTED or document.title == stem.replace("-", " ").replace("_", " ").strip():
+        if mime in EXPORTED:  # a Doc or Slide is called what Drive calls it
             document.title = name
         document.metadata = {**document.metadata, "file_id": fid, "mime_type": mime,
                              "gdrive_modified": file.get("modifiedTime"),

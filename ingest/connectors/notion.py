@@ -58,8 +58,8 @@ from knowledge.sources import AccessRule
 
 from ..chunking import Section
 from ..documents import SourceDocument
-from ..loaders import MARKDOWN, PDF, TEXT, load_bytes
-from .contract import Changes, LateCursor, Source, SourceItem, stamp, vendor_time
+from ..loaders import MARKDOWN, PDF, TEXT
+from .contract import Changes, LateCursor, Source, SourceItem, file_document, stamp, vendor_time
 from .notion_blocks import SEPARATE, block_sections, rich_text
 from .registry import register
 
@@ -411,17 +411,15 @@ class NotionSource(Source):
 
             fetched = Fetcher(timeout=self.settings.fetch_timeout, max_bytes=MAX_FILE_BYTES,
                               allow_private=self.settings.allow_private_urls).fetch(url)
-            document = load_bytes(fetched.body, name, where)
+            document = file_document(fetched.body, name, where, limit=MAX_FILE_BYTES, title=f"{name} ({title})")
         except SourceError as exc:
             return where, exc
-        except Exception as exc:  # a parser's crash on one file stops nothing else
-            log.exception("could not read %s", where)
-            return where, SourceError(where, f"could not be read ({type(exc).__name__}: {exc})")
+        except Exception as exc:  # a failed download of one file stops nothing else
+            log.exception("could not download %s", where)
+            return where, SourceError(where, f"could not be downloaded ({type(exc).__name__}: {exc})")
         document.doc_id = self.file_id(str(page["id"]), str(found["id"]))
         document.kind = "notion file"
         document.url = f"{page.get('url') or ''}#{str(found['id']).replace('-', '')}" if page.get("url") else None
-        if document.title == PurePosixPath(name).stem.replace("-", " ").replace("_", " ").strip():
-            document.title = f"{name} ({title})"
         document.metadata = {**document.metadata, "notion_page_id": str(page["id"]), "file": name}
         return where, self._stamp(document, page, found.get("last_edited_time"))
 

@@ -1,5 +1,6 @@
 """Pure parts of synced sources: credentials out of URLs, access rules, web links to a file
-at a commit, and notebooks read as text."""
+at a commit, notebooks read as text, and a vendor's file (an attachment, a file block, a
+Drive file) read as a document."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import re
 
 import pytest
 
+from ingest.connectors import contract
+from ingest.connectors.contract import file_document
 from ingest.connectors.git_repo import web_link
 from ingest.connectors.notebooks import parse_notebook
 from knowledge.errors import DMLError, SourceError
@@ -100,3 +103,32 @@ def test_a_notebook_reads_as_markdown_code_and_short_outputs():
 def test_a_notebook_that_cannot_be_read_says_why(data, problem):
     with pytest.raises(SourceError, match="^" + re.escape(f"nb.ipynb: {problem}")):
         parse_notebook(data, "nb.ipynb", fallback_title="nb")
+
+
+def test_a_vendors_file_is_titled_by_where_it_was_found_unless_it_has_a_title():
+    untitled = file_document(b"Warmup for five percent of the steps.", "lr-notes.md", "wiki: lr-notes.md",
+                             limit=1000, title="lr-notes.md (Training tips)")
+    assert untitled.title == "lr-notes.md (Training tips)"
+    titled = file_document("# Learning rates\n\nWarmup first.", "lr-notes.md", "wiki: lr-notes.md",
+                           limit=1000, title="lr-notes.md (Training tips)")  # an export is text
+    assert titled.title == "Learning rates"
+
+
+@pytest.mark.parametrize("data, problem", [
+    (None, "could not be downloaded (no content)"),
+    ({"error": "not a file"}, "could not be downloaded (no content)"),
+    (b"x" * 1001, "is larger than 1000 bytes"),
+])
+def test_a_vendors_file_that_cannot_be_used_says_why(data, problem):
+    with pytest.raises(SourceError, match=re.escape(problem)) as raised:
+        file_document(data, "notes.txt", "wiki: notes.txt", limit=1000, title="notes.txt")
+    assert raised.value.where == "wiki: notes.txt"
+
+
+def test_a_parsers_crash_on_a_vendors_file_is_that_files_problem(monkeypatch):
+    def crash(*args, **kwargs):
+        raise ValueError("bad xref table")
+
+    monkeypatch.setattr(contract, "load_bytes", crash)
+    with pytest.raises(SourceError, match=re.escape("could not be read (ValueError: bad xref table)")):
+        file_document(b"%PDF-1.7 ...", "paper.pdf", "wiki: paper.pdf", limit=1000, title="paper.pdf")
