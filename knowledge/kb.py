@@ -162,14 +162,14 @@ class KnowledgeBase:
 
     def search(self, question: str, *, k: int = 10, keyword_weight: float | None = None,
                channel: str | None = None, learned: bool = True,
-               audience: Audience | None = None) -> SearchResult:
+               audience: Audience | None = None, passages_per_doc: int = 3) -> SearchResult:
         """Documents for a question asked in ``channel``: only those its ``audience`` may
         see (default: everyone in the channel, so restricted knowledge stays in the channels
         its rule names) and, where the channel limits them, only from the sources it may cite."""
         sources = self.channel_configs.sources_for(channel) if channel else ()
         return self.retriever.search(question, k=k, keyword_weight=keyword_weight,
                                      channel=channel, learned=learned, sources=sources,
-                                     audience=audience)
+                                     audience=audience, passages_per_doc=passages_per_doc)
 
     def restricted_channels(self) -> set[str]:
         """Channels some document's access rule names: whose membership decides who sees it."""
@@ -213,8 +213,9 @@ class KnowledgeBase:
         question = question.strip()
         query = f"{context.strip()}\n{question}" if context and context.strip() else question
         # Only reads: a database restarting under a question is waited for, not reported.
-        result = self.database.retrying(lambda: self.search(query, k=5, channel=channel,
-                                                                 audience=audience),
+        passages = self.writer.passages_per_doc
+        result = self.database.retrying(lambda: self.search(query, k=5, channel=channel, audience=audience,
+                                                                 passages_per_doc=passages),
                                         what="answering a question")
         result.question = question
         return result

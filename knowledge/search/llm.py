@@ -57,6 +57,7 @@ class LLMWriter:
     """
 
     name = "llm"
+    passages_per_doc = 3  # of each document in the prompt
 
     def __init__(self, *, url: str, model: str | None, api_key: str | None = None,
                  timeout: float = 30.0, fallback: ExtractiveWriter, client: OpenAI | None = None,

@@ -331,3 +331,13 @@ def test_what_goes_with_the_lead_is_read_under_its_sections_heading(sqlite_kb, t
     # Read on its own, the sentence is too far from the question to be quoted.
     monkeypatch.setattr(writer, "read_in_context", False)
     assert "Each fold is held out once" not in sqlite_kb.ask(question).text
+
+
+def test_the_extractive_writer_reads_four_passages_of_each_document(sqlite_kb, tmp_path):
+    long_section = "# Monitoring\n\n## Drift\n\n" + " ".join(
+        f"Drift check number {i} compares the live distribution of a feature with its training one."
+        for i in range(80))
+    ingest(sqlite_kb, tmp_path, {"monitoring.md": long_section})
+    question = "How does a drift check compare distributions?"
+    assert len(sqlite_kb.search(question).hits[0].passages) == 3  # what `dml search` shows
+    assert len(sqlite_kb.ask(question).result.hits[0].passages) == 4
