@@ -133,9 +133,18 @@ def _opens_with_subject(candidate: _Candidate, subject: set[str]) -> bool:
     return bool(opening & subject)
 
 
+# "Our experiment tracker is called Ledgerline": the name comes last, after what it names.
+_CALLED = re.compile(r"^(?P<what>(?:\S+\s+){1,8}?)(?:is|are) (?:called|named|known as) (?!after\b|for\b|by\b|in\b)(?P<name>[^,;.]{1,60})", re.I)
+
+
 def _defines(candidate: _Candidate, subject: set[str]) -> bool:
     """Does the sentence define the subject: it opens the sentence and a defining verb
-    follows soon after ("X is …", "X, also known as Y, is …", "X states that …")?"""
+    follows soon after ("X is …", "X, also known as Y, is …", "X states that …"), or the
+    sentence says what is called X ("Our experiment tracker is called Ledgerline, …")?"""
+    called = _CALLED.match(candidate.text)
+    if called is not None and subject and not _SUBORDINATE.match(candidate.text) \
+            and set(keyword_terms(called.group("name"))) & subject:
+        return True
     if not _opens_with_subject(candidate, subject):
         return False
     if _DEFINES.search(" ".join(candidate.text.split()[:14])) is not None:

@@ -131,6 +131,9 @@ def test_a_sentence_about_the_subject_just_before_the_lead_is_read_first():
     ("Cons: residual blocks add memory for the shortcut tensors of every layer.", False),  # not its name
     ("Residual block: none.", False),  # a label, not a definition
     ("As a component, a residual block adds the input of a layer to a later output.", False),
+    # The name last, after what it names:
+    ("Our shortcut unit is called a residual block, and every layer of the network has one.", True),
+    ("Our tracker projects are named after the residual block they test.", False),  # not its name
 ])
 def test_what_defines_the_subject(sentence, defines):
     from knowledge.search.answers import _defines
