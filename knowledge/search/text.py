@@ -140,8 +140,13 @@ _GREEK = {**{chr(0x3B1 + i): name for i, name in enumerate(_GREEK_NAMES)},  # α
 _GREEK_IN_NAME = re.compile("(?<![\\w-])([\u0391-\u03a9\u03b1-\u03c9\u00b5\u03d1\u03d5\u03f5])(?=-[^\\W\\d_])")
 
 
+_ANY_GREEK = re.compile("[\u0391-\u03a9\u03b1-\u03c9\u00b5\u03d1\u03d5\u03f5]")
+
+
 def latin_letters(text: str) -> str:
     """A Greek letter joined to a name, by name ("β-VAE" → "beta-VAE"); other text as it is."""
+    if _ANY_GREEK.search(text) is None:  # most text: one fast scan, not the look-behind's
+        return text
     return _GREEK_IN_NAME.sub(lambda m: _GREEK.get(m.group(1), m.group(1)), text)
 
 
