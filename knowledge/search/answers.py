@@ -324,16 +324,19 @@ class ExtractiveWriter:
         # A sentence's opening carries its subject; a long one is embedded by its first
         # words, which costs the model a fraction and measured no worse.
         plain = [" ".join(c.text.split()[:EMBEDDED_WORDS]) for c in candidates]
-        in_context = self.read_in_context
-        read = [f"{c.section or c.hit.title}: {text}" for c, text in zip(candidates, plain, strict=True)] \
-            if in_context else []
+        # Read under a heading: the sentences that have one (a passage with neither heading
+        # nor title is read as it is, and costs nothing more).
+        under = [i for i, c in enumerate(candidates) if c.section or c.hit.title] if self.read_in_context else []
+        read = [f"{candidates[i].section or candidates[i].hit.title}: {plain[i]}" for i in under]
         names = sorted({c.section for c in candidates if c.section}) if self.heading_weight else []
         cosines = self.sentence_vectors.get(result.model or "", plain + read + names) \
             @ result.vector.astype(np.float32)
         n = len(plain)
-        under_heading = cosines[n:2 * n] if in_context else cosines[:n]
+        meanings = cosines[:n]
+        under_heading = meanings.copy()
+        under_heading[under] = cosines[n:n + len(read)]
         headings = dict(zip(names, (float(x) for x in cosines[n + len(read):]), strict=True))
-        return cosines[:n], under_heading, headings
+        return meanings, under_heading, headings
 
     def _score(self, candidates: list[_Candidate], result: SearchResult) -> None:
         query_terms = set(result.terms)
