@@ -63,13 +63,17 @@ def is_heading(paragraph: str) -> bool:
             and not _CODE.search(text))
 
 
+def _heading_paragraphs(paragraphs: list[str]) -> list[str]:
+    """The paragraphs that are headings (the chunker writes each between blank lines, on a
+    line of its own; a list item or a line of a table is not one)."""
+    return [p.strip() for p in paragraphs if "\n" not in p.strip() and is_heading(p)]
+
+
 def headings_in(text: str) -> frozenset[str]:
-    """The passage's paragraphs that are headings (the chunker writes each between blank
-    lines; a list item or a line of a table is not one)."""
-    return frozenset(p.strip() for p in text.split("\n\n") if "\n" not in p.strip() and is_heading(p))
+    """Every heading in a passage, the one it may open with included."""
+    return frozenset(_heading_paragraphs(text.split("\n\n")))
 
 
 def inner_headings(text: str) -> list[str]:
-    """The headings of the sections that start inside a passage (each its own paragraph,
-    after a blank line: the chunker writes them so)."""
-    return [p.strip() for p in text.split("\n\n")[1:] if "\n" not in p.strip() and is_heading(p)]
+    """The headings of the sections that start inside a passage, after its first paragraph."""
+    return _heading_paragraphs(text.split("\n\n")[1:])

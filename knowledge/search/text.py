@@ -137,10 +137,9 @@ _GREEK_NAMES = ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda
 _GREEK = {**{chr(0x3B1 + i): name for i, name in enumerate(_GREEK_NAMES)},  # α…ω, with final ς
           **{chr(0x391 + i): name for i, name in enumerate(_GREEK_NAMES) if i != 17},  # Α…Ω
           "\u00b5": "mu", "\u03d1": "theta", "\u03d5": "phi", "\u03f5": "epsilon"}
-_GREEK_IN_NAME = re.compile("(?<![\\w-])([\u0391-\u03a9\u03b1-\u03c9\u00b5\u03d1\u03d5\u03f5])(?=-[^\\W\\d_])")
-
-
-_ANY_GREEK = re.compile("[\u0391-\u03a9\u03b1-\u03c9\u00b5\u03d1\u03d5\u03f5]")
+_GREEK_LETTER = "[\u0391-\u03a9\u03b1-\u03c9\u00b5\u03d1\u03d5\u03f5]"
+_ANY_GREEK = re.compile(_GREEK_LETTER)
+_GREEK_IN_NAME = re.compile(f"(?<![\\w-])({_GREEK_LETTER})(?=-[^\\W\\d_])")
 
 
 def latin_letters(text: str) -> str:

@@ -20,4 +20,3 @@ from knowledge.search.text import split_sentences
 ])
 def test_sentences_end_at_variables_but_not_at_initials_or_abbreviations(text, sentences):
     assert split_sentences(text) == sentences
-
