@@ -47,7 +47,7 @@ from knowledge.sources import AccessRule, People, redact_credentials, strip_cred
 from ..documents import SourceDocument
 from ..loaders import MARKDOWN, PDF, TEXT
 from .confluence_storage import storage_sections
-from .contract import Changes, LateCursor, Source, SourceItem, file_document, stamp
+from .contract import Changes, LateCursor, Source, SourceItem, file_document, stamp, vendor_time
 from .registry import register
 
 __all__ = ["ConfluenceSite", "ConfluenceSource", "confluence_page_id"]
@@ -96,15 +96,8 @@ def confluence_page_id(site: str, page_id: str) -> str:
 
 def _when(page: Mapping[str, Any]) -> datetime | None:
     """A page's last version time (``version.when``), timezone-aware; None if unreadable."""
-    value = ((page.get("version") or {}).get("when")) or \
-        (((page.get("history") or {}).get("lastUpdated") or {}).get("when"))
-    if not isinstance(value, str):
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return vendor_time(((page.get("version") or {}).get("when"))
+                       or (((page.get("history") or {}).get("lastUpdated") or {}).get("when")))
 
 
 def _editor(page: Mapping[str, Any]) -> str | None:
@@ -721,7 +714,6 @@ def _readable(attachment: Mapping[str, Any]) -> bool:
              or (attachment.get("extensions") or {}).get("mediaType") or "")
     return Path(str(attachment.get("title") or "")).suffix.lower() in ATTACHED or \
         str(media).split(";")[0].strip().lower() in ATTACHED_TYPES
-
 
 
 def _numeric(page_id: str) -> tuple[int, str]:

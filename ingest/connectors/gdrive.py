@@ -76,7 +76,6 @@ def gdrive_doc_id(file_id: str) -> str:
     return f"gdrive:{file_id}"
 
 
-
 def _parent(file: dict[str, Any]) -> str | None:
     parents = file.get("parents") or []
     return str(parents[0]) if parents else None

@@ -116,7 +116,6 @@ def parse_notion_id(value: str) -> str | None:
     return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
 
 
-
 def _parent(obj: Mapping[str, Any]) -> str | None:
     """The id of what ``obj`` (a page or database) sits in: a page, a database or a block."""
     parent = obj.get("parent") or {}
