@@ -101,8 +101,8 @@ def main() -> None:
     # their heading); then the last again, every sentence cached. Each mode by meaning has
     # its own cache, filled only by the questions asked so far.
     modes = [("shared terms only", None, True),
-             ("by meaning, cold, sentences alone", SentenceVectors(vectors._embed), False),
-             ("by meaning, cold", SentenceVectors(vectors._embed), True)]
+             ("by meaning, cold, sentences alone", SentenceVectors(vectors.embed), False),
+             ("by meaning, cold", SentenceVectors(vectors.embed), True)]
     timings: dict[str, list[float]] = {label: [] for label, _, _ in modes}
     timings["by meaning, cached"] = []
     for i, question in enumerate(questions):

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-
-import numpy as np
 
 from knowledge.channels import AssistantThreads, ChannelConfigs
 from knowledge.drafts import Drafts
@@ -34,9 +31,6 @@ from .errors import StoreError
 from .settings import Settings
 
 __all__ = ["KnowledgeBase"]
-
-# Answer sentences differ in length: small batches (sorted by length) pad less.
-SENTENCE_BATCH = 8
 
 log = logging.getLogger(__name__)
 # How often a process looks at which model version is live (as often as at the index).
@@ -78,7 +72,7 @@ class KnowledgeBase:
         # Candidate sentences are embedded by the passage side of the model version that
         # embedded the index, so their cosines with the question mean what passages' do.
         self.sentence_vectors = SentenceVectors(
-            lambda model, texts: self._embed_sentences(self.embedder_for(model), texts))
+            lambda model, texts: self.embedder_for(model).embed_sentences(texts))
         extractive = ExtractiveWriter(min_confidence=settings.min_confidence,
                                       min_meaning=settings.min_sentence_similarity,
                                       sentence_vectors=self.sentence_vectors)
@@ -121,14 +115,6 @@ class KnowledgeBase:
     def embedder(self) -> Embedder:
         """The live model version's embedder: what new passages are embedded with."""
         return self.embedder_for(self.active_model())
-
-    @staticmethod
-    def _embed_sentences(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
-        """Answer sentences to vectors. An int8 backend quantizes each batch's activations
-        with one scale, so a sentence's vector moved with the sentences beside it (cosine
-        0.992 with itself alone) and the same question could get another answer after other
-        questions had filled the cache: there, each sentence is embedded on its own."""
-        return embedder.embed(texts, batch_size=1 if embedder.quantized else SENTENCE_BATCH)
 
     def embedder_for(self, model: str) -> Embedder:
         """The embedder of a model version by name (the configured model or a tuned one)."""

@@ -34,6 +34,9 @@ def _torch_sees_a_gpu() -> bool:
     return bool(torch.cuda.is_available())
 
 
+SENTENCE_BATCH = 8  # answer sentences at a time (sorted by length, small batches pad less)
+
+
 @dataclass(frozen=True)
 class Runtime:
     """Where and how the model runs: a backend (``torch``, ``onnx``, ``onnx-int8``,
@@ -233,11 +236,18 @@ class Embedder:
 
     def embed(self, texts: Sequence[str], *, show_progress: bool = False,
               batch_size: int | None = None) -> np.ndarray:
-        """Passages (documents) to vectors; ``batch_size`` for short texts of mixed length
-        (answer sentences), where small batches pad less."""
+        """Passages (documents) to vectors, ``batch_size`` at a time."""
         if self.passages is not None:
             return self.passages.embed(texts, show_progress=show_progress, batch_size=batch_size)
         return self._encode(texts, show_progress=show_progress, batch_size=batch_size)
+
+    def embed_sentences(self, texts: Sequence[str]) -> np.ndarray:
+        """Answer sentences to vectors, on the passage side: short texts of mixed length, in
+        small batches that pad less. An int8 backend quantizes each batch's activations with
+        one scale, so there a sentence's vector moved with the sentences beside it (cosine
+        0.992 with itself alone) and a cached answer depended on which question came first:
+        each sentence is embedded on its own."""
+        return self.embed(texts, batch_size=1 if self.quantized else SENTENCE_BATCH)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Questions to vectors (what is compared with the passages' vectors)."""

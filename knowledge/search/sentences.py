@@ -85,7 +85,7 @@ class SentenceVectors:
     """Sentence vectors by (model version, sentence), computed in one batch, kept (LRU)."""
 
     def __init__(self, embed: Callable[[str, Sequence[str]], np.ndarray], *, capacity: int = 50_000):
-        self._embed = embed  # (model version, texts) -> unit vectors, passage side
+        self.embed = embed  # (model version, texts) -> unit vectors, passage side
         self.capacity = capacity
         self._vectors: OrderedDict[tuple[str, bytes], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -108,7 +108,7 @@ class SentenceVectors:
                     found[i] = vector
         missing = [i for i in range(len(sentences)) if i not in found]
         if missing:
-            fresh = self._embed(model, [sentences[i] for i in missing])
+            fresh = self.embed(model, [sentences[i] for i in missing])
             with self._lock:
                 for i, vector in zip(missing, fresh, strict=True):
                     found[i] = vector

@@ -235,7 +235,6 @@ def test_a_new_document_on_the_int8_backend_is_found_by_its_own_words(tmp_path, 
 
 
 def test_an_answer_sentence_embeds_the_same_whatever_is_embedded_with_it(built):
-    from knowledge.kb import KnowledgeBase
     from knowledge.search import Embedder, Runtime
 
     # int8 activations are quantized per batch: batched, a sentence's vector moves with the
@@ -246,5 +245,5 @@ def test_an_answer_sentence_embeds_the_same_whatever_is_embedded_with_it(built):
     alone = int8.embed([sentence])[0]
     assert float(alone @ int8.embed([sentence, *others], batch_size=8)[0]) < 0.9999
     for batch in ([sentence, *others], [*others, sentence]):
-        vectors = KnowledgeBase._embed_sentences(int8, batch)
+        vectors = int8.embed_sentences(batch)
         assert np.array_equal(vectors[batch.index(sentence)], alone)
