@@ -1,8 +1,14 @@
-"""Answer quality of the extractive writer on ../shared/corpus (lil-log + ds-interviews).
+"""Answer quality of the extractive writer, on two sets of questions:
 
-bench/data/answer_questions.jsonl: covered questions, each with 2–4 key facts found in its
-source article (the first one the core of the answer), and questions the corpus does not
-cover (off-topic, or team facts no document holds). Reported:
+- ``--set corpus`` (default): ../shared/corpus (lil-log + ds-interviews), long articles written
+  elsewhere. bench/data/answer_questions.jsonl: covered questions, each with 2–4 key facts
+  found in its source article (the first one the core of the answer), and questions the
+  corpus does not cover (off-topic, or team facts no document holds).
+- ``--set handbook``: the sample handbook that ships in knowledge/sample, short team pages.
+  bench/data/handbook_questions.jsonl (covered, with facts as above) and the off-topic and
+  uncovered team questions of tests/data.
+
+Reported:
 
 - key-fact recall of the answer text (an abstention scores 0);
 - answers whose first sentence holds the core fact;
@@ -14,7 +20,7 @@ cover (off-topic, or team facts no document holds). Reported:
 - the abstention setting cross-validated: the threshold chosen on one half of the
   questions (by id) and scored on the other, both ways.
 
-    python bench/answers.py [--name answers] [--examples 6]
+    python bench/answers.py [--set corpus|handbook] [--name answers] [--examples 6]
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ from knowledge.kb import KnowledgeBase
 from knowledge.settings import Settings
 
 QUESTIONS = REPO / "bench" / "data" / "answer_questions.jsonl"
+HANDBOOK_QUESTIONS = REPO / "bench" / "data" / "handbook_questions.jsonl"
+UNCOVERED = [REPO / "tests" / "data" / name for name in ("offtopic_questions.txt", "uncovered_team_questions.txt")]
+SETS = {"corpus": [SHARED / "corpus" / "lil-log", SHARED / "corpus" / "ds-interviews"],
+        "handbook": [REPO / "knowledge" / "sample"]}
 EXAMPLES = ("c01", "Thompson", "HOG", "reparameterization", "u01", "u02")
 
 
@@ -46,18 +56,25 @@ def contains(text: str, fact: str) -> bool:
     return f" {normalise(fact)} " in f" {normalise(text)} "
 
 
-def load_questions() -> list[dict]:
-    return [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def knowledge_base(data_dir: Path) -> KnowledgeBase:
+def load_questions(which: str = "corpus") -> list[dict]:
+    if which == "corpus":
+        return _jsonl(QUESTIONS)
+    uncovered = [line.strip() for path in UNCOVERED for line in path.read_text().splitlines() if line.strip()]
+    return _jsonl(HANDBOOK_QUESTIONS) + [{"id": f"hu{i:02d}", "question": q, "covered": False}
+                                         for i, q in enumerate(uncovered, start=1)]
+
+
+def knowledge_base(data_dir: Path, which: str = "corpus") -> KnowledgeBase:
     from ingest import Ingestor
 
     settings = Settings.from_env({"DML_DATA_DIR": str(data_dir)})
     kb = KnowledgeBase(settings=settings)
-    report = Ingestor(kb=kb, progress=False).run([SHARED / "corpus" / "lil-log",
-                                                  SHARED / "corpus" / "ds-interviews"])
-    print(f"  corpus: {report.summary()}", flush=True)
+    report = Ingestor(kb=kb, progress=False).run(SETS[which])
+    print(f"  {which}: {report.summary()}", flush=True)
     kb.warm_up()
     return kb
 
@@ -169,20 +186,24 @@ def table_row(label: str, s: dict) -> list:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--name", default="answers", help="results file name and table label")
-    parser.add_argument("--data-dir", type=Path, default=CACHE / "answers")
+    parser.add_argument("--set", choices=sorted(SETS), default="corpus", dest="which")
+    parser.add_argument("--name", help="results file name and table label (answers, answers_handbook)")
+    parser.add_argument("--data-dir", type=Path, help="the knowledge base (bench/.cache/answers[-handbook])")
     parser.add_argument("--examples", type=int, default=6)
     args = parser.parse_args()
-    need_shared()
-    kb = knowledge_base(args.data_dir)
+    suffix = "" if args.which == "corpus" else f"_{args.which}"
+    name = args.name or f"answers{suffix}"
+    if args.which == "corpus":
+        need_shared()
+    kb = knowledge_base(args.data_dir or CACHE / f"answers{suffix.replace('_', '-')}", args.which)
     rows, seconds = [], []
-    for question in load_questions():
+    for question in load_questions(args.which):
         started = time.perf_counter()
         answer = kb.ask(question["question"])
         seconds.append(time.perf_counter() - started)
         rows.append(score(question, answer, best_meaning(kb, answer)))
     summary = summarise(rows, seconds, kb.settings.min_confidence)
-    table = markdown_table(TABLE_COLUMNS, [table_row(args.name, summary)])
+    table = markdown_table(TABLE_COLUMNS, [table_row(name, summary)])
     print(table)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("fact_recall",)}, indent=1))
     for row in rows:
@@ -195,7 +216,7 @@ def main() -> int:
         if not row["covered"] and not row["abstained"]:
             print(f"  {row['id']} answered off-topic: {row['question']} -> {row['answer'][:120]}")
     picked = [r for r in rows if any(e == r["id"] or e in r["question"] for e in EXAMPLES)]
-    save_result(args.name, {"table": table, "summary": summary, "rows": rows,
+    save_result(name, {"table": table, "summary": summary, "rows": rows,
                             "examples": picked[: args.examples]})
     return 0
 
