@@ -341,3 +341,23 @@ def test_the_extractive_writer_reads_four_passages_of_each_document(sqlite_kb, t
     question = "How does a drift check compare distributions?"
     assert len(sqlite_kb.search(question).hits[0].passages) == 3  # what `dml search` shows
     assert len(sqlite_kb.ask(question).result.hits[0].passages) == 4
+
+
+CROSS_VALIDATION = """# Cross-validation
+
+Cross-validation is a way to get a steadier estimate from a small dataset by training several times on different subsets of it. The data is cut into equal parts, and each part is scored once by a model trained on the others.
+
+We use 5 folds by default and report the mean and the spread across folds. Stratified folds keep the class balance of the whole dataset in each fold.
+"""
+
+
+def test_a_question_asking_for_a_quantity_leads_with_the_sentence_that_gives_one(sqlite_kb, tmp_path,
+                                                                                monkeypatch):
+    ingest(sqlite_kb, tmp_path, {"cross-validation.md": CROSS_VALIDATION, "drift.md": DRIFT})
+    how_many = "How many folds should I use when I cross-validate a small dataset?"
+    assert sqlite_kb.ask(how_many).text.startswith("We use 5 folds by default"), sqlite_kb.ask(how_many).text
+    # Not a quantity question: what cross-validation is comes first.
+    assert sqlite_kb.ask("What is cross-validation?").text.startswith("Cross-validation is a way")
+    # Without the rule the definition leads: the question's words are all in it.
+    monkeypatch.setattr(sqlite_kb.extractive, "number_bonus", 0.0)
+    assert sqlite_kb.ask(how_many).text.startswith("Cross-validation is a way")

@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from bot.blocks import MAX_CONTEXT_TEXT, quote_block
-from knowledge.search.answers import DEFINITION, EXPLANATION, Quote, question_shape, unseen_focus
+from knowledge.search.answers import (
+    DEFINITION,
+    EXPLANATION,
+    Quote,
+    asks_quantity,
+    gives_number,
+    question_shape,
+    unseen_focus,
+)
 from knowledge.search.index import one_edit
 from knowledge.search.sentences import quotable
 
@@ -25,6 +33,37 @@ def test_question_shapes():
     assert question_shape("what does PSI mean?") is DEFINITION
     assert question_shape("How do I backfill a feature?") is EXPLANATION
     assert question_shape("Why does drift matter?") is EXPLANATION
+
+
+@pytest.mark.parametrize(("question", "quantity"), [
+    ("How many folds should I use?", True),
+    ("Roughly how many examples do I need for a first LoRA fine-tune?", True),
+    ("What PSI value counts as a major shift?", True),
+    ("What learning rate should I start from?", True),
+    ("How long should a model run in shadow mode?", True),
+    ("What is a feature store?", False),
+    ("How does PPO keep policy updates small?", False),
+    ("Which FAISS index suits about 50k vectors?", False),
+    ("", False),
+])
+def test_questions_that_ask_for_a_quantity(question, quantity):
+    assert asks_quantity(question) is quantity
+
+
+@pytest.mark.parametrize(("sentence", "number"), [
+    ("We use 5 folds by default.", True),
+    ("A PSI above 0.25 means a major shift.", True),
+    ("Below 10,000 labelled examples we cross-validate.", True),
+    ("The first 15% of steps warm up.", True),
+    ("A golden set needs at least fifty examples.", True),
+    ("L2 regularization adds a penalty on the weights.", False),
+    ("Use k-fold cross-validation on a ResNet50 backbone.", False),
+    ("One vector cannot represent a forty-page document.", False),
+    ("A flat index is fine for about 50k vectors.", False),  # the question's own number
+    ("", False),
+])
+def test_sentences_that_give_a_number(sentence, number):
+    assert gives_number(sentence, frozenset({"50k"})) is number
 
 
 def test_the_quote_block_is_escaped_and_within_slack_limits():
