@@ -19,6 +19,8 @@ __all__ = ["flaw", "answer_sentences", "KINDS"]
 KINDS = ("caption", "bibliography", "fragment", "aside", "math-hole")
 
 _CITE = re.compile(r"\s*\[\d+\]\s*")
+_CITED_BEFORE_STOP = re.compile(r"\s*((?:\[\d+\])+)\s*([.!?])")
+_CITED_INSIDE = re.compile(r"\s*(?:\[\d+\])+(?=[,;:])")
 _CAPTION = re.compile(
     r"^\W*(fig(ure)?\.?\s*\d|table\s+\d|image\s+(source|credit)|photo\s+(by|credit))|"
     r"\((image|photo)\s+(source|credit)s?\s*:|\bimage source\b", re.I)
@@ -46,7 +48,11 @@ _HOLE = re.compile(r"\w\s+[,.;:)](\s|$)|\(\s*\)|\s{2,}\S|\$|\\[A-Za-z]+|\b(of|on
 
 
 def answer_sentences(text: str) -> list[str]:
-    """The quoted sentences of an extractive answer (each ends with its ``[n]``)."""
+    """The sentences of an answer, each ending with its ``[n]``: the extractive writer's
+    ("… default. [1]"), or an LLM's, which cites before the full stop or inside the sentence
+    ("… default [1].", "… [1][2], which …")."""
+    text = _CITED_BEFORE_STOP.sub(r"\2 \1", text)
+    text = _CITED_INSIDE.sub("", text)
     return [s.strip() for s in _CITE.split(text) if s.strip()]
 
 

@@ -21,12 +21,18 @@ Reported:
   questions (by id) and scored on the other, both ways.
 
     python bench/answers.py [--set corpus|handbook] [--name answers] [--examples 6]
+
+``--llm`` measures the LLM writer instead, on the endpoint the environment names
+(``DML_LLM_URL``, ``DML_LLM_MODEL``, ``DML_LLM_API_KEY``, as ``dml run`` reads them), with the
+same questions, facts and detector: whether an endpoint the team has meets what the
+extractive writer cannot. Its ask times are the endpoint's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -68,10 +74,12 @@ def load_questions(which: str = "corpus") -> list[dict]:
                                          for i, q in enumerate(uncovered, start=1)]
 
 
-def knowledge_base(data_dir: Path, which: str = "corpus") -> KnowledgeBase:
+def knowledge_base(data_dir: Path, which: str = "corpus", *, llm: bool = False) -> KnowledgeBase:
     from ingest import Ingestor
 
-    settings = Settings.from_env({"DML_DATA_DIR": str(data_dir)})
+    # The LLM writer's settings come from the environment; nothing else does.
+    llm_env = {k: v for k, v in os.environ.items() if k.startswith("DML_LLM_")} if llm else {}
+    settings = Settings.from_env({**llm_env, "DML_DATA_DIR": str(data_dir)})
     kb = KnowledgeBase(settings=settings)
     report = Ingestor(kb=kb, progress=False).run(SETS[which])
     print(f"  {which}: {report.summary()}", flush=True)
@@ -190,12 +198,17 @@ def main() -> int:
     parser.add_argument("--name", help="results file name and table label (answers, answers_handbook)")
     parser.add_argument("--data-dir", type=Path, help="the knowledge base (bench/.cache/answers[-handbook])")
     parser.add_argument("--examples", type=int, default=6)
+    parser.add_argument("--llm", action="store_true", help="the LLM writer, on DML_LLM_URL")
     args = parser.parse_args()
-    suffix = "" if args.which == "corpus" else f"_{args.which}"
+    if args.llm and not os.environ.get("DML_LLM_URL"):
+        parser.error("--llm measures the endpoint DML_LLM_URL names (and DML_LLM_MODEL, DML_LLM_API_KEY); set it")
+    suffix = ("" if args.which == "corpus" else f"_{args.which}") + ("_llm" if args.llm else "")
     name = args.name or f"answers{suffix}"
     if args.which == "corpus":
         need_shared()
-    kb = knowledge_base(args.data_dir or CACHE / f"answers{suffix.replace('_', '-')}", args.which)
+    folder = "answers" if args.which == "corpus" else f"answers-{args.which}"
+    kb = knowledge_base(args.data_dir or CACHE / folder, args.which, llm=args.llm)
+    print(f"  writer: {kb.writer.name}", flush=True)
     rows, seconds = [], []
     for question in load_questions(args.which):
         started = time.perf_counter()

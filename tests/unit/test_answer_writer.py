@@ -25,7 +25,7 @@ from knowledge.search.index import one_edit
 from knowledge.search.sentences import quotable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from answer_checks import flaw  # noqa: E402
+from answer_checks import answer_sentences, flaw  # noqa: E402
 
 
 def test_question_shapes():
@@ -116,6 +116,17 @@ def test_the_writer_only_quotes_sentences_about_the_subject(sentence, ok):
 ])
 def test_the_benchmark_detector(sentence, kind):
     assert flaw(sentence) == kind
+
+
+@pytest.mark.parametrize(("answer", "sentences"), [
+    ("We use 5 folds. [1] PSI above 0.25 is major. [2]", ["We use 5 folds.", "PSI above 0.25 is major."]),
+    # An LLM cites before the full stop, or inside the sentence.
+    ("We use 5 folds by default [1]. PSI above 0.25 [2][3], which is major [2].",
+     ["We use 5 folds by default.", "PSI above 0.25, which is major."]),
+    ("", []),
+])
+def test_the_benchmark_reads_the_sentences_of_either_writers_answer(answer, sentences):
+    assert answer_sentences(answer) == sentences
 
 
 @pytest.mark.parametrize(("question", "unseen", "missing"), [
