@@ -104,6 +104,7 @@ class _Candidate:
     about: bool = False  # opens with the question's subject ("Focal loss is…")
     opens_section: bool = False  # among the first sentences of a section named as asked
     section: str | None = None  # the heading of the section it stands in (None: not known)
+    gives_number: bool = False  # holds a number, and the question asks for a quantity
 
     @property
     def key(self) -> tuple[int, int]:
@@ -398,7 +399,8 @@ class ExtractiveWriter:
                 c.score += self.definition_bonus  # "What is X?" wants "X is …" first
             elif not definition and c.about:
                 c.score += self.subject_bonus  # "How does X…?" wants "X does …"
-            if quantity and gives_number(c.text, asked_numbers):
+            c.gives_number = quantity and gives_number(c.text, asked_numbers)
+            if c.gives_number:
                 c.score += self.number_bonus  # "How many folds…?" wants "We use 5 folds…"
             c.meaning_in_context = float(in_context[i]) if in_context is not None else 0.0
             c.in_context = c.score + w_meaning * c.meaning_in_context
@@ -442,9 +444,10 @@ class ExtractiveWriter:
         # A chosen sentence about the subject that comes right before the lead in its
         # passage is read first: the passage's own order ("Residual block: some input…",
         # then "Residual blocks are essential for…") reads better than the lead pulled out
-        # ahead of what introduces it.
+        # ahead of what introduces it. Not ahead of the number a quantity question asks for.
         while (before := next((c for c in rest if c.about and c.chunk_id == lead_group[0].chunk_id
-                               and c.order == lead_group[0].order - 1), None)) is not None:
+                               and c.order == lead_group[0].order - 1
+                               and c.gives_number >= lead_group[0].gives_number), None)) is not None:
             rest.remove(before)
             lead_group.insert(0, before)
         rest = sorted(rest, key=lambda c: (c.doc_rank, c.position, c.order))

@@ -71,3 +71,14 @@ def test_covered_questions_are_answered_and_the_rest_get_i_dont_know(handbook_on
     assert len(uncovered) >= 24
     wrongly = [q for q in uncovered if not handbook_kb.ask(q).abstained]
     assert wrongly == []
+
+
+@pytest.mark.parametrize(("question", "opening"), [
+    ("How many folds should I use when I cross-validate a small dataset?", "We use 5 folds by default"),
+    ("What PSI value counts as a major shift in a feature distribution?", "Our thresholds are that a PSI below 0.1"),
+    # The sentence before it in the page is about LoRA, and would be read first for a
+    # question that does not ask for a number.
+    ("How much data do I need for a first LoRA fine-tune?", "A useful first fine-tune needs roughly 500 to 2,000"),
+])
+def test_a_question_asking_for_a_quantity_opens_with_the_number(handbook_kb, question, opening):
+    assert handbook_kb.ask(question).text.startswith(opening)

@@ -174,6 +174,19 @@ def test_a_sentence_about_the_subject_just_before_the_lead_is_read_first():
     assert ExtractiveWriter().choose([lead, aside], EXPLANATION) == [lead, aside]
 
 
+
+def test_the_sentence_before_the_number_a_question_asks_for_is_not_read_ahead_of_it():
+    from knowledge.search.answers import ExtractiveWriter
+
+    before = _candidate(0, "For a first fine-tune we use LoRA, which trains small adapter matrices.", 0.8,
+                        about=True)
+    lead = _candidate(1, "A first LoRA fine-tune needs roughly 500 to 2,000 good examples.", 1.0, about=True)
+    lead.gives_number = True  # "How much data do I need for a first LoRA fine-tune?"
+    assert ExtractiveWriter().choose([lead, before], EXPLANATION) == [lead, before]
+    before.gives_number = True  # it gives one too: the page's order stands
+    assert ExtractiveWriter().choose([lead, before], EXPLANATION) == [before, lead]
+
+
 @pytest.mark.parametrize(("sentence", "defines"), [
     ("Residual block: a shortcut that adds the input of a layer to the output two layers later.", True),
     ("CMA-ES, short for covariance matrix adaptation evolution strategy, fixes the step size.", True),
