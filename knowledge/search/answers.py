@@ -183,6 +183,7 @@ def unseen_focus(question: str, unseen: Sequence[str]) -> list[str]:
 
 
 SECTION_LEAD = 2  # the sentences that open a section
+HEADING_WEIGHT = 0.15  # tuned on half of bench/data/answer_questions.jsonl
 # A question that asks for a quantity ("How many folds…?", "What PSI value…?", "Roughly how
 # many examples…?") is answered by a sentence that gives one ("We use 5 folds by default"),
 # not by the one that says what the thing is: the answer type of factoid question answering.
@@ -204,10 +205,13 @@ def asks_quantity(question: str) -> bool:
     return _QUANTITY.search(question) is not None
 
 
+def numbers_in(text: str) -> frozenset[str]:
+    return frozenset(m.group(0).lower().rstrip(".,") for m in _NUMBER.finditer(text))
+
+
 def gives_number(sentence: str, asked: frozenset[str] = frozenset()) -> bool:
     """Does the sentence give a number other than those the question holds ("about 50k")?"""
-    return any(m.group(0).lower().rstrip(".,") not in asked for m in _NUMBER.finditer(sentence))
-HEADING_WEIGHT = 0.15  # tuned on half of bench/data/answer_questions.jsonl
+    return bool(numbers_in(sentence) - asked)
 
 
 def question_shape(question: str) -> Shape:
@@ -379,7 +383,7 @@ class ExtractiveWriter:
         # the sentences of a section named like the question all look alike.
         cosines = self._cosines(candidates, result)
         quantity = asks_quantity(result.question)
-        asked_numbers = frozenset(m.group(0).lower().rstrip(".,") for m in _NUMBER.finditer(result.question))
+        asked_numbers = numbers_in(result.question)
         w_meaning, w_terms, w_rank = self.weights
         if cosines is None:  # no vectors: shared terms carry the meaning's weight too
             w_terms, w_meaning = w_terms + w_meaning, 0.0
