@@ -29,9 +29,8 @@ import statistics
 import sys
 
 import numpy as np
-from answer_checks import answer_sentences
-from answers import SETS, contains, half, knowledge_base, load_questions
-from common import CACHE, markdown_table, need_shared, save_result
+from answers import SETS, contains, data_dir, half, knowledge_base, load_questions, score
+from common import markdown_table, need_shared, save_result
 
 from knowledge.search import ExtractiveWriter
 
@@ -112,15 +111,14 @@ def main() -> int:
     need_shared()
     sets = {}
     for which in SETS:
-        kb = knowledge_base(CACHE / ("answers" if which == "corpus" else f"answers-{which}"), which)
+        kb = knowledge_base(data_dir(which), which)
         writer = copy.copy(kb.extractive)
         writer.__class__ = LearnedLead
         questions = []
         for q in load_questions(which):
             if not q.get("covered", True):
                 continue
-            result = kb.search(q["question"], k=5, passages_per_doc=writer.passages_per_doc)
-            result.question = q["question"]
+            result = kb.ask(q["question"]).result  # the retrieval an answer is written from
             candidates = [] if writer.should_abstain(result) else writer.candidates(copy.copy(result))
             x = describe(candidates, result)
             y = np.array([contains(c.text, q["facts"][0]) for c in candidates], dtype=float)
@@ -133,14 +131,9 @@ def main() -> int:
 
     def answered(writer, rows, weights) -> tuple[int, float]:
         writer.lead_weights = weights
-        core, recall = 0, []
-        for r in rows:
-            answer = writer.write(copy.copy(r["result"]))
-            sentences = [] if answer.abstained else answer_sentences(answer.text)
-            facts = r["q"]["facts"]
-            core += bool(sentences) and contains(sentences[0], facts[0])
-            recall.append(sum(contains(" ".join(sentences), f) for f in facts) / len(facts))
-        return core, statistics.mean(recall) if recall else 0.0
+        scored = [score(r["q"], writer.write(copy.copy(r["result"])), 0.0) for r in rows]
+        return (sum(s["core_first"] for s in scored),
+                statistics.mean(s["recall"] for s in scored) if scored else 0.0)
 
     fits = {}
     for h in (0, 1):

@@ -74,6 +74,11 @@ def load_questions(which: str = "corpus") -> list[dict]:
                                          for i, q in enumerate(uncovered, start=1)]
 
 
+def data_dir(which: str) -> Path:
+    """Where a set's knowledge base is kept between runs (bench/.cache/answers[-handbook])."""
+    return CACHE / ("answers" if which == "corpus" else f"answers-{which}")
+
+
 def knowledge_base(data_dir: Path, which: str = "corpus", *, llm: bool = False) -> KnowledgeBase:
     from ingest import Ingestor
 
@@ -206,8 +211,7 @@ def main() -> int:
     name = args.name or f"answers{suffix}"
     if args.which == "corpus":
         need_shared()
-    folder = "answers" if args.which == "corpus" else f"answers-{args.which}"
-    kb = knowledge_base(args.data_dir or CACHE / folder, args.which, llm=args.llm)
+    kb = knowledge_base(args.data_dir or data_dir(args.which), args.which, llm=args.llm)
     print(f"  writer: {kb.writer.name}", flush=True)
     rows, seconds = [], []
     for question in load_questions(args.which):
